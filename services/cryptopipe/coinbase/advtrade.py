@@ -1,0 +1,172 @@
+"""The Coinbase Advanced Trade feed (wss://advanced-trade-ws.coinbase.com): subscribe frames and parser.
+
+Every frame is an envelope ``{"channel", "timestamp", "sequence_num", "events": [...]}``.
+Channels used: ``market_trades`` (events of type ``snapshot`` — the latest 100 trades per product on
+subscribe, so they repeat trades already seen after a reconnect — or ``update``) and ``heartbeats``
+(one frame per second for the whole connection, naming no product and no trade id).
+Unlike the Exchange feed, ``trade_id`` is a string and a frame can carry many trades, newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any
+
+import orjson
+
+from cryptopipe.contracts import ContractError, Tick, Trade, parse_time_us
+from cryptopipe.coinbase.frames import FrameResult
+from cryptopipe.coinbase.parse import (
+    check_object,
+    decode_object,
+    read_decimal,
+    read_digits,
+    read_int,
+    read_list,
+    read_object,
+    read_product_ids,
+    read_side,
+    read_str,
+    read_time_us,
+    server_error_text,
+    shown,
+)
+
+CHANNELS = ("market_trades", "heartbeats")
+_EVENT_TYPES = frozenset({"snapshot", "update"})
+_OLDEST_FIRST = attrgetter("event_time_us", "trade_id")
+
+
+def subscribe_frames(products: Sequence[str]) -> list[str]:
+    # The feed takes one channel per subscribe message.
+    return [
+        orjson.dumps({"type": "subscribe", "product_ids": list(products), "channel": channel}).decode()
+        for channel in CHANNELS
+    ]
+
+
+def parse_advanced_trade_frame(raw: str | bytes, receive_time_us: int, products: Sequence[str] = ()) -> FrameResult:
+    """Parse one Advanced Trade frame. Never raises: a bad frame comes back with ``error`` set.
+
+    ``products`` are the subscribed products: a ``heartbeats`` frame names none, so it yields one
+    Tick for each of them.
+    """
+    try:
+        frame = decode_object(raw)
+    except ContractError as exc:
+        return FrameResult("unknown", error=str(exc))
+    channel = frame.get("channel")
+    if channel is None and frame.get("type") == "error":
+        # A rejected subscription comes back as {"type":"error","message":...}, outside any channel.
+        return FrameResult("error", server_error=server_error_text(frame))
+    if type(channel) is not str:
+        return FrameResult("unknown", error=f"channel must be a string: {shown(channel)}")
+    reader = _READERS.get(channel)
+    if reader is None:
+        # ticker, candles, l2_data, status, ...: valid frames that yield no records
+        return FrameResult(channel)
+    try:
+        return reader(frame, receive_time_us, products)
+    except ContractError as exc:
+        return FrameResult(channel, error=str(exc))
+
+
+def _trade(item: dict[str, Any], sequence: int, receive_time_us: int) -> Trade:
+    return Trade(
+        product_id=read_str(item, "product_id"),
+        trade_id=read_digits(item, "trade_id"),
+        price=read_decimal(item, "price"),
+        size=read_decimal(item, "size"),
+        # "BUY"/"SELL" is the maker's side, as on the Exchange feed
+        side=read_side(item, "side"),
+        event_time_us=read_time_us(item, "time"),
+        receive_time_us=receive_time_us,
+        feed="advanced_trade",
+        sequence=sequence,
+    )
+
+
+def _market_trades(frame: dict[str, Any], receive_time_us: int, products: Sequence[str]) -> FrameResult:
+    sequence = read_int(frame, "sequence_num", 0)
+    trades: list[Trade] = []
+    is_snapshot = False
+    for i, raw_event in enumerate(read_list(frame, "events")):
+        event = check_object(raw_event, f"events[{i}]")
+        try:
+            event_type = read_str(event, "type")
+            if event_type not in _EVENT_TYPES:
+                raise ContractError(f"type must be snapshot or update: {shown(event_type)}")
+            items = read_list(event, "trades")
+        except ContractError as exc:
+            raise ContractError(f"events[{i}].{exc}") from None
+        is_snapshot = is_snapshot or event_type == "snapshot"
+        for j, raw_item in enumerate(items):
+            # One bad trade fails the whole frame, which goes to the dead-letter topic whole:
+            # never half-produced, so the DLQ record alone says everything that frame carried.
+            item = check_object(raw_item, f"events[{i}].trades[{j}]")
+            try:
+                trades.append(_trade(item, sequence, receive_time_us))
+            except ContractError as exc:
+                raise ContractError(f"events[{i}].trades[{j}].{exc}") from None
+    # The feed lists trades newest first; downstream (and gap detection) wants them in trade order.
+    trades.sort(key=_OLDEST_FIRST)
+    return FrameResult("market_trades", trades=tuple(trades), is_snapshot=is_snapshot)
+
+
+def _heartbeats(frame: dict[str, Any], receive_time_us: int, products: Sequence[str]) -> FrameResult:
+    event_time_us = _heartbeat_time_us(frame)
+    ticks = tuple(
+        Tick(product_id=product_id, event_time_us=event_time_us, receive_time_us=receive_time_us, feed="advanced_trade")
+        for product_id in products
+    )
+    return FrameResult("heartbeats", ticks=ticks)
+
+
+def _heartbeat_time_us(frame: dict[str, Any]) -> int:
+    """The server's clock at the heartbeat: ``events[0].current_time``, else the frame ``timestamp``.
+
+    current_time is Go's ``time.Time.String()``, e.g.
+    ``2026-08-09 21:05:48.854840045 +0000 UTC m=+41691.260485341`` (date, time, offset, zone name,
+    monotonic clock). That is a debugging format rather than a documented field, hence the fallback.
+    """
+    events = frame.get("events")
+    if type(events) is list and events and type(events[0]) is dict:
+        current_time = events[0].get("current_time")
+        if type(current_time) is str:
+            date, _, rest = current_time.partition(" ")
+            clock, _, rest = rest.partition(" ")
+            offset = rest.partition(" ")[0]
+            try:
+                return parse_time_us("events[0].current_time", f"{date}T{clock}{offset}")
+            except ContractError:
+                pass
+    try:
+        return read_time_us(frame, "timestamp")
+    except ContractError as exc:
+        raise ContractError(f"events[0].current_time is missing or not a time, and {exc}") from None
+
+
+def _subscriptions(frame: dict[str, Any], receive_time_us: int, products: Sequence[str]) -> FrameResult:
+    # events: [{"subscriptions": {"market_trades": ["BTC-USD", "ETH-USD"]}}]; the heartbeats channel
+    # is acknowledged as {"heartbeats": ["heartbeats"]}, which is passed on as the server sent it.
+    subscribed: dict[str, tuple[str, ...]] = {}
+    for i, raw_event in enumerate(read_list(frame, "events")):
+        event = check_object(raw_event, f"events[{i}]")
+        try:
+            channels = read_object(event, "subscriptions")
+        except ContractError as exc:
+            raise ContractError(f"events[{i}].{exc}") from None
+        for channel in channels:
+            try:
+                subscribed[channel] = read_product_ids(channels, channel)
+            except ContractError as exc:
+                raise ContractError(f"events[{i}].subscriptions.{exc}") from None
+    return FrameResult("subscriptions", subscribed=subscribed)
+
+
+_READERS: dict[str, Callable[[dict[str, Any], int, Sequence[str]], FrameResult]] = {
+    "market_trades": _market_trades,
+    "heartbeats": _heartbeats,
+    "subscriptions": _subscriptions,
+}
