@@ -1,0 +1,45 @@
+"""How every component talks to the S3 store (MinIO in a cluster, s3s-fs locally, AWS S3)."""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlparse
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class S3Connection:
+    endpoint: str | None  # http://127.0.0.1:9000 for MinIO/s3s-fs; None for AWS
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def arrow_filesystem(self):
+        """pyarrow's native S3 filesystem: path-style, plain HTTP when the endpoint says so."""
+        from pyarrow import fs
+
+        kwargs = dict(access_key=self.access_key, secret_key=self.secret_key, region=self.region)
+        if self.endpoint:
+            url = urlparse(self.endpoint)
+            kwargs.update(endpoint_override=url.netloc, scheme=url.scheme or "http", force_virtual_addressing=False)
+        # retries: a brief S3 hiccup should not fail a micro-batch (Spark would retry the batch anyway)
+        return fs.S3FileSystem(**kwargs, retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=5))
+
+    def s3a_conf(self) -> dict[str, str]:
+        """Hadoop s3a settings (as spark.hadoop.* keys) for Spark's checkpoints."""
+        conf = {
+            "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+            "spark.hadoop.fs.s3a.access.key": self.access_key,
+            "spark.hadoop.fs.s3a.secret.key": self.secret_key,
+            "spark.hadoop.fs.s3a.endpoint.region": self.region,
+            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        }
+        if self.endpoint:
+            url = urlparse(self.endpoint)
+            conf.update(
+                {
+                    "spark.hadoop.fs.s3a.endpoint": self.endpoint,
+                    "spark.hadoop.fs.s3a.path.style.access": "true",
+                    "spark.hadoop.fs.s3a.connection.ssl.enabled": str(url.scheme == "https").lower(),
+                }
+            )
+        return conf

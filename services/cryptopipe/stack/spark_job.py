@@ -1,0 +1,64 @@
+"""Run the candle job the way a SparkApplication would: its mainApplicationFile, its arguments and
+its sparkConf, here through spark-submit in local mode instead of through spark-operator.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cryptopipe.stack.paths import spark_jars
+from cryptopipe.stack.procs import ManagedProcess
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+JOB_MAIN = REPO_ROOT / "spark-apps" / "candles_job" / "main.py"
+
+
+def local_spark_conf(cores: int = 2, driver_memory: str = "1g") -> dict[str, str]:
+    """What local mode needs on top of the job's own conf (the cluster gets these from spark-operator)."""
+    return {
+        "spark.master": f"local[{cores}]",
+        "spark.jars": ",".join(str(j) for j in spark_jars()),
+        # the driver otherwise binds a non-loopback address it may not be able to reach
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.memory": driver_memory,
+        "spark.ui.enabled": "false",
+        # pyspark's Python workers must be this interpreter (the venv with cryptopipe installed)
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+    }
+
+
+def spark_submit_command(
+    arguments: Sequence[str], spark_conf: Mapping[str, str], main_file: Path = JOB_MAIN
+) -> list[str]:
+    submit = Path(sys.executable).with_name("spark-submit")
+    command = [str(submit)]
+    for key, value in spark_conf.items():
+        if key == "spark.master":
+            command += ["--master", value]
+        else:
+            command += ["--conf", f"{key}={value}"]
+    return [*command, str(main_file), *arguments]
+
+
+def spark_job_process(
+    arguments: Sequence[str],
+    *,
+    log_path: Path,
+    spark_conf: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cores: int = 2,
+) -> ManagedProcess:
+    """A ManagedProcess for the job; ``spark_conf`` is the SparkApplication's sparkConf."""
+    conf = {**local_spark_conf(cores), **(spark_conf or {})}
+    child_env = {"PYSPARK_PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # cryptopipe is importable from the venv; candles_job via main.py's own sys.path entry
+    child_env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return ManagedProcess(
+        spark_submit_command(arguments, conf), log_path=log_path, env=child_env, name="spark-candles-job",
+        cwd=Path(os.getcwd()),
+    )

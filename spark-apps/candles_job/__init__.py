@@ -1,0 +1,1 @@
+"""The Spark Structured Streaming job: Kafka trades -> exactly-once OHLC candles in the lake."""

@@ -1,0 +1,127 @@
+"""What the job tells the world after every micro-batch: Prometheus metrics on the driver and,
+optionally, a small JSON progress file (the local stack waits on it to know that every candle of a
+replay is committed).
+
+Fed by a StreamingQueryListener (progress of committed batches) and by the sink (candles written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from pyspark.sql.streaming import StreamingQueryListener
+
+NO_WATERMARK = "1970-01-01T00:00:00.000Z"
+
+
+def _iso_to_epoch_s(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class JobProgress:
+    """Totals per query (one query per window size), as metrics and as an optional JSON file."""
+
+    def __init__(self, progress_file: str | None = None, registry: CollectorRegistry | None = None):
+        self.progress_file = progress_file
+        self.registry = registry or CollectorRegistry()
+        self._lock = threading.Lock()
+        self._state: dict[str, dict] = {}
+        labels = ["window"]
+        r = self.registry
+        self.input_rows = Counter("cryptopipe_job_input_rows", "Kafka records read", labels, registry=r)
+        self.batches = Counter("cryptopipe_job_batches", "Micro-batches committed", labels, registry=r)
+        self.late_rows = Counter(
+            "cryptopipe_job_late_rows_dropped", "Rows dropped because they were older than the watermark", labels, registry=r
+        )
+        self.candles = Counter("cryptopipe_job_candles_written", "Candles written to the lake", labels, registry=r)
+        self.files = Counter("cryptopipe_job_files_written", "Parquet files written to the lake", labels, registry=r)
+        self.state_rows = Gauge("cryptopipe_job_state_rows", "Rows held in streaming state", labels, registry=r)
+        self.watermark = Gauge(
+            "cryptopipe_job_watermark_timestamp_seconds", "Event-time watermark of the last batch", labels, registry=r
+        )
+        self.input_rate = Gauge("cryptopipe_job_input_rows_per_second", "Input rate of the last batch", labels, registry=r)
+        self.processed_rate = Gauge(
+            "cryptopipe_job_processed_rows_per_second", "Processing rate of the last batch", labels, registry=r
+        )
+        self.batch_duration = Histogram(
+            "cryptopipe_job_batch_duration_seconds",
+            "Wall time of a micro-batch",
+            labels,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+
+    # -- fed by the listener --------------------------------------------------------------------
+    def on_progress(self, progress: dict) -> None:
+        window = (progress.get("name") or "candles-?").removeprefix("candles-")
+        operators = progress.get("stateOperators") or []
+        dropped = sum(op.get("numRowsDroppedByWatermark", 0) for op in operators)
+        watermark = (progress.get("eventTime") or {}).get("watermark", NO_WATERMARK)
+        self.input_rows.labels(window).inc(progress.get("numInputRows", 0))
+        self.batches.labels(window).inc()
+        self.late_rows.labels(window).inc(dropped)
+        self.state_rows.labels(window).set(sum(op.get("numRowsTotal", 0) for op in operators))
+        self.watermark.labels(window).set(_iso_to_epoch_s(watermark))
+        self.input_rate.labels(window).set(progress.get("inputRowsPerSecond") or 0)
+        self.processed_rate.labels(window).set(progress.get("processedRowsPerSecond") or 0)
+        self.batch_duration.labels(window).observe((progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000)
+        with self._lock:
+            s = self._state.setdefault(window, _empty())
+            s["batch_id"] = progress.get("batchId")
+            s["watermark"] = watermark
+            s["input_rows"] += progress.get("numInputRows", 0)
+            s["late_rows_dropped"] += dropped
+            s["end_offsets"] = [src.get("endOffset") for src in progress.get("sources") or []]
+            self._flush()
+
+    # -- fed by the sink ------------------------------------------------------------------------
+    def on_written(self, window: str, batch_id: int, candles: int, files: int) -> None:
+        self.candles.labels(window).inc(candles)
+        self.files.labels(window).inc(files)
+        with self._lock:
+            s = self._state.setdefault(window, _empty())
+            s["candles_written"] += candles
+            s["last_written_batch_id"] = batch_id
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"updated": time.time(), "queries": json.loads(json.dumps(self._state))}
+
+    def _flush(self) -> None:
+        if not self.progress_file:
+            return
+        body = json.dumps({"updated": time.time(), "queries": self._state}, default=str)
+        folder = os.path.dirname(os.path.abspath(self.progress_file))
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
+            tmp.write(body)
+        os.replace(tmp.name, self.progress_file)  # readers never see half a file
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, addr="0.0.0.0", registry=self.registry)
+
+
+def _empty() -> dict:
+    return {"batch_id": None, "watermark": NO_WATERMARK, "input_rows": 0, "late_rows_dropped": 0, "candles_written": 0}
+
+
+class ProgressListener(StreamingQueryListener):
+    def __init__(self, progress: JobProgress):
+        self.progress = progress
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's names)
+        pass
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        self.progress.on_progress(json.loads(event.progress.json))
+
+    def onQueryIdle(self, event) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        pass

@@ -1,0 +1,88 @@
+"""An independent reference for the end-to-end tests: candles computed straight from a recording's
+raw frames with plain Python decimals. Deliberately shares no code with the pipeline (not the
+parser, not the contracts), so a bug there cannot hide in the expectation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+EIGHT_PLACES = Decimal("0.00000001")
+
+
+def _time_us(text: str) -> int:
+    date, _, frac = text.rstrip("Z").partition(".")
+    base = datetime.strptime(date, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return int(base.timestamp()) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def recorded_trades(path: Path, products: set[str] | None = None) -> dict[tuple[str, int], tuple[int, Decimal, Decimal]]:
+    """Unique trades of a derived JSONL recording: (product, trade_id) -> (time_us, price, size)."""
+    trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row["dir"] != "recv":
+            continue
+        frame = json.loads(row["data"])
+        found = []
+        if frame.get("type") in ("match", "last_match"):
+            found.append(frame)
+        elif frame.get("channel") == "market_trades":
+            for event in frame["events"]:
+                found.extend(event["trades"])
+        for t in found:
+            if products and t["product_id"] not in products:
+                continue
+            trades[(t["product_id"], int(t["trade_id"]))] = (_time_us(t["time"]), Decimal(t["price"]), Decimal(t["size"]))
+    return trades
+
+
+def reference_candles(trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]], window_s: int = 60) -> list[dict]:
+    """One dict per (product, window), sorted, with the CSV's columns as exact values."""
+    groups: dict[tuple[str, int], list[tuple[int, int, Decimal, Decimal]]] = defaultdict(list)
+    for (product, trade_id), (time_us, price, size) in trades.items():
+        groups[(product, time_us // (window_s * 1_000_000))].append((time_us, trade_id, price, size))
+    out = []
+    for (product, bucket), rows in sorted(groups.items()):
+        rows.sort()
+        volume = sum(r[3] for r in rows)
+        notional = sum(r[2] * r[3] for r in rows)
+        start = bucket * window_s
+        out.append(
+            {
+                "product_id": product,
+                "window_start": datetime.fromtimestamp(start, timezone.utc),
+                "window_end": datetime.fromtimestamp(start + window_s, timezone.utc),
+                "open": rows[0][2],
+                "high": max(r[2] for r in rows),
+                "low": min(r[2] for r in rows),
+                "close": rows[-1][2],
+                "volume": volume,
+                "trade_count": len(rows),
+                "vwap": (notional / volume).quantize(EIGHT_PLACES, rounding=ROUND_HALF_UP),
+            }
+        )
+    return out
+
+
+def csv_candles(text: str) -> list[dict]:
+    """Parse the replay command's CSV into the same shape as reference_candles()."""
+    import csv
+    import io
+
+    out = []
+    for row in csv.DictReader(io.StringIO(text)):
+        out.append(
+            {
+                "product_id": row["product_id"],
+                "window_start": datetime.fromisoformat(row["window_start"].replace("Z", "+00:00")),
+                "window_end": datetime.fromisoformat(row["window_end"].replace("Z", "+00:00")),
+                **{k: Decimal(row[k]) for k in ("open", "high", "low", "close", "volume", "vwap")},
+                "trade_count": int(row["trade_count"]),
+            }
+        )
+    return sorted(out, key=lambda r: (r["product_id"], r["window_start"]))
