@@ -1,0 +1,238 @@
+"""Fill trade-id gaps over REST, on a worker thread so the socket reader never waits for HTTP.
+
+The reader reports a gap with ``submit``; its ids become *missing*. A missing id is produced exactly
+once, by whichever comes first: the REST fetch, or the WebSocket delivering it late (a reordered
+frame), which asks ``claim`` before producing a trade id at or below the newest it produced. What
+REST does not return is retried a few times (the REST trades endpoint can lag the socket by a
+moment), then given up, counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from cryptopipe.contracts import Trade
+from cryptopipe.ingest.metrics import IngestMetrics
+from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+FetchTrades = Callable[..., Sequence[Trade]]  # fetch_trades_range(base_url, product, first, last, *, timeout)
+# Gaps queued beyond this are refused: something is badly wrong upstream and memory must stay bounded.
+MAX_QUEUED_GAPS = 1000
+# Records per partition read back on start to find where the previous run left off.
+RESUME_TAIL_RECORDS = 5000
+
+
+class Backfiller:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        producer: RecordProducer,
+        metrics: IngestMetrics,
+        fetch: FetchTrades,
+    ) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._metrics = metrics
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._missing: dict[str, set[int]] = {}
+        self._queue: queue.Queue[tuple[str, int, int] | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest-backfill", daemon=True)
+        self._backfilled = metrics.hot.backfilled  # only this worker thread writes it
+        self._pending = 0  # gaps submitted and not finished; guarded by _idle
+        self._idle = threading.Condition(self._lock)
+
+    # -- called by the socket reader ----------------------------------------------------------------
+
+    def submit(self, product_id: str, first_missing: int, last_missing: int) -> None:
+        """Record ids first..last of a product as missing and queue them for backfill."""
+        count = last_missing - first_missing + 1
+        if count <= 0:
+            return
+        self._metrics.gaps_detected.labels(product_id).inc()
+        fields = {"product_id": product_id, "first_missing": first_missing, "last_missing": last_missing}
+        if count > self._settings.backfill_max_trades:
+            self._give_up(product_id, count, "too_large", fields)
+            return
+        if self._queue.qsize() >= MAX_QUEUED_GAPS or self._stopping.is_set():
+            self._give_up(product_id, count, "queue_full" if not self._stopping.is_set() else "shutdown", fields)
+            return
+        with self._lock:
+            self._missing.setdefault(product_id, set()).update(range(first_missing, last_missing + 1))
+            self._pending += 1
+        self._metrics.backfill_pending.inc()
+        log.info("trade gap detected", extra={**fields, "trades": count})
+        self._queue.put((product_id, first_missing, last_missing))
+
+    def claim(self, product_id: str, trade_id: int) -> bool:
+        """True exactly once for a missing id (the caller then produces it); False otherwise."""
+        missing = self._missing.get(product_id)
+        if not missing:  # the usual case: no lock taken
+            return False
+        with self._lock:
+            if trade_id in missing:
+                missing.discard(trade_id)
+                return True
+            return False
+
+    def missing_count(self) -> int:
+        with self._lock:
+            return sum(len(ids) for ids in self._missing.values())
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every submitted gap is finished (filled or given up); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout_s)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Finish the gap in progress (bounded by ``timeout_s``); gaps still queued are given up."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._finish(*item, reason="shutdown")
+
+    # -- worker ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._fill(*item)
+            except Exception:  # a bug must not kill the worker silently
+                log.exception("backfill worker failed on a gap", extra={"gap": item})
+                self._finish(*item, reason="internal_error")
+
+    def _fill(self, product_id: str, first: int, last: int) -> None:
+        settings = self._settings
+        delay = settings.backfill_retry_delay_s
+        for attempt in range(1, settings.backfill_retries + 1):
+            if not self._still_missing(product_id, first, last):
+                break
+            try:
+                trades = self._fetch(
+                    settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s
+                )
+            except Exception as exc:  # HTTP failure, timeout, malformed response: retry
+                self._metrics.error("backfill")
+                log.warning(
+                    "backfill request failed",
+                    extra={"product_id": product_id, "first_missing": first, "last_missing": last,
+                           "attempt": attempt, "error": repr(exc)},
+                )
+            else:
+                produced = 0
+                for trade in trades:
+                    if trade.product_id == product_id and first <= trade.trade_id <= last and self.claim(
+                        product_id, trade.trade_id
+                    ):
+                        if self._send(trade):
+                            produced += 1
+                if produced:
+                    self._backfilled[product_id] += produced
+                    log.info(
+                        "gap backfilled",
+                        extra={"product_id": product_id, "first_missing": first, "last_missing": last,
+                               "trades": produced, "attempt": attempt},
+                    )
+            if attempt < settings.backfill_retries and self._still_missing(product_id, first, last):
+                if self._stopping.wait(delay):
+                    break
+                delay *= 2
+        self._finish(product_id, first, last, reason="shutdown" if self._stopping.is_set() else "not_returned")
+
+    def _send(self, trade: Trade) -> bool:
+        try:
+            self._producer.send(trade.product_id, trade.to_json())
+            return True
+        except Exception as exc:  # Kafka refused it: missing again, so the next attempt retries it
+            self._metrics.error("produce")
+            log.warning("kafka producer refused a backfilled trade", extra={"error": repr(exc)})
+            with self._lock:
+                self._missing.setdefault(trade.product_id, set()).add(trade.trade_id)
+            return False
+
+    def _still_missing(self, product_id: str, first: int, last: int) -> bool:
+        with self._lock:
+            missing = self._missing.get(product_id, ())
+            return any(i in missing for i in range(first, last + 1))
+
+    def _finish(self, product_id: str, first: int, last: int, *, reason: str) -> None:
+        """Forget the gap's ids; whatever is still missing is given up."""
+        with self._lock:
+            missing = self._missing.get(product_id, set())
+            left = [i for i in range(first, last + 1) if i in missing]
+            missing.difference_update(left)
+            self._pending -= 1
+            self._idle.notify_all()
+        self._metrics.backfill_pending.dec()
+        if left:
+            self._give_up(product_id, len(left), reason,
+                          {"product_id": product_id, "first_missing": first, "last_missing": last,
+                           "unfilled_trade_ids_sample": left[:10]})
+
+    def _give_up(self, product_id: str, count: int, reason: str, fields: dict) -> None:
+        self._metrics.gaps_unfilled.labels(product_id, reason).inc()
+        self._metrics.trades_unfilled.labels(product_id).inc(count)
+        log.error("trade gap not backfilled", extra={**fields, "reason": reason, "trades": count})
+
+
+def trade_ids_in_topic_tail(
+    bootstrap: str, topic: str, products: Sequence[str], *, tail: int = RESUME_TAIL_RECORDS, timeout_s: float = 15.0
+) -> dict[str, tuple[int, int]]:
+    """(lowest, highest) trade id per product among the last ``tail`` records of each partition.
+
+    Where a previous run of this service left off: seeding the reader with it makes the first trade
+    after a restart reveal the trades missed while down (backfilled like any gap), and the replays of
+    a reconnect (last_match, snapshots) recognisable as duplicates.
+    """
+    wanted = set(products)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cryptopipe-ingest-resume")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return {}
+        consumer.assign(partitions)
+        begin, end = consumer.beginning_offsets(partitions), consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(begin[tp], end[tp] - tail))
+        found: dict[str, tuple[int, int]] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read the tail of {topic} within {timeout_s} s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    product, trade_id = value.get("product_id"), value.get("trade_id")
+                    if value.get("kind") != "trade" or product not in wanted or type(trade_id) is not int:
+                        continue
+                    low, high = found.get(product, (trade_id, trade_id))
+                    found[product] = (min(low, trade_id), max(high, trade_id))
+        return found
+    finally:
+        consumer.close()

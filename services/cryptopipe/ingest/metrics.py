@@ -1,0 +1,154 @@
+"""Prometheus metrics of one ingestion service instance, in its own CollectorRegistry.
+
+Rare events (reconnects, gaps, errors) use ordinary prometheus_client metrics. The per-frame and
+per-trade counts are plain ints in dicts owned by the socket-reader thread (``HotCounts``) and are
+turned into metrics only when scraped: a locked ``Counter.inc()`` per trade would cost more than
+producing it.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "cryptopipe_ingest_"
+CONNECTION_STATES = ("disconnected", "connecting", "connected", "subscribed")
+# Frame types come from the wire; past this many distinct ones, further types count as "other"
+# so a misbehaving server cannot blow up the label cardinality.
+MAX_FRAME_TYPES = 32
+
+
+class HotCounts:
+    """Counts kept by one thread (the socket reader) with plain dict arithmetic.
+
+    Only the owning thread writes; the scrape reads. A scrape may see a value one frame old,
+    never a lost increment.
+    """
+
+    def __init__(self) -> None:
+        self.frames: collections.Counter[str] = collections.Counter()
+        self.trades: collections.Counter[str] = collections.Counter()  # product -> trades produced from ws
+        self.ticks: collections.Counter[str] = collections.Counter()
+        self.duplicates: collections.Counter[str] = collections.Counter()
+        self.last_trade_us: dict[str, int] = {}  # product -> event time of the newest trade produced
+        # written only by the backfill worker thread
+        self.backfilled: collections.Counter[str] = collections.Counter()
+
+    def frame_type_label(self, frame_type: str) -> str:
+        if frame_type in self.frames or len(self.frames) < MAX_FRAME_TYPES:
+            return frame_type
+        return "other"
+
+
+class _HotCollector(Collector):
+    def __init__(self, hot: HotCounts) -> None:
+        self._hot = hot
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        hot = self._hot
+        frames = CounterMetricFamily(
+            PREFIX + "frames_received", "WebSocket frames received, by frame type.", labels=["type"]
+        )
+        for frame_type, n in list(hot.frames.items()):
+            frames.add_metric([frame_type], n)
+        yield frames
+        trades = CounterMetricFamily(
+            PREFIX + "trades_produced",
+            "Trades handed to the Kafka producer, by product and source (ws or rest backfill).",
+            labels=["product_id", "source"],
+        )
+        for product, n in list(hot.trades.items()):
+            trades.add_metric([product, "ws"], n)
+        for product, n in list(hot.backfilled.items()):
+            trades.add_metric([product, "rest"], n)
+        yield trades
+        backfilled = CounterMetricFamily(
+            PREFIX + "trades_backfilled", "Trades fetched over REST to fill a gap and produced.",
+            labels=["product_id"],
+        )
+        for product, n in list(hot.backfilled.items()):
+            backfilled.add_metric([product], n)
+        yield backfilled
+        ticks = CounterMetricFamily(
+            PREFIX + "ticks_produced", "Heartbeat ticks handed to the Kafka producer.", labels=["product_id"]
+        )
+        for product, n in list(hot.ticks.items()):
+            ticks.add_metric([product], n)
+        yield ticks
+        dups = CounterMetricFamily(
+            PREFIX + "duplicate_trades_skipped",
+            "Trades not produced because that trade id was already produced (replays, last_match).",
+            labels=["product_id"],
+        )
+        for product, n in list(hot.duplicates.items()):
+            dups.add_metric([product], n)
+        yield dups
+        last = GaugeMetricFamily(
+            PREFIX + "last_trade_timestamp_seconds",
+            "Exchange event time of the newest trade produced, per product (age = time() - this).",
+            labels=["product_id"],
+        )
+        for product, us in list(hot.last_trade_us.items()):
+            last.add_metric([product], us / 1e6)
+        yield last
+
+
+class IngestMetrics:
+    """All metrics of one service instance; ``registry`` is what /metrics serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.hot = HotCounts()
+        r.register(_HotCollector(self.hot))
+        self.produce_latency = Histogram(
+            PREFIX + "produce_latency_seconds",
+            "Time from handing a record to the producer to the broker's acknowledgement (sampled).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.errors = Counter(
+            PREFIX + "errors", "Errors by kind (server_error, produce, delivery, backfill, connection, ...).",
+            ["kind"], registry=r,
+        )
+        self.reconnects = Counter(
+            PREFIX + "reconnects", "WebSocket reconnects, by the reason the previous connection ended.",
+            ["reason"], registry=r,
+        )
+        self.gaps_detected = Counter(
+            PREFIX + "gaps_detected", "Trade-id gaps found per product.", ["product_id"], registry=r
+        )
+        self.gaps_unfilled = Counter(
+            PREFIX + "gaps_unfilled", "Gaps given up (too large, REST failing, trades not returned).",
+            ["product_id", "reason"], registry=r,
+        )
+        self.trades_unfilled = Counter(
+            PREFIX + "trades_unfilled", "Trade ids known missing that backfill could not deliver.",
+            ["product_id"], registry=r,
+        )
+        self.backfill_pending = Gauge(
+            PREFIX + "backfill_pending", "Gaps waiting for or being backfilled (a count of gaps, not trades).", registry=r
+        )
+        self.dead_lettered = Counter(
+            PREFIX + "dead_lettered_frames", "Frames sent to the dead-letter topic.", registry=r
+        )
+        self.delivery_errors = Counter(
+            PREFIX + "delivery_errors", "Records the producer accepted but Kafka did not acknowledge.",
+            ["topic"], registry=r,
+        )
+        self.connection_state = Gauge(
+            PREFIX + "connection_state", "1 for the WebSocket connection's current state, 0 for the others.",
+            ["state"], registry=r,
+        )
+        self.set_connection_state("disconnected")
+
+    def set_connection_state(self, state: str) -> None:
+        for name in CONNECTION_STATES:
+            self.connection_state.labels(name).set(1 if name == state else 0)
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(kind).inc()

@@ -1,0 +1,196 @@
+"""The ingestion service: wires settings, producer, backfill worker, feed reader and HTTP server.
+
+Start order: HTTP server first (so probes answer at once, /readyz saying why it is not ready),
+then on a starter thread the Kafka producer (retried until Kafka answers) and its topic metadata,
+then the backfill worker and the feed. Nothing is read from Coinbase before Kafka can take it.
+
+Stop order (SIGTERM/SIGINT): stop reading frames, let the backfill finish the gap in progress,
+flush the producer (everything it accepted is delivered or the exit code says otherwise), close.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from cryptopipe import coinbase
+from cryptopipe.ingest.backfill import Backfiller, trade_ids_in_topic_tail
+from cryptopipe.ingest.feed import FeedConnection, FrameHandler
+from cryptopipe.ingest.health import HealthServer
+from cryptopipe.ingest.metrics import IngestMetrics
+from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.settings import IngestSettings
+from cryptopipe.logs import setup_logging
+
+log = logging.getLogger("cryptopipe.ingest")
+
+REST_PAGE_LIMIT = 1000
+# Stopping waits at most these (plus flush_timeout_s): together within Kubernetes' 30 s grace period.
+STOP_FEED_TIMEOUT_S = 2.0  # the reader only finishes the frame in hand
+STOP_BACKFILL_TIMEOUT_S = 5.0  # a REST fetch in flight; queued gaps are logged as unfilled
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = IngestMetrics(registry)
+        self._stop = threading.Event()
+        self._health = HealthServer(settings.http_host, settings.http_port, self.metrics.registry, self.readiness)
+        self.producer: RecordProducer | None = None
+        self.backfiller: Backfiller | None = None
+        self.feed: FeedConnection | None = None
+        self._starter = threading.Thread(target=self._start_pipeline, name="ingest-starter", daemon=True)
+        self._start_failed = False
+
+    @property
+    def http_port(self) -> int:
+        return self._health.port
+
+    def start(self) -> None:
+        self._health.start()
+        self._starter.start()
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not (served by /readyz)."""
+        producer, feed = self.producer, self.feed
+        if self._stop.is_set():
+            return "shutting down"
+        if producer is None:
+            return f"kafka producer not connected to {self.settings.kafka_bootstrap}"
+        if not producer.has_topic_metadata():
+            return f"no kafka metadata for topic {self.settings.topic}"
+        if feed is None:
+            return "feed not started"
+        if not feed.subscribed:
+            return f"feed not connected and subscribed to {self.settings.ws_url}"
+        return None
+
+    def failed(self) -> bool:
+        """A component died on its own (a bug, not a stop): the process should exit non-zero."""
+        if self._stop.is_set():
+            return False
+        if self._start_failed:
+            return True
+        return self.feed is not None and not self.feed.is_alive()
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """What this instance handed to the producer, per product (logged at exit; tests compare it with Kafka)."""
+        hot = self.metrics.hot
+        products = set(hot.trades) | set(hot.backfilled)
+        return {
+            "trades": {p: hot.trades[p] + hot.backfilled[p] for p in sorted(products)},
+            "ticks": dict(hot.ticks),
+            "duplicates_skipped": dict(hot.duplicates),
+        }
+
+    def _start_pipeline(self) -> None:
+        try:
+            producer = self._connect_producer()
+            if producer is None:
+                return
+            self.producer = producer
+            if not self._wait_for_topics(producer):
+                return
+            # 1000 trades per REST page (Coinbase's maximum): a large gap costs few requests against the rate limit
+            fetch = functools.partial(coinbase.fetch_trades_range, page_limit=REST_PAGE_LIMIT)
+            backfiller = Backfiller(self.settings, producer, self.metrics, fetch)
+            handler = FrameHandler(
+                self.settings, producer, backfiller, self.metrics, coinbase.GapTracker(), coinbase.parse_frame
+            )
+            if self.settings.resume_from_topic:
+                self._resume(handler)
+            feed = FeedConnection(self.settings, handler, self.metrics, coinbase.subscribe_frames)
+            backfiller.start()
+            self.backfiller = backfiller
+            if self._stop.is_set():
+                return
+            feed.start()
+            self.feed = feed
+        except Exception:
+            log.exception("ingestion failed to start")
+            self._start_failed = True
+
+    def _resume(self, handler: FrameHandler) -> None:
+        s = self.settings
+        try:
+            produced = trade_ids_in_topic_tail(s.kafka_bootstrap, s.topic, s.products)
+        except Exception as exc:  # not fatal: without it a restart's downtime is simply not backfilled
+            self.metrics.error("resume")
+            log.warning("could not read where the last run left off", extra={"topic": s.topic, "error": repr(exc)})
+            return
+        for product, (lowest, highest) in produced.items():
+            handler.resume_after(product, lowest, highest)
+        log.info("resuming after the topic's last trades", extra={"last_trade_ids": {p: hi for p, (_lo, hi) in produced.items()}})
+
+    def _connect_producer(self) -> RecordProducer | None:
+        delay = self.settings.backoff_initial_s
+        while not self._stop.is_set():
+            try:
+                return RecordProducer(self.settings, self.metrics)
+            except Exception as exc:  # NoBrokersAvailable and friends: Kafka may just be starting
+                self.metrics.error("kafka_connect")
+                log.warning("kafka not reachable; retrying", extra={"bootstrap": self.settings.kafka_bootstrap,
+                                                                     "error": repr(exc), "delay_s": delay})
+                self._stop.wait(delay)
+                delay = min(self.settings.backoff_max_s, delay * 2)
+        return None
+
+    def _wait_for_topics(self, producer: RecordProducer) -> bool:
+        while not self._stop.is_set():
+            try:
+                producer.wait_for_topics()
+                return True
+            except Exception as exc:  # KafkaTimeoutError: topic not created (yet)
+                self.metrics.error("topic_metadata")
+                log.warning("waiting for kafka topics", extra={"topics": [self.settings.topic, self.settings.dlq_topic],
+                                                               "error": repr(exc)})
+                self._stop.wait(1.0)
+        return False
+
+    def stop(self) -> bool:
+        """Stop reading, flush, close. True when everything accepted was delivered to Kafka."""
+        self._stop.set()
+        self._starter.join(15.0)
+        if self.feed is not None:
+            self.feed.stop(STOP_FEED_TIMEOUT_S)
+        if self.backfiller is not None:
+            self.backfiller.stop(STOP_BACKFILL_TIMEOUT_S)
+        clean = True
+        if self.producer is not None:
+            try:
+                self.producer.close(self.settings.flush_timeout_s)
+            except Exception as exc:
+                clean = False
+                log.error("kafka producer did not flush everything before closing", extra={"error": repr(exc)})
+        self._health.stop()
+        return clean
+
+
+def run(settings: IngestSettings) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if something failed or was not flushed."""
+    setup_logging(settings.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("ingestion starting", extra={"settings": settings.model_dump()})
+    service = IngestService(settings)
+    service.start()
+    failed = False
+    while not stop.wait(0.5):
+        if service.failed():
+            log.error("an ingestion component stopped unexpectedly; exiting")
+            failed = True
+            break
+    clean = service.stop()
+    log.info("ingestion stopped", extra={"clean": clean and not failed, "produced": service.totals()})
+    return 0 if clean and not failed else 1
