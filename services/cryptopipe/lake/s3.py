@@ -1,4 +1,4 @@
-"""How every component talks to the S3 store (MinIO in a cluster, s3s-fs locally, AWS S3)."""
+"""How every component talks to the S3 store (MinIO in a cluster, versitygw locally, AWS S3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class S3Connection:
-    endpoint: str | None  # http://127.0.0.1:9000 for MinIO/s3s-fs; None for AWS
+    endpoint: str | None  # http://minio:9000, the local versitygw; None for AWS
     access_key: str
     secret_key: str
     region: str = "us-east-1"
@@ -24,12 +24,30 @@ class S3Connection:
         # retries: a brief S3 hiccup should not fail a micro-batch (Spark would retry the batch anyway)
         return fs.S3FileSystem(**kwargs, retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=5))
 
+    def storage_options(self) -> dict:
+        """s3fs / fsspec options (e.g. ``pd.read_parquet("s3://lake/x", storage_options=...)``)."""
+        options = {"key": self.access_key, "secret": self.secret_key, "client_kwargs": {"region_name": self.region}}
+        if self.endpoint:
+            # path-style: virtual-host style would send requests to lake.127.0.0.1
+            options |= {"endpoint_url": self.endpoint, "config_kwargs": {"s3": {"addressing_style": "path"}}}
+        return options
+
+    def boto3_client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
     def s3a_conf(self) -> dict[str, str]:
         """Hadoop s3a settings (as spark.hadoop.* keys) for Spark's checkpoints."""
         conf = {
-            "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
             "spark.hadoop.fs.s3a.access.key": self.access_key,
             "spark.hadoop.fs.s3a.secret.key": self.secret_key,
+            # SigV4 signs the region; without it the SDK asks AWS's global endpoint to find one
             "spark.hadoop.fs.s3a.endpoint.region": self.region,
             "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         }
@@ -38,6 +56,7 @@ class S3Connection:
             conf.update(
                 {
                     "spark.hadoop.fs.s3a.endpoint": self.endpoint,
+                    # buckets as the first path segment: virtual-host style would need DNS per bucket
                     "spark.hadoop.fs.s3a.path.style.access": "true",
                     "spark.hadoop.fs.s3a.connection.ssl.enabled": str(url.scheme == "https").lower(),
                 }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptopipe.stack.paths import spark_jars
 from cryptopipe.stack.procs import ManagedProcess
+from cryptopipe.stack.spark_conf import spark_conf
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 JOB_MAIN = REPO_ROOT / "spark-apps" / "candles_job" / "main.py"
@@ -18,18 +19,7 @@ JOB_MAIN = REPO_ROOT / "spark-apps" / "candles_job" / "main.py"
 
 def local_spark_conf(cores: int = 2, driver_memory: str = "1g") -> dict[str, str]:
     """What local mode needs on top of the job's own conf (the cluster gets these from spark-operator)."""
-    return {
-        "spark.master": f"local[{cores}]",
-        "spark.jars": ",".join(str(j) for j in spark_jars()),
-        # the driver otherwise binds a non-loopback address it may not be able to reach
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.driver.memory": driver_memory,
-        "spark.ui.enabled": "false",
-        # pyspark's Python workers must be this interpreter (the venv with cryptopipe installed)
-        "spark.pyspark.python": sys.executable,
-        "spark.pyspark.driver.python": sys.executable,
-    }
+    return spark_conf(jars=spark_jars(), cores=cores, driver_memory=driver_memory, python=sys.executable)
 
 
 def spark_submit_command(
