@@ -1,0 +1,92 @@
+"""The `cryptopipe` command.
+
+    cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
+    cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
+    cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from cryptopipe.logs import setup_logging
+from cryptopipe.stack.paths import cache_dir
+
+
+def _csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cryptopipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the local stack (Kafka, S3, Spark job, ingestion) until Ctrl-C")
+    source = up.add_mutually_exclusive_group()
+    source.add_argument("--replay", metavar="FILE", action="append", help="replay a recording instead of live Coinbase")
+    source.add_argument("--synthetic", action="store_true", help="serve synthetic trades instead of live Coinbase")
+    up.add_argument("--speed", default="1", help="replay speed: max or a factor (default 1 = real time)")
+    up.add_argument("--rate", type=float, default=20.0, help="synthetic trades per second")
+    up.add_argument("--products", type=_csv_list, default=None, help="comma-separated product ids")
+    up.add_argument("--feed", choices=["exchange", "advanced_trade"], default="exchange")
+    up.add_argument("--windows", type=_csv_list, default=["1m"])
+    up.add_argument("--watermark", default="30s")
+    up.add_argument("--trigger", default="5s")
+    up.add_argument("--work-dir", type=Path, default=None, help="where the stack keeps data and logs")
+
+    replay = sub.add_parser("replay", help="replay recordings through the local stack and write all candles as CSV")
+    replay.add_argument("recordings", nargs="+", type=Path)
+    replay.add_argument("--output-csv", type=Path, required=True)
+    replay.add_argument("--speed", default="max", help="max (as fast as possible) or a factor (1 = real time)")
+    replay.add_argument("--windows", type=_csv_list, default=["1m"])
+    replay.add_argument("--watermark", default="30s")
+    replay.add_argument("--trigger", default="2s")
+    replay.add_argument("--products", type=_csv_list, default=None, help="replay only these products")
+    replay.add_argument("--work-dir", type=Path, default=None, help="keep the stack's data and logs here")
+    replay.add_argument("--timeout", type=float, default=600.0)
+    replay.add_argument("--faults", type=json.loads, default=None, metavar="JSON",
+                        help='replay server faults, e.g. \'{"skip_trade_ids": [1052119415]}\' withholds a match '
+                             "from the WebSocket while REST still serves it (a gap to backfill)")
+
+    candles = sub.add_parser("candles", help="print candles from the lake of the last `cryptopipe up`")
+    candles.add_argument("--product", action="append", dest="products", help="repeat for several")
+    candles.add_argument("--window", default="1m")
+    candles.add_argument("--from", dest="start", help="ISO-8601 time (UTC if no offset)")
+    candles.add_argument("--to", dest="end", help="ISO-8601 time (UTC if no offset), exclusive")
+    candles.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    candles.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
+    return parser
+
+
+def default_stack_dir() -> Path:
+    return cache_dir() / "stack"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level)
+    if args.command == "replay":
+        from cryptopipe.commands.replay import plan_replay, run_replay
+
+        plan = plan_replay(args.recordings, products=args.products, speed=args.speed, windows=args.windows,
+                           watermark=args.watermark, trigger=args.trigger, faults=args.faults)
+        work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-replay-"))
+        return run_replay(plan, work_dir=work_dir, output_csv=args.output_csv, timeout=args.timeout)
+    if args.command == "up":
+        from cryptopipe.commands.up import run_up
+
+        return run_up(args, work_dir=args.work_dir or default_stack_dir())
+    if args.command == "candles":
+        from cryptopipe.commands.candles import run_candles
+
+        return run_candles(args, work_dir=args.work_dir or default_stack_dir())
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""One pipeline's configuration and how it is wired into its processes.
+
+``PipelineConfig`` is what a CryptoPipeline spec (or `cryptopipe up` / `replay` flags) decides.
+``ingestion_env`` and ``job_arguments`` turn it into the ingestion process's environment and the
+Spark job's arguments: the local stack runs them as processes, the operator renders the very same
+values into the Deployment's env and the SparkApplication's arguments. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from cryptopipe.contracts import Feed, parse_duration, window_label
+from cryptopipe.lake.s3 import S3Connection
+
+DEFAULT_TOPIC = "coinbase.trades"
+DEFAULT_DLQ_TOPIC = "coinbase.trades.dlq"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    feed: Feed = "exchange"
+    windows: tuple[str, ...] = ("1m",)
+    watermark: str = "30s"
+    trigger: str = "5s"
+    topic: str = DEFAULT_TOPIC
+    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    bucket: str = "lake"
+    prefix: str = "cryptopipe"
+    checkpoint_generation: int = 1
+
+    def __post_init__(self) -> None:
+        # normalise and validate once: "60s" and "1m" are the same window
+        object.__setattr__(self, "windows", tuple(window_label(parse_duration(w)) for w in self.windows))
+        parse_duration(self.watermark)
+        parse_duration(self.trigger)
+
+    @property
+    def window_seconds(self) -> tuple[int, ...]:
+        return tuple(parse_duration(w) for w in self.windows)
+
+
+def ingestion_env(
+    config: PipelineConfig,
+    *,
+    kafka_bootstrap: str,
+    ws_url: str | None = None,
+    rest_url: str | None = None,
+    http_port: int = 8080,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment of the ingestion process (see cryptopipe.ingest.settings for every name)."""
+    env = {
+        "CRYPTOPIPE_INGEST_FEED": config.feed,
+        "CRYPTOPIPE_INGEST_PRODUCTS": ",".join(config.products),
+        "CRYPTOPIPE_INGEST_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CRYPTOPIPE_INGEST_TOPIC": config.topic,
+        "CRYPTOPIPE_INGEST_DLQ_TOPIC": config.dlq_topic,
+        "CRYPTOPIPE_INGEST_HTTP_PORT": str(http_port),
+    }
+    if ws_url:
+        env["CRYPTOPIPE_INGEST_WS_URL"] = ws_url
+    if rest_url:
+        env["CRYPTOPIPE_INGEST_REST_URL"] = rest_url
+    env.update(extra or {})
+    return env
+
+
+def job_arguments(
+    config: PipelineConfig,
+    *,
+    kafka_bootstrap: str,
+    s3_endpoint: str | None,
+    progress_file: str | None = None,
+    metrics_port: int | None = None,
+    shuffle_partitions: int = 2,
+    starting_offsets: str = "earliest",
+) -> list[str]:
+    """Arguments of spark-apps/candles_job/main.py (credentials are not arguments: see job_env)."""
+    args = [
+        "--kafka-bootstrap", kafka_bootstrap,
+        "--topic", config.topic,
+        "--windows", ",".join(config.windows),
+        "--watermark", config.watermark,
+        "--trigger", config.trigger,
+        "--bucket", config.bucket,
+        "--prefix", config.prefix,
+        "--checkpoint-generation", str(config.checkpoint_generation),
+        "--shuffle-partitions", str(shuffle_partitions),
+        "--starting-offsets", starting_offsets,
+    ]
+    if s3_endpoint:
+        args += ["--s3-endpoint", s3_endpoint]
+    if progress_file:
+        args += ["--progress-file", progress_file]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
+    return args
+
+
+def job_env(s3: S3Connection) -> dict[str, str]:
+    """The job's secrets, as env (in Kubernetes they come from the sink's Secret)."""
+    return {
+        "CRYPTOPIPE_JOB_S3_ACCESS_KEY": s3.access_key,
+        "CRYPTOPIPE_JOB_S3_SECRET_KEY": s3.secret_key,
+        "CRYPTOPIPE_JOB_S3_REGION": s3.region,
+    }
