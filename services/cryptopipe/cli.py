@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--rate", type=float, default=20.0, help="synthetic trades per second")
     up.add_argument("--products", type=_csv_list, default=None, help="comma-separated product ids")
     up.add_argument("--feed", choices=["exchange", "advanced_trade"], default="exchange")
+    up.add_argument("--ws-url", default=None, help="live feed URL (default: Coinbase's URL for --feed)")
     up.add_argument("--windows", type=_csv_list, default=["1m"])
     up.add_argument("--watermark", default="30s")
     up.add_argument("--trigger", default="5s")

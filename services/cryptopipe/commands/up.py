@@ -60,7 +60,7 @@ def _source(args):
         source = SyntheticSource(SyntheticConfig(products=tuple(products), rate=args.rate, duration=None,
                                                  start_time=time.time(), seed=int(time.time())))
         return ReplayServer(source, speed=1), products, "exchange"
-    check_reachable(FEED_URLS[args.feed])
+    check_reachable(args.ws_url or FEED_URLS[args.feed])
     return None, args.products or ["BTC-USD", "ETH-USD"], args.feed
 
 
@@ -76,7 +76,7 @@ def run_up(args, *, work_dir: Path) -> int:
         if server is not None:
             server.start()
         try:
-            ingestion = stack.start_ingestion(ws_url=server.url if server else None,
+            ingestion = stack.start_ingestion(ws_url=server.url if server else args.ws_url,
                                               rest_url=server.rest_url if server else None)
             job = stack.start_job()
             state = {

@@ -1,0 +1,70 @@
+"""The user's commands as a user runs them: `cryptopipe up` and `cryptopipe candles`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cryptopipe.stack.procs import free_port
+
+pytestmark = pytest.mark.e2e
+
+RECORDING = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase" / "derived"
+             / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl")
+
+
+def cryptopipe(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cryptopipe.cli", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_up_without_network_fails_fast_and_suggests_replay(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = cryptopipe("up", "--ws-url", f"wss://127.0.0.1:{free_port()}", "--work-dir", str(tmp_path), timeout=60)
+    assert result.returncode != 0
+    assert "--replay" in result.stderr and "cannot reach 127.0.0.1" in result.stderr
+    assert time.monotonic() - started < 20  # before any service was started
+    assert not (tmp_path / "kafka").exists()
+
+
+def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: Path) -> None:
+    work = tmp_path / "stack"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cryptopipe.cli", "up", "--replay", str(RECORDING), "--speed", "20",
+         "--watermark", "5s", "--trigger", "1s", "--work-dir", str(work)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # the recording spans 22:58:16-22:59:16; heartbeats after its end move time on at 20x,
+        # so both minutes close within seconds of the job's start
+        deadline = time.monotonic() + 240
+        rows: list[dict] = []
+        while time.monotonic() < deadline and len(rows) < 4:
+            time.sleep(3)
+            assert up.poll() is None, up.stdout.read()[-4000:]
+            if (work / "stack.json").exists():
+                result = cryptopipe("candles", "--work-dir", str(work), "--format", "csv", timeout=60)
+                assert result.returncode == 0, result.stderr[-2000:]
+                rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert {(r["product_id"], r["window_start"]) for r in rows} >= {
+            ("BTC-USD", "2026-07-07T22:58:00Z"), ("ETH-USD", "2026-07-07T22:58:00Z"),
+            ("BTC-USD", "2026-07-07T22:59:00Z"), ("ETH-USD", "2026-07-07T22:59:00Z"),
+        }
+    finally:
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=120)
+    assert up.returncode == 0, output[-4000:]
+    assert "lake: s3://lake/cryptopipe/candles/" in output
+
+    # the stack is down: candles serves the lake folder again by itself
+    after = cryptopipe("candles", "--work-dir", str(work), "--product", "ETH-USD", "--format", "table", timeout=60)
+    assert after.returncode == 0, after.stderr[-2000:]
+    lines = after.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["product_id", "window_start", "window_end"]
+    assert [line.split()[0] for line in lines[1:]] == ["ETH-USD", "ETH-USD"]
