@@ -1,0 +1,57 @@
+"""What every child of a CryptoPipeline carries: its name, labels and the owner reference back."""
+
+from __future__ import annotations
+
+from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, Pipeline
+
+MANAGED_BY = "cryptopipe-operator"
+PART_OF = "cryptopipe"
+
+Manifest = dict[str, object]
+
+
+def labels(pipeline: Pipeline, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": f"cryptopipe-{component}",
+        "app.kubernetes.io/instance": pipeline.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector(pipeline: Pipeline, component: str) -> dict[str, str]:
+    """The labels a Deployment or Service selects on: a subset that never changes (selectors are immutable)."""
+    return {"app.kubernetes.io/instance": pipeline.name, "app.kubernetes.io/component": component}
+
+
+def owner_reference(pipeline: Pipeline) -> dict[str, object]:
+    # controller + blockOwnerDeletion: garbage collection removes the children with the pipeline,
+    # and foreground deletion waits for them
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": pipeline.name,
+        "uid": pipeline.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(pipeline: Pipeline, name: str, component: str, extra_labels: dict[str, str] | None = None) -> dict:
+    return {
+        "name": name,
+        "namespace": pipeline.namespace,
+        "labels": labels(pipeline, component) | (extra_labels or {}),
+        "ownerReferences": [owner_reference(pipeline)],
+    }
+
+
+def restricted_container_security() -> dict[str, object]:
+    """The Pod Security Standard "restricted" profile for one container."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

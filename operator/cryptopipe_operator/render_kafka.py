@@ -1,0 +1,46 @@
+"""The trades topic and its dead-letter topic, as Strimzi KafkaTopics."""
+
+from __future__ import annotations
+
+from cryptopipe_operator.render_common import Manifest, metadata
+from cryptopipe_operator.spec import Pipeline
+
+STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
+# the DLQ sees only malformed frames: one partition keeps them in arrival order
+DLQ_PARTITIONS = 1
+
+
+def trades_topic_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-trades"
+
+
+def dlq_topic_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-trades-dlq"
+
+
+def _topic(pipeline: Pipeline, name: str, topic: str, partitions: int, retention_ms: int) -> Manifest:
+    kafka = pipeline.spec.kafka
+    spec: dict[str, object] = {
+        # the resource name must be a DNS name; the Kafka topic name may hold dots and capitals
+        "topicName": topic,
+        "partitions": partitions,
+        "config": {"retention.ms": retention_ms, "cleanup.policy": "delete"},
+    }
+    if kafka.replicas is not None:
+        spec["replicas"] = kafka.replicas
+    return {
+        "apiVersion": STRIMZI_API_VERSION,
+        "kind": "KafkaTopic",
+        "metadata": metadata(pipeline, name, "topic", {"strimzi.io/cluster": kafka.cluster_name}),
+        "spec": spec,
+    }
+
+
+def render_kafka_topic(pipeline: Pipeline) -> Manifest:
+    kafka = pipeline.spec.kafka
+    return _topic(pipeline, trades_topic_name(pipeline), pipeline.topic, kafka.partitions, kafka.retention_ms)
+
+
+def render_dlq_topic(pipeline: Pipeline) -> Manifest:
+    kafka = pipeline.spec.kafka
+    return _topic(pipeline, dlq_topic_name(pipeline), pipeline.dlq_topic, DLQ_PARTITIONS, kafka.dlq_retention_ms)

@@ -1,0 +1,157 @@
+"""The candle job as a spark-operator SparkApplication, and the RBAC its driver needs."""
+
+from __future__ import annotations
+
+from cryptopipe.lake.s3 import S3Connection
+from cryptopipe.pipeline import job_arguments, job_env
+from cryptopipe.stack.spark_conf import spark_conf
+from cryptopipe_operator.render_common import Manifest, labels, metadata, restricted_container_security
+from cryptopipe_operator.spec import Pipeline, to_pipeline_config
+
+COMPONENT = "spark"
+SPARK_API_VERSION = "sparkoperator.k8s.io/v1beta2"
+MAIN_APPLICATION_FILE = "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
+JOB_METRICS_PORT = 9108
+# spark-operator derives these from the SparkApplication's own fields (master URL, driver memory,
+# the driver's service address); the local-mode values spark_conf() gives them must not leak in
+_SET_BY_SPARK_OPERATOR = {"spark.master", "spark.driver.memory", "spark.driver.host", "spark.driver.bindAddress"}
+# Stand-ins for the credentials: job_env() and s3a_conf() are called with them to learn which
+# entries are secret, so a renamed variable or key cannot slip a secret into the manifest.
+_ACCESS_KEY = "\0access-key"
+_SECRET_KEY = "\0secret-key"
+# Always: a streaming job has no successful end, so any exit is restarted. Without the intervals
+# spark-operator v2 never finds a retry due; they grow linearly with the attempt count.
+RESTART_POLICY = {"type": "Always", "onFailureRetryInterval": 30, "onSubmissionFailureRetryInterval": 60}
+
+
+def spark_application_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-candles"
+
+
+def service_account_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-spark"
+
+
+def _s3_connection(pipeline: Pipeline) -> S3Connection:
+    sink = pipeline.spec.sink
+    return S3Connection(sink.endpoint, _ACCESS_KEY, _SECRET_KEY, sink.region)
+
+
+def job_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
+    """job_env()'s variables, the credentials as references to the sink's Secret."""
+    ref = pipeline.spec.sink.credentials_secret_ref
+    secret_keys = {_ACCESS_KEY: ref.access_key_key, _SECRET_KEY: ref.secret_key_key}
+    env: list[dict[str, object]] = []
+    for name, value in job_env(_s3_connection(pipeline)).items():
+        if value in secret_keys:
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": secret_keys[value]}}})
+        else:
+            env.append({"name": name, "value": value})
+    return env
+
+
+def job_spark_conf(pipeline: Pipeline) -> dict[str, str]:
+    """spark_conf()'s job settings and the s3a settings, without credentials (the job reads those
+    from env) and without what spark-operator sets itself."""
+    conf = spark_conf(s3=_s3_connection(pipeline), cores=_parallelism(pipeline), ui=True)
+    return {
+        key: value
+        for key, value in conf.items()
+        if key not in _SET_BY_SPARK_OPERATOR and value not in (_ACCESS_KEY, _SECRET_KEY)
+    }
+
+
+def _parallelism(pipeline: Pipeline) -> int:
+    executor = pipeline.spec.spark.executor
+    return executor.cores * executor.instances
+
+
+def _pod(pipeline: Pipeline, cores: int, memory: str) -> dict[str, object]:
+    return {
+        "cores": cores,
+        "memory": memory,
+        "labels": labels(pipeline, COMPONENT),
+        "env": job_container_env(pipeline),
+        # no readOnlyRootFilesystem: Spark writes its work and local dirs into the image's tree
+        "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": restricted_container_security(),
+    }
+
+
+def render_spark_application(
+    pipeline: Pipeline, checkpoint_generation: int, *, starting_offsets: str = "earliest"
+) -> Manifest:
+    """``starting_offsets`` matters only when the generation's checkpoint does not exist yet (Spark
+    resumes from the checkpoint otherwise): a new generation may start at the old one's end offsets."""
+    spark = pipeline.spec.spark
+    driver = _pod(pipeline, spark.driver.cores, spark.driver.memory) | {
+        "serviceAccount": service_account_name(pipeline),
+        "ports": [{"name": "metrics", "containerPort": JOB_METRICS_PORT, "protocol": "TCP"}],
+    }
+    executor = _pod(pipeline, spark.executor.cores, spark.executor.memory) | {
+        "instances": spark.executor.instances
+    }
+    return {
+        "apiVersion": SPARK_API_VERSION,
+        "kind": "SparkApplication",
+        "metadata": metadata(pipeline, spark_application_name(pipeline), COMPONENT),
+        "spec": {
+            "type": "Python",
+            "pythonVersion": "3",
+            "mode": "cluster",
+            "image": spark.image,
+            "imagePullPolicy": spark.image_pull_policy,
+            "sparkVersion": spark.spark_version,
+            "mainApplicationFile": MAIN_APPLICATION_FILE,
+            "arguments": job_arguments(
+                to_pipeline_config(pipeline, checkpoint_generation),
+                kafka_bootstrap=pipeline.kafka_bootstrap,
+                s3_endpoint=pipeline.spec.sink.endpoint,
+                metrics_port=JOB_METRICS_PORT,
+                shuffle_partitions=_parallelism(pipeline),
+                starting_offsets=starting_offsets,
+            ),
+            "sparkConf": job_spark_conf(pipeline),
+            "restartPolicy": RESTART_POLICY,
+            "suspend": pipeline.spec.suspend,
+            "driver": driver,
+            "executor": executor,
+        },
+    }
+
+
+def render_service_account(pipeline: Pipeline) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(pipeline, service_account_name(pipeline), COMPONENT),
+    }
+
+
+def render_role(pipeline: Pipeline) -> Manifest:
+    """What a Spark driver in cluster mode does: create and watch its executor pods, their
+    service and config maps, and the PVCs of executors' local dirs (if any are configured)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(pipeline, service_account_name(pipeline), COMPONENT),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "configmaps", "persistentvolumeclaims"],
+                "verbs": ["create", "get", "list", "watch", "patch", "update", "delete", "deletecollection"],
+            },
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get", "list", "watch", "delete"]},
+        ],
+    }
+
+
+def render_role_binding(pipeline: Pipeline) -> Manifest:
+    name = service_account_name(pipeline)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(pipeline, name, COMPONENT),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": pipeline.namespace}],
+    }

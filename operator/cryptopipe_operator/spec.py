@@ -1,0 +1,295 @@
+"""The CryptoPipeline spec as a typed model, and what a spec change means for the Spark checkpoint.
+
+The CRD (charts/cryptopipe-operator/crds/cryptopipelines.yaml) is the source of truth: the API
+server applies its defaults, patterns and CEL rules before the operator sees an object. This model
+repeats the defaults (so a spec built in a test or by hand means the same) and the cross-field
+rules code relies on; tests/unit/test_operator_crd.py fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from cryptopipe.contracts import parse_duration
+from cryptopipe.lake.layout import LakeLocation
+from cryptopipe.pipeline import PipelineConfig
+
+API_GROUP = "cryptopipeline.io"
+API_VERSION = "v1alpha1"
+KIND = "CryptoPipeline"
+PLURAL = "cryptopipelines"
+
+# CEL bounds in the CRD, repeated for code paths that never pass the API server
+MAX_WATERMARK_S = 3600
+MAX_TRIGGER_S = 600
+
+ChangeKind = Literal["none", "compatible", "state_breaking"]
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class _Model(BaseModel):
+    # camelCase on the wire (the CRD's names), snake_case in Python; unknown fields are typos
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class KafkaSpec(_Model):
+    cluster_name: str
+    bootstrap_servers: str | None = None
+    topic: str | None = None
+    partitions: int = 3
+    replicas: int | None = None
+    retention_ms: int = 604_800_000
+    dlq_retention_ms: int = 2_592_000_000
+
+
+class SecretRef(_Model):
+    name: str
+    access_key_key: str = "accessKey"
+    secret_key_key: str = "secretKey"
+
+
+class SinkSpec(_Model):
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    bucket: str
+    prefix: str = "cryptopipe"
+    credentials_secret_ref: SecretRef
+
+
+class ResourceList(_Model):
+    cpu: str | None = None
+    memory: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v is not None}
+
+
+class Resources(_Model):
+    requests: ResourceList = ResourceList(cpu="100m", memory="128Mi")
+    limits: ResourceList = ResourceList(memory="256Mi")
+
+
+class IngestionSpec(_Model):
+    image: str
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    replicas: int = 1
+    ws_url: str | None = None
+    rest_url: str | None = None
+    resources: Resources = Resources()
+
+
+class SparkPod(_Model):
+    cores: int = 1
+    memory: str = "1g"
+
+
+class SparkExecutor(SparkPod):
+    instances: int = 1
+
+
+class SparkSpec(_Model):
+    image: str
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    spark_version: str = "4.1.3"
+    driver: SparkPod = SparkPod()
+    executor: SparkExecutor = SparkExecutor()
+
+
+class PipelineSpec(_Model):
+    suspend: bool = False
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    feed: Literal["exchange", "advanced_trade"] = "exchange"
+    products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    windows: tuple[str, ...] = ("1m",)
+    watermark: str = "30s"
+    trigger: str = "5s"
+    kafka: KafkaSpec
+    sink: SinkSpec
+    ingestion: IngestionSpec
+    spark: SparkSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecProblem:
+    field: str  # "spec.windows[1]"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A spec the operator must not act on; every problem names its field."""
+
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """One CryptoPipeline object: the identity its children point back to, and its parsed spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: PipelineSpec
+
+    @property
+    def topic(self) -> str:
+        return self.spec.kafka.topic or f"cryptopipe.{self.name}.trades"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        # Strimzi's service for the cluster's plain listener
+        return self.spec.kafka.bootstrap_servers or f"{self.spec.kafka.cluster_name}-kafka-bootstrap:9092"
+
+
+def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
+    """Validate a spec (as the API server stored it, or hand-written); SpecError names every bad field."""
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError([SpecProblem(_field_path(err["loc"]), err["msg"]) for err in exc.errors()]) from None
+    problems = _rule_problems(spec)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def parse_pipeline(body: Mapping[str, Any]) -> Pipeline:
+    """A whole CryptoPipeline object (metadata + spec) as the API server returns it."""
+    meta = body["metadata"]
+    return Pipeline(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=parse_spec(body["spec"]))
+
+
+def _field_path(loc: tuple[str | int, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _duplicates(field: str, values: tuple[str, ...], key=lambda v: v) -> list[SpecProblem]:
+    seen: dict[object, int] = {}
+    problems = []
+    for index, value in enumerate(values):
+        k = key(value)
+        if k in seen:
+            problems.append(SpecProblem(f"spec.{field}[{index}]", f"duplicate of spec.{field}[{seen[k]}] ({value})"))
+        seen.setdefault(k, index)
+    return problems
+
+
+def _seconds(value: str) -> int | None:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return None
+
+
+def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
+    """The CRD's list-type=set uniqueness and CEL rules, for specs that did not pass the API server."""
+    problems = _duplicates("products", spec.products) + _duplicates("windows", spec.windows, _seconds)
+    window_s = [s for s in map(_seconds, spec.windows) if s is not None]
+    watermark_s, trigger_s = _seconds(spec.watermark), _seconds(spec.trigger)
+    for index, window in enumerate(spec.windows):
+        if _seconds(window) is None:
+            problems.append(SpecProblem(f"spec.windows[{index}]", f"not a window size like 1m, 5m, 1h: {window!r}"))
+    if watermark_s is None:
+        problems.append(SpecProblem("spec.watermark", f"not a duration like 30s, 2m: {spec.watermark!r}"))
+    elif watermark_s > MAX_WATERMARK_S:
+        problems.append(SpecProblem("spec.watermark", "watermark must be at most 1h"))
+    elif window_s and watermark_s >= max(window_s):
+        problems.append(SpecProblem("spec.watermark", "watermark must be shorter than the largest window"))
+    if trigger_s is None:
+        problems.append(SpecProblem("spec.trigger", f"not a duration like 5s, 1m: {spec.trigger!r}"))
+    elif trigger_s > MAX_TRIGGER_S:
+        problems.append(SpecProblem("spec.trigger", "trigger must be at most 10m"))
+    elif window_s and trigger_s > min(window_s):
+        problems.append(SpecProblem("spec.trigger", "trigger must not be longer than the smallest window"))
+    ref = spec.sink.credentials_secret_ref
+    if ref.access_key_key == ref.secret_key_key:
+        field = "spec.sink.credentialsSecretRef.secretKeyKey"
+        problems.append(SpecProblem(field, "accessKeyKey and secretKeyKey must name different keys"))
+    return problems
+
+
+def to_pipeline_config(pipeline: Pipeline, checkpoint_generation: int) -> PipelineConfig:
+    """The PipelineConfig the local stack would run for this spec: the one wiring both share."""
+    spec = pipeline.spec
+    return PipelineConfig(
+        products=spec.products,
+        feed=spec.feed,
+        windows=spec.windows,
+        watermark=spec.watermark,
+        trigger=spec.trigger,
+        topic=pipeline.topic,
+        dlq_topic=pipeline.dlq_topic,
+        bucket=spec.sink.bucket,
+        prefix=spec.sink.prefix,
+        checkpoint_generation=checkpoint_generation,
+    )
+
+
+# -- spec changes and checkpoint generations ------------------------------------------------------
+
+
+def _state_fields(spec: PipelineSpec) -> dict[str, object]:
+    """What the Spark checkpoint's state depends on, normalised: reordering windows or writing 60s
+    for 1m changes nothing Spark keeps, so it must not throw the state away."""
+    return {
+        "windows": sorted(parse_duration(w) for w in spec.windows),
+        "watermark": parse_duration(spec.watermark),
+        "bucket": spec.sink.bucket,
+        "prefix": spec.sink.prefix.strip("/"),
+    }
+
+
+def state_fingerprint(spec: PipelineSpec) -> str:
+    """Recorded in status with the checkpoint generation it started."""
+    canonical = json.dumps(_state_fields(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def classify_change(old: PipelineSpec, new: PipelineSpec) -> ChangeKind:
+    """none: nothing changed; compatible: applied in place, the checkpoint is kept (resources,
+    images, products, trigger, replicas, suspend, ...); state_breaking: windows, watermark or the
+    sink's bucket/prefix changed, so Spark cannot resume from the checkpoint."""
+    if old == new:
+        return "none"
+    return "state_breaking" if _state_fields(old) != _state_fields(new) else "compatible"
+
+
+def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec) -> int:
+    """The generation to run ``spec`` with, given the status the operator last wrote.
+
+    Compares with the fingerprint recorded in status rather than with the previous spec: a restart
+    of the operator between applying the children and writing status computes the same answer, so
+    a generation is never skipped nor reused for different state.
+    """
+    current = status.get("checkpointGeneration")
+    if current is None:
+        return 1
+    return current if status.get("stateFingerprint") == state_fingerprint(spec) else current + 1
+
+
+def checkpoint_status(spec: PipelineSpec, generation: int) -> dict[str, object]:
+    """The status fields that record a checkpoint generation."""
+    root = LakeLocation(spec.sink.bucket, spec.sink.prefix).checkpoint_root(generation)
+    return {
+        "checkpointGeneration": generation,
+        "checkpointPath": f"s3a://{root}",
+        "stateFingerprint": state_fingerprint(spec),
+    }

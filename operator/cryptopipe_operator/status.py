@@ -1,0 +1,190 @@
+"""The CryptoPipeline's status, aggregated from its children's statuses (Strimzi's contract: one
+Ready condition that says why, CamelCase reasons, observedGeneration).
+
+Each child status argument is the child's ``status`` mapping, ``{}`` when it has none yet, or
+``None`` when the child does not exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from cryptopipe_operator.render_ingestion import deployment_name
+from cryptopipe_operator.render_kafka import dlq_topic_name, trades_topic_name
+from cryptopipe_operator.render_spark import spark_application_name
+from cryptopipe_operator.spec import Pipeline
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+Status = Mapping[str, Any] | None
+
+CHILD_CONDITIONS = ("TopicReady", "IngestionReady", "SparkReady")
+# States after which a streaming job is not coming back on its own (or should never be in);
+# the other non-RUNNING states are steps on the way to RUNNING.
+SPARK_FAILURE_STATES = {"FAILED", "SUBMISSION_FAILED", "FAILING", "COMPLETED", "SUCCEEDING"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    status: ConditionStatus
+    reason: str
+    message: str
+    failed: bool = False  # False and not just on its way: the phase becomes Degraded
+
+
+def _camel(state: str) -> str:
+    return "".join(part.capitalize() for part in state.lower().split("_"))
+
+
+def _ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+
+
+def topic_verdict(name: str, status: Status) -> Verdict:
+    if status is None:
+        return Verdict("False", "KafkaTopicMissing", f"KafkaTopic {name} does not exist")
+    ready = _ready_condition(status)
+    if ready is None:
+        message = f"KafkaTopic {name} has no Ready condition yet (is Strimzi's topic operator running?)"
+        return Verdict("Unknown", "KafkaTopicPending", message)
+    if ready.get("status") == "True":
+        return Verdict("True", "KafkaTopicReady", f"KafkaTopic {name} is ready")
+    detail = ": ".join(x for x in (ready.get("reason"), ready.get("message")) if x)
+    message = f"KafkaTopic {name} is not ready: {detail or 'no reason given'}"
+    return Verdict("False", "KafkaTopicNotReady", message, failed=True)
+
+
+def deployment_verdict(name: str, status: Status, desired_replicas: int) -> Verdict:
+    if status is None:
+        return Verdict("False", "DeploymentMissing", f"Deployment {name} does not exist")
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        message = f"Deployment {name}: {progressing.get('message', 'progress deadline exceeded')}"
+        return Verdict("False", "DeploymentProgressDeadlineExceeded", message, failed=True)
+    available = status.get("availableReplicas") or 0
+    counted = f"Deployment {name}: {available}/{desired_replicas} replicas available"
+    if conditions.get("Available", {}).get("status") == "True" and available >= desired_replicas:
+        return Verdict("True", "DeploymentAvailable", counted)
+    if not conditions:
+        return Verdict("Unknown", "DeploymentPending", f"Deployment {name} has no status yet")
+    return Verdict("False", "DeploymentUnavailable", counted)
+
+
+def spark_verdict(name: str, status: Status) -> Verdict:
+    if status is None:
+        return Verdict("False", "SparkApplicationMissing", f"SparkApplication {name} does not exist")
+    app_state = status.get("applicationState") or {}
+    state = app_state.get("state") or ""
+    if state == "RUNNING":
+        return Verdict("True", "SparkApplicationRunning", f"SparkApplication {name} is running")
+    if state in ("", "UNKNOWN"):
+        return Verdict("Unknown", "SparkApplicationPending", f"SparkApplication {name} has no known state yet")
+    error = app_state.get("errorMessage")
+    message = f"SparkApplication {name} is {state}" + (f": {error}" if error else "")
+    return Verdict("False", f"SparkApplication{_camel(state)}", message, failed=state in SPARK_FAILURE_STATES)
+
+
+def suspended_verdict(what: str) -> Verdict:
+    return Verdict("False", "Suspended", f"{what} is suspended (spec.suspend)")
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict:
+    """Several children behind one condition (the two topics): the worst one speaks."""
+    rank = {"False": 0, "Unknown": 1, "True": 2}
+    worst = min(verdicts, key=lambda v: rank[v.status])
+    if worst.status == "True":
+        return dataclasses.replace(worst, message="; ".join(v.message for v in verdicts))
+    return dataclasses.replace(
+        worst,
+        message="; ".join(v.message for v in verdicts if v.status != "True"),
+        failed=any(v.failed for v in verdicts),
+    )
+
+
+def _rfc3339(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(
+    type_: str, verdict: Verdict, generation: int, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    before = next((c for c in previous if c.get("type") == type_), None)
+    # a condition's time says when its status last flipped, not when it was last computed
+    unchanged = before is not None and before.get("status") == verdict.status and before.get("lastTransitionTime")
+    return {
+        "type": type_,
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "message": verdict.message,
+        "lastTransitionTime": before["lastTransitionTime"] if unchanged else _rfc3339(now),
+        "observedGeneration": generation,
+    }
+
+
+def _ready_verdict(children: Mapping[str, Verdict]) -> Verdict:
+    not_ready = [(type_, v) for type_, v in children.items() if v.status != "True"]
+    if not not_ready:
+        return Verdict("True", "AllChildrenReady", "topics, ingestion and Spark job are ready")
+    first_type, first = not_ready[0]
+    status: ConditionStatus = "False" if any(v.status == "False" for _, v in not_ready) else "Unknown"
+    return Verdict(
+        status,
+        f"{first_type.removesuffix('Ready')}NotReady",
+        "; ".join(f"{type_}: {v.message}" for type_, v in not_ready),
+        failed=any(v.failed for _, v in not_ready),
+    )
+
+
+def _phase(suspended: bool, ready: Verdict) -> str:
+    if suspended:
+        return "Suspended"
+    if ready.status == "True":
+        return "Running"
+    return "Degraded" if ready.failed else "Pending"
+
+
+def aggregate_conditions(
+    pipeline: Pipeline,
+    generation: int,
+    topic_status: Status,
+    dlq_status: Status,
+    deployment_status: Status,
+    sparkapp_status: Status,
+    *,
+    previous: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Conditions, observedGeneration and phase; ``previous`` is status.conditions as it was."""
+    topics = combine(
+        [
+            topic_verdict(trades_topic_name(pipeline), topic_status),
+            topic_verdict(dlq_topic_name(pipeline), dlq_status),
+        ]
+    )
+    if pipeline.spec.suspend:
+        ingestion, spark = suspended_verdict("ingestion"), suspended_verdict("the Spark job")
+    else:
+        desired = pipeline.spec.ingestion.replicas
+        ingestion = deployment_verdict(deployment_name(pipeline), deployment_status, desired)
+        spark = spark_verdict(spark_application_name(pipeline), sparkapp_status)
+    children = dict(zip(CHILD_CONDITIONS, (topics, ingestion, spark)))
+    ready = _ready_verdict(children)
+    verdicts = {"Ready": ready} | children
+    return {
+        "conditions": [_condition(t, v, generation, previous, now) for t, v in verdicts.items()],
+        "observedGeneration": generation,
+        "phase": _phase(pipeline.spec.suspend, ready),
+    }
+
+
+def validation_failed_status(
+    message: str, *, generation: int, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """For a spec the operator refuses (SpecError): Ready False, reason InvalidSpec, children left
+    as they were; the other conditions keep describing them."""
+    ready = _condition("Ready", Verdict("False", "InvalidSpec", message, failed=True), generation, previous, now)
+    others = [dict(c) for c in previous if c.get("type") != "Ready"]
+    return {"conditions": [ready, *others], "observedGeneration": generation, "phase": "Invalid"}

@@ -1,0 +1,229 @@
+"""The children a CryptoPipeline renders: accepted by their upstream schemas, owned, labelled,
+locked down, and running exactly the local stack's command, env and arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cryptopipe.ingest.settings import ENV_PREFIX, IngestSettings
+from cryptopipe.pipeline import job_arguments
+from cryptopipe_operator import crd
+from cryptopipe_operator.render import (
+    render_children,
+    render_dlq_topic,
+    render_ingestion_deployment,
+    render_kafka_topic,
+    render_spark_application,
+)
+from cryptopipe_operator.spec import Pipeline, parse_spec, to_pipeline_config
+from candles_job.settings import JobSettings, parse_args
+
+BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
+UPSTREAM_SCHEMAS = {
+    "KafkaTopic": crd.upstream_schema("strimzi-0.51.0-043-Crd-kafkatopic.yaml", "v1"),
+    "SparkApplication": crd.upstream_schema("spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml", "v1beta2"),
+}
+
+
+def pipeline(**spec_changes) -> Pipeline:
+    return Pipeline("btc", "data", "9b1c-uid", parse_spec(BASE_SPEC | spec_changes))
+
+
+VARIANTS = {
+    "base": pipeline(),
+    "suspended": pipeline(suspend=True),
+    "aws-and-options": pipeline(
+        sink={"bucket": "candles", "prefix": "team/a", "region": "eu-west-1", "credentialsSecretRef": {"name": "aws"}},
+        kafka={"clusterName": "prod", "topic": "coinbase.trades", "partitions": 12},
+        ingestion={"image": "i:1", "replicas": 2, "wsUrl": "ws://replay:8765", "restUrl": "http://replay:8766"},
+        spark={"image": "s:1", "executor": {"instances": 3, "cores": 2}},
+    ),
+}
+
+
+def all_children() -> list:
+    return [
+        pytest.param(p, child, id=f"{variant}-{child['kind']}-{child['metadata']['name']}")
+        for variant, p in VARIANTS.items()
+        for child in render_children(p, checkpoint_generation=3)
+    ]
+
+
+def string_leaves(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from string_leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from string_leaves(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize(("p", "child"), all_children())
+def test_every_child_is_owned_and_labelled(p: Pipeline, child: dict) -> None:
+    meta = child["metadata"]
+    assert meta["namespace"] == p.namespace and meta["name"].startswith(f"{p.name}-")
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "cryptopipeline.io/v1alpha1",
+            "kind": "CryptoPipeline",
+            "name": p.name,
+            "uid": p.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert meta["labels"]["app.kubernetes.io/instance"] == p.name
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "cryptopipe-operator"
+    assert meta["labels"]["app.kubernetes.io/part-of"] == "cryptopipe"
+    assert meta["labels"]["app.kubernetes.io/name"].startswith("cryptopipe-")
+    # the stand-ins render_spark uses to find secret entries never reach a manifest
+    assert not any("\0" in text for text in string_leaves(child))
+
+
+@pytest.mark.parametrize(("p", "child"), [c for c in all_children() if c.values[1]["kind"] in UPSTREAM_SCHEMAS])
+def test_upstream_schema_accepts(p: Pipeline, child: dict) -> None:
+    assert crd.schema_problems(UPSTREAM_SCHEMAS[child["kind"]], child) == []
+
+
+def test_schema_check_is_not_blind() -> None:
+    """The checker used above does reject a child its upstream CRD would refuse or prune."""
+    app = render_spark_application(pipeline(), 1)
+    app["spec"]["mode"] = "local"
+    app["spec"]["driver"]["serviceAcount"] = "typo"
+    del app["spec"]["sparkVersion"]
+    fields = {p.field for p in crd.schema_problems(UPSTREAM_SCHEMAS["SparkApplication"], app)}
+    assert fields == {"spec.mode", "spec.driver.serviceAcount", "spec.sparkVersion"}
+
+
+def test_kafka_topics() -> None:
+    p = VARIANTS["aws-and-options"]
+    topic, dlq = render_kafka_topic(p), render_dlq_topic(p)
+    assert topic["apiVersion"] == dlq["apiVersion"] == "kafka.strimzi.io/v1"
+    assert topic["metadata"]["labels"]["strimzi.io/cluster"] == dlq["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+    assert topic["spec"] == {
+        "topicName": "coinbase.trades",
+        "partitions": 12,
+        "config": {"retention.ms": 604_800_000, "cleanup.policy": "delete"},
+    }
+    assert dlq["spec"]["topicName"] == "coinbase.trades.dlq"
+    assert dlq["spec"]["config"]["retention.ms"] == 2_592_000_000
+    # replicas given: both topics carry it; not given, the cluster's default applies
+    assert render_kafka_topic(pipeline())["spec"]["replicas"] == 1
+    assert "replicas" not in render_kafka_topic(pipeline(kafka={"clusterName": "k"}))["spec"]
+
+
+def container(deployment: dict) -> dict:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+@pytest.mark.parametrize("p", VARIANTS.values(), ids=VARIANTS.keys())
+def test_ingestion_env_is_the_settings_contract(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {e["name"]: e["value"] for e in container(render_ingestion_deployment(p))["env"]}
+    settings_names = {ENV_PREFIX + name.upper() for name in IngestSettings.model_fields}
+    assert set(env) <= settings_names
+    # and the process would read back the spec's values from it
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = IngestSettings()
+    assert tuple(settings.products) == p.spec.products
+    assert (settings.feed, settings.topic, settings.dlq_topic) == (p.spec.feed, p.topic, p.dlq_topic)
+    assert settings.kafka_bootstrap == p.kafka_bootstrap
+    assert settings.ws_url == (p.spec.ingestion.ws_url or settings.ws_url)
+
+
+def test_ingestion_container() -> None:
+    deployment = render_ingestion_deployment(VARIANTS["base"])
+    c = container(deployment)
+    assert c["command"] == ["python", "-m", "cryptopipe.ingest"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    (port,) = c["ports"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert port["name"] == "metrics" and str(port["containerPort"]) == env["CRYPTOPIPE_INGEST_HTTP_PORT"]
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize(("variant", "replicas", "suspend"), [("base", 1, False), ("suspended", 0, True), ("aws-and-options", 2, False)])
+def test_suspend_stops_both(variant: str, replicas: int, suspend: bool) -> None:
+    p = VARIANTS[variant]
+    assert render_ingestion_deployment(p)["spec"]["replicas"] == replicas
+    assert render_spark_application(p, 1)["spec"]["suspend"] is suspend
+
+
+@pytest.mark.parametrize("p", VARIANTS.values(), ids=VARIANTS.keys())
+def test_spark_application_runs_the_local_job(p: Pipeline) -> None:
+    app = render_spark_application(p, checkpoint_generation=7)["spec"]
+    assert (app["type"], app["mode"]) == ("Python", "cluster")
+    assert app["mainApplicationFile"] == "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
+    executor = p.spec.spark.executor
+    assert app["arguments"] == job_arguments(
+        to_pipeline_config(p, 7),
+        kafka_bootstrap=p.kafka_bootstrap,
+        s3_endpoint=p.spec.sink.endpoint,
+        metrics_port=9108,
+        shuffle_partitions=executor.cores * executor.instances,
+    )
+    # the job parses them (credentials from env, as the Secret would give them)
+    settings: JobSettings = parse_args(app["arguments"] + ["--s3-access-key", "a", "--s3-secret-key", "b"])
+    assert settings.checkpoint_location("1m").endswith("/_checkpoints/gen-7/window=1m")
+    assert settings.topic == p.topic and settings.windows == list(p.spec.windows)
+    assert app["executor"]["instances"] == executor.instances
+    assert app["restartPolicy"]["type"] == "Always"
+
+
+def test_spark_credentials_come_from_the_secret() -> None:
+    p = VARIANTS["aws-and-options"]
+    app = render_spark_application(p, 1)["spec"]
+    for pod in (app["driver"], app["executor"]):
+        env = {e["name"]: e for e in pod["env"]}
+        assert env["CRYPTOPIPE_JOB_S3_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "aws", "key": "accessKey"}}
+        assert env["CRYPTOPIPE_JOB_S3_SECRET_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "aws", "key": "secretKey"}}
+        assert env["CRYPTOPIPE_JOB_S3_REGION"]["value"] == "eu-west-1"
+        assert pod["securityContext"]["allowPrivilegeEscalation"] is False
+        assert pod["podSecurityContext"]["runAsNonRoot"] is True
+    conf = app["sparkConf"]
+    assert not any(key.endswith((".access.key", ".secret.key")) for key in conf)
+    assert "spark.master" not in conf and "spark.driver.memory" not in conf
+    assert conf["spark.sql.shuffle.partitions"] == "6" and conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-1"
+    assert "spark.hadoop.fs.s3a.endpoint" not in conf  # AWS: no endpoint override
+    minio = render_spark_application(VARIANTS["base"], 1)["spec"]["sparkConf"]
+    assert minio["spark.hadoop.fs.s3a.endpoint"] == "http://minio:9000"
+    assert minio["spark.hadoop.fs.s3a.path.style.access"] == "true"
+
+
+def test_driver_may_manage_its_executors() -> None:
+    children = {c["kind"]: c for c in render_children(VARIANTS["base"], 1)}
+    account = children["ServiceAccount"]["metadata"]["name"]
+    assert children["SparkApplication"]["spec"]["driver"]["serviceAccount"] == account
+    assert children["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "data"}]
+    assert children["RoleBinding"]["roleRef"]["name"] == children["Role"]["metadata"]["name"]
+    rules = children["Role"]["rules"]
+    assert not any("*" in rule[key] for rule in rules for key in ("apiGroups", "resources", "verbs"))
+    assert any("pods" in r["resources"] and "create" in r["verbs"] for r in rules)
+    service = children["Service"]
+    assert service["spec"]["selector"] == children["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_only_the_spark_application_depends_on_the_checkpoint_generation() -> None:
+    p = VARIANTS["base"]
+    first, second = render_children(p, 1), render_children(p, 2)
+    changed = [a["kind"] for a, b in zip(first, second) if a != b]
+    assert changed == ["SparkApplication"]

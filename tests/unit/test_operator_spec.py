@@ -1,0 +1,133 @@
+"""The spec model: field-naming errors, the PipelineConfig it becomes, and what a change costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cryptopipe.pipeline import PipelineConfig
+from cryptopipe_operator.spec import (
+    Pipeline,
+    SpecError,
+    checkpoint_status,
+    classify_change,
+    next_checkpoint_generation,
+    parse_pipeline,
+    parse_spec,
+    state_fingerprint,
+    to_pipeline_config,
+)
+
+BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
+
+
+def spec_with(**changes):
+    """The base spec with fields replaced; nested ones spelt with __ (sink__bucket)."""
+    raw = yaml.safe_load(yaml.safe_dump(BASE_SPEC))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        target = raw
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return parse_spec(raw)
+
+
+def test_errors_name_every_bad_field() -> None:
+    raw = BASE_SPEC | {"windows": ["1m", "60s"], "feed": "level2", "suspend": "sometimes"}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw)
+    fields = {p.field for p in caught.value.problems}
+    assert fields == {"spec.feed", "spec.suspend"}  # type errors first: rules need a typed spec
+    with pytest.raises(SpecError) as caught:
+        parse_spec(BASE_SPEC | {"windows": ["1m", "60s"]})
+    assert str(caught.value) == "spec.windows[1]: duplicate of spec.windows[0] (60s)"
+
+
+def test_missing_required_field_is_named() -> None:
+    with pytest.raises(SpecError, match=r"^spec\.sink\.credentialsSecretRef: Field required$"):
+        parse_spec(BASE_SPEC | {"sink": {"bucket": "lake"}})
+
+
+def test_pipeline_config_is_what_the_local_stack_runs() -> None:
+    body = {"metadata": {"name": "btc", "namespace": "data", "uid": "u-1"}, "spec": BASE_SPEC}
+    pipeline = parse_pipeline(body)
+    config = to_pipeline_config(pipeline, checkpoint_generation=4)
+    assert config == PipelineConfig(
+        products=("BTC-USD", "ETH-USD"),
+        feed="exchange",
+        windows=("1m", "5m"),
+        watermark="30s",
+        trigger="5s",
+        topic="cryptopipe.btc.trades",
+        dlq_topic="cryptopipe.btc.trades.dlq",
+        bucket="lake",
+        prefix="cryptopipe",
+        checkpoint_generation=4,
+    )
+    assert pipeline.kafka_bootstrap == "lake-kafka-kafka-bootstrap:9092"
+
+
+def test_explicit_topic_and_bootstrap_win() -> None:
+    spec = spec_with(kafka__topic="coinbase.trades", kafka__bootstrapServers="kafka:9092")
+    pipeline = Pipeline("btc", "data", "u-1", spec)
+    assert (pipeline.topic, pipeline.dlq_topic, pipeline.kafka_bootstrap) == (
+        "coinbase.trades",
+        "coinbase.trades.dlq",
+        "kafka:9092",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, "none"),
+        ({"products": ["BTC-USD", "SOL-USD"]}, "compatible"),
+        ({"trigger": "10s"}, "compatible"),
+        ({"suspend": True}, "compatible"),
+        ({"deletionPolicy": "Delete"}, "compatible"),
+        ({"feed": "advanced_trade"}, "compatible"),
+        ({"ingestion__image": "cryptopipe/ingestion:v2"}, "compatible"),
+        ({"ingestion__replicas": 2}, "compatible"),
+        ({"ingestion__resources": {"limits": {"memory": "512Mi"}}}, "compatible"),
+        ({"spark__image": "cryptopipe/spark-job:v2"}, "compatible"),
+        ({"spark__executor": {"instances": 3, "memory": "2g"}}, "compatible"),
+        ({"kafka__partitions": 6}, "compatible"),
+        ({"sink__endpoint": "http://minio.storage:9000"}, "compatible"),
+        # same state, written differently: Spark's checkpoint is still the right one
+        ({"windows": ["5m", "1m"]}, "compatible"),
+        ({"watermark": "30s"}, "none"),
+        ({"windows": ["1m", "5m", "15m"]}, "state_breaking"),
+        ({"windows": ["1m"]}, "state_breaking"),
+        ({"watermark": "45s"}, "state_breaking"),
+        ({"sink__bucket": "lake2"}, "state_breaking"),
+        ({"sink__prefix": "candles-v2"}, "state_breaking"),
+    ],
+)
+def test_classify_change(change: dict, expected: str) -> None:
+    assert classify_change(spec_with(), spec_with(**change)) == expected
+
+
+def test_checkpoint_generation_follows_the_recorded_state() -> None:
+    first = spec_with()
+    assert next_checkpoint_generation({}, first) == 1
+    status = checkpoint_status(first, 1)
+    assert status["checkpointPath"] == "s3a://lake/cryptopipe/_checkpoints/gen-1"
+    # compatible change: same generation
+    assert next_checkpoint_generation(status, spec_with(products=["SOL-USD"])) == 1
+    # state-breaking change: the next one, and again the same answer when asked again before
+    # status was written (an operator restarted mid-change must not skip a generation)
+    changed = spec_with(windows=["1m", "15m"])
+    assert next_checkpoint_generation(status, changed) == 2
+    assert next_checkpoint_generation(status, changed) == 2
+    recorded = checkpoint_status(changed, 2)
+    assert next_checkpoint_generation(recorded, changed) == 2
+    # going back to the old windows is a new state too: the old checkpoint has moved on meanwhile
+    assert next_checkpoint_generation(recorded, first) == 3
+
+
+def test_fingerprint_ignores_what_the_checkpoint_does_not_hold() -> None:
+    assert state_fingerprint(spec_with()) == state_fingerprint(spec_with(trigger="1m", products=["SOL-USD"]))
+    assert state_fingerprint(spec_with()) != state_fingerprint(spec_with(watermark="31s"))

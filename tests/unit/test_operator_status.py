@@ -1,0 +1,141 @@
+"""Status aggregation: one Ready condition that says which child is not ready, and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cryptopipe_operator import crd
+from cryptopipe_operator.spec import API_VERSION, Pipeline, parse_spec
+from cryptopipe_operator.status import aggregate_conditions, validation_failed_status
+
+BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
+STATUS_SCHEMA = crd.version_schema(crd.load_crd(), API_VERSION)["properties"]["status"]
+EARLIER = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+TOPIC_READY = {"conditions": [{"type": "Ready", "status": "True"}]}
+TOPIC_FAILED = {"conditions": [{"type": "Ready", "status": "False", "reason": "KafkaError", "message": "replicas > brokers"}]}
+DEPLOYMENT_AVAILABLE = {"availableReplicas": 1, "conditions": [{"type": "Available", "status": "True"}]}
+DEPLOYMENT_STARTING = {"conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]}
+DEPLOYMENT_STUCK = {
+    "conditions": [
+        {"type": "Available", "status": "False"},
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"},
+    ]
+}
+
+
+def spark(state: str, error: str | None = None) -> dict:
+    return {"applicationState": {"state": state} | ({"errorMessage": error} if error else {})}
+
+
+def pipeline(**spec_changes) -> Pipeline:
+    return Pipeline("btc", "data", "uid-1", parse_spec(BASE_SPEC | spec_changes))
+
+
+def aggregate(topic=TOPIC_READY, dlq=TOPIC_READY, deployment=DEPLOYMENT_AVAILABLE, app=spark("RUNNING"), *, p=None, previous=()):
+    return aggregate_conditions(p or pipeline(), 5, topic, dlq, deployment, app, previous=list(previous), now=NOW)
+
+
+def conditions(status: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def summary(status: dict) -> dict[str, tuple[str, str]]:
+    return {t: (c["status"], c["reason"]) for t, c in conditions(status).items()}
+
+
+@pytest.mark.parametrize(
+    ("children", "phase", "expected"),
+    [
+        (
+            {},
+            "Running",
+            {"Ready": ("True", "AllChildrenReady"), "TopicReady": ("True", "KafkaTopicReady"),
+             "IngestionReady": ("True", "DeploymentAvailable"), "SparkReady": ("True", "SparkApplicationRunning")},
+        ),
+        (
+            {"topic": TOPIC_FAILED},
+            "Degraded",
+            {"Ready": ("False", "TopicNotReady"), "TopicReady": ("False", "KafkaTopicNotReady")},
+        ),
+        # missing: not applied yet, or deleted behind the operator's back; the next reconcile recreates it
+        ({"dlq": None}, "Pending", {"Ready": ("False", "TopicNotReady"), "TopicReady": ("False", "KafkaTopicMissing")}),
+        ({"topic": {}}, "Pending", {"Ready": ("Unknown", "TopicNotReady"), "TopicReady": ("Unknown", "KafkaTopicPending")}),
+        (
+            {"app": spark("FAILED", "driver OOMKilled")},
+            "Degraded",
+            {"Ready": ("False", "SparkNotReady"), "SparkReady": ("False", "SparkApplicationFailed")},
+        ),
+        (
+            {"app": spark("SUBMISSION_FAILED")},
+            "Degraded",
+            {"SparkReady": ("False", "SparkApplicationSubmissionFailed")},
+        ),
+        # a streaming job that completes has stopped producing candles
+        ({"app": spark("COMPLETED")}, "Degraded", {"SparkReady": ("False", "SparkApplicationCompleted")}),
+        ({"app": spark("SUBMITTED")}, "Pending", {"Ready": ("False", "SparkNotReady"), "SparkReady": ("False", "SparkApplicationSubmitted")}),
+        ({"app": spark("PENDING_RERUN")}, "Pending", {"SparkReady": ("False", "SparkApplicationPendingRerun")}),
+        ({"app": {}}, "Pending", {"SparkReady": ("Unknown", "SparkApplicationPending")}),
+        ({"deployment": DEPLOYMENT_STARTING}, "Pending", {"Ready": ("False", "IngestionNotReady"), "IngestionReady": ("False", "DeploymentUnavailable")}),
+        ({"deployment": DEPLOYMENT_STUCK}, "Degraded", {"IngestionReady": ("False", "DeploymentProgressDeadlineExceeded")}),
+        ({"deployment": {}}, "Pending", {"IngestionReady": ("Unknown", "DeploymentPending")}),
+        # first not-ready child names the reason; the message lists them all
+        ({"topic": TOPIC_FAILED, "app": spark("FAILED")}, "Degraded", {"Ready": ("False", "TopicNotReady")}),
+    ],
+)
+def test_aggregation(children: dict, phase: str, expected: dict) -> None:
+    status = aggregate(**children)
+    assert status["phase"] == phase
+    assert summary(status).items() >= expected.items()
+    assert status["observedGeneration"] == 5
+    assert all(c["observedGeneration"] == 5 for c in status["conditions"])
+    assert crd.schema_problems(STATUS_SCHEMA, status) == []
+
+
+def test_ready_message_names_every_child_that_is_not_ready() -> None:
+    ready = conditions(aggregate(topic=TOPIC_FAILED, app=spark("FAILED", "driver OOMKilled")))["Ready"]
+    assert ready["message"].startswith("TopicReady: KafkaTopic btc-trades is not ready: KafkaError: replicas > brokers")
+    assert "SparkReady: SparkApplication btc-candles is FAILED: driver OOMKilled" in ready["message"]
+
+
+def test_ingestion_needs_all_desired_replicas() -> None:
+    status = aggregate(p=pipeline(ingestion={"image": "i:1", "replicas": 2}))
+    assert summary(status)["IngestionReady"] == ("False", "DeploymentUnavailable")
+    assert "1/2 replicas available" in conditions(status)["IngestionReady"]["message"]
+
+
+def test_suspended() -> None:
+    # zero replicas and a suspended job are what was asked for, but not a working pipeline
+    status = aggregate(deployment={"replicas": 0}, app=spark("SUSPENDED"), p=pipeline(suspend=True))
+    assert status["phase"] == "Suspended"
+    assert summary(status)["IngestionReady"] == summary(status)["SparkReady"] == ("False", "Suspended")
+    assert summary(status)["Ready"] == ("False", "IngestionNotReady")
+
+
+def test_last_transition_time_moves_only_with_status() -> None:
+    before = aggregate(app=spark("SUBMITTED"))
+    for condition in before["conditions"]:
+        condition["lastTransitionTime"] = "2026-11-26T09:00:00Z"
+    after = conditions(aggregate(previous=before["conditions"]))
+    assert after["TopicReady"]["lastTransitionTime"] == "2026-11-26T09:00:00Z"  # True -> True
+    assert after["SparkReady"]["lastTransitionTime"] == "2026-11-26T10:00:00Z"  # False -> True
+    assert after["Ready"]["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+    # a new reason under the same status is not a transition
+    failed = conditions(aggregate(app=spark("FAILED"), previous=before["conditions"]))["SparkReady"]
+    assert (failed["reason"], failed["lastTransitionTime"]) == ("SparkApplicationFailed", "2026-11-26T09:00:00Z")
+
+
+def test_validation_failed_status() -> None:
+    previous = aggregate()["conditions"]
+    status = validation_failed_status("spec.windows[1]: duplicate", generation=6, previous=previous, now=NOW)
+    assert status["phase"] == "Invalid" and status["observedGeneration"] == 6
+    ready = conditions(status)["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "InvalidSpec", "spec.windows[1]: duplicate")
+    assert ready["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+    assert conditions(status)["SparkReady"] == conditions({"conditions": previous})["SparkReady"]
+    assert crd.schema_problems(STATUS_SCHEMA, status) == []
