@@ -28,7 +28,7 @@ def job_scenarios(kafka, s3, tmp_path_factory):
     config = PipelineConfig(topic=topic, prefix=topic, windows=("1m",), watermark=WATERMARK, trigger="1s",
                             products=("OOO-USD",))
     run = JobRun(kafka, s3, config, tmp_path_factory.mktemp("job-semantics")).start()
-    observed = {}
+    observed = {"prefix": config.prefix}
     try:
         # batch A: the newest trade of OOO-USD first, so the watermark moves to M:10
         sent = produce(kafka, topic, [trade("OOO-USD", 4, "104", "1", f"{M}:40Z")])
@@ -122,3 +122,20 @@ def test_late_rows_are_dropped_and_counted(job_scenarios):
     assert "LATE-USD" not in rows_by_product(job_scenarios["final"])
     # and what was final stays final
     assert job_scenarios["final"].equals(job_scenarios["after_ticks"])
+
+
+def test_duckdb_reads_the_same_lake(job_scenarios, s3):
+    """Every file in the lake is committed, so a plain DuckDB scan needs no commit log. DuckDB
+    reads the S3 server's folder directly (its httpfs extension would be a download)."""
+    import duckdb
+
+    table = job_scenarios["final"]
+    lake = s3.root / "lake" / job_scenarios["prefix"]
+    rows = duckdb.sql(
+        f"select product_id, window_start, open, close, volume, trade_count, vwap "
+        f"from read_parquet('{lake}/candles/window=1m/*/*/*.parquet', hive_partitioning=true) "
+        f"order by product_id, window_start"
+    ).fetchall()
+    expected = [(r["product_id"], r["window_start"], r["open"], r["close"], r["volume"], r["trade_count"], r["vwap"])
+                for r in table.to_pylist()]
+    assert rows == expected
