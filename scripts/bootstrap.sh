@@ -7,6 +7,8 @@
 #   3. the Kafka broker's runtime classpath        -> $KAFKA_LIBS  (scripts/maven/kafka-broker.pom.xml)
 #   4. Spark's Kafka and s3a connector jars        -> $SPARK_JARS  (scripts/maven/spark-connectors.pom.xml)
 #   5. the versitygw S3 server, built by go install  -> $VERSITYGW_BIN
+#   6. the Kubernetes control plane for the operator's tests (scripts/build-control-plane.sh:
+#      etcd, kube-apiserver, kube-controller-manager from the Go module proxy; kubectl and helm)
 # Steps 2-5 write a stamp holding a hash of their inputs once they succeed, and are skipped
 # while it matches: editing a pom, a version or pyproject.toml's [project] re-runs just that step,
 # and an interrupted step (no stamp) starts over. Outputs are built next to their final place and
@@ -124,5 +126,9 @@ else
   "$VERSITYGW_BIN" --version >/dev/null 2>&1 || die "go install finished but $VERSITYGW_BIN does not run"
   echo "$vgw_key" >"$VGW_ROOT/.stamp"
 fi
+
+# --- 6. Kubernetes control plane ----------------------------------------------------------------
+# ~8.5 min cold on 2 cores, nothing when cached; it keeps its own stamps and lock.
+"$REPO/scripts/build-control-plane.sh"
 
 say "done: . scripts/env.sh && .venv/bin/pytest"
