@@ -1,5 +1,6 @@
 """Fixtures for tests that need a real Kubernetes API: ``kube`` (session: etcd + kube-apiserver +
-kube-controller-manager with the upstream KafkaTopic and SparkApplication CRDs installed) and
+kube-controller-manager with the upstream KafkaTopic and SparkApplication CRDs and the chart's
+CryptoPipeline CRD installed) and
 ``kube_namespace`` (a fresh namespace per test).
 
 Imported by tests/conftest.py; the binaries come from scripts/build-control-plane.sh, and a missing
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cryptopipe.stack.kube import KubeControlPlane
+from cryptopipe_operator.crd import CRD_PATH
 
 # ../shared/crds, the upstream schemas the operator's objects must pass (see its README.md)
 UPSTREAM_CRDS = (
@@ -40,7 +42,9 @@ def kube(services_dir: Path, kube_crd_paths: list[Path]) -> Iterator[KubeControl
 
     # CRDs installed at start-up, before the controller manager: garbage collection of KafkaTopics
     # and SparkApplications then works at once, not only after the collector's 30 s resync
-    control_plane = KubeControlPlane(services_dir / "kube", crds=kube_crd_paths, die_with_parent=True)
+    # (the CryptoPipeline CRD too: garbage collection of a deleted pipeline's children needs it)
+    crds = [*kube_crd_paths, CRD_PATH]
+    control_plane = KubeControlPlane(services_dir / "kube", crds=crds, die_with_parent=True)
     with _running("kube", control_plane):
         yield control_plane
 

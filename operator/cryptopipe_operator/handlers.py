@@ -1,0 +1,89 @@
+"""kopf registrations for CryptoPipeline: thin wrappers around reconcile.py.
+
+Status comes from a per-pipeline timer that reads the four children, not from watches on
+KafkaTopics, Deployments and SparkApplications: one watch per child kind would cache every such
+object in the cluster (memory), need list/watch RBAC on all of them, and fail to start when a
+kind's CRD is missing; the timer costs 4 GETs per pipeline per interval and picks up any change
+within ``status_interval_s``, restarts included.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from cryptopipe_operator import reconcile
+from cryptopipe_operator.settings import OperatorConfig
+from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
+
+# read at import: kopf takes the timer's interval and handlers' backoff when they are registered
+CONFIG = OperatorConfig()
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+# kopf's state (progress of handlers, the last handled spec) in annotations under our group: the
+# CRD's structural status schema would prune kopf's default status.kopf
+STATE_PREFIX = API_GROUP
+# Only a Retain pipeline needs to act before it goes (Delete leaves it to garbage collection).
+# kopf still puts its finalizer on every pipeline (the handler's filter is evaluated at deletion),
+# so deleting a Delete pipeline, too, waits for a running operator.
+FINALIZER = f"{API_GROUP}/retain-topics"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    settings.watching.server_timeout = CONFIG.watch_server_timeout_s
+    settings.watching.client_timeout = CONFIG.watch_client_timeout_s
+    settings.watching.connect_timeout = CONFIG.watch_connect_timeout_s
+    settings.networking.request_timeout = CONFIG.request_timeout_s
+    settings.networking.connect_timeout = CONFIG.request_connect_timeout_s
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STATE_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=STATE_PREFIX)
+    settings.persistence.finalizer = FINALIZER
+    # kopf would turn every "Handler succeeded" log line into an Event; ours say what changed
+    settings.posting.level = logging.WARNING
+    memo.api = reconcile.KubeApi(
+        reconcile.login(settings, logger),
+        total_timeout=CONFIG.request_timeout_s,
+        connect_timeout=CONFIG.request_connect_timeout_s,
+    )
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    if "api" in memo:
+        await memo.api.close()
+
+
+def _emitter(body: kopf.Body) -> reconcile.Emit:
+    def emit(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    return emit
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    # a detached copy: kopf's body is a live view, and pydantic wants plain dicts
+    return copy.deepcopy(dict(body))
+
+
+@kopf.on.resume(*RESOURCE, backoff=CONFIG.retry_backoff_s)
+@kopf.on.create(*RESOURCE, backoff=CONFIG.retry_backoff_s)
+@kopf.on.update(*RESOURCE, backoff=CONFIG.retry_backoff_s)
+async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
+
+
+@kopf.timer(*RESOURCE, interval=CONFIG.status_interval_s)
+async def refresh_status(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile.refresh_status(memo.api, _plain(body), _emitter(body))
+
+
+def _retains(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("deletionPolicy", "Retain") == "Retain"
+
+
+@kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
+async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile.retain_topics(memo.api, _plain(body), _emitter(body))

@@ -1,0 +1,42 @@
+"""The operator's settings: one object, from ``CRYPTOPIPE_OPERATOR_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRYPTOPIPE_OPERATOR_", frozen=True)
+
+    # Empty: every namespace (needs a ClusterRole); otherwise only these (Roles in each suffice).
+    # A JSON list in env: CRYPTOPIPE_OPERATOR_NAMESPACES='["team-a","team-b"]'.
+    namespaces: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+    # kopf's liveness probe: GET http://<host>:<port>/healthz
+    health_host: str = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod IP
+    health_port: int = 8080
+    # How often each pipeline's status is recomputed from its children (see handlers.py for why a
+    # timer and not watches on the children). Each tick costs 4 GETs per pipeline.
+    status_interval_s: float = Field(10.0, gt=0)
+    # A failed reconcile (API server unavailable, conflict) is retried after this; kopf's default
+    # of 60 s would leave a pipeline half-applied for a minute after a transient error.
+    retry_backoff_s: float = Field(5.0, gt=0)
+
+    # Watch and request timeouts, pinned rather than left at kopf's defaults (no server timeout,
+    # no client timeout): a watch stream that a proxy or load balancer silently drops otherwise
+    # stays open forever and the operator stops seeing changes without any error
+    # (nolar/kopf#204, #698; dask-kubernetes' operator pins the same knobs for the same reason).
+    # The server ends each watch after watch_server_timeout_s and kopf re-lists/re-watches; the
+    # client gives up a little later in case the server's goodbye never arrives.
+    watch_server_timeout_s: int = Field(120, gt=0)
+    watch_client_timeout_s: float = Field(150.0, gt=0)
+    watch_connect_timeout_s: float = Field(5.0, gt=0)
+    # Every other API call (SSA of a child, a status patch): long enough for a busy API server,
+    # short enough that a hung connection fails the handler and kopf retries it.
+    request_timeout_s: float = Field(30.0, gt=0)
+    request_connect_timeout_s: float = Field(5.0, gt=0)
+
+    @property
+    def liveness_endpoint(self) -> str:
+        return f"http://{self.health_host}:{self.health_port}/healthz"
