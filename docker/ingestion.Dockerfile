@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# The ingestion service: `python -m cryptopipe.ingest`, configured by CRYPTOPIPE_INGEST_* env (the
+# ingestion Deployment the operator renders sets `command` to the same thing).
+# Build from the repo root: docker build -f docker/ingestion.Dockerfile -t cryptopipe-ingestion .
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY services/ services/
+COPY spark-apps/ spark-apps/
+COPY operator/ operator/
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    CRYPTOPIPE_INGEST_HTTP_HOST=0.0.0.0 \
+    CRYPTOPIPE_INGEST_HTTP_PORT=8080
+COPY --from=build /opt/venv /opt/venv
+# uid 10001: operator/cryptopipe_operator/render_ingestion.py RUN_AS_USER
+RUN groupadd --system --gid 10001 cryptopipe \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp cryptopipe
+USER 10001:10001
+WORKDIR /tmp
+# /metrics, /healthz, /readyz
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "cryptopipe.ingest"]

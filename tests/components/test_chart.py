@@ -1,0 +1,539 @@
+"""The operator Helm chart, the example manifests and the cluster dev loop's files.
+
+Against the real binaries (helm 3.19, kubectl) and the real API server of the ``kube`` fixture:
+lint (strict with every ci/*-values.yaml scenario), render, the validateValues helper and
+values.schema.json rejecting bad values, ``helm install`` creating the CRD, ServiceAccount and
+RBAC, that RBAC being enough to apply every child the operator renders (as the chart's
+ServiceAccount, including the Spark driver Role it must be allowed to grant) and holding no
+wildcard, and the example CryptoPipelines accepted by the API server. Plus static checks that the
+Dockerfiles and skaffold.yaml run what the tests run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cryptopipe.stack.kube import KubeControlPlane, KubectlError, require_binary
+from cryptopipe_operator.crd import CRD_PATH
+from cryptopipe_operator.render import render_children
+from cryptopipe_operator.render_ingestion import COMMAND as INGEST_COMMAND
+from cryptopipe_operator.render_ingestion import HTTP_PORT as INGEST_HTTP_PORT
+from cryptopipe_operator.render_ingestion import RUN_AS_USER as INGEST_UID
+from cryptopipe_operator.render_spark import MAIN_APPLICATION_FILE, render_role
+from cryptopipe_operator.settings import OperatorConfig
+from cryptopipe_operator.spec import parse_pipeline
+
+pytestmark = pytest.mark.kube
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "cryptopipe-operator"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+MANIFESTS = REPO / "manifests"
+EXAMPLES = sorted((MANIFESTS / "examples").glob("*.yaml"))
+DOCKER = REPO / "docker"
+CRD_NAME = "cryptopipelines.cryptopipeline.io"
+OPERATOR_COMMAND = ["python", "-m", "cryptopipe_operator"]
+# kind -> plural, for the children the operator renders
+PLURALS = {
+    "KafkaTopic": "kafkatopics",
+    "Deployment": "deployments",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "SparkApplication": "sparkapplications",
+}
+
+_release_counter = itertools.count(1)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return require_binary("helm")
+
+
+def run_helm(helm: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def template(helm: Path, *args: str) -> list[dict[str, Any]]:
+    out = run_helm(helm, "template", "rel", str(CHART), "--namespace", "ops", *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d.get("rules", [])]
+
+
+def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples the rules grant."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = of_kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --- lint, render, values ------------------------------------------------------------------------
+
+
+def test_helm_lint_is_clean(helm: Path) -> None:
+    result = run_helm(helm, "lint", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+    assert not re.search(r"\[(WARNING|ERROR)\]", result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_helm_lint_strict_with_each_ci_scenario(helm: Path, values: Path) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(values))
+    assert "0 chart(s) failed" in result.stdout
+    assert not re.search(r"\[(WARNING|ERROR)\]", result.stdout), result.stdout
+
+
+def test_ci_scenarios_exist() -> None:
+    names = {p.name for p in CI_VALUES}
+    assert {"default-values.yaml", "namespaced-values.yaml", "monitoring-values.yaml"} <= names
+
+
+def test_default_render(helm: Path) -> None:
+    docs = template(helm)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+                            "ClusterRoleBinding", "Deployment", "Service"])  # fmt: skip
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "cryptopipe-operator"
+        assert labels["app.kubernetes.io/instance"] == "rel"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"].startswith("cryptopipe-operator-")
+    (service,) = of_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert not of_kind(docs, "ServiceMonitor"), "the ServiceMonitor is opt-in"
+
+
+def test_operator_deployment_runs_hardened_with_probes(helm: Path) -> None:
+    docs = template(helm)
+    (deployment,) = of_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = operator_container(docs)
+    assert container["command"] == OPERATOR_COMMAND
+    assert "args" not in container, "python -m cryptopipe_operator reads CRYPTOPIPE_OPERATOR_* env, no arguments"
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    # the probes hit kopf's liveness endpoint, on the port the operator is told to serve it on
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    health_port = next(p for p in container["ports"] if p["name"] == "health")["containerPort"]
+    assert env["CRYPTOPIPE_OPERATOR_HEALTH_PORT"] == str(health_port)
+    assert env["CRYPTOPIPE_OPERATOR_NAMESPACES"] == "[]"  # every namespace
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["resources"]["limits"]["memory"]
+    assert env["CRYPTOPIPE_OPERATOR_METRICS_PORT"] == "9090"
+    # every variable the chart sets is one of the operator's settings (but the metrics port: see values.yaml)
+    known = {f"CRYPTOPIPE_OPERATOR_{name.upper()}" for name in OperatorConfig.model_fields} | {"CRYPTOPIPE_OPERATOR_METRICS_PORT"}
+    assert set(env) <= known, set(env) - known
+
+
+def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
+    docs = template(helm, "-f", str(CHART / "ci" / "namespaced-values.yaml"))
+    roles = of_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    # the only ClusterRole left is kopf's read-only CRD observer
+    (cluster_role,) = of_kind(docs, "ClusterRole")
+    assert granted(cluster_role["rules"]) == {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
+    env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+    assert json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"]) == ["team-a", "team-b"]
+    assert OperatorConfig(namespaces=json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"])).namespaces == ["team-a", "team-b"]
+    assert ("", "secrets", "get") in granted(rbac_rules(docs)), "readSinkSecrets: true"
+    assert ("", "secrets", "get") not in granted(rbac_rules(template(helm))), "no Secret access by default"
+
+
+def test_service_monitor_is_opt_in(helm: Path) -> None:
+    docs = template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_rendered_rbac_has_no_wildcards(helm: Path, values: Path) -> None:
+    rules = rbac_rules(template(helm, "-f", str(values)))
+    assert rules
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            assert not any("*" in item for item in rule.get(field, [])), f"wildcard in {field}: {rule}"
+
+
+def _example_pipeline() -> Any:
+    body = yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-full.yaml").read_text())
+    body["metadata"] |= {"namespace": "team-a", "uid": "00000000-0000-0000-0000-000000000001"}
+    return parse_pipeline(body)
+
+
+def test_rbac_grants_what_the_operator_needs_and_may_grant(helm: Path) -> None:
+    """Statically: every child kind may be server-side applied and deleted, the resource and its
+    status patched, and the Spark driver Role the operator creates is a subset of its own rules
+    (Kubernetes refuses to let it grant more than it holds). The install test proves it for real."""
+    for values in CI_VALUES:
+        have = granted(rbac_rules(template(helm, "-f", str(values))))
+        needed = granted(render_role(_example_pipeline())["rules"])
+        assert needed <= have, f"{values.name}: missing {sorted(needed - have)}"
+        for child in render_children(_example_pipeline(), 1):
+            group = child["apiVersion"].rpartition("/")[0]
+            plural = PLURALS[child["kind"]]
+            for verb in ("get", "list", "create", "patch"):
+                assert (group, plural, verb) in have, f"{values.name}: {verb} {plural}.{group}"
+        for triple in [("cryptopipeline.io", "cryptopipelines", v) for v in ("get", "list", "watch", "patch")] + [
+            ("cryptopipeline.io", "cryptopipelines/status", "patch"),
+            ("", "events", "create"),
+        ]:
+            assert triple in have, f"{values.name}: {triple}"
+
+
+def test_validate_values_lists_every_problem_at_once(helm: Path) -> None:
+    result = run_helm(helm, "template", "rel", str(CHART),
+                      "--set", "serviceAccount.create=false",
+                      "--set", "metrics.enabled=false", "--set", "serviceMonitor.enabled=true",
+                      "--set", "serviceMonitor.scrapeTimeout=60s",
+                      "--set-json", 'operator.extraEnv=[{"name":"S3_SECRET_KEY","value":"x"}]',
+                      check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "(4 problems)" in result.stderr, result.stderr
+    for field in ("serviceAccount.name", "serviceMonitor.enabled", "serviceMonitor.scrapeTimeout", "operator.extraEnv"):
+        assert f"- {field}:" in result.stderr, result.stderr
+
+
+def test_validate_values_port_clash(helm: Path) -> None:
+    result = run_helm(helm, "template", "rel", str(CHART), "--set", "metrics.port=8080", check=False)
+    assert result.returncode != 0 and "metrics.port: 8080 is also operator.healthPort" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "replicaCount=two"], "/replicaCount"),
+        (["--set-string", "metrics.port=9090"], "/metrics/port"),
+        (["--set", "rbac.create=maybe"], "/rbac/create"),
+        (["--set", "replicaCount=3"], "/replicaCount"),
+        (["--set-json", 'watchNamespaces=["Not_A_Namespace"]'], "/watchNamespaces/0"),
+        (["--set", "imagePullPolicy=Always"], "imagePullPolicy"),  # unknown top-level key
+    ],
+    ids=["int-as-string", "port-as-string", "bool-as-string", "replicas-above-1", "bad-namespace", "unknown-key"],
+)
+def test_values_schema_rejects(helm: Path, args: list[str], message: str) -> None:
+    result = run_helm(helm, "template", "rel", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert "don't meet the specifications of the schema" in result.stderr and message in result.stderr, result.stderr
+
+
+def _declared_with_comments(path: Path) -> dict[str, bool]:
+    """Every key path in a values file -> whether a comment block sits directly above it."""
+    found: dict[str, bool] = {}
+    stack: list[tuple[int, str]] = []
+    previous = ""
+    for line in path.read_text().splitlines():
+        match = re.match(r"^(\s*)([A-Za-z][\w]*):", line)
+        if match:
+            indent, key = len(match.group(1)), match.group(2)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            dotted = ".".join([k for _, k in stack] + [key])
+            found[dotted] = previous.lstrip().startswith("#")
+            stack.append((indent, key))
+        if line.strip():
+            previous = line
+    return found
+
+
+def test_every_value_is_documented_and_in_the_schema() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    comments = _declared_with_comments(CHART / "values.yaml")
+    problems: list[str] = []
+
+    def walk(node: Any, sub: dict[str, Any], path: str) -> None:
+        props = sub.get("properties", {})
+        for key, value in node.items():
+            dotted = f"{path}.{key}" if path else key
+            if key not in props:
+                problems.append(f"{dotted}: not in values.schema.json")
+                continue
+            if "description" not in props[key] and "$ref" not in props[key]:
+                problems.append(f"{dotted}: no description in the schema")
+            nested = isinstance(value, dict) and props[key].get("additionalProperties") is False
+            if nested:
+                walk(value, props[key], dotted)
+            elif not comments.get(dotted):
+                problems.append(f"{dotted}: no comment where values.yaml declares it")
+
+    walk(values, schema, "")
+    assert not problems, "\n".join(problems)
+
+
+# --- install into the real API server ------------------------------------------------------------
+
+
+@pytest.fixture
+def release(kube: KubeControlPlane, helm: Path) -> Iterator[tuple[str, list[str]]]:
+    """A release name; every install made under it is uninstalled afterwards (ClusterRoles are
+    cluster-scoped and the API server is shared by the session). The CRD stays, as helm leaves it."""
+    name = f"cpo-{next(_release_counter)}"
+    namespaces: list[str] = []
+    yield name, namespaces
+    for namespace in namespaces:
+        run_helm(helm, "uninstall", name, "-n", namespace, "--wait", env=kube.env(), check=False)
+
+
+def _install(kube: KubeControlPlane, helm: Path, release: tuple[str, list[str]], namespace: str, *args: str) -> str:
+    name, namespaces = release
+    namespaces.append(namespace)
+    result = run_helm(helm, "install", name, str(CHART), "-n", namespace, *args, env=kube.env())
+    assert "STATUS: deployed" in result.stdout
+    assert "Check that the install works" in result.stdout  # NOTES.txt
+    return result.stdout
+
+
+def _apply_as(kube: KubeControlPlane, kubeconfig: Path, *objects: dict[str, Any]) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    kube.kubectl("apply", "--server-side", "--field-manager=cryptopipe-operator", "-f", "-",
+                 input=json.dumps(doc), kubeconfig=kubeconfig)  # fmt: skip
+
+
+def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
+    kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
+) -> None:
+    name, _ = release
+    _install(kube, helm, release, kube_namespace)
+    fullname = f"{name}-cryptopipe-operator"
+
+    crd = kube.get_json("crd", CRD_NAME)
+    assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
+    kube.get_json("serviceaccount", fullname, "-n", kube_namespace)
+    kube.get_json("deployment", fullname, "-n", kube_namespace)
+    kube.get_json("service", f"{fullname}-metrics", "-n", kube_namespace)
+    for kind in ("clusterrole", "clusterrolebinding"):
+        kube.get_json(kind, fullname)
+        kube.get_json(kind, f"{fullname}-crd-observer")
+    stored_rules = kube.get_json("clusterrole", fullname)["rules"]
+    assert not any("*" in item for rule in stored_rules for v in rule.values() for item in v)
+
+    # as the chart's ServiceAccount, nothing more: what the operator does to a CryptoPipeline
+    sa = kube.service_account_kubeconfig(fullname, kube_namespace)
+    pipeline_ns = f"{kube_namespace}-p"[:63]
+    kube.ensure_namespace(pipeline_ns)
+    try:
+        body = yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-full.yaml").read_text())
+        body["metadata"]["namespace"] = pipeline_ns
+        kube.apply(body)  # as a user would (admin)
+        stored = kube.get_json("cryptopipeline", "majors", "-n", pipeline_ns, kubeconfig=sa)
+        assert kube.get_json("cryptopipelines", "--all-namespaces", kubeconfig=sa)["items"]
+        # every child, the Spark driver Role included (the API server refuses to let the operator
+        # grant what it does not hold)
+        _apply_as(kube, sa, *render_children(parse_pipeline(stored), 1))
+        kube.get_json("role", "majors-spark", "-n", pipeline_ns, kubeconfig=sa)
+        kube.get_json("sparkapplication", "majors-candles", "-n", pipeline_ns, kubeconfig=sa)
+        kube.kubectl("patch", "cryptopipeline", "majors", "-n", pipeline_ns, "--subresource=status", "--type=merge",
+                     "-p", json.dumps({"status": {"phase": "Pending", "observedGeneration": 1}}), kubeconfig=sa)  # fmt: skip
+        kube.kubectl("patch", "cryptopipeline", "majors", "-n", pipeline_ns, "--type=merge",
+                     "-p", json.dumps({"metadata": {"finalizers": ["kopf.zalando.org/KopfFinalizerMarker"]}}),
+                     kubeconfig=sa)  # fmt: skip
+        kube.kubectl("create", "-n", pipeline_ns, "-f", "-", kubeconfig=sa, input=json.dumps({
+            "apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "majors-"},
+            "involvedObject": {"apiVersion": "cryptopipeline.io/v1alpha1", "kind": "CryptoPipeline",
+                               "name": "majors", "namespace": pipeline_ns, "uid": stored["metadata"]["uid"]},
+            "reason": "Applied", "message": "children applied", "type": "Normal"}))  # fmt: skip
+        # and no more than that (children go by garbage collection, not by the operator)
+        for verb, resource in (("create", "clusterroles"), ("get", "nodes"), ("get", "secrets"), ("create", "namespaces"),
+                               ("delete", "deployments.apps"), ("delete", "sparkapplications.sparkoperator.k8s.io")):
+            answer = kube.kubectl("auth", "can-i", verb, resource, "-n", pipeline_ns, kubeconfig=sa, check=False)
+            assert answer.stdout.strip() == "no", f"{verb} {resource}: {answer.stdout}"
+    finally:
+        kube.kubectl("patch", "cryptopipeline", "majors", "-n", pipeline_ns, "--type=merge",
+                     "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+        kube.kubectl("delete", "namespace", pipeline_ns, "--wait=false", check=False)
+
+
+def test_namespaced_install_is_confined_to_its_namespaces(
+    kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
+) -> None:
+    name, _ = release
+    watched, other = f"{kube_namespace}-w"[:63], f"{kube_namespace}-o"[:63]
+    for ns in (watched, other):
+        kube.ensure_namespace(ns)
+    try:
+        _install(kube, helm, release, kube_namespace, "--set-json", f'watchNamespaces=["{watched}"]')
+        fullname = f"{name}-cryptopipe-operator"
+        kube.get_json("role", fullname, "-n", watched)
+        kube.get_json("rolebinding", fullname, "-n", watched)
+        sa = kube.service_account_kubeconfig(fullname, kube_namespace)
+        for ns, expected in ((watched, "yes"), (other, "no")):
+            for verb, resource in (("create", "sparkapplications.sparkoperator.k8s.io"),
+                                   ("watch", "cryptopipelines.cryptopipeline.io")):
+                answer = kube.kubectl("auth", "can-i", verb, resource, "-n", ns, kubeconfig=sa, check=False)
+                assert answer.stdout.strip() == expected, f"{verb} {resource} in {ns}"
+    finally:
+        for ns in (watched, other):
+            kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_invalid_values_fail_the_install_before_anything_is_created(
+    kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
+) -> None:
+    name, _ = release
+    result = run_helm(helm, "install", name, str(CHART), "-n", kube_namespace,
+                      "--set", "serviceAccount.create=false", "--set", "metrics.port=8080",
+                      env=kube.env(), check=False)  # fmt: skip
+    assert result.returncode != 0 and "(2 problems)" in result.stderr, result.stderr
+    assert run_helm(helm, "status", name, "-n", kube_namespace, env=kube.env(), check=False).returncode != 0
+
+
+# --- example manifests ---------------------------------------------------------------------------
+
+
+def test_example_manifests_are_accepted_by_the_api_server(kube: KubeControlPlane, kube_namespace: str) -> None:
+    kube.install_crds([CRD_PATH])  # idempotent; the install test may not have run
+    files = [*EXAMPLES, MANIFESTS / "minio-credentials-secret.example.yaml"]
+    assert len(EXAMPLES) >= 2
+    for path in files:
+        kube.kubectl("apply", "--dry-run=server", "--server-side", "-n", kube_namespace, "-f", str(path))
+    # and a broken copy is not (the schema is really applied)
+    broken = yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-minimal.yaml").read_text())
+    broken["spec"]["windows"] = ["2m"]
+    with pytest.raises(KubectlError, match="spec.windows"):
+        kube.kubectl("apply", "--dry-run=server", "--server-side", "-n", kube_namespace, "-f", "-",
+                     input=json.dumps(broken))  # fmt: skip
+
+
+def test_kafka_manifests_are_kraft_node_pools_for_the_examples_cluster() -> None:
+    cluster_names = {yaml.safe_load(p.read_text())["spec"]["kafka"]["clusterName"] for p in EXAMPLES}
+    for path in sorted((MANIFESTS / "kafka").glob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        (kafka,) = of_kind(docs, "Kafka")
+        pools = of_kind(docs, "KafkaNodePool")
+        assert kafka["apiVersion"] == "kafka.strimzi.io/v1" and "zookeeper" not in kafka["spec"]
+        assert {kafka["metadata"]["name"]} == cluster_names, path.name
+        roles = {role for pool in pools for role in pool["spec"]["roles"]}
+        assert roles == {"controller", "broker"}, path.name
+        for pool in pools:
+            assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        listeners = {(lst["port"], lst["tls"]) for lst in kafka["spec"]["kafka"]["listeners"]}
+        assert (9092, False) in listeners, "CryptoPipelines default to CLUSTER-kafka-bootstrap:9092"
+        assert "topicOperator" in kafka["spec"]["entityOperator"]
+
+
+def test_dependency_values_files_are_documented() -> None:
+    doc = (REPO / "docs" / "dependencies.md").read_text()
+    for path in sorted((REPO / "charts" / "dependencies").glob("*.yaml")):
+        yaml.safe_load(path.read_text())
+        assert f"charts/dependencies/{path.name}" in doc
+    for pinned in ("--version 0.51.0", "--version 2.5.2", "--version 5.4.0", "kube-prometheus-stack --version"):
+        assert pinned in doc
+
+
+# --- the cluster dev loop: Dockerfiles, skaffold, kind -------------------------------------------
+
+
+def _final_stage(dockerfile: Path) -> list[str]:
+    lines = re.sub(r"\\\n", " ", dockerfile.read_text()).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    return [line for line in lines[starts[-1]:] if line.strip() and not line.startswith("#")]
+
+
+def _instruction(stage: list[str], name: str) -> Any:
+    (line,) = [line for line in stage if line.startswith(f"{name} ")][-1:]
+    value = line[len(name) + 1:].strip()
+    return json.loads(value) if value.startswith("[") else value
+
+
+def _user(stage: list[str]) -> int:
+    uid = _instruction(stage, "USER").split(":")[0]
+    assert uid.isdigit(), "numeric USER: runAsNonRoot can only verify a numeric id"
+    return int(uid)
+
+
+def test_operator_image_runs_the_operator_entry_point(helm: Path) -> None:
+    stage = _final_stage(DOCKER / "operator.Dockerfile")
+    assert _instruction(stage, "ENTRYPOINT") == OPERATOR_COMMAND == operator_container(template(helm))["command"]
+    assert _user(stage) == template(helm, "--show-only", "templates/deployment.yaml")[0]["spec"]["template"]["spec"][
+        "securityContext"]["runAsUser"]  # fmt: skip
+
+
+def test_ingestion_image_runs_what_the_deployment_runs() -> None:
+    stage = _final_stage(DOCKER / "ingestion.Dockerfile")
+    assert _instruction(stage, "ENTRYPOINT") == INGEST_COMMAND == ["python", "-m", "cryptopipe.ingest"]
+    assert _user(stage) == INGEST_UID
+    assert f"CRYPTOPIPE_INGEST_HTTP_PORT={INGEST_HTTP_PORT}" in " ".join(stage)
+    assert str(INGEST_HTTP_PORT) in _instruction(stage, "EXPOSE").split()
+
+
+def test_spark_image_holds_the_job_and_the_connector_jars() -> None:
+    text = (DOCKER / "spark-job.Dockerfile").read_text()
+    stage = _final_stage(DOCKER / "spark-job.Dockerfile")
+    assert re.search(r"^ARG SPARK_IMAGE=apache/spark:4\.1\.3", text, re.M)
+    assert "COPY scripts/maven/spark-connectors.pom.xml" in text and "dependency:copy-dependencies" in text
+    assert "<spark.version>4.1.3</spark.version>" in (REPO / "scripts" / "maven" / "spark-connectors.pom.xml").read_text()
+    assert "COPY --from=jars /jars/*.jar /opt/spark/jars/" in stage
+    # the SparkApplication's mainApplicationFile is in the image, at the path it names
+    assert MAIN_APPLICATION_FILE == "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
+    assert "COPY spark-apps/ /opt/cryptopipe/spark-apps/" in stage
+    assert (REPO / "spark-apps" / "candles_job" / "main.py").is_file()
+    assert _instruction(stage, "ENTRYPOINT") == ["/opt/entrypoint.sh"]
+    assert "/opt/cryptopipe/spark-apps/candles_job/main.py" in _instruction(stage, "CMD")
+    assert _user(stage) != 0
+
+
+def test_skaffold_builds_the_three_images_and_deploys_the_chart() -> None:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    assert config["apiVersion"].startswith("skaffold/v4") and config["kind"] == "Config"
+    dockerfiles = {a["docker"]["dockerfile"] for a in config["build"]["artifacts"]}
+    assert dockerfiles == {"docker/operator.Dockerfile", "docker/ingestion.Dockerfile", "docker/spark-job.Dockerfile"}
+    for path in dockerfiles:
+        assert (REPO / path).is_file()
+    (helm_release,) = config["deploy"]["helm"]["releases"]
+    assert (REPO / helm_release["chartPath"]) == CHART
+    assert helm_release["setValueTemplates"]["image.repository"] == "{{.IMAGE_REPO_cryptopipe_operator}}"
+    kind_images = {yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-kind.yaml").read_text())["spec"][part]["image"]
+                   for part in ("ingestion", "spark")}  # fmt: skip
+    assert kind_images == {"cryptopipe-ingestion:dev", "cryptopipe-spark-job:dev"}
+    assert {a["image"] for a in config["build"]["artifacts"]} >= {i.split(":")[0] for i in kind_images}
+
+
+def test_kind_loop_files() -> None:
+    kind = yaml.safe_load((REPO / "deploy" / "kind-config.yaml").read_text())
+    assert kind["kind"] == "Cluster" and kind["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    subprocess.run(["bash", "-n", str(REPO / "scripts" / "kind-up.sh")], check=True)
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^kind-up:", makefile, re.M) and "scripts/kind-up.sh" in makefile
