@@ -33,6 +33,12 @@ def main() -> None:
     logging.getLogger("cryptopipe_operator").info(
         "operator starting", extra={"namespaces": namespaces or "all", "liveness": CONFIG.liveness_endpoint}
     )
+    if CONFIG.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from cryptopipe_operator.metrics import REGISTRY
+
+        start_http_server(CONFIG.metrics_port, addr=CONFIG.health_host, registry=REGISTRY)
     kopf.run(
         standalone=True,  # one replica (Deployment strategy Recreate): no peering CRD needed
         clusterwide=not namespaces,

@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from cryptopipe_operator import reconcile
+from cryptopipe_operator import metrics, reconcile
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -72,12 +72,22 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 @kopf.on.create(*RESOURCE, backoff=CONFIG.retry_backoff_s)
 @kopf.on.update(*RESOURCE, backoff=CONFIG.retry_backoff_s)
 async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
+    with metrics.RECONCILE_SECONDS.time():
+        try:
+            conditions = await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            raise  # kopf retries after the backoff
+    metrics.RECONCILES.labels("invalid" if conditions is None else "applied").inc()
+    if conditions is not None:
+        metrics.record_conditions(body["metadata"], conditions)
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.status_interval_s)
 async def refresh_status(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile.refresh_status(memo.api, _plain(body), _emitter(body))
+    conditions = await reconcile.refresh_status(memo.api, _plain(body), _emitter(body))
+    if conditions is not None:
+        metrics.record_conditions(body["metadata"], conditions)
 
 
 def _retains(spec: kopf.Spec, **_: Any) -> bool:
@@ -87,3 +97,8 @@ def _retains(spec: kopf.Spec, **_: Any) -> bool:
 @kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
 async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await reconcile.retain_topics(memo.api, _plain(body), _emitter(body))
+
+
+@kopf.on.delete(*RESOURCE, optional=True)
+async def forget_metrics(body: kopf.Body, **_: Any) -> None:
+    metrics.forget_pipeline(body["metadata"])

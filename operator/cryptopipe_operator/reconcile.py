@@ -189,12 +189,13 @@ def _ref(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
-async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> None:
+async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]] | None:
     """Bring the children in line with the spec and record what was done in status.
 
     Order matters for a crash at any point: children first, then status. A restart before the
     status write recomputes the same checkpoint generation (next_checkpoint_generation compares
-    with the fingerprint in status) and re-applies the same objects.
+    with the fingerprint in status) and re-applies the same objects. Returns the conditions
+    written, or None for an invalid spec.
     """
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
@@ -206,7 +207,7 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> None:
         message = str(exc)
         await api.patch_status(_pipeline_path(body), validation_failed_status(message, generation=generation, previous=previous, now=_now()))
         emit("Warning", "InvalidSpec", message)
-        return
+        return None
 
     checkpoint = next_checkpoint_generation(status, pipeline.spec)
     created, updated = [], []
@@ -235,28 +236,30 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> None:
     new_status |= await _aggregate(api, pipeline, generation, previous)
     await api.patch_status(_pipeline_path(body), new_status)
     _emit_readiness_change(emit, previous, new_status["conditions"])
+    return new_status["conditions"]
 
 
-async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> None:
+async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]] | None:
     """Recompute the conditions from the children (the periodic timer).
 
     Only for a generation the reconcile has applied: while one is pending (or its spec is
     invalid) the reconcile owns the status, and a refresh would report the old children as if
-    they were the new spec's.
+    they were the new spec's. Returns the current conditions, or None when it did not look.
     """
     meta, status = body["metadata"], body.get("status") or {}
     if status.get("observedGeneration") != meta.get("generation") or status.get("phase") == "Invalid":
-        return
+        return None
     try:
         pipeline = parse_pipeline(body)
     except SpecError:
-        return
+        return None
     previous = status.get("conditions") or []
     fresh = await _aggregate(api, pipeline, meta["generation"], previous)
     if fresh["conditions"] == previous and fresh["phase"] == status.get("phase"):
-        return  # no write (and no new resourceVersion) for a status that did not change
+        return previous  # no write (and no new resourceVersion) for a status that did not change
     await api.patch_status(_pipeline_path(body), fresh)
     _emit_readiness_change(emit, previous, fresh["conditions"])
+    return fresh["conditions"]
 
 
 async def _aggregate(

@@ -16,6 +16,8 @@ class OperatorConfig(BaseSettings):
     # kopf's liveness probe: GET http://<host>:<port>/healthz
     health_host: str = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod IP
     health_port: int = 8080
+    # Prometheus /metrics (reconciles, their duration, pipelines by condition); unset: not served
+    metrics_port: int | None = Field(None, ge=0, le=65535)
     # How often each pipeline's status is recomputed from its children (see handlers.py for why a
     # timer and not watches on the children). Each tick costs 4 GETs per pipeline.
     status_interval_s: float = Field(10.0, gt=0)

@@ -56,7 +56,9 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.port = free_port()
-        env = {**OPERATOR_ENV, **self.kube.env(), "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port)}
+        self.metrics_port = free_port()
+        env = {**OPERATOR_ENV, **self.kube.env(), "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
+               "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(self.metrics_port)}
         self.proc = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=self.log_path, env=env,
                                    name="cryptopipe-operator", die_with_parent=True).start()  # fmt: skip
         wait_for(self._healthy, 30, "operator liveness endpoint", interval=0.1, process=self.proc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,15 @@ def _mark_children_ready(kube: KubeControlPlane, ns: str, name: str) -> None:
     patch_status(kube, f"sparkapplication/{name}-candles", ns, {"applicationState": {"state": "RUNNING"}, "driverInfo": {}})
 
 
+def scrape_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample a /metrics endpoint serves."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=2) as response:
+        text = response.read().decode()
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+
+
 def test_create_reports_children_ready_then_spark_failure(
     kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
 ) -> None:
@@ -130,13 +140,27 @@ def test_create_reports_children_ready_then_spark_failure(
     reasons = {e["reason"] for e in events(kube, ns, name)}
     assert {"ChildrenApplied", "AllChildrenReady", "SparkNotReady"} <= reasons, reasons
 
+    # the same story on the operator's /metrics
+    def metrics_say_spark_failed() -> dict[str, float]:
+        samples = scrape_samples(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+        condition = {labels["type"]: value for metric, labels, value in samples
+                     if metric == "cryptopipe_operator_pipeline_condition" and labels["pipeline"] == name}
+        assert condition == {"Ready": 0, "TopicReady": 1, "IngestionReady": 1, "SparkReady": 0}, condition
+        applied = sum(value for metric, labels, value in samples
+                      if metric == "cryptopipe_operator_reconciles_total" and labels["result"] == "applied")
+        assert applied >= 1
+        return condition
+
+    eventually(metrics_say_spark_failed, "metrics show the failure", operator=operator)
+
 
 def test_products_update_in_place_windows_bump_checkpoint(
     kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
 ) -> None:
     ns, name = kube_namespace, "eth"
     _create(kube, pipeline(name, ns))
-    eventually(lambda: _status(kube, ns, name)["status"]["checkpointGeneration"] == 1, "first status", operator=operator)
+    eventually(lambda: (_status(kube, ns, name).get("status") or {}).get("checkpointGeneration") == 1, "first status",
+               operator=operator)
     before = _all_children(kube, ns, name)
     path_1 = _status(kube, ns, name)["status"]["checkpointPath"]
 

@@ -1,0 +1,36 @@
+"""The operator's Prometheus metrics (served on CRYPTOPIPE_OPERATOR_METRICS_PORT when set)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+RECONCILES = Counter(
+    "cryptopipe_operator_reconciles", "Reconciles of a CryptoPipeline, by result (applied, invalid, error)",
+    ["result"], registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "cryptopipe_operator_reconcile_duration_seconds", "Wall time of one reconcile (render + apply + status)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY,
+)
+CONDITION = Gauge(
+    "cryptopipe_operator_pipeline_condition",
+    "1 when the pipeline's condition of this type is True, else 0",
+    ["namespace", "pipeline", "type"], registry=REGISTRY,
+)
+
+
+def record_conditions(meta: Mapping[str, Any], conditions: Iterable[Mapping[str, Any]]) -> None:
+    for condition in conditions:
+        CONDITION.labels(meta["namespace"], meta["name"], condition["type"]).set(condition["status"] == "True")
+
+
+def forget_pipeline(meta: Mapping[str, Any]) -> None:
+    """A deleted pipeline's series must go, or dashboards would show it forever."""
+    for labels in list(CONDITION._metrics):  # prometheus_client has no per-prefix removal
+        if labels[:2] == (meta["namespace"], meta["name"]):
+            CONDITION.remove(*labels)
