@@ -18,3 +18,9 @@ HELM ?= $(or $(CRYPTOPIPE_CACHE),$(HOME)/.cache/cryptopipe)/control-plane/bin/he
 chart-lint:
 	$(HELM) lint charts/cryptopipe-operator
 	for f in charts/cryptopipe-operator/ci/*-values.yaml; do $(HELM) lint --strict charts/cryptopipe-operator -f $$f || exit 1; done
+
+.PHONY: bench-operator
+
+# the operator against a real kube-apiserver: apply-to-children latency, 100 pipelines, operator RSS (~1 min); see docs/benchmarks-operator.md
+bench-operator:
+	.venv/bin/python -m cryptopipe.bench_operator $(BENCH_OPERATOR_ARGS)
