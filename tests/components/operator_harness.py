@@ -48,16 +48,17 @@ CHILD_KINDS = ("KafkaTopic", "ServiceAccount", "Role", "RoleBinding", "Service",
 class OperatorProcess:
     """One operator process at a time; ``kill9()`` and ``start()`` again for crash tests."""
 
-    def __init__(self, kube: KubeControlPlane, log_path: Path) -> None:
+    def __init__(self, kube: KubeControlPlane, log_path: Path, kubeconfig: Path | None = None) -> None:
         self.kube = kube
         self.log_path = log_path
+        self.kubeconfig = kubeconfig  # None: the admin's; a ServiceAccount's to run with its RBAC only
         self.port = 0
         self.proc: ManagedProcess | None = None
 
     def start(self) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
-        env = {**OPERATOR_ENV, **self.kube.env(), "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
+        env = {**OPERATOR_ENV, **self.kube.env(self.kubeconfig), "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
                "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(self.metrics_port)}
         self.proc = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=self.log_path, env=env,
                                    name="cryptopipe-operator", die_with_parent=True).start()  # fmt: skip

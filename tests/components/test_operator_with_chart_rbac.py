@@ -1,0 +1,61 @@
+"""The operator, run with the chart's ServiceAccount credentials and nothing more, reconciles a
+CryptoPipeline: proof that the chart's RBAC grants what the operator needs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cryptopipe.stack.kube import KubeControlPlane
+from tests.components.operator_harness import (
+    CHILD_KINDS,
+    OperatorProcess,
+    conditions,
+    eventually,
+    get,
+    items,
+    pipeline,
+)
+
+pytestmark = pytest.mark.kube
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "cryptopipe-operator"
+
+
+def test_operator_with_only_the_charts_service_account_reconciles(
+    kube: KubeControlPlane, kube_namespace: str, tmp_path: Path
+) -> None:
+    release = "cpo-rbac"
+    install = subprocess.run(
+        [str(kube.helm_path), "install", release, str(CHART), "-n", kube_namespace],
+        env=kube.env(), capture_output=True, text=True, timeout=120,
+    )
+    assert install.returncode == 0, install.stderr
+    operator = OperatorProcess(kube, tmp_path / "operator.log",
+                               kubeconfig=kube.service_account_kubeconfig(f"{release}-cryptopipe-operator", kube_namespace))
+    pipeline_ns = f"{kube_namespace}-p"[:63]
+    kube.ensure_namespace(pipeline_ns)
+    try:
+        operator.start()
+        kube.apply(pipeline("rbac", pipeline_ns))  # as a user (admin) would
+
+        def reconciled() -> bool:
+            missing = [kind for kind in CHILD_KINDS if not items(kube, kind, pipeline_ns, "app.kubernetes.io/instance=rbac")]
+            assert not missing, missing
+            obj = get(kube, "CryptoPipeline", pipeline_ns, "rbac")
+            assert set(conditions(obj)) == {"Ready", "TopicReady", "IngestionReady", "SparkReady"}, obj.get("status")
+            return True
+
+        eventually(reconciled, "children and status written with the chart's RBAC", timeout=60, operator=operator)
+        assert "Forbidden" not in operator.log_tail() and "403" not in operator.log_tail()
+        kube.kubectl("delete", "cryptopipeline", "rbac", "-n", pipeline_ns, "--timeout=60s")
+    finally:
+        operator.stop()
+        kube.kubectl("patch", "cryptopipeline", "rbac", "-n", pipeline_ns, "--type=merge",
+                     "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+        kube.kubectl("delete", "namespace", pipeline_ns, "--wait=false", check=False)
+        subprocess.run([str(kube.helm_path), "uninstall", release, "-n", kube_namespace, "--wait"],
+                       env=kube.env(), capture_output=True, timeout=120)
+
