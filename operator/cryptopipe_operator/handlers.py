@@ -25,9 +25,9 @@ RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 # kopf's state (progress of handlers, the last handled spec) in annotations under our group: the
 # CRD's structural status schema would prune kopf's default status.kopf
 STATE_PREFIX = API_GROUP
-# Only a Retain pipeline needs to act before it goes (Delete leaves it to garbage collection).
-# kopf still puts its finalizer on every pipeline (the handler's filter is evaluated at deletion),
-# so deleting a Delete pipeline, too, waits for a running operator.
+# Both policies act before a pipeline goes: Retain unowns the Kafka topics, Delete removes the lake
+# prefix (the children go by garbage collection). The finalizer's name predates Delete's handler
+# and is kept: renaming it would strand the finalizer already on existing pipelines.
 FINALIZER = f"{API_GROUP}/retain-topics"
 
 
@@ -97,6 +97,17 @@ def _retains(spec: kopf.Spec, **_: Any) -> bool:
 @kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
 async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await reconcile.retain_topics(memo.api, _plain(body), _emitter(body))
+
+
+def _deletes(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("deletionPolicy", "Retain") == "Delete"
+
+
+# no retry limit: a failure (Secret missing or forbidden, S3 down) posts a Warning LakeDeleteFailed
+# and kopf retries after the backoff; the finalizer keeps the CryptoPipeline until the lake is gone
+@kopf.on.delete(*RESOURCE, when=_deletes, backoff=CONFIG.retry_backoff_s)
+async def delete_lake(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile.delete_lake(memo.api, _plain(body), _emitter(body))
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

@@ -12,6 +12,7 @@ crash converges on the same objects and never duplicates one.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import logging
@@ -25,6 +26,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from cryptopipe_operator import lake_cleanup
 from cryptopipe_operator.render import render_children
 from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name, trades_topic_name
@@ -59,6 +61,7 @@ PLURALS = {
     "SparkApplication": "sparkapplications",
     "CryptoPipeline": PLURAL,
     "Event": "events",
+    "Secret": "secrets",
 }
 
 Emit = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
@@ -332,3 +335,31 @@ async def retain_topics(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> No
         kept.append(f"KafkaTopic/{topic_meta['name']}")
     if kept:
         emit("Normal", "TopicsRetained", f"deletionPolicy Retain: kept {', '.join(kept)} (unowned, strimzi.io/managed=false)")
+
+
+async def get_secret(api: KubeApi, namespace: str, name: str) -> dict[str, str]:
+    """A Secret's ``data`` (base64 values, as stored). Needs ``get`` on secrets (the chart's
+    ``rbac.readSinkSecrets``); a missing Secret is an error, not an empty dict."""
+    secret = await api.get(object_path("v1", "Secret", namespace, name))
+    if secret is None:
+        raise lake_cleanup.LakeCleanupError(f"Secret {namespace}/{name} not found (spec.sink.credentialsSecretRef)")
+    return secret.get("data") or {}
+
+
+async def delete_lake(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> None:
+    """deletionPolicy Delete: remove the pipeline's lake prefix (candles and checkpoints) before the
+    CryptoPipeline goes; the children go by garbage collection. Any failure is reported as a
+    Warning and re-raised: kopf retries after its backoff, without limit, and the finalizer keeps
+    the CryptoPipeline until the lake is gone."""
+    try:
+        pipeline = parse_pipeline(body)
+        location = lake_cleanup.lake_location(pipeline)
+        lake_cleanup.checked_root(location)  # refuse before reading any credentials
+        ref = pipeline.spec.sink.credentials_secret_ref
+        connection = lake_cleanup.sink_connection(pipeline, await get_secret(api, pipeline.namespace, ref.name))
+        removed = await asyncio.to_thread(lake_cleanup.delete_lake_prefix, connection, location)
+    except Exception as exc:
+        hint = " (is rbac.readSinkSecrets on?)" if isinstance(exc, ApiError) and exc.status == 403 else ""
+        emit("Warning", "LakeDeleteFailed", f"deletionPolicy Delete: {exc}{hint}; retrying")
+        raise
+    emit("Normal", "LakeDeleted", f"deletionPolicy Delete: removed {removed} objects under s3://{location.root}/")

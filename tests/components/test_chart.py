@@ -178,7 +178,11 @@ def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
     assert json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"]) == ["team-a", "team-b"]
     assert OperatorConfig(namespaces=json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"])).namespaces == ["team-a", "team-b"]
     assert ("", "secrets", "get") in granted(rbac_rules(docs)), "readSinkSecrets: true"
-    assert ("", "secrets", "get") not in granted(rbac_rules(template(helm))), "no Secret access by default"
+    default_rules = granted(rbac_rules(template(helm)))
+    assert ("", "secrets", "get") in default_rules, "Secret get by default (deletionPolicy: Delete)"
+    assert not {("", "secrets", v) for v in ("list", "watch")} & default_rules, "Secrets by name only"
+    off = granted(rbac_rules(template(helm, "--set", "rbac.readSinkSecrets=false")))
+    assert not any(resource == "secrets" for _, resource, _ in off), "readSinkSecrets: false"
 
 
 def test_service_monitor_is_opt_in(helm: Path) -> None:
@@ -375,8 +379,12 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
             "involvedObject": {"apiVersion": "cryptopipeline.io/v1alpha1", "kind": "CryptoPipeline",
                                "name": "majors", "namespace": pipeline_ns, "uid": stored["metadata"]["uid"]},
             "reason": "Applied", "message": "children applied", "type": "Normal"}))  # fmt: skip
+        # the sink Secret by name (deletionPolicy: Delete reads its S3 credentials)
+        answer = kube.kubectl("auth", "can-i", "get", "secrets", "-n", pipeline_ns, kubeconfig=sa, check=False)
+        assert answer.stdout.strip() == "yes", f"get secrets: {answer.stdout}"
         # and no more than that (children go by garbage collection, not by the operator)
-        for verb, resource in (("create", "clusterroles"), ("get", "nodes"), ("get", "secrets"), ("create", "namespaces"),
+        for verb, resource in (("create", "clusterroles"), ("get", "nodes"), ("list", "secrets"), ("watch", "secrets"),
+                               ("create", "namespaces"),
                                ("delete", "deployments.apps"), ("delete", "sparkapplications.sparkoperator.k8s.io")):
             answer = kube.kubectl("auth", "can-i", verb, resource, "-n", pipeline_ns, kubeconfig=sa, check=False)
             assert answer.stdout.strip() == "no", f"{verb} {resource}: {answer.stdout}"

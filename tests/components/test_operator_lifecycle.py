@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cryptopipe.stack.kube import KubeControlPlane, KubectlError
+from cryptopipe.stack.s3server import S3Server
 from tests.components.operator_harness import (
     CHILD_KINDS,
     INVALID_SPECS,
@@ -198,10 +199,15 @@ def test_products_update_in_place_windows_bump_checkpoint(
 
 
 def test_delete_policy_delete_removes_children(
-    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
+    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str, s3: S3Server
 ) -> None:
     ns, name = kube_namespace, "gone"
-    _create(kube, pipeline(name, ns, deletionPolicy="Delete"))
+    # Delete also removes the lake prefix (tests/components/test_operator_lake_deletion.py): a
+    # reachable S3 and the sink Secret, or the finalizer keeps the pipeline
+    kube.kubectl("create", "secret", "generic", "lake-credentials", "-n", ns,
+                 f"--from-literal=accessKey={s3.access_key}", f"--from-literal=secretKey={s3.secret_key}")  # fmt: skip
+    sink = {"endpoint": s3.endpoint, "bucket": "lake", "prefix": f"{ns}/{name}"}
+    _create(kube, pipeline(name, ns, deletionPolicy="Delete", sink=sink))
     eventually(lambda: _all_children(kube, ns, name), "children applied", operator=operator)
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=true", timeout=30)
 
