@@ -3,6 +3,7 @@
     cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
     cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
     cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
+    cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     candles.add_argument("--to", dest="end", help="ISO-8601 time (UTC if no offset), exclusive")
     candles.add_argument("--format", choices=["table", "csv", "json"], default="table")
     candles.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
+
+    dev = sub.add_parser("dev", help="developer tools").add_subparsers(dest="dev_command", required=True)
+    cluster = dev.add_parser("cluster", help="a local kube-apiserver with the CRDs and the operator, for kubectl")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("--work-dir", type=Path, default=None, help="default: ~/.cache/cryptopipe/dev-cluster")
     return parser
 
 
@@ -86,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from cryptopipe.commands.candles import run_candles
 
         return run_candles(args, work_dir=args.work_dir or default_stack_dir())
+    if args.command == "dev":
+        from cryptopipe.commands.dev_cluster import run_dev_cluster
+
+        return run_dev_cluster(args.action, args.work_dir)
     raise AssertionError(args.command)
 
 
