@@ -48,17 +48,20 @@ CHILD_KINDS = ("KafkaTopic", "ServiceAccount", "Role", "RoleBinding", "Service",
 class OperatorProcess:
     """One operator process at a time; ``kill9()`` and ``start()`` again for crash tests."""
 
-    def __init__(self, kube: KubeControlPlane, log_path: Path, kubeconfig: Path | None = None) -> None:
+    def __init__(self, kube: KubeControlPlane, log_path: Path, kubeconfig: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.kube = kube
         self.log_path = log_path
         self.kubeconfig = kubeconfig  # None: the admin's; a ServiceAccount's to run with its RBAC only
+        self.extra_env = env or {}  # e.g. the chart Deployment's CRYPTOPIPE_OPERATOR_* env
         self.port = 0
         self.proc: ManagedProcess | None = None
 
     def start(self) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
-        env = {**OPERATOR_ENV, **self.kube.env(self.kubeconfig), "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
+        env = {**OPERATOR_ENV, **self.extra_env, **self.kube.env(self.kubeconfig),
+               "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
                "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(self.metrics_port)}
         self.proc = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=self.log_path, env=env,
                                    name="cryptopipe-operator", die_with_parent=True).start()  # fmt: skip
@@ -80,8 +83,8 @@ class OperatorProcess:
         if self.proc is not None:
             self.proc.stop()
 
-    def log_tail(self) -> str:
-        return self.proc.log_tail() if self.proc else "(not started)"
+    def log_tail(self, lines: int = 40) -> str:
+        return self.proc.log_tail(lines) if self.proc else "(not started)"
 
 
 def run_operator(kube: KubeControlPlane, log_path: Path) -> Iterator[OperatorProcess]:
