@@ -12,7 +12,6 @@ would silently prune, so a misspelt field in a rendered child would otherwise go
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -20,20 +19,13 @@ from typing import Any
 
 import yaml
 
+from cryptopipe_operator.spec import SpecProblem  # one 'field: message' type for schema and spec checks
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "charts" / "cryptopipe-operator" / "crds" / "cryptopipelines.yaml"
 UPSTREAM_CRDS = REPO_ROOT.parent / "shared" / "crds"
 
 Schema = Mapping[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class SchemaProblem:
-    field: str  # "spec.windows[1]"
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 @cache
@@ -72,7 +64,7 @@ def _join(path: str, part: str | int) -> str:
     return f"{path}.{part}" if path else str(part)
 
 
-def _extra_problems(schema: Schema, value: Any, path: str) -> Iterator[SchemaProblem]:
+def _extra_problems(schema: Schema, value: Any, path: str) -> Iterator[SpecProblem]:
     """Unknown fields and duplicates in sets, which JSON Schema does not express the API server's way."""
     if isinstance(value, Mapping) and schema.get("type") == "object":
         known = schema.get("properties") or {}
@@ -85,14 +77,14 @@ def _extra_problems(schema: Schema, value: Any, path: str) -> Iterator[SchemaPro
             elif isinstance(schema.get("additionalProperties"), Mapping):
                 yield from _extra_problems(schema["additionalProperties"], item, _join(path, key))
             elif not open_ended:
-                yield SchemaProblem(_join(path, key), "field not declared in the schema (the API server would drop it)")
+                yield SpecProblem(_join(path, key), "field not declared in the schema (the API server would drop it)")
     elif isinstance(value, list) and "items" in schema:
         first_seen: dict[str, int] = {}
         for index, item in enumerate(value):
             if schema.get("x-kubernetes-list-type") == "set":
                 key = repr(item)
                 if key in first_seen:
-                    yield SchemaProblem(_join(path, index), f"Duplicate value: {item!r}")
+                    yield SpecProblem(_join(path, index), f"Duplicate value: {item!r}")
                 first_seen.setdefault(key, index)
             yield from _extra_problems(schema["items"], item, _join(path, index))
 
@@ -112,7 +104,7 @@ def apply_defaults(schema: Schema, obj: Any) -> Any:
     return obj
 
 
-def schema_problems(schema: Schema, obj: Any) -> list[SchemaProblem]:
+def schema_problems(schema: Schema, obj: Any) -> list[SpecProblem]:
     """What the API server's OpenAPI validation (not CEL) would reject in ``obj``, naming each field."""
     import jsonschema  # test-time dependency: the operator itself never validates against a schema
 
@@ -127,6 +119,6 @@ def schema_problems(schema: Schema, obj: Any) -> list[SchemaProblem]:
             # name the missing field itself, as the API server does ("spec.kafka.clusterName: Required value")
             missing = [name for name in error.validator_value if name not in error.instance]
             path = _join(path, missing[0])
-        problems.append(SchemaProblem(path or "<root>", error.message))
+        problems.append(SpecProblem(path or "<root>", error.message))
     problems.extend(_extra_problems(schema, obj, ""))
     return problems
