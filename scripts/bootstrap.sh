@@ -14,6 +14,14 @@
 # and an interrupted step (no stamp) starts over. Outputs are built next to their final place and
 # moved in, so a half-done folder never looks complete.
 set -euo pipefail
+# --data-plane-only: skip step 6 (the Kubernetes control plane only the operator's tests use)
+DATA_PLANE_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --data-plane-only) DATA_PLANE_ONLY=1 ;;
+    *) printf 'bootstrap: unknown option %s (known: --data-plane-only)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/env.sh
@@ -129,6 +137,10 @@ fi
 
 # --- 6. Kubernetes control plane ----------------------------------------------------------------
 # ~8.5 min cold on 2 cores, nothing when cached; it keeps its own stamps and lock.
-"$REPO/scripts/build-control-plane.sh"
+if [ "$DATA_PLANE_ONLY" = 1 ]; then
+  say "control plane: skipped (--data-plane-only)"
+else
+  "$REPO/scripts/build-control-plane.sh"
+fi
 
 say "done: . scripts/env.sh && .venv/bin/pytest"
