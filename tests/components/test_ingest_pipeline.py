@@ -10,8 +10,6 @@ import collections
 import itertools
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +23,7 @@ from cryptopipe.contracts import Tick, Trade, decode_record
 from cryptopipe.ingest.service import IngestService
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe.replay import ReplayServer
+from tests.components.http_probe import http_get
 
 pytestmark = pytest.mark.components
 
@@ -175,14 +174,6 @@ def assert_each_trade_once(records: list[tuple[bytes | None, bytes, int]], expec
         )
     assert set(trades) == set(expected)
     return trades
-
-
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def metric_value(service: IngestService, name: str, **labels: str) -> float:

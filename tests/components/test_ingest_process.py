@@ -8,8 +8,6 @@ import json
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from cryptopipe.commands.scrape import scrape as scrape_metrics
 from cryptopipe.contracts import Trade, decode_record
 from cryptopipe.replay import ReplayServer
 from cryptopipe.stack.procs import ManagedProcess, free_port
+from tests.components.http_probe import http_get
 
 pytestmark = pytest.mark.components
 
@@ -50,20 +50,9 @@ def wait_for(condition: Any, timeout: float, what: str, process: ManagedProcess)
         time.sleep(0.1)
 
 
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def scrape(base: str, name: str) -> float:
     """Sum of a metric's samples on /metrics."""
-    status, body = http_get(base + "/metrics")
-    assert status == 200
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return scrape_metrics(base + "/metrics").get(name, 0.0)
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:
