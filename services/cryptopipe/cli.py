@@ -3,6 +3,9 @@
     cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
     cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
     cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
+    cryptopipe plot PRODUCT [--window 1m] [--from T] [--to T] [--output FILE.png]  candlestick chart from the lake
+    cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
+    cryptopipe monitor serve                                                   lake monitor service (env settings)
     cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
 """
 
@@ -63,6 +66,29 @@ def _parser() -> argparse.ArgumentParser:
     candles.add_argument("--format", choices=["table", "csv", "json"], default="table")
     candles.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
 
+    plot = sub.add_parser("plot", help="draw a candlestick chart (PNG, with volume bars) from the lake")
+    plot.add_argument("product", help="product id, e.g. BTC-USD")
+    plot.add_argument("--window", default="1m")
+    plot.add_argument("--from", dest="start", help="ISO-8601 time (UTC if no offset)")
+    plot.add_argument("--to", dest="end", help="ISO-8601 time (UTC if no offset), exclusive")
+    plot.add_argument("--output", "-o", type=Path, default=None, help="PNG path (default: PRODUCT-WINDOW.png)")
+    plot.add_argument("--title", default=None)
+    plot.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
+
+    monitor = sub.add_parser("monitor", help="lake monitor: anomaly report, or a service exporting metrics")
+    monitor_sub = monitor.add_subparsers(dest="monitor_command", required=True)
+    report = monitor_sub.add_parser("report", help="scan the lake once and report anomalies (exit 1 if any)")
+    report.add_argument("--product", action="append", dest="products", help="repeat for several (default: all)")
+    report.add_argument("--window", default="1m")
+    report.add_argument("--from", dest="start", help="ISO-8601 time (UTC if no offset)")
+    report.add_argument("--to", dest="end", help="ISO-8601 time, exclusive; also 'now' for staleness (default: now)")
+    report.add_argument("--format", choices=["text", "json"], default="text")
+    report.add_argument("--price-sigma", type=float, default=None, help="flag close-to-close moves beyond this many std devs")
+    report.add_argument("--volume-factor", type=float, default=None, help="flag volume beyond this multiple of the median")
+    report.add_argument("--stale-after", default=None, help="flag products with no candle this long before --to, e.g. 5m")
+    report.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
+    monitor_sub.add_parser("serve", help="scan the lake every interval and serve metrics (CRYPTOPIPE_MONITOR_* env)")
+
     dev = sub.add_parser("dev", help="developer tools").add_subparsers(dest="dev_command", required=True)
     cluster = dev.add_parser("cluster", help="a local kube-apiserver with the CRDs and the operator, for kubectl")
     cluster.add_argument("action", choices=["up", "down", "status"])
@@ -92,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         from cryptopipe.commands.candles import run_candles
 
         return run_candles(args, work_dir=args.work_dir or default_stack_dir())
+    if args.command == "plot":
+        from cryptopipe.commands.plot import run_plot
+
+        return run_plot(args, work_dir=args.work_dir or default_stack_dir())
+    if args.command == "monitor":
+        from cryptopipe.commands.monitor import run_monitor
+
+        return run_monitor(args, work_dir=getattr(args, "work_dir", None) or default_stack_dir())
     if args.command == "dev":
         from cryptopipe.commands.dev_cluster import run_dev_cluster
 

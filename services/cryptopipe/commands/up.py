@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from cryptopipe.commands.lake_access import STATE_FILE
 from cryptopipe.coinbase.frames import FEED_URLS
 from cryptopipe.commands.scrape import scrape
 from cryptopipe.pipeline import PipelineConfig
@@ -21,7 +22,6 @@ from cryptopipe.stack.local import LocalStack
 
 log = logging.getLogger("cryptopipe.up")
 
-STATE_FILE = "stack.json"
 
 
 class NoNetwork(SystemExit):
