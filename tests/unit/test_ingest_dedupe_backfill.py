@@ -127,6 +127,7 @@ def test_a_gap_is_backfilled_and_each_trade_produced_once(rig) -> None:
     assert rest.calls == [(11, 13)]
     assert {t.trade_id for t in kafka.trades() if t.source == "rest"} == {11, 12, 13}
     assert metrics.hot.backfilled["BTC-USD"] == 3
+    assert metrics.registry.get_sample_value("cryptopipe_ingest_gaps_backfilled_total", {"product_id": "BTC-USD"}) == 1
 
 
 def test_a_reordered_trade_is_produced_once_by_the_socket_not_again_by_the_backfill(rig) -> None:
@@ -171,7 +172,19 @@ def test_a_gap_rest_cannot_fill_is_given_up_and_counted(rig) -> None:
     sample = metrics.registry.get_sample_value
     assert sample("cryptopipe_ingest_gaps_unfilled_total", {"product_id": "BTC-USD", "reason": "not_returned"}) == 1
     assert sample("cryptopipe_ingest_trades_unfilled_total", {"product_id": "BTC-USD"}) == 2
+    assert sample("cryptopipe_ingest_gaps_backfilled_total", {"product_id": "BTC-USD"}) is None
     assert backfiller.missing_count() == 0
+
+
+def test_gap_series_exist_at_zero_before_any_gap() -> None:
+    # the gap alert uses increase(), which cannot see a counter's first step from absent to 1
+    metrics = IngestMetrics()
+    metrics.declare_products(["BTC-USD", "ETH-USD"])
+    sample = metrics.registry.get_sample_value
+    for product in ("BTC-USD", "ETH-USD"):
+        assert sample("cryptopipe_ingest_gaps_unfilled_total", {"product_id": product, "reason": "not_returned"}) == 0
+        assert sample("cryptopipe_ingest_gaps_detected_total", {"product_id": product}) == 0
+        assert sample("cryptopipe_ingest_gaps_backfilled_total", {"product_id": product}) == 0
 
 
 def test_an_absurd_gap_is_refused_without_asking_rest(rig) -> None:

@@ -190,7 +190,9 @@ class Backfiller:
             self._pending -= 1
             self._idle.notify_all()
         self._metrics.backfill_pending.dec()
-        if left:
+        if not left:
+            self._metrics.gaps_backfilled.labels(product_id).inc()
+        else:
             self._give_up(product_id, len(left), reason,
                           {"product_id": product_id, "first_missing": first, "last_missing": last,
                            "unfilled_trade_ids_sample": left[:10]})

@@ -17,6 +17,10 @@ from prometheus_client.registry import Collector
 
 PREFIX = "cryptopipe_ingest_"
 CONNECTION_STATES = ("disconnected", "connecting", "connected", "subscribed")
+# Why a gap was given up (ingest/backfill.py). Declared up front with the products so every series
+# exists at 0 from the first scrape: increase() cannot see a counter's first step from "absent" to 1,
+# and the gap alert is built on increase().
+UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "internal_error")
 # Frame types come from the wire; past this many distinct ones, further types count as "other"
 # so a misbehaving server cannot blow up the label cardinality.
 MAX_FRAME_TYPES = 32
@@ -122,6 +126,10 @@ class IngestMetrics:
         self.gaps_detected = Counter(
             PREFIX + "gaps_detected", "Trade-id gaps found per product.", ["product_id"], registry=r
         )
+        self.gaps_backfilled = Counter(
+            PREFIX + "gaps_backfilled", "Gaps whose every missing trade was recovered (by REST or a late frame).",
+            ["product_id"], registry=r,
+        )
         self.gaps_unfilled = Counter(
             PREFIX + "gaps_unfilled", "Gaps given up (too large, REST failing, trades not returned).",
             ["product_id", "reason"], registry=r,
@@ -145,6 +153,15 @@ class IngestMetrics:
             ["state"], registry=r,
         )
         self.set_connection_state("disconnected")
+
+    def declare_products(self, products: list[str] | tuple[str, ...]) -> None:
+        """Create the per-product gap series at 0 (see UNFILLED_REASONS for why)."""
+        for product in products:
+            self.gaps_detected.labels(product)
+            self.gaps_backfilled.labels(product)
+            self.trades_unfilled.labels(product)
+            for reason in UNFILLED_REASONS:
+                self.gaps_unfilled.labels(product, reason)
 
     def set_connection_state(self, state: str) -> None:
         for name in CONNECTION_STATES:

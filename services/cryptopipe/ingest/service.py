@@ -39,6 +39,7 @@ class IngestService:
     def __init__(self, settings: IngestSettings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = IngestMetrics(registry)
+        self.metrics.declare_products(settings.products)
         self._stop = threading.Event()
         self._health = HealthServer(settings.http_host, settings.http_port, self.metrics.registry, self.readiness)
         self.producer: RecordProducer | None = None
