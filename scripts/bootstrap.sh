@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local stack need, into the cache ($CRYPTOPIPE_CACHE, outside the
 # repo) and into .venv:
-#   1. java >= 17 and mvn (apt-get when missing)
+#   1. java >= 17 and mvn, Prometheus + promtool (Debian's prometheus package): apt-get when missing
 #   2. .venv with `pip install -e ".[spark,test,operator]"` (pyspark builds from its sdist once; the pip
 #      cache in $CRYPTOPIPE_CACHE/pip keeps the built wheel)
 #   3. the Kafka broker's runtime classpath        -> $KAFKA_LIBS  (scripts/maven/kafka-broker.pom.xml)
@@ -74,6 +74,13 @@ command -v python3 >/dev/null || apt_install python3 python3-venv
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "python3 >= 3.11 needed, found $(python3 -V)"
 need_mvn() { command -v mvn >/dev/null || apt_install maven; }
+# Prometheus scrapes the local stack and evaluates the chart's alert rules (tests, `cryptopipe up`);
+# promtool checks metrics and rules. Debian's package has both (bookworm: 2.42). Its postinst may be
+# refused to start a system service (policy-rc.d): harmless, we start our own on a free port.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  apt_install prometheus
+fi
+command -v promtool >/dev/null || die "promtool missing after installing Debian's prometheus package"
 
 # --- 2. Python venv ----------------------------------------------------------------------------
 VENV="$REPO/.venv"

@@ -45,6 +45,21 @@ class JobProgress:
         self.watermark = Gauge(
             "cryptopipe_job_watermark_timestamp_seconds", "Event-time watermark of the last batch", labels, registry=r
         )
+        self.last_batch = Gauge(
+            "cryptopipe_job_last_batch_timestamp_seconds", "Wall time the last micro-batch was committed", labels, registry=r
+        )
+        self.kafka_lag = Gauge(
+            "cryptopipe_job_kafka_lag_records",
+            "Records in Kafka after the last batch's end offsets (from the source's latestOffset)", labels, registry=r,
+        )
+        # delay = wall clock - watermark, computed when scraped: a gauge set once per batch would read
+        # "on time" forever after the job stalls
+        self._watermarks: dict[str, float] = {}
+        self.watermark_delay = Gauge(
+            "cryptopipe_job_watermark_delay_seconds",
+            "Wall clock minus the event-time watermark (how far behind real time finished candles are)",
+            labels, registry=r,
+        )
         self.input_rate = Gauge("cryptopipe_job_input_rows_per_second", "Input rate of the last batch", labels, registry=r)
         self.processed_rate = Gauge(
             "cryptopipe_job_processed_rows_per_second", "Processing rate of the last batch", labels, registry=r
@@ -68,6 +83,14 @@ class JobProgress:
         self.late_rows.labels(window).inc(dropped)
         self.state_rows.labels(window).set(sum(op.get("numRowsTotal", 0) for op in operators))
         self.watermark.labels(window).set(_iso_to_epoch_s(watermark))
+        self.last_batch.labels(window).set(time.time())
+        lag = kafka_lag(progress.get("sources") or [])
+        if lag is not None:
+            self.kafka_lag.labels(window).set(lag)
+        if watermark != NO_WATERMARK and window not in self._watermarks:
+            self.watermark_delay.labels(window).set_function(lambda w=window: time.time() - self._watermarks[w])
+        if watermark != NO_WATERMARK:
+            self._watermarks[window] = _iso_to_epoch_s(watermark)
         self.input_rate.labels(window).set(progress.get("inputRowsPerSecond") or 0)
         self.processed_rate.labels(window).set(progress.get("processedRowsPerSecond") or 0)
         self.batch_duration.labels(window).observe((progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000)
@@ -104,6 +127,31 @@ class JobProgress:
 
     def serve(self, port: int) -> None:
         start_http_server(port, addr="0.0.0.0", registry=self.registry)
+
+
+def _offsets(value) -> dict:
+    """A Kafka source offset as progress reports it: {"topic": {"partition": offset}} (or that as JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def kafka_lag(sources: list[dict]) -> int | None:
+    """Records between each partition's end offset and its latest offset, summed; None when Spark
+    did not report latest offsets (sources other than Kafka, or a batch before the first fetch)."""
+    total, seen = 0, False
+    for source in sources:
+        latest, end = _offsets(source.get("latestOffset")), _offsets(source.get("endOffset"))
+        for topic, partitions in latest.items():
+            for partition, offset in (partitions or {}).items():
+                done = (end.get(topic) or {}).get(partition)
+                if isinstance(offset, int) and isinstance(done, int):
+                    total += max(offset - done, 0)
+                    seen = True
+    return total if seen else None
 
 
 def _empty() -> dict:

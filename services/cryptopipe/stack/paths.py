@@ -26,6 +26,15 @@ def versitygw_bin() -> Path:
     return Path(os.environ.get("VERSITYGW_BIN", cache_dir() / "versitygw" / "bin" / "versitygw"))
 
 
+def prometheus_bin() -> Path:
+    """Debian's prometheus package (scripts/bootstrap.sh installs it with apt-get)."""
+    return Path(os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus"))
+
+
+def promtool_bin() -> Path:
+    return Path(os.environ.get("PROMTOOL_BIN", "/usr/bin/promtool"))
+
+
 def require_jars(folder: Path, what: str) -> list[Path]:
     """The jars in ``folder``, sorted; raises MissingDependency when it has none."""
     jars = sorted(folder.glob("*.jar"))
