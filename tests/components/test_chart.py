@@ -11,6 +11,7 @@ Dockerfiles and skaffold.yaml run what the tests run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -24,13 +25,13 @@ import yaml
 
 from cryptopipe.stack.kube import KubeControlPlane, KubectlError, require_binary
 from cryptopipe_operator.crd import CRD_PATH
-from cryptopipe_operator.render import render_children
+from cryptopipe_operator.render import render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import COMMAND as INGEST_COMMAND
 from cryptopipe_operator.render_ingestion import HTTP_PORT as INGEST_HTTP_PORT
 from cryptopipe_operator.render_ingestion import RUN_AS_USER as INGEST_UID
 from cryptopipe_operator.render_spark import MAIN_APPLICATION_FILE, render_role
 from cryptopipe_operator.settings import OperatorConfig
-from cryptopipe_operator.spec import parse_pipeline
+from cryptopipe_operator.spec import MonitorSpec, parse_pipeline
 
 pytestmark = pytest.mark.kube
 
@@ -125,8 +126,9 @@ def test_ci_scenarios_exist() -> None:
 def test_default_render(helm: Path) -> None:
     docs = template(helm)
     kinds = sorted(d["kind"] for d in docs)
+    # the two ConfigMaps are the Grafana dashboards (pipeline overview, operator)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "Deployment", "Service"])  # fmt: skip
+                            "ClusterRoleBinding", "Deployment", "Service", "ConfigMap", "ConfigMap"])  # fmt: skip
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "cryptopipe-operator"
@@ -226,6 +228,16 @@ def test_rbac_grants_what_the_operator_needs_and_may_grant(helm: Path) -> None:
             plural = PLURALS[child["kind"]]
             for verb in ("get", "list", "create", "patch"):
                 assert (group, plural, verb) in have, f"{values.name}: {verb} {plural}.{group}"
+        # the optional children a spec may turn off (the lake monitor) are deleted by the operator
+        without_monitor = _example_pipeline()
+        without_monitor = dataclasses.replace(
+            without_monitor, spec=without_monitor.spec.model_copy(update={"monitor": MonitorSpec()})
+        )
+        unwanted = unwanted_children(without_monitor)
+        assert unwanted
+        for ref in unwanted:
+            group = ref.api_version.rpartition("/")[0]
+            assert (group, PLURALS[ref.kind], "delete") in have, f"{values.name}: delete {PLURALS[ref.kind]}.{group}"
         for triple in [("cryptopipeline.io", "cryptopipelines", v) for v in ("get", "list", "watch", "patch")] + [
             ("cryptopipeline.io", "cryptopipelines/status", "patch"),
             ("", "events", "create"),
@@ -388,10 +400,13 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
         # the sink Secret by name (deletionPolicy: Delete reads its S3 credentials)
         answer = kube.kubectl("auth", "can-i", "get", "secrets", "-n", pipeline_ns, kubeconfig=sa, check=False)
         assert answer.stdout.strip() == "yes", f"get secrets: {answer.stdout}"
-        # and no more than that (children go by garbage collection, not by the operator)
+        # deployments it may delete: the lake monitor, when spec.monitor turns it off
+        answer = kube.kubectl("auth", "can-i", "delete", "deployments.apps", "-n", pipeline_ns, kubeconfig=sa, check=False)
+        assert answer.stdout.strip() == "yes", f"delete deployments: {answer.stdout}"
+        # and no more than that (the other children go by garbage collection, not by the operator)
         for verb, resource in (("create", "clusterroles"), ("get", "nodes"), ("list", "secrets"), ("watch", "secrets"),
-                               ("create", "namespaces"),
-                               ("delete", "deployments.apps"), ("delete", "sparkapplications.sparkoperator.k8s.io")):
+                               ("create", "namespaces"), ("delete", "sparkapplications.sparkoperator.k8s.io"),
+                               ("delete", "kafkatopics.kafka.strimzi.io")):
             answer = kube.kubectl("auth", "can-i", verb, resource, "-n", pipeline_ns, kubeconfig=sa, check=False)
             assert answer.stdout.strip() == "no", f"{verb} {resource}: {answer.stdout}"
     finally:
