@@ -7,7 +7,8 @@ read from the pod's ServiceAccount or from $KUBECONFIG.
 
 Children are written with server-side apply (field manager ``cryptopipe-operator``, ``force``):
 the same request creates or updates, names are deterministic, so a reconcile repeated after a
-crash converges on the same objects and never duplicates one.
+crash converges on the same objects and never duplicates one. The one child deleted here is an
+optional one the spec turned off (the lake monitor); the others go by garbage collection.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import aiohttp
 import kopf
 
 from cryptopipe_operator import lake_cleanup
-from cryptopipe_operator.render import render_children
+from cryptopipe_operator.render import ChildRef, render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name, trades_topic_name
+from cryptopipe_operator.render_monitor import deployment_name as monitor_deployment_name
 from cryptopipe_operator.render_spark import SPARK_API_VERSION, spark_application_name
 from cryptopipe_operator.spec import (
     API_GROUP,
@@ -226,6 +228,10 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
     if created or updated:
         parts = [f"created {', '.join(created)}" if created else "", f"updated {', '.join(updated)}" if updated else ""]
         emit("Normal", "ChildrenApplied", "; ".join(p for p in parts if p))
+    deleted = [ref for ref in unwanted_children(pipeline) if await _delete_unwanted(api, pipeline, ref)]
+    if deleted:
+        names = ", ".join(f"{ref.kind}/{ref.name}" for ref in deleted)
+        emit("Normal", "ChildrenDeleted", f"no longer wanted by the spec: deleted {names}")
 
     new_status = checkpoint_status(pipeline.spec, checkpoint)
     old_checkpoint = status.get("checkpointGeneration")
@@ -240,6 +246,32 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
     await api.patch_status(_pipeline_path(body), new_status)
     _emit_readiness_change(emit, previous, new_status["conditions"])
     return new_status["conditions"]
+
+
+async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, ref: ChildRef) -> bool:
+    """Delete a child the spec no longer wants (the lake monitor turned off). Only an object that
+    is this pipeline's: labelled with its instance and the child's component, and owned by its
+    uid; anything else of that name (a user's own Deployment) is left alone. Returns whether one
+    was deleted."""
+    path = object_path(ref.api_version, ref.kind, pipeline.namespace, ref.name)
+    obj = await api.get(path)
+    if obj is None:
+        return False
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    ours = (
+        labels.get("app.kubernetes.io/instance") == pipeline.name
+        and labels.get("app.kubernetes.io/component") == ref.component
+        and any(owner.get("uid") == pipeline.uid for owner in meta.get("ownerReferences") or [])
+    )
+    if not ours:
+        log.warning("%s/%s is not %s's %s: left in place", ref.kind, ref.name, pipeline.name, ref.component)
+        return False
+    # the uid precondition: exactly the object checked above, never one created since by the same name;
+    # Background: its ReplicaSets and pods go by garbage collection
+    options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+               "preconditions": {"uid": meta["uid"]}}  # fmt: skip
+    return await api.request("DELETE", path, body=options, missing_ok=True) is not None
 
 
 async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]] | None:
@@ -278,7 +310,12 @@ async def _aggregate(
     dlq = await child_status(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, dlq_topic_name(pipeline)))
     deployment = await child_status(object_path("apps/v1", "Deployment", ns, deployment_name(pipeline)))
     spark = await child_status(object_path(SPARK_API_VERSION, "SparkApplication", ns, spark_application_name(pipeline)))
-    return aggregate_conditions(pipeline, generation, topic, dlq, deployment, spark, previous=previous, now=_now())
+    monitor = None
+    if pipeline.spec.monitor.enabled:
+        monitor = await child_status(object_path("apps/v1", "Deployment", ns, monitor_deployment_name(pipeline)))
+    return aggregate_conditions(
+        pipeline, generation, topic, dlq, deployment, spark, previous=previous, now=_now(), monitor_status=monitor
+    )
 
 
 def _ready(conditions: list[Mapping[str, Any]]) -> Mapping[str, Any]:

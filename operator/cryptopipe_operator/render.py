@@ -1,10 +1,15 @@
-"""Every child of a CryptoPipeline, in the order to apply them (RBAC before the pods that use it)."""
+"""Every child of a CryptoPipeline, in the order to apply them (RBAC before the pods that use it),
+and the optional children a spec no longer wants."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from cryptopipe_operator import render_monitor
 from cryptopipe_operator.render_common import Manifest
 from cryptopipe_operator.render_ingestion import render_ingestion_deployment, render_metrics_service
 from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic
+from cryptopipe_operator.render_monitor import render_monitor_deployment
 from cryptopipe_operator.render_spark import (
     render_role,
     render_role_binding,
@@ -14,23 +19,36 @@ from cryptopipe_operator.render_spark import (
 from cryptopipe_operator.spec import Pipeline
 
 __all__ = [
+    "ChildRef",
     "Manifest",
     "render_children",
     "render_dlq_topic",
     "render_ingestion_deployment",
     "render_kafka_topic",
     "render_metrics_service",
+    "render_monitor_deployment",
     "render_role",
     "render_role_binding",
     "render_service_account",
     "render_spark_application",
+    "unwanted_children",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildRef:
+    """A child by name, and the component label it must carry to be this pipeline's."""
+
+    api_version: str
+    kind: str
+    name: str
+    component: str
 
 
 def render_children(
     pipeline: Pipeline, checkpoint_generation: int, *, starting_offsets: str = "earliest"
 ) -> list[Manifest]:
-    return [
+    children = [
         render_kafka_topic(pipeline),
         render_dlq_topic(pipeline),
         render_service_account(pipeline),
@@ -40,3 +58,14 @@ def render_children(
         render_ingestion_deployment(pipeline),
         render_spark_application(pipeline, checkpoint_generation, starting_offsets=starting_offsets),
     ]
+    if pipeline.spec.monitor.enabled:
+        children.append(render_monitor_deployment(pipeline))
+    return children
+
+
+def unwanted_children(pipeline: Pipeline) -> list[ChildRef]:
+    """Optional children this spec does not want, which an earlier spec may have created: the
+    reconcile deletes them (by name, and only objects labelled and owned as this pipeline's)."""
+    if pipeline.spec.monitor.enabled:
+        return []
+    return [ChildRef("apps/v1", "Deployment", render_monitor.deployment_name(pipeline), render_monitor.COMPONENT)]

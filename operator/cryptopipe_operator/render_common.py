@@ -55,3 +55,22 @@ def restricted_container_security() -> dict[str, object]:
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+# Stand-ins for the sink's credentials: an env builder is called with them, and every variable whose
+# value is one becomes a secretKeyRef to the sink's Secret, so a renamed variable cannot slip a
+# secret into a manifest (the same scheme as render_spark.py's).
+SINK_ACCESS_KEY = "\0sink-access-key"
+SINK_SECRET_KEY = "\0sink-secret-key"
+
+
+def env_with_sink_secret_refs(pipeline: Pipeline, env: dict[str, str]) -> list[dict[str, object]]:
+    """A container's env list: the stand-in values as references to the sink's Secret, the rest literal."""
+    ref = pipeline.spec.sink.credentials_secret_ref
+    secret_keys = {SINK_ACCESS_KEY: ref.access_key_key, SINK_SECRET_KEY: ref.secret_key_key}
+    return [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": secret_keys[value]}}}
+        if value in secret_keys
+        else {"name": name, "value": value}
+        for name, value in env.items()
+    ]

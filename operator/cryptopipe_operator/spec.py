@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from cryptopipe.contracts import parse_duration
@@ -102,6 +102,26 @@ class SparkSpec(_Model):
     executor: SparkExecutor = SparkExecutor()
 
 
+class MonitorResources(Resources):
+    # reading Parquet footers and row groups with pyarrow needs more headroom than ingestion
+    limits: ResourceList = ResourceList(memory="512Mi")
+
+
+class MonitorSpec(_Model):
+    """The lake monitor Deployment (``python -m cryptopipe.cli monitor serve``), off by default."""
+
+    enabled: bool = False
+    image: str | None = None  # default: spec.ingestion.image (the same cryptopipe package)
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    interval: str = "60s"
+    lookback: str = "2h"
+    stale_after: str = "5m"
+    price_sigma: float = Field(4.0, gt=0)
+    volume_factor: float = Field(10.0, gt=1)
+    min_history: int = Field(20, ge=3)  # the monitor's own floor (cryptopipe.monitor.settings)
+    resources: MonitorResources = MonitorResources()
+
+
 class PipelineSpec(_Model):
     suspend: bool = False
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
@@ -114,6 +134,7 @@ class PipelineSpec(_Model):
     sink: SinkSpec
     ingestion: IngestionSpec
     spark: SparkSpec
+    monitor: MonitorSpec = MonitorSpec()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +240,13 @@ def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
         problems.append(SpecProblem("spec.trigger", "trigger must be at most 10m"))
     elif window_s and trigger_s > min(window_s):
         problems.append(SpecProblem("spec.trigger", "trigger must not be longer than the smallest window"))
+    for field, value in (
+        ("interval", spec.monitor.interval),
+        ("lookback", spec.monitor.lookback),
+        ("staleAfter", spec.monitor.stale_after),
+    ):
+        if _seconds(value) is None:
+            problems.append(SpecProblem(f"spec.monitor.{field}", f"not a duration like 60s, 5m, 2h: {value!r}"))
     ref = spec.sink.credentials_secret_ref
     if ref.access_key_key == ref.secret_key_key:
         field = "spec.sink.credentialsSecretRef.secretKeyKey"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import dlq_topic_name, trades_topic_name
+from cryptopipe_operator.render_monitor import deployment_name as monitor_deployment_name
 from cryptopipe_operator.render_spark import spark_application_name
 from cryptopipe_operator.spec import Pipeline
 
@@ -21,6 +22,10 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 Status = Mapping[str, Any] | None
 
 CHILD_CONDITIONS = ("TopicReady", "IngestionReady", "SparkReady")
+# Reported only while spec.monitor.enabled, and NOT part of Ready: the monitor watches the lake, it
+# is not on the path trades take into it, so candles are written (Ready, phase Running) whether or
+# not it runs; a failing monitor says so in its own condition without marking the pipeline degraded.
+MONITOR_CONDITION = "LakeMonitorReady"
 # States after which a streaming job is not coming back on its own (or should never be in);
 # the other non-RUNNING states are steps on the way to RUNNING.
 SPARK_FAILURE_STATES = {"FAILED", "SUBMISSION_FAILED", "FAILING", "COMPLETED", "SUCCEEDING"}
@@ -156,8 +161,10 @@ def aggregate_conditions(
     *,
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
+    monitor_status: Status = None,
 ) -> dict[str, Any]:
-    """Conditions, observedGeneration and phase; ``previous`` is status.conditions as it was."""
+    """Conditions, observedGeneration and phase; ``previous`` is status.conditions as it was.
+    ``monitor_status`` is the lake monitor Deployment's, read only when spec.monitor.enabled."""
     topics = combine(
         [
             topic_verdict(trades_topic_name(pipeline), topic_status),
@@ -173,6 +180,11 @@ def aggregate_conditions(
     children = dict(zip(CHILD_CONDITIONS, (topics, ingestion, spark)))
     ready = _ready_verdict(children)
     verdicts = {"Ready": ready} | children
+    if pipeline.spec.monitor.enabled:
+        if pipeline.spec.suspend:
+            verdicts[MONITOR_CONDITION] = suspended_verdict("the lake monitor")
+        else:
+            verdicts[MONITOR_CONDITION] = deployment_verdict(monitor_deployment_name(pipeline), monitor_status, 1)
     return {
         "conditions": [_condition(t, v, generation, previous, now) for t, v in verdicts.items()],
         "observedGeneration": generation,

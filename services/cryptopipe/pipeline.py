@@ -107,3 +107,45 @@ def job_env(s3: S3Connection) -> dict[str, str]:
         "CRYPTOPIPE_JOB_S3_SECRET_KEY": s3.secret_key,
         "CRYPTOPIPE_JOB_S3_REGION": s3.region,
     }
+
+
+def monitor_env(
+    config: PipelineConfig,
+    s3: S3Connection,
+    *,
+    interval: str = "60s",
+    lookback: str = "2h",
+    stale_after: str = "5m",
+    price_sigma: float = 4.0,
+    volume_factor: float = 10.0,
+    min_history: int = 20,
+    http_host: str | None = None,
+    http_port: int = 8080,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment of the lake monitor (``cryptopipe monitor serve``): the pipeline's lake (bucket,
+    prefix, products, windows), the S3 connection it reads it with, and the scan's thresholds.
+    In Kubernetes the credentials come from the sink's Secret (the operator swaps them for
+    secretKeyRefs)."""
+    env = {
+        "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY": s3.access_key,
+        "CRYPTOPIPE_MONITOR_S3_SECRET_KEY": s3.secret_key,
+        "CRYPTOPIPE_MONITOR_S3_REGION": s3.region,
+        "CRYPTOPIPE_MONITOR_BUCKET": config.bucket,
+        "CRYPTOPIPE_MONITOR_PREFIX": config.prefix,
+        "CRYPTOPIPE_MONITOR_PRODUCTS": ",".join(config.products),
+        "CRYPTOPIPE_MONITOR_WINDOWS": ",".join(config.windows),
+        "CRYPTOPIPE_MONITOR_LOOKBACK": lookback,
+        "CRYPTOPIPE_MONITOR_INTERVAL": interval,
+        "CRYPTOPIPE_MONITOR_STALE_AFTER": stale_after,
+        "CRYPTOPIPE_MONITOR_PRICE_SIGMA": repr(float(price_sigma)),
+        "CRYPTOPIPE_MONITOR_VOLUME_FACTOR": repr(float(volume_factor)),
+        "CRYPTOPIPE_MONITOR_MIN_HISTORY": str(int(min_history)),
+        "CRYPTOPIPE_MONITOR_HTTP_PORT": str(http_port),
+    }
+    if s3.endpoint:
+        env["CRYPTOPIPE_MONITOR_S3_ENDPOINT"] = s3.endpoint
+    if http_host:
+        env["CRYPTOPIPE_MONITOR_HTTP_HOST"] = http_host
+    env.update(extra or {})
+    return env

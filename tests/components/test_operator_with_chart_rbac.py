@@ -48,16 +48,29 @@ def test_operator_with_only_the_charts_service_account_reconciles(
                                kubeconfig=kube.service_account_kubeconfig(f"{release}-cryptopipe-operator", kube_namespace))
     try:
         operator.start()
-        kube.apply(pipeline("rbac", pipeline_ns))  # as a user (admin) would
+        # every optional child on (the lake monitor), as a user (admin) would
+        kube.apply(pipeline("rbac", pipeline_ns, monitor={"enabled": True}))
 
         def reconciled() -> bool:
             missing = [kind for kind in CHILD_KINDS if not items(kube, kind, pipeline_ns, "app.kubernetes.io/instance=rbac")]
             assert not missing, missing
+            assert get(kube, "Deployment", pipeline_ns, "rbac-lake-monitor") is not None
             obj = get(kube, "CryptoPipeline", pipeline_ns, "rbac")
-            assert set(conditions(obj)) == {"Ready", "TopicReady", "IngestionReady", "SparkReady"}, obj.get("status")
+            assert set(conditions(obj)) == {"Ready", "TopicReady", "IngestionReady", "SparkReady", "LakeMonitorReady"}, obj.get("status")
             return True
 
         eventually(reconciled, "children and status written with the chart's RBAC", timeout=60, operator=operator)
+        # turned off: the operator deletes the monitor's Deployment itself
+        kube.kubectl("patch", "cryptopipeline", "rbac", "-n", pipeline_ns, "--type=merge",
+                     "-p", '{"spec":{"monitor":{"enabled":false}}}')  # fmt: skip
+
+        def monitor_deleted() -> bool:
+            assert get(kube, "Deployment", pipeline_ns, "rbac-lake-monitor") is None
+            obj = get(kube, "CryptoPipeline", pipeline_ns, "rbac")
+            assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"], obj["status"]
+            return True
+
+        eventually(monitor_deleted, "lake monitor deleted with the chart's RBAC", timeout=60, operator=operator)
         # no API call was refused (ours say "HTTP 403", kopf's "APIForbiddenError")
         log = operator.log_tail(400)
         assert "HTTP 403" not in log and "Forbidden" not in log, log[-3000:]

@@ -12,11 +12,14 @@ from cryptopipe.ingest.settings import ENV_PREFIX, IngestSettings
 from cryptopipe.pipeline import job_arguments
 from cryptopipe_operator import crd
 from cryptopipe_operator.render import (
+    ChildRef,
     render_children,
     render_dlq_topic,
     render_ingestion_deployment,
     render_kafka_topic,
+    render_monitor_deployment,
     render_spark_application,
+    unwanted_children,
 )
 from cryptopipe_operator.spec import Pipeline, parse_spec, to_pipeline_config
 from candles_job.settings import JobSettings, parse_args
@@ -41,7 +44,19 @@ VARIANTS = {
         ingestion={"image": "i:1", "replicas": 2, "wsUrl": "ws://replay:8765", "restUrl": "http://replay:8766"},
         spark={"image": "s:1", "executor": {"instances": 3, "cores": 2}},
     ),
+    "monitored": pipeline(monitor={"enabled": True}),
+    "monitored-aws-suspended": pipeline(
+        suspend=True,
+        sink={"bucket": "candles", "prefix": "team/a", "region": "eu-west-1",
+              "credentialsSecretRef": {"name": "aws", "accessKeyKey": "id", "secretKeyKey": "key"}},
+        windows=["5m", "1h"],
+        products=["SOL-USD"],
+        monitor={"enabled": True, "image": "m:2", "imagePullPolicy": "Always", "interval": "30s", "lookback": "6h",
+                 "staleAfter": "15m", "priceSigma": 3.5, "volumeFactor": 20, "minHistory": 50,
+                 "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}},
+    ),
 }
+MONITORED = ("monitored", "monitored-aws-suspended")
 
 
 def all_children() -> list:
@@ -159,7 +174,7 @@ def test_ingestion_container() -> None:
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
 
 
-@pytest.mark.parametrize(("variant", "replicas", "suspend"), [("base", 1, False), ("suspended", 0, True), ("aws-and-options", 2, False)])
+@pytest.mark.parametrize(("variant", "replicas", "suspend"), [("base", 1, False), ("suspended", 0, True), ("aws-and-options", 2, False)])  # fmt: skip
 def test_suspend_stops_both(variant: str, replicas: int, suspend: bool) -> None:
     p = VARIANTS[variant]
     assert render_ingestion_deployment(p)["spec"]["replicas"] == replicas
@@ -227,3 +242,152 @@ def test_only_the_spark_application_depends_on_the_checkpoint_generation() -> No
     first, second = render_children(p, 1), render_children(p, 2)
     changed = [a["kind"] for a, b in zip(first, second) if a != b]
     assert changed == ["SparkApplication"]
+
+
+# -- the lake monitor ------------------------------------------------------------------------------
+
+# the monitor's settings contract (CRYPTOPIPE_MONITOR_*, read by `cryptopipe monitor serve`)
+MONITOR_SETTINGS = {
+    "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION", "BUCKET", "PREFIX", "PRODUCTS", "WINDOWS",
+    "LOOKBACK", "INTERVAL", "STALE_AFTER", "PRICE_SIGMA", "VOLUME_FACTOR", "MIN_HISTORY", "HTTP_HOST",
+    "HTTP_PORT", "LOG_LEVEL",
+}  # fmt: skip
+
+
+def monitor_env(deployment: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container(deployment)["env"]}
+
+
+def test_monitor_is_rendered_only_when_enabled() -> None:
+    def monitors(p: Pipeline) -> list[str]:
+        return [c["metadata"]["name"] for c in render_children(p, 1) if c["metadata"]["name"].endswith("-lake-monitor")]
+
+    assert monitors(VARIANTS["base"]) == [] and monitors(VARIANTS["suspended"]) == []
+    assert monitors(VARIANTS["monitored"]) == ["btc-lake-monitor"]
+    # off: the reconcile deletes a monitor an earlier spec created, by name and component label
+    assert unwanted_children(VARIANTS["base"]) == [ChildRef("apps/v1", "Deployment", "btc-lake-monitor", "lake-monitor")]
+    assert unwanted_children(VARIANTS["monitored"]) == []
+    # and nothing rendered is ever in the list of children to delete
+    for p in VARIANTS.values():
+        rendered = {(c["kind"], c["metadata"]["name"]) for c in render_children(p, 1)}
+        assert not rendered & {(r.kind, r.name) for r in unwanted_children(p)}
+
+
+@pytest.mark.parametrize("variant", MONITORED)
+def test_monitor_env_is_the_settings_contract(variant: str) -> None:
+    p = VARIANTS[variant]
+    env = monitor_env(render_monitor_deployment(p))
+    assert {name.removeprefix("CRYPTOPIPE_MONITOR_") for name in env} <= MONITOR_SETTINGS
+    assert all(name.startswith("CRYPTOPIPE_MONITOR_") for name in env)
+    values = {name.removeprefix("CRYPTOPIPE_MONITOR_"): e.get("value") for name, e in env.items()}
+    sink, monitor = p.spec.sink, p.spec.monitor
+    assert (values["BUCKET"], values["PREFIX"], values["S3_REGION"]) == (sink.bucket, sink.prefix, sink.region)
+    assert values.get("S3_ENDPOINT") == sink.endpoint  # unset for AWS
+    assert values["PRODUCTS"].split(",") == list(p.spec.products)
+    assert values["WINDOWS"].split(",") == list(p.spec.windows)
+    assert (values["INTERVAL"], values["LOOKBACK"], values["STALE_AFTER"]) == (monitor.interval, monitor.lookback, monitor.stale_after)
+    assert float(values["PRICE_SIGMA"]) == monitor.price_sigma and float(values["VOLUME_FACTOR"]) == monitor.volume_factor
+    assert int(values["MIN_HISTORY"]) == monitor.min_history
+    assert values["HTTP_HOST"] == "0.0.0.0"
+    (port,) = container(render_monitor_deployment(p))["ports"]
+    assert (port["name"], str(port["containerPort"])) == ("metrics", values["HTTP_PORT"])
+
+
+@pytest.mark.parametrize("variant", MONITORED)
+def test_monitor_reads_the_spec_back_from_its_env(variant: str) -> None:
+    """The monitor's own settings loader accepts the rendered env and sees the spec's values."""
+    from cryptopipe.monitor.settings import load_settings
+
+    p = VARIANTS[variant]
+    env = {e["name"]: e.get("value", "from-the-secret") for e in container(render_monitor_deployment(p))["env"]}
+    settings = load_settings(env)
+    assert (settings.bucket, settings.prefix, settings.s3_region) == (p.spec.sink.bucket, p.spec.sink.prefix, p.spec.sink.region)
+    assert settings.s3_endpoint == p.spec.sink.endpoint
+    assert tuple(settings.products) == p.spec.products and tuple(settings.windows) == p.spec.windows
+    monitor = p.spec.monitor
+    assert (settings.interval, settings.lookback, settings.stale_after) == (monitor.interval, monitor.lookback, monitor.stale_after)
+    assert (settings.price_sigma, settings.volume_factor, settings.min_history) == (
+        monitor.price_sigma, monitor.volume_factor, monitor.min_history)  # fmt: skip
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
+
+
+def test_monitor_defaults_in_env() -> None:
+    values = {e["name"]: e.get("value") for e in container(render_monitor_deployment(VARIANTS["monitored"]))["env"]}
+    expected = {
+        "CRYPTOPIPE_MONITOR_S3_ENDPOINT": "http://minio:9000",
+        "CRYPTOPIPE_MONITOR_S3_REGION": "us-east-1",
+        "CRYPTOPIPE_MONITOR_BUCKET": "lake",
+        "CRYPTOPIPE_MONITOR_PREFIX": "cryptopipe",
+        "CRYPTOPIPE_MONITOR_PRODUCTS": "BTC-USD,ETH-USD",
+        "CRYPTOPIPE_MONITOR_WINDOWS": "1m,5m",
+        "CRYPTOPIPE_MONITOR_LOOKBACK": "2h",
+        "CRYPTOPIPE_MONITOR_INTERVAL": "60s",
+        "CRYPTOPIPE_MONITOR_STALE_AFTER": "5m",
+        "CRYPTOPIPE_MONITOR_MIN_HISTORY": "20",
+        "CRYPTOPIPE_MONITOR_HTTP_PORT": "8080",
+    }
+    assert values.items() >= expected.items()
+    assert float(values["CRYPTOPIPE_MONITOR_PRICE_SIGMA"]) == 4 and float(values["CRYPTOPIPE_MONITOR_VOLUME_FACTOR"]) == 10
+
+
+@pytest.mark.parametrize(("variant", "secret", "access", "secret_key"), [
+    ("monitored", "lake-credentials", "accessKey", "secretKey"),
+    ("monitored-aws-suspended", "aws", "id", "key"),
+])  # fmt: skip
+def test_monitor_credentials_come_from_the_secret(variant: str, secret: str, access: str, secret_key: str) -> None:
+    p = VARIANTS[variant]
+    env = monitor_env(render_monitor_deployment(p))
+    assert env["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY"] == {
+        "name": "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": access}}
+    }  # fmt: skip
+    assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"] == {
+        "name": "CRYPTOPIPE_MONITOR_S3_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key}}
+    }  # fmt: skip
+    # exactly as the Spark job gets them
+    job_env = {e["name"]: e for e in render_spark_application(p, 1)["spec"]["driver"]["env"]}
+    assert env["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY"]["valueFrom"] == job_env["CRYPTOPIPE_JOB_S3_ACCESS_KEY"]["valueFrom"]
+    assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]["valueFrom"] == job_env["CRYPTOPIPE_JOB_S3_SECRET_KEY"]["valueFrom"]
+    # nothing else is secret: every other entry is a literal
+    assert [n for n, e in env.items() if "value" not in e] == ["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY", "CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]
+
+
+def test_monitor_deployment() -> None:
+    p = VARIANTS["monitored"]
+    deployment = render_monitor_deployment(p)
+    meta = deployment["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("btc-lake-monitor", "data")
+    assert meta["labels"]["app.kubernetes.io/component"] == "lake-monitor"
+    assert meta["labels"]["app.kubernetes.io/name"] == "cryptopipe-lake-monitor"
+    assert meta["ownerReferences"][0]["uid"] == p.uid and meta["ownerReferences"][0]["controller"] is True
+    c = container(deployment)
+    assert c["command"] == ["python", "-m", "cryptopipe.cli", "monitor", "serve"]
+    # the image defaults to the ingestion's (it holds the cryptopipe package)
+    assert (c["image"], c["imagePullPolicy"]) == ("cryptopipe/ingestion:dev", "IfNotPresent")
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True and pod["spec"]["securityContext"]["runAsUser"] > 0
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    # its pods are not the ingestion's: neither selector picks the other's pods
+    ingestion = render_ingestion_deployment(p)
+    assert not ingestion["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert not selector.items() <= ingestion["spec"]["template"]["metadata"]["labels"].items()
+    assert deployment["spec"]["replicas"] == 1
+
+
+def test_monitor_options_and_suspend() -> None:
+    deployment = render_monitor_deployment(VARIANTS["monitored-aws-suspended"])
+    c = container(deployment)
+    assert (c["image"], c["imagePullPolicy"]) == ("m:2", "Always")
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+    assert deployment["spec"]["replicas"] == 0  # suspend stops it with the ingestion

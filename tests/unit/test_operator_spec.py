@@ -131,3 +131,37 @@ def test_checkpoint_generation_follows_the_recorded_state() -> None:
 def test_fingerprint_ignores_what_the_checkpoint_does_not_hold() -> None:
     assert state_fingerprint(spec_with()) == state_fingerprint(spec_with(trigger="1m", products=["SOL-USD"]))
     assert state_fingerprint(spec_with()) != state_fingerprint(spec_with(watermark="31s"))
+
+
+def test_monitor_is_off_by_default_with_the_documented_defaults() -> None:
+    monitor = spec_with().monitor
+    assert monitor.enabled is False and monitor.image is None
+    assert (monitor.interval, monitor.lookback, monitor.stale_after) == ("60s", "2h", "5m")
+    assert (monitor.price_sigma, monitor.volume_factor, monitor.min_history) == (4, 10, 20)
+    assert monitor.resources.requests.as_dict() == {"cpu": "100m", "memory": "128Mi"}
+    assert monitor.resources.limits.as_dict() == {"memory": "512Mi"}
+
+
+@pytest.mark.parametrize(
+    ("monitor", "field"),
+    [
+        ({"interval": "1 min"}, "spec.monitor.interval"),
+        ({"lookback": "two hours"}, "spec.monitor.lookback"),
+        ({"staleAfter": "0s"}, "spec.monitor.staleAfter"),
+        ({"priceSigma": 0}, "spec.monitor.priceSigma"),
+        ({"volumeFactor": 1}, "spec.monitor.volumeFactor"),
+        ({"minHistory": 2}, "spec.monitor.minHistory"),
+        ({"enabled": True, "imagePullPolicy": "Sometimes"}, "spec.monitor.imagePullPolicy"),
+        ({"enabeld": True}, "spec.monitor.enabeld"),
+    ],
+)
+def test_monitor_problems_name_the_field(monitor: dict, field: str) -> None:
+    """What the model refuses on its own (a spec that never passed the API server)."""
+    with pytest.raises(SpecError) as caught:
+        parse_spec(BASE_SPEC | {"monitor": monitor})
+    assert [p.field for p in caught.value.problems] == [field]
+
+
+def test_turning_the_monitor_on_or_off_keeps_the_checkpoint() -> None:
+    assert classify_change(spec_with(), spec_with(monitor={"enabled": True})) == "compatible"
+    assert classify_change(spec_with(monitor={"enabled": True}), spec_with(monitor={"enabled": True, "lookback": "6h"})) == "compatible"

@@ -139,3 +139,45 @@ def test_validation_failed_status() -> None:
     assert ready["lastTransitionTime"] == "2026-11-26T10:00:00Z"
     assert conditions(status)["SparkReady"] == conditions({"conditions": previous})["SparkReady"]
     assert crd.schema_problems(STATUS_SCHEMA, status) == []
+
+
+# -- the lake monitor's condition: only while enabled, and outside Ready ----------------------------
+
+
+def monitored(**spec_changes) -> Pipeline:
+    return pipeline(monitor={"enabled": True}, **spec_changes)
+
+
+def test_no_monitor_condition_unless_enabled() -> None:
+    # a Deployment of the monitor's name lying around does not make the condition appear
+    status = aggregate_conditions(pipeline(), 5, TOPIC_READY, TOPIC_READY, DEPLOYMENT_AVAILABLE, spark("RUNNING"),
+                                  previous=[], now=NOW, monitor_status=DEPLOYMENT_AVAILABLE)  # fmt: skip
+    assert set(conditions(status)) == {"Ready", "TopicReady", "IngestionReady", "SparkReady"}
+
+
+@pytest.mark.parametrize(
+    ("monitor", "expected"),
+    [
+        (DEPLOYMENT_AVAILABLE, ("True", "DeploymentAvailable")),
+        (None, ("False", "DeploymentMissing")),
+        (DEPLOYMENT_STARTING, ("False", "DeploymentUnavailable")),
+        (DEPLOYMENT_STUCK, ("False", "DeploymentProgressDeadlineExceeded")),
+        ({}, ("Unknown", "DeploymentPending")),
+    ],
+)
+def test_monitor_condition_does_not_count_toward_ready(monitor, expected) -> None:
+    status = aggregate_conditions(monitored(), 5, TOPIC_READY, TOPIC_READY, DEPLOYMENT_AVAILABLE, spark("RUNNING"),
+                                  previous=[], now=NOW, monitor_status=monitor)  # fmt: skip
+    assert summary(status)["LakeMonitorReady"] == expected
+    assert "btc-lake-monitor" in conditions(status)["LakeMonitorReady"]["message"]
+    # the candles flow whether or not the monitor runs: Ready and phase ignore it
+    assert summary(status)["Ready"] == ("True", "AllChildrenReady") and status["phase"] == "Running"
+    assert conditions(status)["LakeMonitorReady"]["observedGeneration"] == 5
+    assert crd.schema_problems(STATUS_SCHEMA, status) == []
+
+
+def test_suspended_monitor() -> None:
+    status = aggregate_conditions(monitored(suspend=True), 5, TOPIC_READY, TOPIC_READY, {"replicas": 0},
+                                  spark("SUSPENDED"), previous=[], now=NOW, monitor_status={"replicas": 0})  # fmt: skip
+    assert summary(status)["LakeMonitorReady"] == ("False", "Suspended")
+    assert status["phase"] == "Suspended"

@@ -82,8 +82,10 @@ ClusterRole (cluster mode). No wildcards; each rule says why it is there.
   resources: ["events"]
   verbs: ["create"]
 # the children: server-side apply (patch, and create for the first apply), read back for the
-# status (get, and list KafkaTopics by label for deletionPolicy: Retain). No delete and no watch:
-# garbage collection removes them through their ownerReferences, and a timer reads their status.
+# status (get, and list KafkaTopics by label for deletionPolicy: Retain). No watch: a timer reads
+# their status. No delete either (garbage collection removes them through their ownerReferences),
+# except on deployments: an optional child the spec turns off (the lake monitor, spec.monitor)
+# is deleted by name, and only when labelled and owned as that pipeline's.
 - apiGroups: ["kafka.strimzi.io"]
   resources: ["kafkatopics"]
   verbs: ["get", "list", "create", "patch"]
@@ -92,7 +94,7 @@ ClusterRole (cluster mode). No wildcards; each rule says why it is there.
   verbs: ["get", "list", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "create", "patch"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "list", "create", "patch"]

@@ -1,0 +1,107 @@
+"""The lake monitor Deployment (``python -m cryptopipe.cli monitor serve``), rendered only when
+``spec.monitor.enabled``: it scans the pipeline's lake every interval and serves /metrics."""
+
+from __future__ import annotations
+
+from cryptopipe.lake.s3 import S3Connection
+from cryptopipe.pipeline import monitor_env
+from cryptopipe_operator.render_common import (
+    SINK_ACCESS_KEY,
+    SINK_SECRET_KEY,
+    Manifest,
+    env_with_sink_secret_refs,
+    labels,
+    metadata,
+    restricted_container_security,
+    selector,
+)
+from cryptopipe_operator.render_ingestion import RUN_AS_USER
+from cryptopipe_operator.spec import Pipeline, to_pipeline_config
+
+COMPONENT = "lake-monitor"
+COMMAND = ["python", "-m", "cryptopipe.cli", "monitor", "serve"]
+HTTP_PORT = 8080  # /metrics, /healthz, /readyz (ready after the first successful scan)
+
+
+def deployment_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-lake-monitor"
+
+
+def monitor_image(pipeline: Pipeline) -> str:
+    # the ingestion image holds the cryptopipe package, the monitor included
+    return pipeline.spec.monitor.image or pipeline.spec.ingestion.image
+
+
+def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
+    """monitor_env()'s variables for this spec, the credentials as references to the sink's Secret."""
+    sink, monitor = pipeline.spec.sink, pipeline.spec.monitor
+    env = monitor_env(
+        # the monitor reads no checkpoint setting: any generation renders the same env
+        to_pipeline_config(pipeline, checkpoint_generation=1),
+        S3Connection(sink.endpoint, SINK_ACCESS_KEY, SINK_SECRET_KEY, sink.region),
+        interval=monitor.interval,
+        lookback=monitor.lookback,
+        stale_after=monitor.stale_after,
+        price_sigma=monitor.price_sigma,
+        volume_factor=monitor.volume_factor,
+        min_history=monitor.min_history,
+        http_host="0.0.0.0",  # noqa: S104 - the kubelet's probes and Prometheus come from outside the pod
+        http_port=HTTP_PORT,
+    )
+    return env_with_sink_secret_refs(pipeline, env)
+
+
+def _probe(path: str, period_s: int, failures: int) -> dict[str, object]:
+    return {
+        "httpGet": {"path": path, "port": "metrics"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
+    monitor = pipeline.spec.monitor
+    container = {
+        "name": COMPONENT,
+        "image": monitor_image(pipeline),
+        "imagePullPolicy": monitor.image_pull_policy,
+        "command": COMMAND,
+        "env": monitor_container_env(pipeline),
+        "ports": [{"name": "metrics", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        # liveness: the HTTP server answers (a slow or failing scan is reported, not restarted);
+        # readiness: a scan has succeeded, so /metrics describes the lake
+        "livenessProbe": _probe("/healthz", period_s=10, failures=6),
+        "readinessProbe": _probe("/readyz", period_s=10, failures=3),
+        "resources": {
+            "requests": monitor.resources.requests.as_dict(),
+            "limits": monitor.resources.limits.as_dict(),
+        },
+        "securityContext": restricted_container_security() | {"readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(pipeline, deployment_name(pipeline), COMPONENT),
+        "spec": {
+            # one scanner is enough; suspend stops it with the pipeline (a paused lake is stale by design)
+            "replicas": 0 if pipeline.spec.suspend else 1,
+            "selector": {"matchLabels": selector(pipeline, COMPONENT)},
+            "template": {
+                "metadata": {"labels": labels(pipeline, COMPONENT)},
+                "spec": {
+                    "automountServiceAccountToken": False,  # it never talks to the API server
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "terminationGracePeriodSeconds": 15,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
