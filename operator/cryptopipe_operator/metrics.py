@@ -29,8 +29,16 @@ CONDITION = Gauge(
 
 
 def record_conditions(meta: Mapping[str, Any], conditions: Iterable[Mapping[str, Any]]) -> None:
+    """Set the pipeline's condition series; a type no longer reported (LakeMonitorReady after
+    spec.monitor is turned off) loses its series instead of keeping its last value."""
+    namespace, name = meta["namespace"], meta["name"]
+    reported = set()
     for condition in conditions:
-        CONDITION.labels(meta["namespace"], meta["name"], condition["type"]).set(condition["status"] == "True")
+        CONDITION.labels(namespace, name, condition["type"]).set(condition["status"] == "True")
+        reported.add(condition["type"])
+    for labels in list(CONDITION._metrics):  # prometheus_client has no per-prefix removal
+        if labels[:2] == (namespace, name) and labels[2] not in reported:
+            CONDITION.remove(*labels)
 
 
 def forget_pipeline(meta: Mapping[str, Any]) -> None:

@@ -1,0 +1,33 @@
+"""The operator's metrics: condition series follow what the pipeline reports."""
+
+from __future__ import annotations
+
+from cryptopipe_operator import metrics
+
+
+def condition(namespace: str, name: str, kind: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value("cryptopipe_operator_pipeline_condition",
+                                             {"namespace": namespace, "pipeline": name, "type": kind})
+
+
+def test_a_condition_no_longer_reported_loses_its_series() -> None:
+    meta = {"namespace": "md", "name": "metrics-test"}
+    other = {"namespace": "md", "name": "metrics-test-other"}
+    metrics.record_conditions(meta, [{"type": "Ready", "status": "True"}, {"type": "LakeMonitorReady", "status": "False"}])
+    metrics.record_conditions(other, [{"type": "LakeMonitorReady", "status": "True"}])
+    assert condition("md", "metrics-test", "Ready") == 1 and condition("md", "metrics-test", "LakeMonitorReady") == 0
+
+    metrics.record_conditions(meta, [{"type": "Ready", "status": "True"}])  # spec.monitor turned off
+    assert condition("md", "metrics-test", "LakeMonitorReady") is None
+    assert condition("md", "metrics-test", "Ready") == 1
+    assert condition("md", "metrics-test-other", "LakeMonitorReady") == 1  # another pipeline keeps its own
+
+    metrics.forget_pipeline(meta)
+    metrics.forget_pipeline(other)
+    assert condition("md", "metrics-test", "Ready") is None
+
+
+def test_every_reconcile_result_exists_at_zero() -> None:
+    # the reconcile-errors alert uses increase(), blind to a counter's first step from absent to 1
+    for result in ("applied", "invalid", "error"):
+        assert metrics.REGISTRY.get_sample_value("cryptopipe_operator_reconciles_total", {"result": result}) is not None
