@@ -1,15 +1,18 @@
-"""The user's commands as a user runs them: `cryptopipe up` and `cryptopipe candles`."""
+"""The user's commands as a user runs them: `cryptopipe up`, `cryptopipe candles` and `cryptopipe plot`."""
 
 from __future__ import annotations
 
 import csv
 import io
 import signal
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import matplotlib.image
+import numpy as np
 import pytest
 
 from cryptopipe.stack.procs import free_port
@@ -66,3 +69,20 @@ def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: P
     lines = after.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["product_id", "window_start", "window_end"]
     assert [line.split()[0] for line in lines[1:]] == ["ETH-USD", "ETH-USD"]
+
+    # and plot draws the replayed BTC-USD candles from it as a PNG (1000 x 600 px by default)
+    chart = tmp_path / "charts" / "x.png"
+    plot = cryptopipe("plot", "BTC-USD", "--work-dir", str(work), "-o", str(chart), timeout=120)
+    assert plot.returncode == 0, plot.stderr[-2000:]
+    assert plot.stdout.strip() == str(chart)
+    png = chart.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (1000, 600)
+    pixels = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]  # decodes: a whole, valid PNG
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # candles, bars and text drawn, not a blank canvas
+    # a range with no candles: a clear message and exit 2, no file
+    none = cryptopipe("plot", "BTC-USD", "--work-dir", str(work), "--from", "2030-01-01", "-o", str(tmp_path / "none.png"),
+                      timeout=120)
+    assert none.returncode == 2
+    assert "no 1m candles for BTC-USD from 2030-01-01T00:00:00Z on" in none.stderr
+    assert not (tmp_path / "none.png").exists()

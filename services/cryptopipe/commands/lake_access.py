@@ -43,6 +43,18 @@ def parse_time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def write_stack_state(work_dir: Path, stack, **extra) -> dict:
+    """Record where a stack's lake is (and ``extra``, e.g. metrics URLs) in ``work_dir/stack.json``."""
+    config = stack.config
+    state = {
+        "work_dir": str(work_dir), "kafka": stack.kafka.bootstrap, "s3_endpoint": stack.s3.endpoint,
+        "s3_root": str(stack.s3.root), "bucket": config.bucket, "prefix": config.prefix,
+        "lake": f"s3://{config.bucket}/{config.prefix}/candles/", **extra,
+    }
+    (work_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+    return state
+
+
 @contextlib.contextmanager
 def open_stack_lake(work_dir: Path) -> Iterator[OpenLake]:
     state_path = work_dir / STATE_FILE

@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 
+from cryptopipe.commands.lake_access import write_stack_state
 from cryptopipe.commands.scrape import scrape
 from cryptopipe.contracts import parse_duration, us_to_iso
 from cryptopipe.lake.reader import to_csv
@@ -74,6 +75,8 @@ def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: f
     with LocalStack(work_dir, stack_config) as stack:
         log.info("stack up", extra={"kafka": stack.kafka.bootstrap, "s3": stack.s3.endpoint,
                                     "seconds": round(time.monotonic() - started, 1)})
+        # `cryptopipe candles|plot|monitor report --work-dir` read this lake afterwards
+        write_stack_state(work_dir, stack, source="replay")
         job: ManagedProcess | None = None
         if plan.speed != "max":
             job = stack.start_job()
