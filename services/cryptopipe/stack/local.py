@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from cryptopipe.contracts import Tick
 from cryptopipe.lake.reader import read_candles
 from cryptopipe.lake.s3 import S3Connection
-from cryptopipe.pipeline import PipelineConfig, ingestion_env, job_arguments, job_env
+from cryptopipe.pipeline import PipelineConfig, ingestion_env, job_arguments, job_env, monitor_env
 from cryptopipe.stack.kafka import KafkaBroker
 from cryptopipe.stack.procs import ManagedProcess, free_port, wait_for
 from cryptopipe.stack.s3server import S3Server
@@ -91,6 +91,18 @@ class LocalStack:
         proc = spark_job_process(
             args, env=job_env(self.s3_connection), log_path=self.work_dir / f"{name}.log", cores=self.cores
         ).start()
+        self.processes.append(proc)
+        return proc
+
+    def start_monitor(self, *, interval: str = "5s", lookback: str = "2h", port: int | None = None,
+                      extra_env: dict[str, str] | None = None, name: str = "lake-monitor") -> ManagedProcess:
+        """The lake monitor service (`cryptopipe monitor serve`) on this stack's lake; metrics on ``monitor_port``."""
+        self.monitor_port = port or free_port()
+        # the same env the operator renders for the monitor Deployment (cryptopipe.pipeline.monitor_env)
+        env = monitor_env(self.config, self.s3_connection, interval=interval, lookback=lookback,
+                          http_host="127.0.0.1", http_port=self.monitor_port, extra=extra_env)
+        proc = ManagedProcess([sys.executable, "-m", "cryptopipe.cli", "monitor", "serve"], env=env,
+                              log_path=self.work_dir / f"{name}.log", name=name).start()
         self.processes.append(proc)
         return proc
 
