@@ -1,11 +1,11 @@
 """`cryptopipe up`: the local stack, live against Coinbase or on the replay server, until Ctrl-C.
 
-Writes ``stack.json`` in the work dir (endpoints, lake, logs) so `cryptopipe candles` finds the lake.
+Writes ``stack.json`` in the work dir (endpoints, lake, logs) so `cryptopipe candles|plot|monitor report`
+find the lake. Starts Debian's Prometheus too, scraping every component (with the chart's alert rules).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from cryptopipe.commands.lake_access import STATE_FILE
 from cryptopipe.coinbase.frames import FEED_URLS
+from cryptopipe.commands.lake_access import write_stack_state
 from cryptopipe.commands.scrape import scrape
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe.stack.local import LocalStack
+from cryptopipe.stack.procs import free_port
+from cryptopipe.stack.prometheus import PrometheusServer
 
 log = logging.getLogger("cryptopipe.up")
 
@@ -72,35 +74,69 @@ def run_up(args, *, work_dir: Path) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     work_dir.mkdir(parents=True, exist_ok=True)
+    prometheus: PrometheusServer | None = None
     with LocalStack(work_dir, config) as stack:
         if server is not None:
             server.start()
         try:
             ingestion = stack.start_ingestion(ws_url=server.url if server else args.ws_url,
                                               rest_url=server.rest_url if server else None)
-            job = stack.start_job()
-            state = {
-                "work_dir": str(work_dir), "kafka": stack.kafka.bootstrap, "s3_endpoint": stack.s3.endpoint,
-                "s3_root": str(stack.s3.root), "bucket": config.bucket, "prefix": config.prefix,
-                "lake": f"s3://{config.bucket}/{config.prefix}/candles/",
-                "metrics": f"http://127.0.0.1:{stack.ingestion_port}/metrics",
-                "logs": [str(p.log_path) for p in stack.processes],
-                "source": "replay" if args.replay else "synthetic" if args.synthetic else "live",
-            }
-            (work_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+            job_port = free_port()
+            job = stack.start_job(metrics_port=job_port)
+            monitor = stack.start_monitor()
+            prometheus = start_prometheus(stack, work_dir, job_port=job_port)
+            state = write_stack_state(
+                work_dir, stack,
+                metrics=f"http://127.0.0.1:{stack.ingestion_port}/metrics",
+                job_metrics=f"http://127.0.0.1:{job_port}/metrics",
+                monitor_metrics=f"http://127.0.0.1:{stack.monitor_port}/metrics",
+                prometheus=prometheus.url if prometheus else None,
+                logs=[str(p.log_path) for p in stack.processes],
+                source="replay" if args.replay else "synthetic" if args.synthetic else "live",
+            )
             print(f"lake: {state['lake']} at {stack.s3.endpoint} (files under {stack.s3.root})", flush=True)
+            print(f"metrics: ingestion {state['metrics']}   lake monitor {state['monitor_metrics']}"
+                  "   anomaly report: cryptopipe monitor report", flush=True)
+            if prometheus:
+                print(f"prometheus: {prometheus.url} (scrapes every component, evaluates the chart's alert rules)",
+                      flush=True)
             print(f"logs: {work_dir}   read candles: cryptopipe candles --format table   stop: Ctrl-C", flush=True)
             while not stop.wait(5):
-                for proc in (ingestion, job):
+                for proc in (ingestion, job, monitor):
                     if not proc.alive:
                         log.error("process exited", extra={"process": proc.name, "code": proc.returncode,
                                                            "log": str(proc.log_path), "tail": proc.log_tail(10)})
                         return 1
                 _report(stack)
         finally:
+            if prometheus is not None:
+                prometheus.stop()
             if server is not None:
                 server.stop()
     return 0
+
+
+def start_prometheus(stack: LocalStack, work_dir: Path, *, job_port: int) -> PrometheusServer | None:
+    """Debian's Prometheus scraping the stack with the labels a cluster's PodMonitor attaches, and
+    the chart's alert rules when helm is there to render them; None when it is not installed."""
+    from cryptopipe.stack.alert_rules import render_rule_groups, write_rules_file
+    from cryptopipe.stack.kube import require_binary
+    from cryptopipe.stack.paths import MissingDependency, prometheus_bin
+
+    if not prometheus_bin().exists():
+        log.warning("prometheus not installed (scripts/bootstrap.sh installs it): running without it")
+        return None
+    prometheus = PrometheusServer(work_dir / "prometheus", scrape_interval="5s", evaluation_interval="5s")
+    pipeline = {"namespace": "local", "pipeline": "local"}
+    for component, port in (("ingestion", stack.ingestion_port), ("spark", job_port),
+                            ("lake-monitor", stack.monitor_port)):
+        prometheus.add_target(component, f"127.0.0.1:{port}", {**pipeline, "component": component})
+    rule_files = []
+    try:
+        rule_files = [write_rules_file(render_rule_groups(require_binary("helm")), work_dir / "alert-rules.yml")]
+    except MissingDependency:
+        log.info("helm not installed (scripts/build-control-plane.sh): Prometheus runs without the alert rules")
+    return prometheus.start(rule_files=rule_files)
 
 
 def _report(stack: LocalStack) -> None:
@@ -112,7 +148,7 @@ def _report(stack: LocalStack) -> None:
     print(
         time.strftime("%H:%M:%S"),
         f"trades in: {int(metrics.get('cryptopipe_ingest_trades_produced_total', 0))}",
-        "candles written: " + ", ".join(f"{w}={q['candles_written']}" for w, q in sorted(queries.items())) or "-",
-        "watermark: " + ", ".join(f"{w}={q['watermark']}" for w, q in sorted(queries.items())),
+        "candles written: " + (", ".join(f"{w}={q['candles_written']}" for w, q in sorted(queries.items())) or "-"),
+        "watermark: " + (", ".join(f"{w}={q['watermark']}" for w, q in sorted(queries.items())) or "-"),
         flush=True,
     )
