@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,10 @@ def replay(recording: Path, work: Path, *extra: str) -> str:
     return out.read_text()
 
 
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_replay_equals_reference_from_unique_trades(name: str, tmp_path: Path) -> None:
     recording = DERIVED / name
@@ -44,6 +49,17 @@ def test_replay_equals_reference_from_unique_trades(name: str, tmp_path: Path) -
     assert got == expected
     # every unique trade counted once
     assert sum(c["trade_count"] for c in got) == len(trades)
+    # real recorded data is a clean run for the lake monitor (`replay` leaves stack.json behind)
+    start = min(c["window_start"] for c in got)
+    end = max(c["window_end"] for c in got)
+    report = subprocess.run(
+        [sys.executable, "-m", "cryptopipe.cli", "monitor", "report", "--work-dir", str(tmp_path / "stack"),
+         "--from", _iso(start), "--to", _iso(end), "--format", "json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert report.returncode == 0, report.stdout + report.stderr[-2000:]
+    summary = json.loads(report.stdout.splitlines()[-1])["summary"]
+    assert summary["anomalies"] == 0 and summary["candles"] == len(got)
 
 
 def test_a_removed_match_is_detected_and_backfilled_over_rest(tmp_path: Path) -> None:
