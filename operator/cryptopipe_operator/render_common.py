@@ -74,3 +74,58 @@ def env_with_sink_secret_refs(pipeline: Pipeline, env: dict[str, str]) -> list[d
         else {"name": name, "value": value}
         for name, value in env.items()
     ]
+
+
+# any non-root id: the images need no particular user, and a numeric id lets runAsNonRoot be verified
+RUN_AS_USER = 10001
+SERVICE_PORT_NAME = "metrics"  # /metrics, /healthz, /readyz; the PodMonitor scrapes this port name
+
+
+def http_probe(path: str, *, period_s: int, failures: int) -> dict[str, object]:
+    return {
+        "httpGet": {"path": path, "port": SERVICE_PORT_NAME},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def python_service_deployment(
+    pipeline: Pipeline,
+    *,
+    name: str,
+    component: str,
+    container: dict[str, object],
+    replicas: int,
+    termination_grace_s: int,
+    strategy: dict[str, object] | None = None,
+) -> Manifest:
+    """A Deployment of one of the pipeline's Python services (ingestion, lake monitor): non-root,
+    read-only root filesystem with an emptyDir /tmp, no API token, ``container`` as given plus the
+    hardening every such container gets."""
+    container = container | {
+        "securityContext": restricted_container_security() | {"readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    spec: dict[str, object] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector(pipeline, component)},
+    }
+    if strategy is not None:
+        spec["strategy"] = strategy
+    spec["template"] = {
+        "metadata": {"labels": labels(pipeline, component)},
+        "spec": {
+            "automountServiceAccountToken": False,  # these services never talk to the API server
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS_USER,
+                "runAsGroup": RUN_AS_USER,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "terminationGracePeriodSeconds": termination_grace_s,
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(pipeline, name, component), "spec": spec}

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from cryptopipe.pipeline import ingestion_env
-from cryptopipe_operator.render_common import Manifest, labels, metadata, restricted_container_security, selector
+from cryptopipe_operator.render_common import (
+    RUN_AS_USER,
+    SERVICE_PORT_NAME,
+    Manifest,
+    http_probe,
+    metadata,
+    python_service_deployment,
+    selector,
+)
 from cryptopipe_operator.spec import Pipeline, to_pipeline_config
 
 COMPONENT = "ingestion"
 COMMAND = ["python", "-m", "cryptopipe.ingest"]
 HTTP_PORT = 8080  # /metrics, /healthz, /readyz
-# any non-root id: the image needs no particular user, and a numeric id lets runAsNonRoot be verified
-RUN_AS_USER = 10001
+__all__ = ["COMMAND", "COMPONENT", "HTTP_PORT", "RUN_AS_USER", "render_ingestion_deployment", "render_metrics_service"]
 
 
 def deployment_name(pipeline: Pipeline) -> str:
@@ -35,15 +42,6 @@ def ingestion_container_env(pipeline: Pipeline) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in env.items()]
 
 
-def _probe(path: str, period_s: int, failures: int) -> dict[str, object]:
-    return {
-        "httpGet": {"path": path, "port": "metrics"},
-        "periodSeconds": period_s,
-        "timeoutSeconds": 2,
-        "failureThreshold": failures,
-    }
-
-
 def render_ingestion_deployment(pipeline: Pipeline) -> Manifest:
     ingestion = pipeline.spec.ingestion
     container = {
@@ -52,45 +50,24 @@ def render_ingestion_deployment(pipeline: Pipeline) -> Manifest:
         "imagePullPolicy": ingestion.image_pull_policy,
         "command": COMMAND,
         "env": ingestion_container_env(pipeline),
-        "ports": [{"name": "metrics", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [{"name": SERVICE_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         # liveness is lenient (a reconnecting feed is alive); readiness says whether trades flow
-        "livenessProbe": _probe("/healthz", period_s=10, failures=6),
-        "readinessProbe": _probe("/readyz", period_s=5, failures=3),
+        "livenessProbe": http_probe("/healthz", period_s=10, failures=6),
+        "readinessProbe": http_probe("/readyz", period_s=5, failures=3),
         "resources": {
             "requests": ingestion.resources.requests.as_dict(),
             "limits": ingestion.resources.limits.as_dict(),
         },
-        "securityContext": restricted_container_security() | {"readOnlyRootFilesystem": True},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(pipeline, deployment_name(pipeline), COMPONENT),
-        "spec": {
-            "replicas": 0 if pipeline.spec.suspend else ingestion.replicas,
-            "selector": {"matchLabels": selector(pipeline, COMPONENT)},
-            # surge first: a second producer for a few seconds only sends duplicates, which the
-            # job drops; a gap would have to be backfilled over REST
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": labels(pipeline, COMPONENT)},
-                "spec": {
-                    "automountServiceAccountToken": False,  # it never talks to the API server
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_USER,
-                        "runAsGroup": RUN_AS_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    # the producer's flush on SIGTERM (flush_timeout_s 20 s + ~5 s stop) fits in this
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
-            },
-        },
-    }
+    return python_service_deployment(
+        pipeline, name=deployment_name(pipeline), component=COMPONENT, container=container,
+        replicas=0 if pipeline.spec.suspend else ingestion.replicas,
+        # surge first: a second producer for a few seconds only sends duplicates, which the
+        # job drops; a gap would have to be backfilled over REST
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        # the producer's flush on SIGTERM (flush_timeout_s 20 s + ~5 s stop) fits in this
+        termination_grace_s=30,
+    )
 
 
 def render_metrics_service(pipeline: Pipeline) -> Manifest:

@@ -6,16 +6,14 @@ from __future__ import annotations
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import monitor_env
 from cryptopipe_operator.render_common import (
+    SERVICE_PORT_NAME,
     SINK_ACCESS_KEY,
     SINK_SECRET_KEY,
     Manifest,
     env_with_sink_secret_refs,
-    labels,
-    metadata,
-    restricted_container_security,
-    selector,
+    http_probe,
+    python_service_deployment,
 )
-from cryptopipe_operator.render_ingestion import RUN_AS_USER
 from cryptopipe_operator.spec import Pipeline, to_pipeline_config
 
 COMPONENT = "lake-monitor"
@@ -51,15 +49,6 @@ def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
     return env_with_sink_secret_refs(pipeline, env)
 
 
-def _probe(path: str, period_s: int, failures: int) -> dict[str, object]:
-    return {
-        "httpGet": {"path": path, "port": "metrics"},
-        "periodSeconds": period_s,
-        "timeoutSeconds": 2,
-        "failureThreshold": failures,
-    }
-
-
 def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
     monitor = pipeline.spec.monitor
     container = {
@@ -68,40 +57,19 @@ def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
         "imagePullPolicy": monitor.image_pull_policy,
         "command": COMMAND,
         "env": monitor_container_env(pipeline),
-        "ports": [{"name": "metrics", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [{"name": SERVICE_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         # liveness: the HTTP server answers (a slow or failing scan is reported, not restarted);
         # readiness: a scan has succeeded, so /metrics describes the lake
-        "livenessProbe": _probe("/healthz", period_s=10, failures=6),
-        "readinessProbe": _probe("/readyz", period_s=10, failures=3),
+        "livenessProbe": http_probe("/healthz", period_s=10, failures=6),
+        "readinessProbe": http_probe("/readyz", period_s=10, failures=3),
         "resources": {
             "requests": monitor.resources.requests.as_dict(),
             "limits": monitor.resources.limits.as_dict(),
         },
-        "securityContext": restricted_container_security() | {"readOnlyRootFilesystem": True},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(pipeline, deployment_name(pipeline), COMPONENT),
-        "spec": {
-            # one scanner is enough; suspend stops it with the pipeline (a paused lake is stale by design)
-            "replicas": 0 if pipeline.spec.suspend else 1,
-            "selector": {"matchLabels": selector(pipeline, COMPONENT)},
-            "template": {
-                "metadata": {"labels": labels(pipeline, COMPONENT)},
-                "spec": {
-                    "automountServiceAccountToken": False,  # it never talks to the API server
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_USER,
-                        "runAsGroup": RUN_AS_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "terminationGracePeriodSeconds": 15,
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
-            },
-        },
-    }
+    return python_service_deployment(
+        pipeline, name=deployment_name(pipeline), component=COMPONENT, container=container,
+        # one scanner is enough; suspend stops it with the pipeline (a paused lake is stale by design)
+        replicas=0 if pipeline.spec.suspend else 1,
+        termination_grace_s=15,
+    )
