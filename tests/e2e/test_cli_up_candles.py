@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import signal
 import struct
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from cryptopipe.stack.procs import free_port
+from cryptopipe.stack.procs import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +34,16 @@ def test_up_without_network_fails_fast_and_suggests_replay(tmp_path: Path) -> No
     assert result.returncode != 0
     assert "--replay" in result.stderr and "cannot reach 127.0.0.1" in result.stderr
     assert not (tmp_path / "kafka").exists()  # it failed before starting any service
+
+
+def _prometheus_api(url: str, path: str) -> dict:
+    with urllib.request.urlopen(f"{url}/api/v1/{path}", timeout=10) as response:
+        return json.load(response)["data"]
+
+
+def _healthy_components(url: str) -> set[str]:
+    targets = _prometheus_api(url, "targets?state=active")["activeTargets"]
+    return {t["labels"]["component"] for t in targets if t["health"] == "up"}
 
 
 def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: Path) -> None:
@@ -57,6 +69,12 @@ def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: P
             ("BTC-USD", "2026-07-07T22:58:00Z"), ("ETH-USD", "2026-07-07T22:58:00Z"),
             ("BTC-USD", "2026-07-07T22:59:00Z"), ("ETH-USD", "2026-07-07T22:59:00Z"),
         }
+        # up's own Prometheus scrapes its three components and evaluates the chart's alert rules
+        prometheus = json.loads((work / "stack.json").read_text())["prometheus"]
+        wait_for(lambda: _healthy_components(prometheus) == {"ingestion", "spark", "lake-monitor"}, 60,
+                 "up's Prometheus scraping ingestion, Spark job and lake monitor")
+        rules = [r for g in _prometheus_api(prometheus, "rules")["groups"] for r in g["rules"]]
+        assert len(rules) == 14 and all(r["health"] in ("ok", "unknown") for r in rules), rules
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=120)
