@@ -48,18 +48,23 @@ class HotCounts:
         return "other"
 
 
+def _family(kind, name: str, documentation: str, label: str, values: dict, divisor: float = 1):
+    """One metric family with a single label, from a dict the reader thread owns (copied first:
+    the dict may grow while a scrape reads it)."""
+    family = kind(PREFIX + name, documentation, labels=[label])
+    for key, value in list(values.items()):
+        family.add_metric([key], value / divisor)
+    return family
+
+
 class _HotCollector(Collector):
     def __init__(self, hot: HotCounts) -> None:
         self._hot = hot
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         hot = self._hot
-        frames = CounterMetricFamily(
-            PREFIX + "frames_received", "WebSocket frames received, by frame type.", labels=["type"]
-        )
-        for frame_type, n in list(hot.frames.items()):
-            frames.add_metric([frame_type], n)
-        yield frames
+        yield _family(CounterMetricFamily, "frames_received", "WebSocket frames received, by frame type.",
+                      "type", hot.frames)
         trades = CounterMetricFamily(
             PREFIX + "trades_produced",
             "Trades handed to the Kafka producer, by product and source (ws or rest backfill).",
@@ -70,35 +75,16 @@ class _HotCollector(Collector):
         for product, n in list(hot.backfilled.items()):
             trades.add_metric([product, "rest"], n)
         yield trades
-        backfilled = CounterMetricFamily(
-            PREFIX + "trades_backfilled", "Trades fetched over REST to fill a gap and produced.",
-            labels=["product_id"],
-        )
-        for product, n in list(hot.backfilled.items()):
-            backfilled.add_metric([product], n)
-        yield backfilled
-        ticks = CounterMetricFamily(
-            PREFIX + "ticks_produced", "Heartbeat ticks handed to the Kafka producer.", labels=["product_id"]
-        )
-        for product, n in list(hot.ticks.items()):
-            ticks.add_metric([product], n)
-        yield ticks
-        dups = CounterMetricFamily(
-            PREFIX + "duplicate_trades_skipped",
-            "Trades not produced because that trade id was already produced (replays, last_match).",
-            labels=["product_id"],
-        )
-        for product, n in list(hot.duplicates.items()):
-            dups.add_metric([product], n)
-        yield dups
-        last = GaugeMetricFamily(
-            PREFIX + "last_trade_timestamp_seconds",
-            "Exchange event time of the newest trade produced, per product (age = time() - this).",
-            labels=["product_id"],
-        )
-        for product, us in list(hot.last_trade_us.items()):
-            last.add_metric([product], us / 1e6)
-        yield last
+        yield _family(CounterMetricFamily, "trades_backfilled", "Trades fetched over REST to fill a gap and produced.",
+                      "product_id", hot.backfilled)
+        yield _family(CounterMetricFamily, "ticks_produced", "Heartbeat ticks handed to the Kafka producer.",
+                      "product_id", hot.ticks)
+        yield _family(CounterMetricFamily, "duplicate_trades_skipped",
+                      "Trades not produced because that trade id was already produced (replays, last_match).",
+                      "product_id", hot.duplicates)
+        yield _family(GaugeMetricFamily, "last_trade_timestamp_seconds",
+                      "Exchange event time of the newest trade produced, per product (age = time() - this).",
+                      "product_id", hot.last_trade_us, divisor=1e6)
 
 
 class IngestMetrics:
