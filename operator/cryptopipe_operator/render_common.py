@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, Pipeline
+from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, Pipeline, Resources
 
 MANAGED_BY = "cryptopipe-operator"
 PART_OF = "cryptopipe"
@@ -95,15 +95,31 @@ def python_service_deployment(
     *,
     name: str,
     component: str,
-    container: dict[str, object],
+    image: str,
+    image_pull_policy: str,
+    command: list[str],
+    env: list[dict[str, object]],
+    http_port: int,
+    resources: Resources,
+    liveness_probe: dict[str, object],
+    readiness_probe: dict[str, object],
     replicas: int,
     termination_grace_s: int,
     strategy: dict[str, object] | None = None,
 ) -> Manifest:
-    """A Deployment of one of the pipeline's Python services (ingestion, lake monitor): non-root,
-    read-only root filesystem with an emptyDir /tmp, no API token, ``container`` as given plus the
-    hardening every such container gets."""
-    container = container | {
+    """A Deployment of one of the pipeline's Python services (ingestion, lake monitor): one
+    container named after the component serving /metrics and its probes on the "metrics" port,
+    non-root, read-only root filesystem with an emptyDir /tmp, no API token."""
+    container = {
+        "name": component,
+        "image": image,
+        "imagePullPolicy": image_pull_policy,
+        "command": command,
+        "env": env,
+        "ports": [{"name": SERVICE_PORT_NAME, "containerPort": http_port, "protocol": "TCP"}],
+        "livenessProbe": liveness_probe,
+        "readinessProbe": readiness_probe,
+        "resources": {"requests": resources.requests.as_dict(), "limits": resources.limits.as_dict()},
         "securityContext": restricted_container_security() | {"readOnlyRootFilesystem": True},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 from cryptopipe.pipeline import ingestion_env
 from cryptopipe_operator.render_common import (
     RUN_AS_USER,
-    SERVICE_PORT_NAME,
     Manifest,
     http_probe,
     metadata,
@@ -44,23 +43,13 @@ def ingestion_container_env(pipeline: Pipeline) -> list[dict[str, str]]:
 
 def render_ingestion_deployment(pipeline: Pipeline) -> Manifest:
     ingestion = pipeline.spec.ingestion
-    container = {
-        "name": COMPONENT,
-        "image": ingestion.image,
-        "imagePullPolicy": ingestion.image_pull_policy,
-        "command": COMMAND,
-        "env": ingestion_container_env(pipeline),
-        "ports": [{"name": SERVICE_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        # liveness is lenient (a reconnecting feed is alive); readiness says whether trades flow
-        "livenessProbe": http_probe("/healthz", period_s=10, failures=6),
-        "readinessProbe": http_probe("/readyz", period_s=5, failures=3),
-        "resources": {
-            "requests": ingestion.resources.requests.as_dict(),
-            "limits": ingestion.resources.limits.as_dict(),
-        },
-    }
     return python_service_deployment(
-        pipeline, name=deployment_name(pipeline), component=COMPONENT, container=container,
+        pipeline, name=deployment_name(pipeline), component=COMPONENT,
+        image=ingestion.image, image_pull_policy=ingestion.image_pull_policy, command=COMMAND,
+        env=ingestion_container_env(pipeline), http_port=HTTP_PORT, resources=ingestion.resources,
+        # liveness is lenient (a reconnecting feed is alive); readiness says whether trades flow
+        liveness_probe=http_probe("/healthz", period_s=10, failures=6),
+        readiness_probe=http_probe("/readyz", period_s=5, failures=3),
         replicas=0 if pipeline.spec.suspend else ingestion.replicas,
         # surge first: a second producer for a few seconds only sends duplicates, which the
         # job drops; a gap would have to be backfilled over REST

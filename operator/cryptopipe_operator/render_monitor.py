@@ -6,7 +6,6 @@ from __future__ import annotations
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import monitor_env
 from cryptopipe_operator.render_common import (
-    SERVICE_PORT_NAME,
     SINK_ACCESS_KEY,
     SINK_SECRET_KEY,
     Manifest,
@@ -51,24 +50,14 @@ def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
 
 def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
     monitor = pipeline.spec.monitor
-    container = {
-        "name": COMPONENT,
-        "image": monitor_image(pipeline),
-        "imagePullPolicy": monitor.image_pull_policy,
-        "command": COMMAND,
-        "env": monitor_container_env(pipeline),
-        "ports": [{"name": SERVICE_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+    return python_service_deployment(
+        pipeline, name=deployment_name(pipeline), component=COMPONENT,
+        image=monitor_image(pipeline), image_pull_policy=monitor.image_pull_policy, command=COMMAND,
+        env=monitor_container_env(pipeline), http_port=HTTP_PORT, resources=monitor.resources,
         # liveness: the HTTP server answers (a slow or failing scan is reported, not restarted);
         # readiness: a scan has succeeded, so /metrics describes the lake
-        "livenessProbe": http_probe("/healthz", period_s=10, failures=6),
-        "readinessProbe": http_probe("/readyz", period_s=10, failures=3),
-        "resources": {
-            "requests": monitor.resources.requests.as_dict(),
-            "limits": monitor.resources.limits.as_dict(),
-        },
-    }
-    return python_service_deployment(
-        pipeline, name=deployment_name(pipeline), component=COMPONENT, container=container,
+        liveness_probe=http_probe("/healthz", period_s=10, failures=6),
+        readiness_probe=http_probe("/readyz", period_s=10, failures=3),
         # one scanner is enough; suspend stops it with the pipeline (a paused lake is stale by design)
         replicas=0 if pipeline.spec.suspend else 1,
         termination_grace_s=15,
