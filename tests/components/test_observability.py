@@ -29,8 +29,8 @@ from cryptopipe.replay.server import ReplayServer
 from cryptopipe.replay.synthetic import SyntheticConfig, SyntheticSource
 from cryptopipe.stack.kube import KubeControlPlane, require_binary
 from cryptopipe.stack.local import LocalStack
-from cryptopipe.stack.procs import LOOPBACK, ManagedProcess, free_port
-from cryptopipe.stack.prometheus import PrometheusServer, promtool, wait_until
+from cryptopipe.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+from cryptopipe.stack.prometheus import PrometheusServer, promtool
 from tests.alert_rules import alert_names, render_rule_groups, write_rules_file
 from tests.components.operator_harness import OperatorProcess, eventually, get, pipeline
 from tests.grafana_dashboards import load_dashboards, panel_queries
@@ -48,6 +48,15 @@ RULE_VALUES = (
     "prometheusRule.alerts.lakeAnomaly.for=5s",
 )
 NO_TRADES_WINDOW_S, NO_TRADES_FOR_S = 20, 5
+
+
+def wait_until(predicate, timeout: float, interval: float = 1.0):
+    """wait_for that returns None at the deadline instead of raising, so the test's own assertion
+    can say what it saw; an exception in ``predicate`` (a PromQL error) still fails at once."""
+    try:
+        return wait_for(predicate, timeout, "condition", interval=interval, retry_on=())
+    except TimeoutError:
+        return None
 
 
 @dataclass

@@ -18,7 +18,6 @@ import json
 import logging
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -176,12 +175,3 @@ class PrometheusServer:
 
         wait_for(all_up, timeout, f"prometheus targets {names} up", process=self.process)
 
-
-def wait_until(predicate, timeout: float, interval: float = 1.0):
-    """Poll ``predicate`` until it returns something truthy; that value, or None at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
