@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryptopipe.stack.alert_rules import CHART, alert_names, render_rule_groups, write_rules_file
+from cryptopipe.stack.alert_rules import CHART, alert_names, helm_template, render_rule_groups, write_rules_file
 
 REPO = Path(__file__).resolve().parents[1]
 PROMTOOL_TESTS = REPO / "tests" / "alerts" / "cryptopipe-alerts.test.yaml"
 
-__all__ = ["CHART", "PROMTOOL_TESTS", "alert_names", "render_rule_groups", "write_rules_file"]
+__all__ = ["CHART", "PROMTOOL_TESTS", "alert_names", "helm_template", "render_rule_groups", "write_rules_file"]

@@ -3,7 +3,7 @@ kube-controller-manager with the upstream KafkaTopic and SparkApplication CRDs a
 CryptoPipeline CRD installed) and
 ``kube_namespace`` (a fresh namespace per test).
 
-Imported by tests/conftest.py; the binaries come from scripts/build-control-plane.sh, and a missing
+Also ``helm``, the chart tests' binary. Imported by tests/conftest.py; the binaries come from scripts/build-control-plane.sh, and a missing
 one fails the test with that hint (it never skips).
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe.stack.kube import KubeControlPlane
+from cryptopipe.stack.kube import KubeControlPlane, require_binary
+from cryptopipe.stack.paths import MissingDependency
 from cryptopipe_operator.crd import CRD_PATH
 
 # ../shared/crds, the upstream schemas the operator's objects must pass (see its README.md)
@@ -23,6 +24,15 @@ UPSTREAM_CRDS = (
     "strimzi-0.51.0-043-Crd-kafkatopic.yaml",
     "spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml",
 )
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary of the control-plane build (a missing one fails with the build's hint)."""
+    try:
+        return require_binary("helm")
+    except MissingDependency as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
-from cryptopipe.stack.kube import require_binary
 from cryptopipe_operator.render_common import MANAGED_BY, PART_OF
 from cryptopipe.stack.prometheus import promtool
-from tests.alert_rules import CHART, PROMTOOL_TESTS, alert_names, render_rule_groups, write_rules_file
+from tests.alert_rules import CHART, PROMTOOL_TESTS, alert_names, helm_template, render_rule_groups, write_rules_file
 
 pytestmark = pytest.mark.kube  # helm comes with the control-plane build
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    return require_binary("helm")
 
 
 def run_promtool_tests(rules: Path, work: Path) -> tuple[int, str]:
@@ -72,21 +65,13 @@ def test_rule_values_reach_the_expressions(helm: Path) -> None:
     assert rules["CryptopipeNoTrades"]["for"] == "7m"
 
 
-def template_docs(helm: Path, *args: str) -> list[dict]:
-    import subprocess
-
-    out = subprocess.run([str(helm), "template", "rel", str(CHART), "--namespace", "ops", *args],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 def test_monitoring_objects_are_opt_in(helm: Path) -> None:
-    kinds = {d["kind"] for d in template_docs(helm)}
+    kinds = {d["kind"] for d in helm_template(helm)}
     assert not kinds & {"PodMonitor", "PrometheusRule", "ServiceMonitor"}
 
 
 def test_podmonitor_attaches_pipeline_and_component_labels(helm: Path) -> None:
-    docs = template_docs(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    docs = helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"))
     (pod_monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
     assert pod_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     spec = pod_monitor["spec"]
@@ -106,6 +91,6 @@ def test_podmonitor_attaches_pipeline_and_component_labels(helm: Path) -> None:
 
 
 def test_podmonitor_follows_watch_namespaces(helm: Path) -> None:
-    docs = template_docs(helm, "--set", "podMonitor.enabled=true", "--set", "watchNamespaces={md,prod}")
+    docs = helm_template(helm, "--set", "podMonitor.enabled=true", "--set", "watchNamespaces={md,prod}")
     (pod_monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
     assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["md", "prod"]}

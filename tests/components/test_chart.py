@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptopipe.stack.kube import KubeControlPlane, KubectlError, require_binary
+from cryptopipe.stack.alert_rules import helm_template
+from cryptopipe.stack.kube import KubeControlPlane, KubectlError
 from cryptopipe_operator.crd import CRD_PATH
 from cryptopipe_operator.render import render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import COMMAND as INGEST_COMMAND
@@ -60,11 +61,6 @@ _release_counter = itertools.count(1)
 # --- helpers -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    return require_binary("helm")
-
-
 def run_helm(helm: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, env=env)
     if check and result.returncode != 0:
@@ -73,8 +69,7 @@ def run_helm(helm: Path, *args: str, env: dict[str, str] | None = None, check: b
 
 
 def template(helm: Path, *args: str) -> list[dict[str, Any]]:
-    out = run_helm(helm, "template", "rel", str(CHART), "--namespace", "ops", *args).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return helm_template(helm, *args, chart=CHART)
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptopipe.stack.kube import require_binary
-from cryptopipe.stack.paths import MissingDependency
+from cryptopipe.stack.alert_rules import helm_template
 from cryptopipe.stack.prometheus import promtool
 from tests.grafana_dashboards import (
     DASHBOARD_DIR,
@@ -446,21 +445,6 @@ def test_iter_panels_recurses_into_collapsed_rows() -> None:
 
 
 # --- the chart -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    try:
-        return require_binary("helm")
-    except MissingDependency as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-def helm_template(helm: Path, *args: str) -> list[dict[str, Any]]:
-    result = subprocess.run([str(helm), "template", "rel", str(CHART), "--namespace", "ops", *args],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def config_maps(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

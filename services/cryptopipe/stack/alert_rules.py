@@ -1,4 +1,4 @@
-"""The operator chart's alert rules as a plain Prometheus rules file, rendered by helm.
+"""The operator chart rendered by helm, and its alert rules as a plain Prometheus rules file.
 
 The chart's PrometheusRule template is the one source of the rules: a cluster, promtool's unit
 tests, the test harness's Prometheus and `cryptopipe up`'s Prometheus all evaluate what this renders.
@@ -15,16 +15,21 @@ import yaml
 CHART = Path(__file__).resolve().parents[3] / "charts" / "cryptopipe-operator"
 
 
+def helm_template(helm: Path, *args: str, chart: Path = CHART) -> list[dict[str, Any]]:
+    """The documents `helm template rel CHART --namespace ops ARGS...` renders."""
+    result = subprocess.run([str(helm), "template", "rel", str(chart), "--namespace", "ops", *args],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"helm template {chart} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 def render_rule_groups(helm: Path, *set_values: str, chart: Path = CHART) -> list[dict[str, Any]]:
     """spec.groups of the chart's PrometheusRule; ``set_values`` are helm --set KEY=VALUE strings."""
-    args = [str(helm), "template", "rel", str(chart), "--namespace", "ops", "--set", "prometheusRule.enabled=true",
-            "--show-only", "templates/prometheusrule.yaml"]
+    args = ["--set", "prometheusRule.enabled=true", "--show-only", "templates/prometheusrule.yaml"]
     for value in set_values:
         args += ["--set", value]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise RuntimeError(f"helm template of {chart} failed:\n{result.stderr}")
-    (rule,) = [d for d in yaml.safe_load_all(result.stdout) if d]
+    (rule,) = helm_template(helm, *args, chart=chart)
     if rule.get("kind") != "PrometheusRule":
         raise RuntimeError(f"expected a PrometheusRule from {chart}, got {rule.get('kind')}")
     return rule["spec"]["groups"]
