@@ -2,7 +2,7 @@
 
 # ingestion throughput, candle latency and memory of the local stack, side by side (~5 min); see docs/benchmarks.md
 bench:
-	.venv/bin/python -m cryptopipe.bench $(BENCH_ARGS)
+	.venv/bin/python -m cryptopipe_dev.bench $(BENCH_ARGS)
 
 .PHONY: kind-up kind-down chart-lint
 
@@ -23,4 +23,4 @@ chart-lint:
 
 # the operator against a real kube-apiserver: apply-to-children latency, 100 pipelines, operator RSS (~1 min); see docs/benchmarks-operator.md
 bench-operator:
-	.venv/bin/python -m cryptopipe.bench_operator $(BENCH_OPERATOR_ARGS)
+	.venv/bin/python -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)

@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The ingestion service: `python -m cryptopipe.ingest`, configured by CRYPTOPIPE_INGEST_* env (the
-# ingestion Deployment the operator renders sets `command` to the same thing).
+# ingestion Deployment the operator renders sets `command` to the same thing). The lake monitor runs
+# from the same image as `python -m cryptopipe.monitor`. Only the product package (services/cryptopipe)
+# and the `ingestion` extra are installed: no dev harness, no test library.
 # Build from the repo root: docker build -f docker/ingestion.Dockerfile -t cryptopipe-ingestion .
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
@@ -8,10 +10,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY services/ services/
-COPY spark-apps/ spark-apps/
-COPY operator/ operator/
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+COPY services/cryptopipe/ services/cryptopipe/
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[ingestion]"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

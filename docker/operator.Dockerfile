@@ -7,11 +7,10 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY services/ services/
-COPY spark-apps/ spark-apps/
+# the operator and the product core it renders from (the wiring contract and lake layout in
+# services/cryptopipe); the "operator" extra holds kopf. No dev harness, no test library.
+COPY services/cryptopipe/ services/cryptopipe/
 COPY operator/ operator/
-# one venv with the package (cryptopipe, candles_job, cryptopipe_operator) and its pinned deps;
-# the "operator" extra holds kopf (pip only warns if a checkout predates it)
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]"
 
 FROM ${PYTHON_IMAGE}

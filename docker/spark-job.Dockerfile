@@ -23,10 +23,10 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY services/ services/
+# the job and the product core it imports (contracts, lake layout), without the "spark-job" extra:
+# pyspark comes from $SPARK_HOME/python, one copy only. No dev harness, no test library.
+COPY services/cryptopipe/ services/cryptopipe/
 COPY spark-apps/ spark-apps/
-COPY operator/ operator/
-# the package without the "spark" extra: pyspark comes from $SPARK_HOME/python, one copy only
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
 
 FROM ${PYTHON_IMAGE}

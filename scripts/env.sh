@@ -1,6 +1,6 @@
 # Where scripts/bootstrap.sh puts the local stack's jars and binaries. Source it:
 #   . scripts/env.sh
-# Python code resolves the same defaults itself (cryptopipe.stack.paths), so sourcing is only
+# Python code resolves the same defaults itself (cryptopipe_dev.stack.paths), so sourcing is only
 # needed for shell use or to point everything at another cache.
 
 export CRYPTOPIPE_CACHE="${CRYPTOPIPE_CACHE:-$HOME/.cache/cryptopipe}"

@@ -1,11 +1,11 @@
 """Where the promtool unit tests of the chart's alert rules live; rendering is shared with the
-product (cryptopipe.stack.alert_rules)."""
+product (cryptopipe_dev.stack.alert_rules)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cryptopipe.stack.alert_rules import CHART, alert_names, helm_template, render_rule_groups, write_rules_file
+from cryptopipe_dev.stack.alert_rules import CHART, alert_names, helm_template, render_rule_groups, write_rules_file
 
 REPO = Path(__file__).resolve().parents[1]
 PROMTOOL_TESTS = REPO / "tests" / "alerts" / "cryptopipe-alerts.test.yaml"

@@ -1,4 +1,4 @@
-"""The lake monitor Deployment (``python -m cryptopipe.cli monitor serve``), rendered only when
+"""The lake monitor Deployment (``python -m cryptopipe.monitor``), rendered only when
 ``spec.monitor.enabled``: it scans the pipeline's lake every interval and serves /metrics."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cryptopipe_operator.render_common import (
 from cryptopipe_operator.spec import Pipeline, to_pipeline_config
 
 COMPONENT = "lake-monitor"
-COMMAND = ["python", "-m", "cryptopipe.cli", "monitor", "serve"]
+COMMAND = ["python", "-m", "cryptopipe.monitor"]
 HTTP_PORT = 8080  # /metrics, /healthz, /readyz (ready after the first successful scan)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import job_arguments, job_env
-from cryptopipe.stack.spark_conf import spark_conf
+from cryptopipe.spark_conf import spark_conf
 from cryptopipe_operator.render_common import Manifest, labels, metadata, restricted_container_security
 from cryptopipe_operator.spec import Pipeline, to_pipeline_config
 

@@ -108,7 +108,7 @@ class MonitorResources(Resources):
 
 
 class MonitorSpec(_Model):
-    """The lake monitor Deployment (``python -m cryptopipe.cli monitor serve``), off by default."""
+    """The lake monitor Deployment (``python -m cryptopipe.monitor``), off by default."""
 
     enabled: bool = False
     image: str | None = None  # default: spec.ingestion.image (the same cryptopipe package)

@@ -17,8 +17,8 @@ from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.reader import read_candles
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import PipelineConfig, job_arguments, job_env
-from cryptopipe.stack.procs import ManagedProcess, wait_for
-from cryptopipe.stack.spark_job import spark_job_process
+from cryptopipe_dev.stack.procs import ManagedProcess, wait_for
+from cryptopipe_dev.stack.spark_job import spark_job_process
 
 
 def us(text: str) -> int:

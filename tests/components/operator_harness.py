@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from cryptopipe.stack.kube import KubeControlPlane
-from cryptopipe.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 
 T = TypeVar("T")
 INVALID_SPECS = yaml.safe_load((Path(__file__).parents[1] / "unit" / "invalid_specs.yaml").read_text())

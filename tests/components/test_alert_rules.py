@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cryptopipe_operator.render_common import MANAGED_BY, PART_OF
-from cryptopipe.stack.prometheus import promtool
+from cryptopipe_dev.stack.prometheus import promtool
 from tests.alert_rules import CHART, PROMTOOL_TESTS, alert_names, helm_template, render_rule_groups, write_rules_file
 
 pytestmark = pytest.mark.kube  # helm comes with the control-plane build

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptopipe.stack.alert_rules import helm_template
-from cryptopipe.stack.kube import KubeControlPlane, KubectlError
-from cryptopipe_operator.crd import CRD_PATH
+from cryptopipe_dev.stack.alert_rules import helm_template
+from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
+from cryptopipe_dev.crd import CRD_PATH
 from cryptopipe_operator.render import render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import COMMAND as INGEST_COMMAND
 from cryptopipe_operator.render_ingestion import HTTP_PORT as INGEST_HTTP_PORT

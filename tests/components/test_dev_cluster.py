@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe.commands.dev_cluster import pid_runs
-from cryptopipe.stack.kube import control_plane_bin
+from cryptopipe_dev.commands.dev_cluster import pid_runs
+from cryptopipe_dev.stack.kube import control_plane_bin
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.kube
@@ -24,7 +24,7 @@ EXAMPLE = REPO_ROOT / "manifests" / "examples" / "cryptopipeline-minimal.yaml"
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptopipe.cli", "dev", "cluster", *args],
+    return subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", "dev", "cluster", *args],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)  # fmt: skip
 
 

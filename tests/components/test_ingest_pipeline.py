@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from cryptopipe.contracts import Tick, Trade, decode_record
 from cryptopipe.ingest.service import IngestService
 from cryptopipe.ingest.settings import IngestSettings
-from cryptopipe.replay import ReplayServer
+from cryptopipe_dev.replay import ReplayServer
 from tests.components.http_probe import http_get
 
 pytestmark = pytest.mark.components

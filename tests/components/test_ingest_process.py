@@ -15,10 +15,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from cryptopipe.commands.scrape import scrape as scrape_metrics
+from cryptopipe_dev.commands.scrape import scrape as scrape_metrics
 from cryptopipe.contracts import Trade, decode_record
-from cryptopipe.replay import ReplayServer
-from cryptopipe.stack.procs import ManagedProcess, free_port
+from cryptopipe_dev.replay import ReplayServer
+from cryptopipe_dev.stack.procs import ManagedProcess, free_port
 from tests.components.http_probe import http_get
 
 pytestmark = pytest.mark.components

@@ -17,7 +17,7 @@ from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
-from cryptopipe.replay import SyntheticConfig, synthetic_frames
+from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
 
 pytestmark = pytest.mark.components
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cryptopipe.stack.kube import KubeControlPlane, KubectlError
-from cryptopipe.stack.procs import wait_for
+from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
+from cryptopipe_dev.stack.procs import wait_for
 
 pytestmark = pytest.mark.kube
 

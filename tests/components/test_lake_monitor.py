@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.monitor.anomalies import KINDS
-from cryptopipe.stack.procs import ManagedProcess, free_port, wait_for
+from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
 from tests.components.http_probe import http_get
 from tests.conftest import LAKE_BUCKET
 from tests.lake_fixtures import candle_rows, shift_prices, write_candles
@@ -62,7 +62,7 @@ def stack_dir(tmp_path: Path, s3: Any, prefix: str) -> Path:
 
 
 def cryptopipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptopipe.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def iso(value: datetime) -> str:
@@ -122,7 +122,7 @@ def monitor_process(tmp_path: Path, env: dict[str, str], name: str) -> tuple[Man
     port = free_port()
     env = {"CRYPTOPIPE_MONITOR_HTTP_HOST": "127.0.0.1", "CRYPTOPIPE_MONITOR_HTTP_PORT": str(port),
            "CRYPTOPIPE_MONITOR_INTERVAL": "1s", **env}
-    proc = ManagedProcess([sys.executable, "-m", "cryptopipe.cli", "monitor", "serve"], env=env,
+    proc = ManagedProcess([sys.executable, "-m", "cryptopipe.monitor"], env=env,
                           log_path=tmp_path / f"{name}.log", name=name, die_with_parent=True).start()
     return proc, f"http://127.0.0.1:{port}"
 
@@ -215,7 +215,7 @@ def test_serve_survives_a_lake_it_cannot_read(s3: Any, tmp_path: Path, fault: st
 
 def test_local_stack_starts_the_monitor_on_its_lake(s3: Any, lakes: dict, tmp_path: Path) -> None:
     from cryptopipe.pipeline import PipelineConfig
-    from cryptopipe.stack.local import LocalStack
+    from cryptopipe_dev.stack.local import LocalStack
 
     stack = LocalStack(tmp_path / "stack", PipelineConfig(bucket=LAKE_BUCKET, prefix=lakes["prefixes"]["planted"]))
     stack.s3 = s3  # the session's S3 server stands in for the stack's own (no Kafka needed to watch a lake)
@@ -234,7 +234,7 @@ def test_local_stack_starts_the_monitor_on_its_lake(s3: Any, lakes: dict, tmp_pa
 def test_serve_with_bad_settings_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPIPE_MONITOR_")}
     env["CRYPTOPIPE_MONITOR_INTERVAL"] = "often"
-    result = subprocess.run([sys.executable, "-m", "cryptopipe.cli", "monitor", "serve"], env=env,
+    result = subprocess.run([sys.executable, "-m", "cryptopipe.monitor"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     [error] = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]

@@ -26,8 +26,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from pyarrow import fs as pafs
 
-from cryptopipe.stack.kafka import KafkaBroker
-from cryptopipe.stack.s3server import S3Server
+from cryptopipe_dev.stack.kafka import KafkaBroker
+from cryptopipe_dev.stack.s3server import S3Server
 
 pytestmark = pytest.mark.components
 

@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 
 from cryptopipe.pipeline import PipelineConfig
-from cryptopipe.replay.server import ReplayServer
-from cryptopipe.replay.synthetic import SyntheticConfig, SyntheticSource
-from cryptopipe.stack.kube import KubeControlPlane, require_binary
-from cryptopipe.stack.local import LocalStack
-from cryptopipe.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
-from cryptopipe.stack.prometheus import PrometheusServer, promtool
+from cryptopipe_dev.replay.server import ReplayServer
+from cryptopipe_dev.replay.synthetic import SyntheticConfig, SyntheticSource
+from cryptopipe_dev.stack.kube import KubeControlPlane, require_binary
+from cryptopipe_dev.stack.local import LocalStack
+from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+from cryptopipe_dev.stack.prometheus import PrometheusServer, promtool
 from tests.alert_rules import alert_names, render_rule_groups, write_rules_file
 from tests.components.operator_harness import OperatorProcess, eventually, get, pipeline
 from tests.grafana_dashboards import load_dashboards, panel_queries

@@ -14,8 +14,8 @@ import pytest
 
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.s3 import S3Connection
-from cryptopipe.stack.kube import KubeControlPlane
-from cryptopipe.stack.s3server import S3Server
+from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.s3server import S3Server
 from cryptopipe_operator.lake_cleanup import LakeCleanupError, delete_lake_prefix
 from tests.components.operator_harness import OperatorProcess, eventually, events, get, pipeline, run_operator
 

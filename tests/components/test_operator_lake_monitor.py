@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cryptopipe.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.kube import KubeControlPlane
 from tests.components.operator_harness import (
     OperatorProcess,
     conditions,
@@ -74,7 +74,7 @@ def test_monitor_created_reported_and_deleted_when_turned_off(
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("CryptoPipeline", name, uid, True)
     assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == "lake-monitor"
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "cryptopipe.cli", "monitor", "serve"]
+    assert container["command"] == ["python", "-m", "cryptopipe.monitor"]
     assert container["image"] == body["spec"]["ingestion"]["image"]  # the default
     env = _env(deployment)
     literal = {k: e["value"] for k, e in env.items() if "value" in e}

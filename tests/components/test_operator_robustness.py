@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cryptopipe.stack.kube import KubeControlPlane
-from cryptopipe.stack.s3server import S3Server
+from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.s3server import S3Server
 from tests.components.operator_harness import (
     CHILD_KINDS,
     OperatorProcess,

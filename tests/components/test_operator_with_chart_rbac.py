@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.kube import KubeControlPlane
 from tests.components.operator_harness import (
     CHILD_KINDS,
     OperatorProcess,

@@ -1,4 +1,4 @@
-"""``python -m cryptopipe.replay`` as a process: serve, generate, info."""
+"""``python -m cryptopipe_dev.replay`` as a process: serve, generate, info."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 
-from cryptopipe.replay import load_recording, recording_trades
-from cryptopipe.replay.client import ReplayClient
+from cryptopipe_dev.replay import load_recording, recording_trades
+from cryptopipe_dev.replay.client import ReplayClient
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
@@ -20,7 +20,7 @@ EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.js
 
 def replay_cli(*args: str, **kwargs) -> subprocess.Popen:
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "env": {**os.environ, "PYTHONUNBUFFERED": "1"}}
-    return subprocess.Popen([sys.executable, "-m", "cryptopipe.replay", *args], **{**options, **kwargs})
+    return subprocess.Popen([sys.executable, "-m", "cryptopipe_dev.replay", *args], **{**options, **kwargs})
 
 
 def first_line(process: subprocess.Popen, timeout: float = 15.0) -> dict:

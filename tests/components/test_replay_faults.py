@@ -10,8 +10,8 @@ import orjson
 import pytest
 import websocket
 
-from cryptopipe.replay import RecordingSource, ReplayServer, load_recording, recording_trades
-from cryptopipe.replay.client import ReplayClient
+from cryptopipe_dev.replay import RecordingSource, ReplayServer, load_recording, recording_trades
+from cryptopipe_dev.replay.client import ReplayClient
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
@@ -204,7 +204,7 @@ def test_faults_change_at_runtime_through_the_control_endpoint_and_the_python_ap
 
 
 def test_a_synthetic_feed_resumes_after_a_drop_where_it_stopped():
-    from cryptopipe.replay import SyntheticConfig, SyntheticSource
+    from cryptopipe_dev.replay import SyntheticConfig, SyntheticSource
 
     source = SyntheticSource(SyntheticConfig(rate=100, duration=20, seed=4))
     with ReplayServer(source, faults={"drop_after": 300}) as server:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from cryptopipe.coinbase import fetch_trades_range
-from cryptopipe.replay import ReplayServer, load_recording, recording_trades
+from cryptopipe_dev.replay import ReplayServer, load_recording, recording_trades
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import websocket
 
-from cryptopipe.replay import ReplayServer, load_recording, recording_trades
-from cryptopipe.replay.client import ReplayClient
+from cryptopipe_dev.replay import ReplayServer, load_recording, recording_trades
+from cryptopipe_dev.replay.client import ReplayClient
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
@@ -172,7 +172,7 @@ def test_restart_replays_from_the_start_on_every_connection(exchange_server):
 
 
 def test_synthetic_source_is_served_with_rest():
-    from cryptopipe.replay import SyntheticConfig, SyntheticSource
+    from cryptopipe_dev.replay import SyntheticConfig, SyntheticSource
 
     source = SyntheticSource(SyntheticConfig(rate=200, duration=5, seed=2))
     with ReplayServer(source) as server, ReplayClient(server.url) as client:

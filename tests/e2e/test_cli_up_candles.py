@@ -17,7 +17,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from cryptopipe.stack.procs import free_port, wait_for
+from cryptopipe_dev.stack.procs import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ RECORDING = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "c
 
 
 def cryptopipe(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cryptopipe.cli", *args], capture_output=True, text=True, **kwargs)
+    return subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", *args], capture_output=True, text=True, **kwargs)
 
 
 def test_up_without_network_fails_fast_and_suggests_replay(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def _healthy_components(url: str) -> set[str]:
 def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: Path) -> None:
     work = tmp_path / "stack"
     up = subprocess.Popen(
-        [sys.executable, "-m", "cryptopipe.cli", "up", "--replay", str(RECORDING), "--speed", "20",
+        [sys.executable, "-m", "cryptopipe_dev.cli", "up", "--replay", str(RECORDING), "--speed", "20",
          "--watermark", "5s", "--trigger", "1s", "--work-dir", str(work)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -28,7 +28,7 @@ RECORDINGS = [
 def replay(recording: Path, work: Path, *extra: str) -> str:
     out = work / "candles.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "cryptopipe.cli", "replay", str(recording), "--output-csv", str(out),
+        [sys.executable, "-m", "cryptopipe_dev.cli", "replay", str(recording), "--output-csv", str(out),
          "--work-dir", str(work / "stack"), *extra],
         capture_output=True, text=True, timeout=600,
     )
@@ -53,7 +53,7 @@ def test_replay_equals_reference_from_unique_trades(name: str, tmp_path: Path) -
     start = min(c["window_start"] for c in got)
     end = max(c["window_end"] for c in got)
     report = subprocess.run(
-        [sys.executable, "-m", "cryptopipe.cli", "monitor", "report", "--work-dir", str(tmp_path / "stack"),
+        [sys.executable, "-m", "cryptopipe_dev.cli", "monitor", "report", "--work-dir", str(tmp_path / "stack"),
          "--from", _iso(start), "--to", _iso(end), "--format", "json"],
         capture_output=True, text=True, timeout=120,
     )

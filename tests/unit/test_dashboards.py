@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptopipe.stack.alert_rules import helm_template
-from cryptopipe.stack.prometheus import promtool
+from cryptopipe_dev.stack.alert_rules import helm_template
+from cryptopipe_dev.stack.prometheus import promtool
 from tests.grafana_dashboards import (
     DASHBOARD_DIR,
     iter_panels,

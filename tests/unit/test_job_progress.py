@@ -7,7 +7,7 @@ import time
 from prometheus_client import generate_latest
 
 from candles_job.progress import JobProgress, kafka_lag
-from cryptopipe.stack.prometheus import promtool
+from cryptopipe_dev.stack.prometheus import promtool
 
 TOPIC = "cryptopipe.trades"
 

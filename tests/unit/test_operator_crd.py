@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptopipe_operator import crd
+from cryptopipe_dev import crd
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL, PipelineSpec, SpecError, parse_spec
 
 INVALID_SPECS = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())

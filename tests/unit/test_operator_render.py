@@ -10,7 +10,7 @@ import yaml
 
 from cryptopipe.ingest.settings import ENV_PREFIX, IngestSettings
 from cryptopipe.pipeline import job_arguments
-from cryptopipe_operator import crd
+from cryptopipe_dev import crd
 from cryptopipe_operator.render import (
     ChildRef,
     render_children,
@@ -360,7 +360,7 @@ def test_monitor_deployment() -> None:
     assert meta["labels"]["app.kubernetes.io/name"] == "cryptopipe-lake-monitor"
     assert meta["ownerReferences"][0]["uid"] == p.uid and meta["ownerReferences"][0]["controller"] is True
     c = container(deployment)
-    assert c["command"] == ["python", "-m", "cryptopipe.cli", "monitor", "serve"]
+    assert c["command"] == ["python", "-m", "cryptopipe.monitor"]
     # the image defaults to the ingestion's (it holds the cryptopipe package)
     assert (c["image"], c["imagePullPolicy"]) == ("cryptopipe/ingestion:dev", "IfNotPresent")
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cryptopipe_operator import crd
+from cryptopipe_dev import crd
 from cryptopipe_operator.spec import API_VERSION, Pipeline, parse_spec
 from cryptopipe_operator.status import aggregate_conditions, validation_failed_status
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from cryptopipe.contracts import candle_arrow_schema
-from cryptopipe.lake.plot import NoCandlesError, plot_candles, render_figure, tick_times
+from cryptopipe_dev.plot import NoCandlesError, plot_candles, render_figure, tick_times
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 T0 = datetime(2026, 8, 9, 21, 4, tzinfo=UTC)
@@ -122,7 +122,7 @@ def test_no_candles_raises_with_product_window_and_range() -> None:
 
 
 def test_cli_without_a_stack_exits_2_with_the_reason(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "cryptopipe.cli", "plot", "BTC-USD", "--work-dir", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", "plot", "BTC-USD", "--work-dir", str(tmp_path),
                              "-o", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"no local stack found in {tmp_path}" in result.stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopipe.replay.faults import Faults, FaultState
-from cryptopipe.replay.source import TradeBook, TradeRef
+from cryptopipe_dev.replay.faults import Faults, FaultState
+from cryptopipe_dev.replay.source import TradeBook, TradeRef
 
 
 def test_unknown_or_invalid_settings_are_errors_not_silently_ignored():
@@ -77,7 +77,7 @@ def test_bounded_trade_book_keeps_the_newest():
 def test_pacer_spaces_frames_by_recorded_time_over_speed_with_gaps_capped():
     import asyncio
 
-    from cryptopipe.replay.session import _Pacer
+    from cryptopipe_dev.replay.session import _Pacer
 
     async def run() -> list[float]:
         pacer, delays = _Pacer(speed=2.0, max_gap=5.0), []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe.replay.recording import (
+from cryptopipe_dev.replay.recording import (
     RecordingError,
     RecordingSource,
     load_recording,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from cryptopipe.replay.source import describe_frame
-from cryptopipe.replay.subscriptions import SubscribeError, Subscriptions
+from cryptopipe_dev.replay.source import describe_frame
+from cryptopipe_dev.replay.subscriptions import SubscribeError, Subscriptions
 
 PRODUCTS = ("BTC-USD", "ETH-USD")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe.stack.procs import ManagedProcess, free_port, port_open, wait_for
+from cryptopipe_dev.stack.procs import ManagedProcess, free_port, port_open, wait_for
 
 
 def pid_alive(pid: int) -> bool:

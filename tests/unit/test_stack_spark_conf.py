@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptopipe.lake.s3 import S3Connection
-from cryptopipe.stack.spark_conf import spark_conf
+from cryptopipe.spark_conf import spark_conf
 
 JARS = [Path("/cache/spark-jars/hadoop-aws-3.4.2.jar"), Path("/cache/spark-jars/bundle-2.29.52.jar")]
 

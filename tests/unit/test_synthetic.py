@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from cryptopipe.coinbase import parse_frame
-from cryptopipe.replay.synthetic import SyntheticConfig, SyntheticSource, synthetic_frames
+from cryptopipe_dev.replay.synthetic import SyntheticConfig, SyntheticSource, synthetic_frames
 
 
 def test_same_seed_same_frames_other_seed_other_frames():

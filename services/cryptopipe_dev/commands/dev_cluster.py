@@ -1,0 +1,255 @@
+"""``cryptopipe dev cluster up|down|status``: a Kubernetes control plane and the operator on this
+machine, for trying CryptoPipelines with ``kubectl`` where no cluster exists.
+
+``up`` starts etcd, kube-apiserver and kube-controller-manager (stack/kube.py, the tests' control
+plane), installs the upstream KafkaTopic and SparkApplication CRDs (../shared/crds) and the chart's
+CryptoPipeline CRD, starts the operator (``python -m cryptopipe_operator``), prints the kubeconfig
+and returns. The processes are *detached*: each runs in its own session (ManagedProcess), is taken
+out of ManagedProcess's stop-at-exit list on purpose, and is recorded with its pid in
+``<work dir>/state.json``; ``down`` stops exactly those pids (after checking each pid still runs
+the program it was recorded for), ``status`` reports them. No kubelet runs: objects are stored,
+validated and garbage-collected, but no pod ever starts.
+
+etcd's data, the admin token and the keys stay in the work dir, so a later ``up`` finds the
+CryptoPipelines of the last one (on new ports when the old ones are taken).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptopipe_dev.stack import paths, procs
+from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+
+STATE_FILE = "state.json"
+# stopped in this order (the operator first: it would otherwise log the API server going away)
+STOP_ORDER = ("cryptopipe-operator", "kube-controller-manager", "kube-apiserver", "etcd")
+# what /proc/<pid>/cmdline must contain for a recorded pid to still be ours (pids get reused)
+CMDLINE_MARKERS = {
+    "cryptopipe-operator": "cryptopipe_operator",
+    "kube-controller-manager": "kube-controller-manager",
+    "kube-apiserver": "kube-apiserver",
+    "etcd": "etcd",
+}
+MINIMAL_EXAMPLE = "manifests/examples/cryptopipeline-minimal.yaml"
+
+
+def default_work_dir() -> Path:
+    return paths.cache_dir() / "dev-cluster"
+
+
+def _repo_root() -> Path:
+    from cryptopipe_dev.repo import REPO_ROOT
+
+    return REPO_ROOT
+
+
+def crd_files() -> list[Path]:
+    """The upstream KafkaTopic and SparkApplication CRDs, then the chart's CryptoPipeline CRD."""
+    from cryptopipe_dev.repo import CRD_PATH, UPSTREAM_CRDS
+
+    upstream = sorted(UPSTREAM_CRDS.glob("*.yaml"))
+    missing = [p for p in [*upstream, CRD_PATH] if not p.is_file()]
+    if not upstream or missing:
+        raise paths.MissingDependency(f"CRDs missing: {missing or UPSTREAM_CRDS}")
+    return [*upstream, CRD_PATH]
+
+
+# --- state file -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    name: str
+    pid: int
+    log: str
+
+    @property
+    def alive(self) -> bool:
+        return pid_runs(self.pid, CMDLINE_MARKERS.get(self.name, ""))
+
+
+def pid_runs(pid: int, marker: str = "") -> bool:
+    """``pid`` exists, is not a zombie, and (with ``marker``) its command line contains ``marker``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and marker in cmdline
+
+
+def read_state(work_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((work_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def recorded(state: dict[str, Any] | None) -> list[Recorded]:
+    found = {p["name"]: Recorded(p["name"], int(p["pid"]), p.get("log", "")) for p in (state or {}).get("processes", [])}
+    return [found[n] for n in STOP_ORDER if n in found] + [p for n, p in found.items() if n not in STOP_ORDER]
+
+
+def _write_state(work_dir: Path, state: dict[str, Any]) -> None:
+    tmp = work_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(work_dir / STATE_FILE)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cluster_up(work_dir: Path, *, out: Any = None) -> int:
+    out = out or sys.stdout
+    work_dir = work_dir.resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    running = [p for p in recorded(read_state(work_dir)) if p.alive]
+    if running:
+        print(f"dev cluster already running in {work_dir} (`cryptopipe dev cluster down` stops it)", file=out)
+        _print_status(work_dir, read_state(work_dir) or {}, out)
+        return 0
+
+    kube = KubeControlPlane(work_dir / "kube", crds=crd_files(), die_with_parent=False)
+    started: list[ManagedProcess] = []
+    try:
+        kube.start()
+        started += [p for p in (kube.etcd, kube.apiserver, kube.controller_manager) if p is not None]
+        operator = _start_operator(kube, work_dir)
+        started.append(operator)
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop()
+        kube.stop()
+        raise
+    # Detach on purpose: ManagedProcess stops its children when this interpreter exits; these are
+    # meant to outlive `up` (own sessions already, so a Ctrl-C in this terminal does not reach them).
+    for proc in started:
+        procs._running.discard(proc)
+    state = {
+        "server": kube.server,
+        "kubeconfig": str(kube.kubeconfig_path),
+        "bin_dir": str(kube.bin_dir),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in started],
+    }
+    _write_state(work_dir, state)
+
+    example = _repo_root() / MINIMAL_EXAMPLE
+    print(f"dev cluster up: {kube.server} (etcd data, logs and state in {work_dir})", file=out)
+    print(f"kubeconfig: {kube.kubeconfig_path}", file=out)
+    print("", file=out)
+    print(f"export KUBECONFIG={kube.kubeconfig_path}", file=out)
+    print(f"export PATH={kube.bin_dir}:$PATH  # kubectl and helm", file=out)
+    print(f"kubectl apply -f {example}", file=out)
+    print("kubectl get cryptopipelines,kafkatopics,deployments,sparkapplications", file=out)
+    print("", file=out)
+    print(f"operator log: {operator.log_path}; stop everything with `cryptopipe dev cluster down`", file=out)
+    return 0
+
+
+def _start_operator(kube: KubeControlPlane, work_dir: Path) -> ManagedProcess:
+    root = _repo_root()
+    pythonpath = os.pathsep.join(
+        [str(root / "operator"), str(root / "services"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    health_port = free_port()
+    env = {
+        **kube.env(),
+        "PYTHONPATH": pythonpath,
+        "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
+        "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(health_port),
+        # status follows the children within 2 s (a dev loop is watched by a human)
+        "CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S": os.environ.get("CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S", "2"),
+        "CRYPTOPIPE_OPERATOR_RETRY_BACKOFF_S": os.environ.get("CRYPTOPIPE_OPERATOR_RETRY_BACKOFF_S", "2"),
+    }
+    operator = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=work_dir / "operator.log",
+                              env=env, name="cryptopipe-operator").start()  # fmt: skip
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{health_port}/healthz", timeout=1) as resp:
+            return resp.status == 200
+
+    wait_for(healthy, 60, "operator /healthz", interval=0.2, process=operator, retry_on=(OSError,))
+    return operator
+
+
+def cluster_down(work_dir: Path, *, timeout: float = 15.0, out: Any = None) -> int:
+    out = out or sys.stdout
+    work_dir = work_dir.resolve()
+    state = read_state(work_dir)
+    if state is None:
+        print(f"no dev cluster recorded in {work_dir}", file=out)
+        return 0
+    for proc in recorded(state):
+        if not proc.alive:
+            print(f"{proc.name} (pid {proc.pid}): not running", file=out)
+            continue
+        _stop_pid(proc, timeout)
+        print(f"{proc.name} (pid {proc.pid}): stopped", file=out)
+    left = [p for p in recorded(state) if p.alive]
+    if left:
+        print("still running: " + ", ".join(f"{p.name} (pid {p.pid})" for p in left), file=out)
+        return 1
+    (work_dir / STATE_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def _stop_pid(proc: Recorded, timeout: float) -> None:
+    """SIGTERM the process's group (each was started as a session leader), SIGKILL after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, sig)
+            else:
+                os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not proc.alive:
+                return
+            time.sleep(0.1)
+
+
+def cluster_status(work_dir: Path, *, out: Any = None) -> int:
+    """Exit 0 when every recorded process runs, 1 otherwise (nothing recorded, or some stopped)."""
+    out = out or sys.stdout
+    work_dir = work_dir.resolve()
+    state = read_state(work_dir)
+    if state is None:
+        print(f"no dev cluster recorded in {work_dir} (start one with `cryptopipe dev cluster up`)", file=out)
+        return 1
+    return 0 if _print_status(work_dir, state, out) else 1
+
+
+def _print_status(work_dir: Path, state: dict[str, Any], out: Any) -> bool:
+    all_alive = True
+    print(f"dev cluster in {work_dir}: server {state.get('server')}, started {state.get('started_at')}", file=out)
+    for proc in recorded(state):
+        alive = proc.alive
+        all_alive &= alive
+        print(f"  {proc.name:<24} pid {proc.pid:<8} {'running' if alive else 'NOT RUNNING'}  log {proc.log}", file=out)
+    print(f"export KUBECONFIG={state.get('kubeconfig')}", file=out)
+    return all_alive
+
+
+def run_dev_cluster(action: str, work_dir: Path | None) -> int:
+    work_dir = work_dir or default_work_dir()
+    if action == "up":
+        return cluster_up(work_dir)
+    if action == "down":
+        return cluster_down(work_dir)
+    if action == "status":
+        return cluster_status(work_dir)
+    raise AssertionError(action)

@@ -1,0 +1,114 @@
+"""`cryptopipe replay`: run the whole local stack over recordings and write every candle to CSV.
+
+At ``--speed max`` the recording is first loaded into Kafka by the ingestion service, then the
+Spark job takes it in one pass: the result cannot depend on where a micro-batch boundary fell
+(Exchange ``last_match`` frames can be minutes older than the trades after them, and a boundary
+between them would make them late). At a finite speed everything runs side by side, as live.
+Either way the replay ends with one tick per product past the last window, so the watermark
+passes every window of the recording and all of its candles are committed before the CSV is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from cryptopipe_dev.commands.lake_access import write_stack_state
+from cryptopipe_dev.commands.scrape import scrape
+from cryptopipe.contracts import parse_duration, us_to_iso
+from cryptopipe.lake.reader import to_csv
+from cryptopipe.pipeline import PipelineConfig
+from cryptopipe_dev.replay.recording import Recording, load_recording, recording_products
+from cryptopipe_dev.replay.server import ReplayServer
+from cryptopipe_dev.stack.local import LocalStack
+from cryptopipe_dev.stack.procs import ManagedProcess, wait_for
+
+log = logging.getLogger("cryptopipe.replay_command")
+
+FRAMES = "cryptopipe_ingest_frames_received_total"
+BACKFILL_PENDING = "cryptopipe_ingest_backfill_pending"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayPlan:
+    recordings: tuple[Recording, ...]
+    products: tuple[str, ...]
+    speed: str = "max"
+    windows: tuple[str, ...] = ("1m",)
+    watermark: str = "30s"
+    trigger: str = "2s"
+    faults: dict | None = None  # the replay server's fault hooks, e.g. {"skip_trade_ids": [42]}
+
+
+def plan_replay(paths, *, products=None, speed="max", windows=("1m",), watermark="30s", trigger="2s",
+                faults=None) -> ReplayPlan:
+    recordings = tuple(load_recording(p) for p in paths)
+    available = sorted({p for r in recordings for p in recording_products(r)})
+    chosen = tuple(products) if products else tuple(available)
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise SystemExit(f"--products: {', '.join(unknown)} not in the recording(s); they have {', '.join(available)}")
+    return ReplayPlan(recordings, chosen, speed, tuple(windows), watermark, trigger, faults)
+
+
+def flush_time_us(plan: ReplayPlan) -> int:
+    """A tick time past every window of the recordings: last frame + largest window + watermark + 2 s.
+    A trade is received after it happens, so no trade's time is past the last frame's ts."""
+    last_ts = max(ts for r in plan.recordings for ts, _ in r.frames)
+    margin = max(parse_duration(w) for w in plan.windows) + parse_duration(plan.watermark) + 2
+    return int((last_ts + margin) * 1_000_000)
+
+
+def _caught_up(ingestion_port: int, server: ReplayServer) -> bool:
+    metrics = scrape(f"http://127.0.0.1:{ingestion_port}/metrics")
+    return metrics.get(FRAMES, 0) >= server.frames_sent and metrics.get(BACKFILL_PENDING, 0) == 0
+
+
+def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: float = 600.0) -> int:
+    started = time.monotonic()
+    feeds = {r.feed for r in plan.recordings}
+    # one ingestion process speaks one feed: recordings of both feeds replay one feed after the other
+    stack_config = PipelineConfig(products=plan.products, feed=sorted(feeds)[0], windows=plan.windows,
+                                  watermark=plan.watermark, trigger=plan.trigger)
+    with LocalStack(work_dir, stack_config) as stack:
+        log.info("stack up", extra={"kafka": stack.kafka.bootstrap, "s3": stack.s3.endpoint,
+                                    "seconds": round(time.monotonic() - started, 1)})
+        # `cryptopipe candles|plot|monitor report --work-dir` read this lake afterwards
+        write_stack_state(work_dir, stack, source="replay")
+        job: ManagedProcess | None = None
+        if plan.speed != "max":
+            job = stack.start_job()
+        for feed in sorted(feeds):
+            recordings = [r for r in plan.recordings if r.feed == feed]
+            products = [p for p in plan.products if any(p in recording_products(r) for r in recordings)]
+            with ReplayServer(recordings, speed=plan.speed, faults=plan.faults) as server:
+                ingestion = stack.start_ingestion(
+                    ws_url=server.url, rest_url=server.rest_url, name=f"ingestion-{feed}",
+                    extra_env={"CRYPTOPIPE_INGEST_FEED": feed, "CRYPTOPIPE_INGEST_PRODUCTS": ",".join(products)},
+                )
+                server.wait_done(timeout)
+                wait_for(lambda: _caught_up(stack.ingestion_port, server), timeout, "ingestion caught up",
+                         interval=0.2, process=ingestion)
+                ingestion.stop(timeout=60)  # SIGTERM: flush everything accepted
+                if ingestion.returncode != 0:
+                    raise SystemExit(f"ingestion exited with {ingestion.returncode}; see {ingestion.log_path}")
+            log.info("recording ingested", extra={"feed": feed, "frames": server.frames_sent})
+        flush_us = flush_time_us(plan)
+        stack.produce_ticks(plan.products, flush_us)
+        if job is None:
+            job = stack.start_job()
+        target = us_to_iso(flush_us - parse_duration(plan.watermark) * 1_000_000)[:19]
+        stack.wait_for_watermark(target, job=job, timeout=timeout)
+        tables = [stack.candles(w) for w in plan.windows]
+        import pyarrow as pa
+
+        table = pa.concat_tables(tables).sort_by(
+            [("product_id", "ascending"), ("window_start", "ascending"), ("window_end", "ascending")]
+        )
+        output_csv.parent.mkdir(parents=True, exist_ok=True)
+        output_csv.write_text(to_csv(table))
+        log.info("replay done", extra={"candles": table.num_rows, "csv": str(output_csv),
+                                       "seconds": round(time.monotonic() - started, 1)})
+    return 0
