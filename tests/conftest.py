@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 import pytest
 
+from cryptopipe.spark_conf import spark_conf
 from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.paths import MissingDependency, spark_jars
 from cryptopipe_dev.stack.s3server import S3Server
-from cryptopipe.spark_conf import spark_conf
 from tests.kube_fixtures import helm, kube, kube_crd_paths, kube_namespace  # noqa: F401 (fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cryptopipe_dev.crd import CRD_PATH
 from cryptopipe_dev.stack.kube import KubeControlPlane, require_binary
 from cryptopipe_dev.stack.paths import MissingDependency
-from cryptopipe_dev.crd import CRD_PATH
 
 # ../shared/crds, the upstream schemas the operator's objects must pass (see its README.md)
 UPSTREAM_CRDS = (

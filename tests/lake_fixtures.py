@@ -21,8 +21,18 @@ CENT = Decimal("0.01")
 SATOSHI = Decimal("0.00000001")
 
 
-def candle_rows(product: str, start: datetime, count: int, *, window: str = "1m", price: float = 60_000.0,
-                sigma: float = 0.0005, volume: float = 2.0, seed: int = 1, first_trade_id: int = 1_000) -> list[dict]:
+def candle_rows(
+    product: str,
+    start: datetime,
+    count: int,
+    *,
+    window: str = "1m",
+    price: float = 60_000.0,
+    sigma: float = 0.0005,
+    volume: float = 2.0,
+    seed: int = 1,
+    first_trade_id: int = 1_000,
+) -> list[dict]:
     """``count`` consecutive candles of a geometric random walk (per-window log-return sd ``sigma``) with
     log-normal volumes around ``volume``. Deterministic for a seed."""
     rng = random.Random(seed)
@@ -36,13 +46,22 @@ def candle_rows(product: str, start: datetime, count: int, *, window: str = "1m"
         low = (min(open_, close) - wick * Decimal(str(rng.random()))).quantize(CENT)
         trades = rng.randint(5, 60)
         window_start = start + i * step
-        rows.append({
-            "product_id": product, "window_start": window_start, "window_end": window_start + step,
-            "open": open_, "high": high, "low": low, "close": close,
-            "volume": Decimal(str(volume * math.exp(rng.gauss(0, 0.4)))).quantize(SATOSHI),
-            "trade_count": trades, "vwap": ((low + high) / 2).quantize(SATOSHI),
-            "first_trade_id": trade_id, "last_trade_id": trade_id + trades - 1,
-        })
+        rows.append(
+            {
+                "product_id": product,
+                "window_start": window_start,
+                "window_end": window_start + step,
+                "open": open_,
+                "high": high,
+                "low": low,
+                "close": close,
+                "volume": Decimal(str(volume * math.exp(rng.gauss(0, 0.4)))).quantize(SATOSHI),
+                "trade_count": trades,
+                "vwap": ((low + high) / 2).quantize(SATOSHI),
+                "first_trade_id": trade_id,
+                "last_trade_id": trade_id + trades - 1,
+            }
+        )
         trade_id += trades
     return rows
 
@@ -61,7 +80,9 @@ def candle_table(rows: list[dict], *, window: str = "1m") -> pa.Table:
     return table.append_column("window", pa.array([window] * table.num_rows, pa.string()))
 
 
-def write_candles(rows: list[dict], *, lake: LakeLocation, filesystem, window: str = "1m", batch_id: int = 0) -> list[str]:
+def write_candles(
+    rows: list[dict], *, lake: LakeLocation, filesystem, window: str = "1m", batch_id: int = 0
+) -> list[str]:
     """Write as the Spark job's sink does (one file per window/product/date partition for this batch)."""
     from candles_job.sink import write_batch
 

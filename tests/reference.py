@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -16,11 +16,13 @@ EIGHT_PLACES = Decimal("0.00000001")
 
 def _time_us(text: str) -> int:
     date, _, frac = text.rstrip("Z").partition(".")
-    base = datetime.strptime(date, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    base = datetime.strptime(date, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     return int(base.timestamp()) * 1_000_000 + int((frac + "000000")[:6])
 
 
-def recorded_trades(path: Path, products: set[str] | None = None) -> dict[tuple[str, int], tuple[int, Decimal, Decimal]]:
+def recorded_trades(
+    path: Path, products: set[str] | None = None
+) -> dict[tuple[str, int], tuple[int, Decimal, Decimal]]:
     """Unique trades of a derived JSONL recording: (product, trade_id) -> (time_us, price, size)."""
     trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]] = {}
     for line in path.read_text().splitlines():
@@ -37,7 +39,11 @@ def recorded_trades(path: Path, products: set[str] | None = None) -> dict[tuple[
         for t in found:
             if products and t["product_id"] not in products:
                 continue
-            trades[(t["product_id"], int(t["trade_id"]))] = (_time_us(t["time"]), Decimal(t["price"]), Decimal(t["size"]))
+            trades[(t["product_id"], int(t["trade_id"]))] = (
+                _time_us(t["time"]),
+                Decimal(t["price"]),
+                Decimal(t["size"]),
+            )
     return trades
 
 
@@ -55,8 +61,8 @@ def reference_candles(trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]
         out.append(
             {
                 "product_id": product,
-                "window_start": datetime.fromtimestamp(start, timezone.utc),
-                "window_end": datetime.fromtimestamp(start + window_s, timezone.utc),
+                "window_start": datetime.fromtimestamp(start, UTC),
+                "window_end": datetime.fromtimestamp(start + window_s, UTC),
                 "open": rows[0][2],
                 "high": max(r[2] for r in rows),
                 "low": min(r[2] for r in rows),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -66,7 +67,9 @@ def checked_root(location: LakeLocation) -> str:
             f"refusing to delete lake data: the sink's prefix is empty, which would wipe the whole bucket {location.bucket!r}"
         )
     if any(segment in ("", ".", "..") for segment in prefix.split("/")):
-        raise LakeCleanupError(f"refusing to delete lake data: prefix {location.prefix!r} has an empty, '.' or '..' segment")
+        raise LakeCleanupError(
+            f"refusing to delete lake data: prefix {location.prefix!r} has an empty, '.' or '..' segment"
+        )
     return location.root
 
 
@@ -95,10 +98,8 @@ def delete_lake_prefix(connection: S3Connection, location: LakeLocation, *, file
         raise LakeCleanupError(f"{len(left)} objects left under s3://{root}/ after {MAX_PASSES} passes: {last_error}")
     # the prefix's own directory (a file-backed server keeps the folder; S3 has nothing there)
     if s3.get_file_info(root).type == fs.FileType.Directory:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             s3.delete_dir(root)
-        except FileNotFoundError:
-            pass
     return len(found)
 
 

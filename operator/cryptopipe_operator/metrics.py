@@ -10,21 +10,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 REGISTRY = CollectorRegistry()
 
 RECONCILES = Counter(
-    "cryptopipe_operator_reconciles", "Reconciles of a CryptoPipeline, by result (applied, invalid, error)",
-    ["result"], registry=REGISTRY,
+    "cryptopipe_operator_reconciles",
+    "Reconciles of a CryptoPipeline, by result (applied, invalid, error)",
+    ["result"],
+    registry=REGISTRY,
 )
 # every result exists at 0 from the start: the reconcile-errors alert uses increase(), which cannot
 # see a counter's first step from absent to 1
 for _result in ("applied", "invalid", "error"):
     RECONCILES.labels(_result)
 RECONCILE_SECONDS = Histogram(
-    "cryptopipe_operator_reconcile_duration_seconds", "Wall time of one reconcile (render + apply + status)",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY,
+    "cryptopipe_operator_reconcile_duration_seconds",
+    "Wall time of one reconcile (render + apply + status)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
 )
 CONDITION = Gauge(
     "cryptopipe_operator_pipeline_condition",
     "1 when the pipeline's condition of this type is True, else 0",
-    ["namespace", "pipeline", "type"], registry=REGISTRY,
+    ["namespace", "pipeline", "type"],
+    registry=REGISTRY,
 )
 
 

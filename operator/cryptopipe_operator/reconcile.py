@@ -128,7 +128,9 @@ class KubeApi:
         path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
         # JSON is valid YAML: the apply content type takes it as is
-        result = await self.request("PATCH", path, body=manifest, content_type="application/apply-patch+yaml", params=params)
+        result = await self.request(
+            "PATCH", path, body=manifest, content_type="application/apply-patch+yaml", params=params
+        )
         assert result is not None
         return result
 
@@ -148,7 +150,10 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     if info.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    cert, key = _pem_file(info.certificate_path, info.certificate_data), _pem_file(info.private_key_path, info.private_key_data)
+    cert, key = (
+        _pem_file(info.certificate_path, info.certificate_data),
+        _pem_file(info.private_key_path, info.private_key_data),
+    )
     if cert:
         ctx.load_cert_chain(cert, key)
     return ctx
@@ -210,7 +215,10 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
     except SpecError as exc:
         # nothing is applied: the children stay as the last valid spec left them
         message = str(exc)
-        await api.patch_status(_pipeline_path(body), validation_failed_status(message, generation=generation, previous=previous, now=_now()))
+        await api.patch_status(
+            _pipeline_path(body),
+            validation_failed_status(message, generation=generation, previous=previous, now=_now()),
+        )
         emit("Warning", "InvalidSpec", message)
         return None
 
@@ -269,8 +277,12 @@ async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, ref: ChildRef) -> b
         return False
     # the uid precondition: exactly the object checked above, never one created since by the same name;
     # Background: its ReplicaSets and pods go by garbage collection
-    options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
-               "preconditions": {"uid": meta["uid"]}}  # fmt: skip
+    options = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+        "preconditions": {"uid": meta["uid"]},
+    }
     return await api.request("DELETE", path, body=options, missing_ok=True) is not None
 
 
@@ -371,7 +383,11 @@ async def retain_topics(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> No
         )
         kept.append(f"KafkaTopic/{topic_meta['name']}")
     if kept:
-        emit("Normal", "TopicsRetained", f"deletionPolicy Retain: kept {', '.join(kept)} (unowned, strimzi.io/managed=false)")
+        emit(
+            "Normal",
+            "TopicsRetained",
+            f"deletionPolicy Retain: kept {', '.join(kept)} (unowned, strimzi.io/managed=false)",
+        )
 
 
 async def get_secret(api: KubeApi, namespace: str, name: str) -> dict[str, str]:

@@ -144,4 +144,9 @@ def python_service_deployment(
             "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
         },
     }
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(pipeline, name, component), "spec": spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(pipeline, name, component),
+        "spec": spec,
+    }

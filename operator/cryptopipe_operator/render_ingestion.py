@@ -44,9 +44,15 @@ def ingestion_container_env(pipeline: Pipeline) -> list[dict[str, str]]:
 def render_ingestion_deployment(pipeline: Pipeline) -> Manifest:
     ingestion = pipeline.spec.ingestion
     return python_service_deployment(
-        pipeline, name=deployment_name(pipeline), component=COMPONENT,
-        image=ingestion.image, image_pull_policy=ingestion.image_pull_policy, command=COMMAND,
-        env=ingestion_container_env(pipeline), http_port=HTTP_PORT, resources=ingestion.resources,
+        pipeline,
+        name=deployment_name(pipeline),
+        component=COMPONENT,
+        image=ingestion.image,
+        image_pull_policy=ingestion.image_pull_policy,
+        command=COMMAND,
+        env=ingestion_container_env(pipeline),
+        http_port=HTTP_PORT,
+        resources=ingestion.resources,
         # liveness is lenient (a reconnecting feed is alive); readiness says whether trades flow
         liveness_probe=http_probe("/healthz", period_s=10, failures=6),
         readiness_probe=http_probe("/readyz", period_s=5, failures=3),

@@ -42,7 +42,7 @@ def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
         price_sigma=monitor.price_sigma,
         volume_factor=monitor.volume_factor,
         min_history=monitor.min_history,
-        http_host="0.0.0.0",  # noqa: S104 - the kubelet's probes and Prometheus come from outside the pod
+        http_host="0.0.0.0",
         http_port=HTTP_PORT,
     )
     return env_with_sink_secret_refs(pipeline, env)
@@ -51,9 +51,15 @@ def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
 def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
     monitor = pipeline.spec.monitor
     return python_service_deployment(
-        pipeline, name=deployment_name(pipeline), component=COMPONENT,
-        image=monitor_image(pipeline), image_pull_policy=monitor.image_pull_policy, command=COMMAND,
-        env=monitor_container_env(pipeline), http_port=HTTP_PORT, resources=monitor.resources,
+        pipeline,
+        name=deployment_name(pipeline),
+        component=COMPONENT,
+        image=monitor_image(pipeline),
+        image_pull_policy=monitor.image_pull_policy,
+        command=COMMAND,
+        env=monitor_container_env(pipeline),
+        http_port=HTTP_PORT,
+        resources=monitor.resources,
         # liveness: the HTTP server answers (a slow or failing scan is reported, not restarted);
         # readiness: a scan has succeeded, so /metrics describes the lake
         liveness_probe=http_probe("/healthz", period_s=10, failures=6),

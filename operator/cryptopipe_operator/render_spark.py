@@ -88,9 +88,7 @@ def render_spark_application(
         "serviceAccount": service_account_name(pipeline),
         "ports": [{"name": "metrics", "containerPort": JOB_METRICS_PORT, "protocol": "TCP"}],
     }
-    executor = _pod(pipeline, spark.executor.cores, spark.executor.memory) | {
-        "instances": spark.executor.instances
-    }
+    executor = _pod(pipeline, spark.executor.cores, spark.executor.memory) | {"instances": spark.executor.instances}
     return {
         "apiVersion": SPARK_API_VERSION,
         "kind": "SparkApplication",

@@ -14,7 +14,7 @@ class OperatorConfig(BaseSettings):
     namespaces: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     # kopf's liveness probe: GET http://<host>:<port>/healthz
-    health_host: str = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod IP
+    health_host: str = "0.0.0.0"
     health_port: int = 8080
     # Prometheus /metrics (reconciles, their duration, pipelines by condition); unset: not served
     metrics_port: int | None = Field(None, ge=0, le=65535)

@@ -177,7 +177,7 @@ def aggregate_conditions(
         desired = pipeline.spec.ingestion.replicas
         ingestion = deployment_verdict(deployment_name(pipeline), deployment_status, desired)
         spark = spark_verdict(spark_application_name(pipeline), sparkapp_status)
-    children = dict(zip(CHILD_CONDITIONS, (topics, ingestion, spark)))
+    children = dict(zip(CHILD_CONDITIONS, (topics, ingestion, spark), strict=False))
     ready = _ready_verdict(children)
     verdicts = {"Ready": ready} | children
     if pipeline.spec.monitor.enabled:

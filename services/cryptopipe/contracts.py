@@ -295,8 +295,16 @@ CANDLE_PARTITIONS: tuple[str, ...] = ("window", "product_id", "date")
 
 # The CSV the replay command writes, in this order.
 CANDLE_CSV_COLUMNS: tuple[str, ...] = (
-    "product_id", "window_start", "window_end", "open", "high", "low", "close",
-    "volume", "trade_count", "vwap",
+    "product_id",
+    "window_start",
+    "window_end",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "trade_count",
+    "vwap",
 )
 
 

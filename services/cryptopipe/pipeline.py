@@ -80,16 +80,26 @@ def job_arguments(
 ) -> list[str]:
     """Arguments of spark-apps/candles_job/main.py (credentials are not arguments: see job_env)."""
     args = [
-        "--kafka-bootstrap", kafka_bootstrap,
-        "--topic", config.topic,
-        "--windows", ",".join(config.windows),
-        "--watermark", config.watermark,
-        "--trigger", config.trigger,
-        "--bucket", config.bucket,
-        "--prefix", config.prefix,
-        "--checkpoint-generation", str(config.checkpoint_generation),
-        "--shuffle-partitions", str(shuffle_partitions),
-        "--starting-offsets", starting_offsets,
+        "--kafka-bootstrap",
+        kafka_bootstrap,
+        "--topic",
+        config.topic,
+        "--windows",
+        ",".join(config.windows),
+        "--watermark",
+        config.watermark,
+        "--trigger",
+        config.trigger,
+        "--bucket",
+        config.bucket,
+        "--prefix",
+        config.prefix,
+        "--checkpoint-generation",
+        str(config.checkpoint_generation),
+        "--shuffle-partitions",
+        str(shuffle_partitions),
+        "--starting-offsets",
+        starting_offsets,
     ]
     if s3_endpoint:
         args += ["--s3-endpoint", s3_endpoint]

@@ -1,12 +1,12 @@
 """The `cryptopipe` command.
 
-    cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
-    cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
-    cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
-    cryptopipe plot PRODUCT [--window 1m] [--from T] [--to T] [--output FILE.png]  candlestick chart from the lake
-    cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
-    cryptopipe monitor serve                                                   lake monitor service (env settings)
-    cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
+cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
+cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
+cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
+cryptopipe plot PRODUCT [--window 1m] [--from T] [--to T] [--output FILE.png]  candlestick chart from the lake
+cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
+cryptopipe monitor serve                                                   lake monitor service (env settings)
+cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cryptopipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cryptopipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -54,9 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--products", type=_csv_list, default=None, help="replay only these products")
     replay.add_argument("--work-dir", type=Path, default=None, help="keep the stack's data and logs here")
     replay.add_argument("--timeout", type=float, default=600.0)
-    replay.add_argument("--faults", type=json.loads, default=None, metavar="JSON",
-                        help='replay server faults, e.g. \'{"skip_trade_ids": [1052119415]}\' withholds a match '
-                             "from the WebSocket while REST still serves it (a gap to backfill)")
+    replay.add_argument(
+        "--faults",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="replay server faults, e.g. '{\"skip_trade_ids\": [1052119415]}' withholds a match "
+        "from the WebSocket while REST still serves it (a gap to backfill)",
+    )
 
     candles = sub.add_parser("candles", help="print candles from the lake of the last `cryptopipe up`")
     candles.add_argument("--product", action="append", dest="products", help="repeat for several")
@@ -83,9 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="start", help="ISO-8601 time (UTC if no offset)")
     report.add_argument("--to", dest="end", help="ISO-8601 time, exclusive; also 'now' for staleness (default: now)")
     report.add_argument("--format", choices=["text", "json"], default="text")
-    report.add_argument("--price-sigma", type=float, default=None, help="flag close-to-close moves beyond this many std devs")
-    report.add_argument("--volume-factor", type=float, default=None, help="flag volume beyond this multiple of the median")
-    report.add_argument("--stale-after", default=None, help="flag products with no candle this long before --to, e.g. 5m")
+    report.add_argument(
+        "--price-sigma", type=float, default=None, help="flag close-to-close moves beyond this many std devs"
+    )
+    report.add_argument(
+        "--volume-factor", type=float, default=None, help="flag volume beyond this multiple of the median"
+    )
+    report.add_argument(
+        "--stale-after", default=None, help="flag products with no candle this long before --to, e.g. 5m"
+    )
     report.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
     monitor_sub.add_parser("serve", help="scan the lake every interval and serve metrics (CRYPTOPIPE_MONITOR_* env)")
 
@@ -106,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         from cryptopipe_dev.commands.replay import plan_replay, run_replay
 
-        plan = plan_replay(args.recordings, products=args.products, speed=args.speed, windows=args.windows,
-                           watermark=args.watermark, trigger=args.trigger, faults=args.faults)
+        plan = plan_replay(
+            args.recordings,
+            products=args.products,
+            speed=args.speed,
+            windows=args.windows,
+            watermark=args.watermark,
+            trigger=args.trigger,
+            faults=args.faults,
+        )
         work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-replay-"))
         return run_replay(plan, work_dir=work_dir, output_csv=args.output_csv, timeout=args.timeout)
     if args.command == "up":

@@ -19,9 +19,8 @@ from typing import Any
 
 import yaml
 
-from cryptopipe_operator.spec import SpecProblem  # one 'field: message' type for schema and spec checks
-
 from cryptopipe_dev.repo import CRD_PATH, UPSTREAM_CRDS
+from cryptopipe_operator.spec import SpecProblem  # one 'field: message' type for schema and spec checks
 
 Schema = Mapping[str, Any]
 

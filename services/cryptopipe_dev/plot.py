@@ -14,13 +14,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: a chart is a file, never a window
 
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as mticker  # noqa: E402
-import mplfinance as mpf  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
+import mplfinance as mpf
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # 1000 x 600 px: readable in a README, and a few tens of KB as PNG
 DEFAULT_SIZE_INCHES = (10.0, 6.0)
@@ -48,17 +48,24 @@ def range_text(start: datetime | None, end: datetime | None) -> str:
 
 def _frame(rows: pa.Table) -> pd.DataFrame:
     """Candles as the float OHLCV frame mplfinance draws, indexed by UTC window start."""
-    columns = {name.capitalize(): pc.cast(rows[name], pa.float64()).to_numpy()
-               for name in ("open", "high", "low", "close", "volume")}
+    columns = {
+        name.capitalize(): pc.cast(rows[name], pa.float64()).to_numpy()
+        for name in ("open", "high", "low", "close", "volume")
+    }
     index = pd.DatetimeIndex(rows["window_start"].to_pandas()).tz_convert("UTC")
     return pd.DataFrame(columns, index=index)
 
 
 # mplfinance's "charles" colours, with the font weights DejaVu Sans has (it has no medium/semibold,
 # and matplotlib logs a warning for each)
-_STYLE = mpf.make_mpf_style(base_mpf_style="charles", rc={
-    "font.weight": "normal", "axes.labelweight": "bold", "figure.titleweight": "bold",
-})
+_STYLE = mpf.make_mpf_style(
+    base_mpf_style="charles",
+    rc={
+        "font.weight": "normal",
+        "axes.labelweight": "bold",
+        "figure.titleweight": "bold",
+    },
+)
 # tick spacing, in windows: at most _MAX_TICKS ticks, each on a window start
 _TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 240, 360, 720, 1440)
 _MAX_TICKS = 10
@@ -80,8 +87,7 @@ def tick_times(first: datetime, last: datetime, window: timedelta) -> list[datet
 
 def default_title(product_id: str, window: str, first: datetime, last_end: datetime) -> str:
     end_format = "%H:%M" if first.date() == last_end.date() else "%Y-%m-%d %H:%M"
-    return (f"{product_id} {window} candles, "
-            f"{first:%Y-%m-%d %H:%M} – {last_end.strftime(end_format)} UTC")
+    return f"{product_id} {window} candles, {first:%Y-%m-%d %H:%M} – {last_end.strftime(end_format)} UTC"
 
 
 def render_figure(
@@ -116,8 +122,8 @@ def render_figure(
     fig, axes = mpf.plot(
         frame,
         type="candle",
-        volume=True,                   # the volume panel, below the candles
-        show_nontrading=True,          # a minute without trades is a gap on the time axis, not hidden
+        volume=True,  # the volume panel, below the candles
+        show_nontrading=True,  # a minute without trades is a gap on the time axis, not hidden
         style=_STYLE,
         title=title or default_title(product_id, window, first, last_end),
         ylabel=f"price ({quote or '?'})",
@@ -146,8 +152,9 @@ def plot_candles(
     dpi: int = DEFAULT_DPI,
 ) -> bytes:
     """The chart as PNG bytes, ``size_inches * dpi`` pixels. Raises NoCandlesError when there is nothing to draw."""
-    fig = render_figure(table, product_id=product_id, window=window, title=title, start=start, end=end,
-                        size_inches=size_inches)
+    fig = render_figure(
+        table, product_id=product_id, window=window, title=title, start=start, end=end, size_inches=size_inches
+    )
     try:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi)

@@ -14,13 +14,13 @@ import sys
 # spark-submit runs this file as a script: make the sibling package importable without installing
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import SparkSession
 
-from candles_job.progress import JobProgress, ProgressListener  # noqa: E402
-from candles_job.settings import JobSettings, parse_args, spark_duration  # noqa: E402
-from candles_job.sink import make_batch_writer  # noqa: E402
-from candles_job.transforms import candles  # noqa: E402
-from cryptopipe.logs import setup_logging  # noqa: E402
+from candles_job.progress import JobProgress, ProgressListener
+from candles_job.settings import JobSettings, parse_args, spark_duration
+from candles_job.sink import make_batch_writer
+from candles_job.transforms import candles
+from cryptopipe.logs import setup_logging
 
 log = logging.getLogger("cryptopipe.job")
 
@@ -62,7 +62,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
     filesystem = settings.s3.arrow_filesystem()
     check_lake(settings, filesystem)
     queries = []
-    for window, seconds in zip(settings.windows, settings.window_seconds):
+    for window, seconds in zip(settings.windows, settings.window_seconds, strict=False):
         source = (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
@@ -88,7 +88,11 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
         )
         log.info(
             "query started",
-            extra={"window": window, "checkpoint": settings.checkpoint_location(window), "watermark": settings.watermark},
+            extra={
+                "window": window,
+                "checkpoint": settings.checkpoint_location(window),
+                "watermark": settings.watermark,
+            },
         )
         queries.append(query)
     return queries

@@ -37,7 +37,10 @@ class JobProgress:
         self.input_rows = Counter("cryptopipe_job_input_rows", "Kafka records read", labels, registry=r)
         self.batches = Counter("cryptopipe_job_batches", "Micro-batches committed", labels, registry=r)
         self.late_rows = Counter(
-            "cryptopipe_job_late_rows_dropped", "Rows dropped because they were older than the watermark", labels, registry=r
+            "cryptopipe_job_late_rows_dropped",
+            "Rows dropped because they were older than the watermark",
+            labels,
+            registry=r,
         )
         self.candles = Counter("cryptopipe_job_candles_written", "Candles written to the lake", labels, registry=r)
         self.files = Counter("cryptopipe_job_files_written", "Parquet files written to the lake", labels, registry=r)
@@ -46,11 +49,16 @@ class JobProgress:
             "cryptopipe_job_watermark_timestamp_seconds", "Event-time watermark of the last batch", labels, registry=r
         )
         self.last_batch = Gauge(
-            "cryptopipe_job_last_batch_timestamp_seconds", "Wall time the last micro-batch was committed", labels, registry=r
+            "cryptopipe_job_last_batch_timestamp_seconds",
+            "Wall time the last micro-batch was committed",
+            labels,
+            registry=r,
         )
         self.kafka_lag = Gauge(
             "cryptopipe_job_kafka_lag_records",
-            "Records in Kafka after the last batch's end offsets (from the source's latestOffset)", labels, registry=r,
+            "Records in Kafka after the last batch's end offsets (from the source's latestOffset)",
+            labels,
+            registry=r,
         )
         # delay = wall clock - watermark, computed when scraped: a gauge set once per batch would read
         # "on time" forever after the job stalls
@@ -58,9 +66,12 @@ class JobProgress:
         self.watermark_delay = Gauge(
             "cryptopipe_job_watermark_delay_seconds",
             "Wall clock minus the event-time watermark (how far behind real time finished candles are)",
-            labels, registry=r,
+            labels,
+            registry=r,
         )
-        self.input_rate = Gauge("cryptopipe_job_input_rows_per_second", "Input rate of the last batch", labels, registry=r)
+        self.input_rate = Gauge(
+            "cryptopipe_job_input_rows_per_second", "Input rate of the last batch", labels, registry=r
+        )
         self.processed_rate = Gauge(
             "cryptopipe_job_processed_rows_per_second", "Processing rate of the last batch", labels, registry=r
         )

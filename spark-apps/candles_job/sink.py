@@ -43,13 +43,20 @@ def write_batch(table: pa.Table, *, lake: LakeLocation, filesystem, generation: 
         return []
     partitions: dict[tuple[str, str, str], list[int]] = {}
     for i, (window, product_id, start) in enumerate(
-        zip(table.column("window").to_pylist(), table.column("product_id").to_pylist(), table.column("window_start").to_pylist())
+        zip(
+            table.column("window").to_pylist(),
+            table.column("product_id").to_pylist(),
+            table.column("window_start").to_pylist(),
+            strict=False,
+        )
     ):
         partitions.setdefault((window, product_id, utc_date(start)), []).append(i)
     columns = [f.name for f in candle_arrow_schema()]
     written = []
     for (window, product_id, date), rows in sorted(partitions.items()):
-        path = lake.candle_file(window=window, product_id=product_id, date=date, generation=generation, batch_id=batch_id)
+        path = lake.candle_file(
+            window=window, product_id=product_id, date=date, generation=generation, batch_id=batch_id
+        )
         pq.write_table(table.take(rows).select(columns), path, filesystem=filesystem, compression="zstd")
         written.append(path)
     return written

@@ -46,27 +46,24 @@ def parse_records(kafka_rows: DataFrame) -> DataFrame:
     """
     parsed = kafka_rows.select(F.from_json(F.col("value").cast("string"), record_schema()).alias("r")).select("r.*")
     is_trade = F.col("kind") == F.lit("trade")
-    return (
-        parsed.where(
-            (F.col("v") == F.lit(SCHEMA_VERSION))
-            & F.col("product_id").isNotNull()
-            & F.col("event_time_us").isNotNull()
-            & (
-                (is_trade & F.col("trade_id").isNotNull() & F.col("price").isNotNull() & F.col("size").isNotNull())
-                | (F.col("kind") == F.lit("tick"))
-            )
+    return parsed.where(
+        (F.col("v") == F.lit(SCHEMA_VERSION))
+        & F.col("product_id").isNotNull()
+        & F.col("event_time_us").isNotNull()
+        & (
+            (is_trade & F.col("trade_id").isNotNull() & F.col("price").isNotNull() & F.col("size").isNotNull())
+            | (F.col("kind") == F.lit("tick"))
         )
-        .select(
-            F.col("kind"),
-            F.col("product_id"),
-            F.col("trade_id"),
-            F.col("price").cast(PRICE_TYPE).alias("price"),
-            F.col("size").cast(PRICE_TYPE).alias("size"),
-            F.timestamp_micros(F.col("event_time_us")).alias("event_time"),
-            is_trade.alias("is_trade"),
-            # trades are unique by (product, trade_id); ticks by (product, time)
-            F.coalesce(F.col("trade_id"), F.col("event_time_us")).alias("dedupe_id"),
-        )
+    ).select(
+        F.col("kind"),
+        F.col("product_id"),
+        F.col("trade_id"),
+        F.col("price").cast(PRICE_TYPE).alias("price"),
+        F.col("size").cast(PRICE_TYPE).alias("size"),
+        F.timestamp_micros(F.col("event_time_us")).alias("event_time"),
+        is_trade.alias("is_trade"),
+        # trades are unique by (product, trade_id); ticks by (product, time)
+        F.coalesce(F.col("trade_id"), F.col("event_time_us")).alias("dedupe_id"),
     )
 
 

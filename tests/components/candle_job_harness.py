@@ -51,8 +51,15 @@ class JobRun:
 
     def start(self) -> JobRun:
         self.runs += 1
-        args = job_arguments(self.config, kafka_bootstrap=self.kafka.bootstrap, s3_endpoint=self.s3.endpoint,
-                             progress_file=str(self.progress_file)) + self.extra_args
+        args = (
+            job_arguments(
+                self.config,
+                kafka_bootstrap=self.kafka.bootstrap,
+                s3_endpoint=self.s3.endpoint,
+                progress_file=str(self.progress_file),
+            )
+            + self.extra_args
+        )
         self.process = spark_job_process(
             args, env=job_env(self.connection), log_path=self.work_dir / f"job-{self.config.prefix}-{self.runs}.log"
         ).start()
@@ -73,8 +80,9 @@ class JobRun:
 
     def wait_input(self, rows: int, window: str = "1m", timeout: float = 180.0) -> dict:
         """Until the query has read at least ``rows`` Kafka records in committed batches."""
-        return self.wait(lambda p: (p.get(window) or {}).get("input_rows", 0) >= rows and p,
-                         f"{rows} records read", timeout)
+        return self.wait(
+            lambda p: (p.get(window) or {}).get("input_rows", 0) >= rows and p, f"{rows} records read", timeout
+        )
 
     def wait_watermark(self, at_least: str, timeout: float = 180.0) -> dict:
         def reached(progress: dict):
@@ -87,8 +95,9 @@ class JobRun:
         return self.wait(reached, f"watermark >= {at_least}", timeout)
 
     def candles(self, window: str = "1m"):
-        return read_candles(LakeLocation(self.config.bucket, self.config.prefix),
-                            self.connection.arrow_filesystem(), window=window)
+        return read_candles(
+            LakeLocation(self.config.bucket, self.config.prefix), self.connection.arrow_filesystem(), window=window
+        )
 
 
 def produce(kafka, topic: str, records: Iterable[Trade | Tick]) -> int:

@@ -48,8 +48,9 @@ CHILD_KINDS = ("KafkaTopic", "ServiceAccount", "Role", "RoleBinding", "Service",
 class OperatorProcess:
     """One operator process at a time; ``kill9()`` and ``start()`` again for crash tests."""
 
-    def __init__(self, kube: KubeControlPlane, log_path: Path, kubeconfig: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kube: KubeControlPlane, log_path: Path, kubeconfig: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.kube = kube
         self.log_path = log_path
         self.kubeconfig = kubeconfig  # None: the admin's; a ServiceAccount's to run with its RBAC only
@@ -60,11 +61,20 @@ class OperatorProcess:
     def start(self) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
-        env = {**OPERATOR_ENV, **self.extra_env, **self.kube.env(self.kubeconfig),
-               "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
-               "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(self.metrics_port)}
-        self.proc = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=self.log_path, env=env,
-                                   name="cryptopipe-operator", die_with_parent=True).start()  # fmt: skip
+        env = {
+            **OPERATOR_ENV,
+            **self.extra_env,
+            **self.kube.env(self.kubeconfig),
+            "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(self.port),
+            "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(self.metrics_port),
+        }
+        self.proc = ManagedProcess(
+            [sys.executable, "-m", "cryptopipe_operator"],
+            log_path=self.log_path,
+            env=env,
+            name="cryptopipe-operator",
+            die_with_parent=True,
+        ).start()
         wait_for(self._healthy, 30, "operator liveness endpoint", interval=0.1, process=self.proc)
 
     def _healthy(self) -> bool:
@@ -137,8 +147,9 @@ def items(kube: KubeControlPlane, kind: str, namespace: str, selector: str = "")
 
 
 def patch_status(kube: KubeControlPlane, resource: str, namespace: str, status: Mapping[str, Any]) -> None:
-    kube.kubectl("patch", resource, "-n", namespace, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": status}))  # fmt: skip
+    kube.kubectl(
+        "patch", resource, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
+    )
 
 
 def eventually(check: Callable[[], T], what: str, timeout: float = 20.0, operator: OperatorProcess | None = None) -> T:

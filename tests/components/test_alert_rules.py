@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe_operator.render_common import MANAGED_BY, PART_OF
 from cryptopipe_dev.stack.prometheus import promtool
+from cryptopipe_operator.render_common import MANAGED_BY, PART_OF
 from tests.alert_rules import CHART, PROMTOOL_TESTS, alert_names, helm_template, render_rule_groups, write_rules_file
 
 pytestmark = pytest.mark.kube  # helm comes with the control-plane build
@@ -58,8 +58,9 @@ def test_every_alert_has_severity_summary_and_description(helm: Path) -> None:
 
 
 def test_rule_values_reach_the_expressions(helm: Path) -> None:
-    groups = render_rule_groups(helm, "prometheusRule.alerts.sparkBehind.lagRecords=42",
-                                "prometheusRule.alerts.noTrades.for=7m")
+    groups = render_rule_groups(
+        helm, "prometheusRule.alerts.sparkBehind.lagRecords=42", "prometheusRule.alerts.noTrades.for=7m"
+    )
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
     assert "> 42\n" in rules["CryptopipeSparkFallingBehind"]["expr"]
     assert rules["CryptopipeNoTrades"]["for"] == "7m"
@@ -76,14 +77,18 @@ def test_podmonitor_attaches_pipeline_and_component_labels(helm: Path) -> None:
     assert pod_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     spec = pod_monitor["spec"]
     # the labels every pod the operator renders carries (render_common.labels)
-    assert spec["selector"]["matchLabels"] == {"app.kubernetes.io/part-of": PART_OF,
-                                               "app.kubernetes.io/managed-by": MANAGED_BY}
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
     assert spec["namespaceSelector"] == {"any": True}
     (endpoint,) = spec["podMetricsEndpoints"]
     assert endpoint["port"] == "metrics"
     targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
-    assert targets == {"pipeline": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
-                       "component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]}
+    assert targets == {
+        "pipeline": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+        "component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+    }
     (service_monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert service_monitor["spec"]["endpoints"][0]["honorLabels"] is True
     (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]

@@ -25,8 +25,9 @@ WATERMARK = "30s"
 def job_scenarios(kafka, s3, tmp_path_factory):
     topic = unique_name("job-semantics")
     kafka.create_topic(topic, 2)
-    config = PipelineConfig(topic=topic, prefix=topic, windows=("1m",), watermark=WATERMARK, trigger="1s",
-                            products=("OOO-USD",))
+    config = PipelineConfig(
+        topic=topic, prefix=topic, windows=("1m",), watermark=WATERMARK, trigger="1s", products=("OOO-USD",)
+    )
     run = JobRun(kafka, s3, config, tmp_path_factory.mktemp("job-semantics")).start()
     observed = {"prefix": config.prefix}
     try:
@@ -34,23 +35,30 @@ def job_scenarios(kafka, s3, tmp_path_factory):
         sent = produce(kafka, topic, [trade("OOO-USD", 4, "104", "1", f"{M}:40Z")])
         run.wait_input(sent)
         # batch B: older trades, still within the watermark (>= M:10); duplicates; boundary; ties
-        sent += produce(kafka, topic, [
-            trade("OOO-USD", 2, "102", "1", f"{M}:15Z"),
-            trade("OOO-USD", 1, "101", "1", f"{M}:12Z"),
-            trade("OOO-USD", 3, "103", "2", f"{M}:25Z"),
-            # the same trade three times (a re-sent frame, last_match, a backfill overlap)
-            trade("DUP-USD", 7, "50.5", "0.1", f"{M}:20Z"),
-            trade("DUP-USD", 7, "50.5", "0.1", f"{M}:20Z"),
-            trade("DUP-USD", 8, "50.7", "0.3", f"{M}:21Z"),
-            trade("DUP-USD", 7, "50.5", "0.1", f"{M}:20Z"),
-            # exactly on the boundary: belongs to the later minute
-            trade("BND-USD", 1, "10", "1", f"{M}:59.999999Z"),
-            trade("BND-USD", 2, "11", "1", "2026-11-26T10:01:00Z"),
-            # ten trades at one timestamp, produced in scrambled id order: open/close go by id
-            *[trade("TIE-USD", i, str(200 + i), "0.5", f"{M}:30Z") for i in (15, 11, 19, 13, 10, 17, 12, 18, 14, 16)],
-            # a quiet product: one trade, then nothing but heartbeats
-            trade("QUIET-USD", 1, "3.25", "4", "2026-11-26T10:01:10Z"),
-        ])
+        sent += produce(
+            kafka,
+            topic,
+            [
+                trade("OOO-USD", 2, "102", "1", f"{M}:15Z"),
+                trade("OOO-USD", 1, "101", "1", f"{M}:12Z"),
+                trade("OOO-USD", 3, "103", "2", f"{M}:25Z"),
+                # the same trade three times (a re-sent frame, last_match, a backfill overlap)
+                trade("DUP-USD", 7, "50.5", "0.1", f"{M}:20Z"),
+                trade("DUP-USD", 7, "50.5", "0.1", f"{M}:20Z"),
+                trade("DUP-USD", 8, "50.7", "0.3", f"{M}:21Z"),
+                trade("DUP-USD", 7, "50.5", "0.1", f"{M}:20Z"),
+                # exactly on the boundary: belongs to the later minute
+                trade("BND-USD", 1, "10", "1", f"{M}:59.999999Z"),
+                trade("BND-USD", 2, "11", "1", "2026-11-26T10:01:00Z"),
+                # ten trades at one timestamp, produced in scrambled id order: open/close go by id
+                *[
+                    trade("TIE-USD", i, str(200 + i), "0.5", f"{M}:30Z")
+                    for i in (15, 11, 19, 13, 10, 17, 12, 18, 14, 16)
+                ],
+                # a quiet product: one trade, then nothing but heartbeats
+                trade("QUIET-USD", 1, "3.25", "4", "2026-11-26T10:01:10Z"),
+            ],
+        )
         run.wait_input(sent)
         # append mode: nothing is final yet (watermark = 10:01:10 - 30s = 10:00:40 < 10:01:00)
         observed["before_ticks"] = run.candles().num_rows
@@ -137,6 +145,16 @@ def test_duckdb_reads_the_same_lake(job_scenarios, s3):
         f"from read_parquet('{lake}/candles/window=1m/*/*/*.parquet', hive_partitioning=true) "
         f"order by product_id, window_start"
     ).fetchall()
-    expected = [(r["product_id"], int(r["window_start"].timestamp()) * 1_000_000, r["open"], r["close"], r["volume"],
-                 r["trade_count"], r["vwap"]) for r in table.to_pylist()]
+    expected = [
+        (
+            r["product_id"],
+            int(r["window_start"].timestamp()) * 1_000_000,
+            r["open"],
+            r["close"],
+            r["volume"],
+            r["trade_count"],
+            r["vwap"],
+        )
+        for r in table.to_pylist()
+    ]
     assert rows == expected

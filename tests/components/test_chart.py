@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from cryptopipe_dev.crd import CRD_PATH
 from cryptopipe_dev.stack.alert_rules import helm_template
 from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
-from cryptopipe_dev.crd import CRD_PATH
 from cryptopipe_operator.render import render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import COMMAND as INGEST_COMMAND
 from cryptopipe_operator.render_ingestion import HTTP_PORT as INGEST_HTTP_PORT
@@ -61,7 +61,9 @@ _release_counter = itertools.count(1)
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def run_helm(helm: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_helm(
+    helm: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -122,8 +124,19 @@ def test_default_render(helm: Path) -> None:
     docs = template(helm)
     kinds = sorted(d["kind"] for d in docs)
     # the two ConfigMaps are the Grafana dashboards (pipeline overview, operator)
-    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "Deployment", "Service", "ConfigMap", "ConfigMap"])  # fmt: skip
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+            "ConfigMap",
+            "ConfigMap",
+        ]
+    )
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "cryptopipe-operator"
@@ -175,11 +188,16 @@ def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
         *{("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")},
         *{("", "namespaces", v) for v in ("list", "watch")},
     }
-    cluster_wide_observer = next(r for r in of_kind(template(helm), "ClusterRole") if r["metadata"]["name"].endswith("-crd-observer"))
+    cluster_wide_observer = next(
+        r for r in of_kind(template(helm), "ClusterRole") if r["metadata"]["name"].endswith("-crd-observer")
+    )
     assert not {rule for rule in granted(cluster_wide_observer["rules"]) if rule[1] == "namespaces"}
     env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
     assert json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"]) == ["team-a", "team-b"]
-    assert OperatorConfig(namespaces=json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"])).namespaces == ["team-a", "team-b"]
+    assert OperatorConfig(namespaces=json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"])).namespaces == [
+        "team-a",
+        "team-b",
+    ]
     assert ("", "secrets", "get") in granted(rbac_rules(docs)), "readSinkSecrets: true"
     default_rules = granted(rbac_rules(template(helm)))
     assert ("", "secrets", "get") in default_rules, "Secret get by default (deletionPolicy: Delete)"
@@ -241,12 +259,23 @@ def test_rbac_grants_what_the_operator_needs_and_may_grant(helm: Path) -> None:
 
 
 def test_validate_values_lists_every_problem_at_once(helm: Path) -> None:
-    result = run_helm(helm, "template", "rel", str(CHART),
-                      "--set", "serviceAccount.create=false",
-                      "--set", "metrics.enabled=false", "--set", "serviceMonitor.enabled=true",
-                      "--set", "serviceMonitor.scrapeTimeout=60s",
-                      "--set-json", 'operator.extraEnv=[{"name":"S3_SECRET_KEY","value":"x"}]',
-                      check=False)  # fmt: skip
+    result = run_helm(
+        helm,
+        "template",
+        "rel",
+        str(CHART),
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "metrics.enabled=false",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "serviceMonitor.scrapeTimeout=60s",
+        "--set-json",
+        'operator.extraEnv=[{"name":"S3_SECRET_KEY","value":"x"}]',
+        check=False,
+    )
     assert result.returncode != 0
     assert "(4 problems)" in result.stderr, result.stderr
     for field in ("serviceAccount.name", "serviceMonitor.enabled", "serviceMonitor.scrapeTimeout", "operator.extraEnv"):
@@ -345,8 +374,15 @@ def _install(kube: KubeControlPlane, helm: Path, release: tuple[str, list[str]],
 
 def _apply_as(kube: KubeControlPlane, kubeconfig: Path, *objects: dict[str, Any]) -> None:
     doc = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-    kube.kubectl("apply", "--server-side", "--field-manager=cryptopipe-operator", "-f", "-",
-                 input=json.dumps(doc), kubeconfig=kubeconfig)  # fmt: skip
+    kube.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=cryptopipe-operator",
+        "-f",
+        "-",
+        input=json.dumps(doc),
+        kubeconfig=kubeconfig,
+    )
 
 
 def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
@@ -382,31 +418,86 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
         _apply_as(kube, sa, *render_children(parse_pipeline(stored), 1))
         kube.get_json("role", "majors-spark", "-n", pipeline_ns, kubeconfig=sa)
         kube.get_json("sparkapplication", "majors-candles", "-n", pipeline_ns, kubeconfig=sa)
-        kube.kubectl("patch", "cryptopipeline", "majors", "-n", pipeline_ns, "--subresource=status", "--type=merge",
-                     "-p", json.dumps({"status": {"phase": "Pending", "observedGeneration": 1}}), kubeconfig=sa)  # fmt: skip
-        kube.kubectl("patch", "cryptopipeline", "majors", "-n", pipeline_ns, "--type=merge",
-                     "-p", json.dumps({"metadata": {"finalizers": ["kopf.zalando.org/KopfFinalizerMarker"]}}),
-                     kubeconfig=sa)  # fmt: skip
-        kube.kubectl("create", "-n", pipeline_ns, "-f", "-", kubeconfig=sa, input=json.dumps({
-            "apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "majors-"},
-            "involvedObject": {"apiVersion": "cryptopipeline.io/v1alpha1", "kind": "CryptoPipeline",
-                               "name": "majors", "namespace": pipeline_ns, "uid": stored["metadata"]["uid"]},
-            "reason": "Applied", "message": "children applied", "type": "Normal"}))  # fmt: skip
+        kube.kubectl(
+            "patch",
+            "cryptopipeline",
+            "majors",
+            "-n",
+            pipeline_ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"phase": "Pending", "observedGeneration": 1}}),
+            kubeconfig=sa,
+        )
+        kube.kubectl(
+            "patch",
+            "cryptopipeline",
+            "majors",
+            "-n",
+            pipeline_ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"finalizers": ["kopf.zalando.org/KopfFinalizerMarker"]}}),
+            kubeconfig=sa,
+        )
+        kube.kubectl(
+            "create",
+            "-n",
+            pipeline_ns,
+            "-f",
+            "-",
+            kubeconfig=sa,
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"generateName": "majors-"},
+                    "involvedObject": {
+                        "apiVersion": "cryptopipeline.io/v1alpha1",
+                        "kind": "CryptoPipeline",
+                        "name": "majors",
+                        "namespace": pipeline_ns,
+                        "uid": stored["metadata"]["uid"],
+                    },
+                    "reason": "Applied",
+                    "message": "children applied",
+                    "type": "Normal",
+                }
+            ),
+        )
         # the sink Secret by name (deletionPolicy: Delete reads its S3 credentials)
         answer = kube.kubectl("auth", "can-i", "get", "secrets", "-n", pipeline_ns, kubeconfig=sa, check=False)
         assert answer.stdout.strip() == "yes", f"get secrets: {answer.stdout}"
         # deployments it may delete: the lake monitor, when spec.monitor turns it off
-        answer = kube.kubectl("auth", "can-i", "delete", "deployments.apps", "-n", pipeline_ns, kubeconfig=sa, check=False)
+        answer = kube.kubectl(
+            "auth", "can-i", "delete", "deployments.apps", "-n", pipeline_ns, kubeconfig=sa, check=False
+        )
         assert answer.stdout.strip() == "yes", f"delete deployments: {answer.stdout}"
         # and no more than that (the other children go by garbage collection, not by the operator)
-        for verb, resource in (("create", "clusterroles"), ("get", "nodes"), ("list", "secrets"), ("watch", "secrets"),
-                               ("create", "namespaces"), ("delete", "sparkapplications.sparkoperator.k8s.io"),
-                               ("delete", "kafkatopics.kafka.strimzi.io")):
+        for verb, resource in (
+            ("create", "clusterroles"),
+            ("get", "nodes"),
+            ("list", "secrets"),
+            ("watch", "secrets"),
+            ("create", "namespaces"),
+            ("delete", "sparkapplications.sparkoperator.k8s.io"),
+            ("delete", "kafkatopics.kafka.strimzi.io"),
+        ):
             answer = kube.kubectl("auth", "can-i", verb, resource, "-n", pipeline_ns, kubeconfig=sa, check=False)
             assert answer.stdout.strip() == "no", f"{verb} {resource}: {answer.stdout}"
     finally:
-        kube.kubectl("patch", "cryptopipeline", "majors", "-n", pipeline_ns, "--type=merge",
-                     "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+        kube.kubectl(
+            "patch",
+            "cryptopipeline",
+            "majors",
+            "-n",
+            pipeline_ns,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
         kube.kubectl("delete", "namespace", pipeline_ns, "--wait=false", check=False)
 
 
@@ -424,8 +515,10 @@ def test_namespaced_install_is_confined_to_its_namespaces(
         kube.get_json("rolebinding", fullname, "-n", watched)
         sa = kube.service_account_kubeconfig(fullname, kube_namespace)
         for ns, expected in ((watched, "yes"), (other, "no")):
-            for verb, resource in (("create", "sparkapplications.sparkoperator.k8s.io"),
-                                   ("watch", "cryptopipelines.cryptopipeline.io")):
+            for verb, resource in (
+                ("create", "sparkapplications.sparkoperator.k8s.io"),
+                ("watch", "cryptopipelines.cryptopipeline.io"),
+            ):
                 answer = kube.kubectl("auth", "can-i", verb, resource, "-n", ns, kubeconfig=sa, check=False)
                 assert answer.stdout.strip() == expected, f"{verb} {resource} in {ns}"
     finally:
@@ -437,9 +530,20 @@ def test_invalid_values_fail_the_install_before_anything_is_created(
     kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
 ) -> None:
     name, _ = release
-    result = run_helm(helm, "install", name, str(CHART), "-n", kube_namespace,
-                      "--set", "serviceAccount.create=false", "--set", "metrics.port=8080",
-                      env=kube.env(), check=False)  # fmt: skip
+    result = run_helm(
+        helm,
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        kube_namespace,
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "metrics.port=8080",
+        env=kube.env(),
+        check=False,
+    )
     assert result.returncode != 0 and "(2 problems)" in result.stderr, result.stderr
     assert run_helm(helm, "status", name, "-n", kube_namespace, env=kube.env(), check=False).returncode != 0
 
@@ -457,8 +561,9 @@ def test_example_manifests_are_accepted_by_the_api_server(kube: KubeControlPlane
     broken = yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-minimal.yaml").read_text())
     broken["spec"]["windows"] = ["2m"]
     with pytest.raises(KubectlError, match="spec.windows"):
-        kube.kubectl("apply", "--dry-run=server", "--server-side", "-n", kube_namespace, "-f", "-",
-                     input=json.dumps(broken))  # fmt: skip
+        kube.kubectl(
+            "apply", "--dry-run=server", "--server-side", "-n", kube_namespace, "-f", "-", input=json.dumps(broken)
+        )
 
 
 def test_kafka_manifests_are_kraft_node_pools_for_the_examples_cluster() -> None:
@@ -493,12 +598,12 @@ def test_dependency_values_files_are_documented() -> None:
 def _final_stage(dockerfile: Path) -> list[str]:
     lines = re.sub(r"\\\n", " ", dockerfile.read_text()).splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
-    return [line for line in lines[starts[-1]:] if line.strip() and not line.startswith("#")]
+    return [line for line in lines[starts[-1] :] if line.strip() and not line.startswith("#")]
 
 
 def _instruction(stage: list[str], name: str) -> Any:
     (line,) = [line for line in stage if line.startswith(f"{name} ")][-1:]
-    value = line[len(name) + 1:].strip()
+    value = line[len(name) + 1 :].strip()
     return json.loads(value) if value.startswith("[") else value
 
 
@@ -511,8 +616,12 @@ def _user(stage: list[str]) -> int:
 def test_operator_image_runs_the_operator_entry_point(helm: Path) -> None:
     stage = _final_stage(DOCKER / "operator.Dockerfile")
     assert _instruction(stage, "ENTRYPOINT") == OPERATOR_COMMAND == operator_container(template(helm))["command"]
-    assert _user(stage) == template(helm, "--show-only", "templates/deployment.yaml")[0]["spec"]["template"]["spec"][
-        "securityContext"]["runAsUser"]  # fmt: skip
+    assert (
+        _user(stage)
+        == template(helm, "--show-only", "templates/deployment.yaml")[0]["spec"]["template"]["spec"]["securityContext"][
+            "runAsUser"
+        ]
+    )
 
 
 def test_ingestion_image_runs_what_the_deployment_runs() -> None:
@@ -528,7 +637,9 @@ def test_spark_image_holds_the_job_and_the_connector_jars() -> None:
     stage = _final_stage(DOCKER / "spark-job.Dockerfile")
     assert re.search(r"^ARG SPARK_IMAGE=apache/spark:4\.1\.3", text, re.M)
     assert "COPY scripts/maven/spark-connectors.pom.xml" in text and "dependency:copy-dependencies" in text
-    assert "<spark.version>4.1.3</spark.version>" in (REPO / "scripts" / "maven" / "spark-connectors.pom.xml").read_text()
+    assert (
+        "<spark.version>4.1.3</spark.version>" in (REPO / "scripts" / "maven" / "spark-connectors.pom.xml").read_text()
+    )
     assert "COPY --from=jars /jars/*.jar /opt/spark/jars/" in stage
     # the SparkApplication's mainApplicationFile is in the image, at the path it names
     assert MAIN_APPLICATION_FILE == "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
@@ -549,8 +660,10 @@ def test_skaffold_builds_the_three_images_and_deploys_the_chart() -> None:
     (helm_release,) = config["deploy"]["helm"]["releases"]
     assert (REPO / helm_release["chartPath"]) == CHART
     assert helm_release["setValueTemplates"]["image.repository"] == "{{.IMAGE_REPO_cryptopipe_operator}}"
-    kind_images = {yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-kind.yaml").read_text())["spec"][part]["image"]
-                   for part in ("ingestion", "spark")}  # fmt: skip
+    kind_images = {
+        yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-kind.yaml").read_text())["spec"][part]["image"]
+        for part in ("ingestion", "spark")
+    }
     assert kind_images == {"cryptopipe-ingestion:dev", "cryptopipe-spark-job:dev"}
     assert {a["image"] for a in config["build"]["artifacts"]} >= {i.split(":")[0] for i in kind_images}
 

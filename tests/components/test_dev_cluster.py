@@ -24,8 +24,13 @@ EXAMPLE = REPO_ROOT / "manifests" / "examples" / "cryptopipeline-minimal.yaml"
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", "dev", "cluster", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cryptopipe_dev.cli", "dev", "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
 
 
 def _kubectl(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,8 +61,12 @@ def test_up_apply_example_down(tmp_path: Path) -> None:
         applied = _kubectl(kubeconfig, "apply", "-f", str(EXAMPLE))
         assert applied.returncode == 0, applied.stderr
 
-        wanted = {"kafkatopic/btc-eth-trades", "kafkatopic/btc-eth-trades-dlq", "deployment/btc-eth-ingestion",
-                  "sparkapplication/btc-eth-candles"}  # fmt: skip
+        wanted = {
+            "kafkatopic/btc-eth-trades",
+            "kafkatopic/btc-eth-trades-dlq",
+            "deployment/btc-eth-ingestion",
+            "sparkapplication/btc-eth-candles",
+        }
         deadline, seen = time.monotonic() + 30, set()
         while time.monotonic() < deadline:
             got = _kubectl(kubeconfig, "get", "kafkatopics,deployments,sparkapplications", "-o", "name")

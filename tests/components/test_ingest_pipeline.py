@@ -79,25 +79,25 @@ def unique_topics(kafka: Any, name: str, partitions: int = 3) -> tuple[str, str]
 
 
 def settings_for(kafka: Any, server: ReplayServer, topic: str, dlq: str, **overrides: Any) -> IngestSettings:
-    values: dict[str, Any] = dict(
-        feed=server.source.feed,
-        products=PRODUCTS,
-        ws_url=server.url,
-        rest_url=server.rest_url,
-        kafka_bootstrap=kafka.bootstrap,
-        topic=topic,
-        dlq_topic=dlq,
-        http_host="127.0.0.1",
-        http_port=0,
-        subscribe_timeout_s=2.0,
-        watchdog_s=1.0,
-        backoff_initial_s=0.05,
-        backoff_max_s=0.5,
-        linger_ms=5,
-        backfill_retries=3,
-        backfill_retry_delay_s=0.1,
-        backfill_timeout_s=5.0,
-    )
+    values: dict[str, Any] = {
+        "feed": server.source.feed,
+        "products": PRODUCTS,
+        "ws_url": server.url,
+        "rest_url": server.rest_url,
+        "kafka_bootstrap": kafka.bootstrap,
+        "topic": topic,
+        "dlq_topic": dlq,
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "subscribe_timeout_s": 2.0,
+        "watchdog_s": 1.0,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.5,
+        "linger_ms": 5,
+        "backfill_retries": 3,
+        "backfill_retry_delay_s": 0.1,
+        "backfill_timeout_s": 5.0,
+    }
     values.update(overrides)
     return IngestSettings(**values)
 
@@ -152,17 +152,22 @@ def produced_trades(service: IngestService) -> int:
     return sum(service.totals()["trades"].values())
 
 
-def run_until_all_produced(service: IngestService, server: ReplayServer, expected: dict[str, list[int]],
-                           timeout: float = 30) -> None:
+def run_until_all_produced(
+    service: IngestService, server: ReplayServer, expected: dict[str, list[int]], timeout: float = 30
+) -> None:
     total = sum(len(ids) for ids in expected.values())
     try:
         wait_for(lambda: server.wait_done(0) and produced_trades(service) >= total, timeout, f"{total} trades produced")
     except AssertionError:
-        raise AssertionError(f"replay done: {server.wait_done(0)}; produced: {service.totals()}; "
-                             f"still missing: {service.backfiller and service.backfiller.missing_count()}") from None
+        raise AssertionError(
+            f"replay done: {server.wait_done(0)}; produced: {service.totals()}; "
+            f"still missing: {service.backfiller and service.backfiller.missing_count()}"
+        ) from None
 
 
-def assert_each_trade_once(records: list[tuple[bytes | None, bytes, int]], expected: dict[str, list[int]]) -> dict[str, list[Trade]]:
+def assert_each_trade_once(
+    records: list[tuple[bytes | None, bytes, int]], expected: dict[str, list[int]]
+) -> dict[str, list[Trade]]:
     trades = trades_by_product(records)
     for product, ids in expected.items():
         got = collections.Counter(t.trade_id for t in trades[product])
@@ -220,14 +225,21 @@ def test_reconnects_after_the_server_drops_the_connection_and_backfills_what_it_
     # drop after 120 data frames, and the next connection starts 40 frames later (trades lost on the
     # socket, as on a real reconnect), then the server's last_match repeats a trade already produced
     faults = {"drop_after": 120, "drop_lose": 40}
-    with ReplayServer([EXCHANGE], speed="max", faults=faults) as server, \
-            running(settings_for(kafka, server, topic, dlq)) as service:
+    with (
+        ReplayServer([EXCHANGE], speed="max", faults=faults) as server,
+        running(settings_for(kafka, server, topic, dlq)) as service,
+    ):
         run_until_all_produced(service, server, expected)
         assert service.backfiller.wait_idle(10), "backfill did not finish"
         assert server.status()["faults_fired"], "the drop fault must have fired"
         assert service.feed.connections >= 2
-        assert sum(metric_value(service, "cryptopipe_ingest_reconnects_total", reason=r)
-                   for r in ("server_closed", "connection_closed", "connection_error")) >= 1
+        assert (
+            sum(
+                metric_value(service, "cryptopipe_ingest_reconnects_total", reason=r)
+                for r in ("server_closed", "connection_closed", "connection_error")
+            )
+            >= 1
+        )
     trades = assert_each_trade_once(read_topic(kafka.bootstrap, topic), expected)
     assert any(t.source == "rest" for ts in trades.values() for t in ts), "the lost frames come from REST"
 
@@ -245,8 +257,11 @@ def test_a_restarted_service_backfills_its_downtime_and_does_not_repeat_what_it_
         produced_before = produced_trades(first)
         assert 0 < produced_before < total
         with running(settings_for(kafka, server, topic, dlq)) as second:
-            wait_for(lambda: server.wait_done(0) and produced_before + produced_trades(second) >= total, 30,
-                     "the rest of the recording")
+            wait_for(
+                lambda: server.wait_done(0) and produced_before + produced_trades(second) >= total,
+                30,
+                "the rest of the recording",
+            )
             assert second.backfiller.wait_idle(10)
     trades = assert_each_trade_once(read_topic(kafka.bootstrap, topic), expected)
     assert sum(t.source == "rest" for ts in trades.values() for t in ts) >= 1, "the downtime came from REST"
@@ -271,8 +286,10 @@ def test_watchdog_reconnects_after_a_stall(kafka: Any) -> None:
     expected = recorded_trade_ids(EXCHANGE)
     topic, dlq = unique_topics(kafka, "stall")
     faults = {"stall_after": 100, "stall_seconds": 30.0}  # far longer than the test: only the watchdog ends it
-    with ReplayServer([EXCHANGE], speed="max", faults=faults) as server, \
-            running(settings_for(kafka, server, topic, dlq, watchdog_s=0.8)) as service:
+    with (
+        ReplayServer([EXCHANGE], speed="max", faults=faults) as server,
+        running(settings_for(kafka, server, topic, dlq, watchdog_s=0.8)) as service,
+    ):
         run_until_all_produced(service, server, expected, timeout=20)
         assert metric_value(service, "cryptopipe_ingest_reconnects_total", reason="watchdog") >= 1
     assert_each_trade_once(read_topic(kafka.bootstrap, topic), expected)
@@ -287,14 +304,17 @@ def test_skipped_trade_ids_are_backfilled_over_rest(kafka: Any) -> None:
     skipped = {btc[50], btc[51], btc[52], eth[30], by_heartbeat}
     assert len(skipped) == 5
     topic, dlq = unique_topics(kafka, "gap")
-    with ReplayServer([EXCHANGE], speed="max", faults={"skip_trade_ids": sorted(skipped)}) as server, \
-            running(settings_for(kafka, server, topic, dlq, watchdog_s=10.0)) as service:
+    with (
+        ReplayServer([EXCHANGE], speed="max", faults={"skip_trade_ids": sorted(skipped)}) as server,
+        running(settings_for(kafka, server, topic, dlq, watchdog_s=10.0)) as service,
+    ):
         run_until_all_produced(service, server, expected)
         assert service.backfiller.wait_idle(10), "backfill did not finish"
         assert metric_value(service, "cryptopipe_ingest_gaps_detected_total", product_id="BTC-USD") >= 2
         assert metric_value(service, "cryptopipe_ingest_gaps_detected_total", product_id="ETH-USD") == 1
-        backfilled = sum(metric_value(service, "cryptopipe_ingest_trades_backfilled_total", product_id=p)
-                         for p in PRODUCTS)
+        backfilled = sum(
+            metric_value(service, "cryptopipe_ingest_trades_backfilled_total", product_id=p) for p in PRODUCTS
+        )
         assert backfilled == len(skipped)
         assert service.feed.connections == 1, "everything must come from one connection plus REST"
     trades = assert_each_trade_once(read_topic(kafka.bootstrap, topic), expected)
@@ -306,8 +326,10 @@ def test_duplicated_and_reordered_frames_still_give_each_trade_once(kafka: Any) 
     expected = recorded_trade_ids(EXCHANGE)
     topic, dlq = unique_topics(kafka, "dupreorder")
     faults = {"seed": 7, "duplicate_rate": 0.1, "reorder_rate": 0.1}
-    with ReplayServer([EXCHANGE], speed="max", faults=faults) as server, \
-            running(settings_for(kafka, server, topic, dlq)) as service:
+    with (
+        ReplayServer([EXCHANGE], speed="max", faults=faults) as server,
+        running(settings_for(kafka, server, topic, dlq)) as service,
+    ):
         run_until_all_produced(service, server, expected)
         assert service.backfiller.wait_idle(10), "backfill did not finish"
         assert sum(service.totals()["duplicates_skipped"].values()) > 0, "the duplicate fault must have fired"
@@ -318,8 +340,10 @@ def test_duplicated_and_reordered_frames_still_give_each_trade_once(kafka: Any) 
 def test_malformed_frame_goes_to_the_dlq_with_its_reason_and_ingestion_continues(kafka: Any, kind: str) -> None:
     expected = recorded_trade_ids(EXCHANGE)
     topic, dlq = unique_topics(kafka, f"malformed-{kind.replace('_', '')}")
-    with ReplayServer([EXCHANGE], speed="max", faults={"malformed_after": 60, "malformed_kind": kind}) as server, \
-            running(settings_for(kafka, server, topic, dlq)) as service:
+    with (
+        ReplayServer([EXCHANGE], speed="max", faults={"malformed_after": 60, "malformed_kind": kind}) as server,
+        running(settings_for(kafka, server, topic, dlq)) as service,
+    ):
         run_until_all_produced(service, server, expected)
         assert metric_value(service, "cryptopipe_ingest_dead_lettered_frames_total") == 1
     dead = read_topic(kafka.bootstrap, dlq)
@@ -345,21 +369,28 @@ def test_readyz_reports_why_until_subscribed_and_metrics_are_served(kafka: Any) 
         status, body = http_get(base + "/readyz")
         assert status == 503
         assert "feed" in orjson.loads(body)["reason"]
-        wait_for(lambda: metric_value(service, "cryptopipe_ingest_reconnects_total", reason="connect_failed") >= 1,
-                 10, "a failed connect to be counted")
-    with server:
-        with running(settings_for(kafka, server, topic, dlq)) as service:
-            base = f"http://127.0.0.1:{service.http_port}"
-            wait_for(lambda: http_get(base + "/readyz")[0] == 200, 20, "/readyz 200")
-            wait_for(lambda: metric_value(service, "cryptopipe_ingest_frames_received_total", type="match") > 0,
-                     20, "a match frame")
-            status, body = http_get(base + "/metrics")
-            text = body.decode()
-            assert status == 200
-            for name in ("cryptopipe_ingest_frames_received_total{type=\"match\"}",
-                         "cryptopipe_ingest_trades_produced_total{",
-                         "cryptopipe_ingest_last_trade_timestamp_seconds{product_id=",
-                         "cryptopipe_ingest_connection_state{state=\"subscribed\"} 1.0",
-                         "cryptopipe_ingest_produce_latency_seconds_bucket"):
-                assert name in text, f"{name} missing from /metrics"
-            assert http_get(base + "/nothing")[0] == 404
+        wait_for(
+            lambda: metric_value(service, "cryptopipe_ingest_reconnects_total", reason="connect_failed") >= 1,
+            10,
+            "a failed connect to be counted",
+        )
+    with server, running(settings_for(kafka, server, topic, dlq)) as service:
+        base = f"http://127.0.0.1:{service.http_port}"
+        wait_for(lambda: http_get(base + "/readyz")[0] == 200, 20, "/readyz 200")
+        wait_for(
+            lambda: metric_value(service, "cryptopipe_ingest_frames_received_total", type="match") > 0,
+            20,
+            "a match frame",
+        )
+        status, body = http_get(base + "/metrics")
+        text = body.decode()
+        assert status == 200
+        for name in (
+            'cryptopipe_ingest_frames_received_total{type="match"}',
+            "cryptopipe_ingest_trades_produced_total{",
+            "cryptopipe_ingest_last_trade_timestamp_seconds{product_id=",
+            'cryptopipe_ingest_connection_state{state="subscribed"} 1.0',
+            "cryptopipe_ingest_produce_latency_seconds_bucket",
+        ):
+            assert name in text, f"{name} missing from /metrics"
+        assert http_get(base + "/nothing")[0] == 404

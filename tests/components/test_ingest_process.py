@@ -4,6 +4,7 @@ stopped by SIGTERM -- and nothing it accepted is lost."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import signal
 import sys
@@ -15,8 +16,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from cryptopipe_dev.commands.scrape import scrape as scrape_metrics
 from cryptopipe.contracts import Trade, decode_record
+from cryptopipe_dev.commands.scrape import scrape as scrape_metrics
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port
 from tests.components.http_probe import http_get
@@ -24,7 +25,9 @@ from tests.components.http_probe import http_get
 pytestmark = pytest.mark.components
 
 REPO = Path(__file__).resolve().parents[2]
-EXCHANGE = REPO.parent / "shared" / "data" / "coinbase" / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
+EXCHANGE = (
+    REPO.parent / "shared" / "data" / "coinbase" / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
+)
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:
@@ -32,10 +35,8 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
     out = []
     for line in path.read_text(errors="replace").splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 out.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                pass
     return out
 
 
@@ -121,27 +122,37 @@ def test_process_probes_then_sigterm_flushes_everything_accepted(kafka: Any, tmp
         "CRYPTOPIPE_INGEST_LOG_LEVEL": "info",
     }
     log_path = tmp_path / "ingest.log"
-    process = ManagedProcess([sys.executable, "-m", "cryptopipe.ingest"], log_path=log_path, env=env,
-                             name="ingest", die_with_parent=True)
+    process = ManagedProcess(
+        [sys.executable, "-m", "cryptopipe.ingest"], log_path=log_path, env=env, name="ingest", die_with_parent=True
+    )
     server = ReplayServer([EXCHANGE], speed=10.0, port=replay_port)
     with process:
-        listening = wait_for(lambda: [l for l in log_lines(log_path) if l["msg"] == "http server listening"],
-                             30, "the http server", process)
+        listening = wait_for(
+            lambda: [line for line in log_lines(log_path) if line["msg"] == "http server listening"],
+            30,
+            "the http server",
+            process,
+        )
         base = f"http://127.0.0.1:{listening[0]['port']}"
         assert http_get(base + "/healthz")[0] == 200
         # Kafka is there, the feed is not (nothing listens on the replay port yet): not ready, and why
         wait_for(lambda: scrape(base, "cryptopipe_ingest_reconnects_total") >= 1, 30, "a failed connect", process)
         status, body = http_get(base + "/readyz")
         assert status == 503
-        assert orjson.loads(body) == {"ready": False, "reason": f"feed not connected and subscribed to {env['CRYPTOPIPE_INGEST_WS_URL']}"}
+        assert orjson.loads(body) == {
+            "ready": False,
+            "reason": f"feed not connected and subscribed to {env['CRYPTOPIPE_INGEST_WS_URL']}",
+        }
         with server:
             wait_for(lambda: http_get(base + "/readyz")[0] == 200, 30, "/readyz 200", process)
             wait_for(lambda: scrape(base, "cryptopipe_ingest_trades_produced_total") >= 100, 30, "100 trades", process)
-            assert end_offsets(kafka.bootstrap, topic) == 0, "records were sent before the stop: the test proves nothing"
+            assert end_offsets(kafka.bootstrap, topic) == 0, (
+                "records were sent before the stop: the test proves nothing"
+            )
             process.kill(signal.SIGTERM)
             assert process.wait(30) == 0, process.log_tail()
     logs = log_lines(log_path)
-    stopped = [l for l in logs if l["msg"] == "ingestion stopped"]
+    stopped = [line for line in logs if line["msg"] == "ingestion stopped"]
     assert stopped and stopped[0]["clean"] is True, process.log_tail()
     produced: dict[str, int] = stopped[0]["produced"]["trades"]
     assert sum(produced.values()) >= 100

@@ -46,7 +46,7 @@ def test_sigkill_and_restart_leaves_the_lake_equal_to_an_uninterrupted_run(kafka
     produce(kafka, topic, records + closing)
     watermark_target = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((last + 90_000_000) // 1_000_000))
 
-    base = dict(topic=topic, windows=("1m",), watermark="30s", trigger="1s")
+    base = {"topic": topic, "windows": ("1m",), "watermark": "30s", "trigger": "1s"}
     uninterrupted = JobRun(kafka, s3, PipelineConfig(prefix=f"{topic}-a", **base), tmp_path).start()
     try:
         uninterrupted.wait_watermark(watermark_target, timeout=300)
@@ -55,12 +55,20 @@ def test_sigkill_and_restart_leaves_the_lake_equal_to_an_uninterrupted_run(kafka
         uninterrupted.stop()
 
     # small batches so that kills land between and inside many of them
-    killed = JobRun(kafka, s3, PipelineConfig(prefix=f"{topic}-b", **base), tmp_path,
-                    extra_args=["--max-offsets-per-trigger", "700"]).start()
+    killed = JobRun(
+        kafka,
+        s3,
+        PipelineConfig(prefix=f"{topic}-b", **base),
+        tmp_path,
+        extra_args=["--max-offsets-per-trigger", "700"],
+    ).start()
     try:
         for after_batch in (3, 8):
-            killed.wait(lambda p, n=after_batch: (p.get("1m") or {}).get("batch_id") is not None
-                        and p["1m"]["batch_id"] >= n, f"batch {after_batch}", timeout=300)
+            killed.wait(
+                lambda p, n=after_batch: (p.get("1m") or {}).get("batch_id") is not None and p["1m"]["batch_id"] >= n,
+                f"batch {after_batch}",
+                timeout=300,
+            )
             killed.process.kill(signal.SIGKILL)
             killed.process.wait(30)
             killed.start()  # same checkpoint, same lake prefix

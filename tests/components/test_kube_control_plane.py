@@ -29,9 +29,13 @@ def kafka_topic(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
         "metadata": {"name": name, "namespace": namespace, "labels": {"strimzi.io/cluster": "cryptopipe"}},
-        "spec": {"partitions": 3, "replicas": 1, "config": {"retention.ms": 604800000, "cleanup.policy": "delete"},
-                 **spec},
-    }  # fmt: skip
+        "spec": {
+            "partitions": 3,
+            "replicas": 1,
+            "config": {"retention.ms": 604800000, "cleanup.policy": "delete"},
+            **spec,
+        },
+    }
 
 
 def spark_application(name: str, namespace: str) -> dict[str, Any]:
@@ -114,8 +118,14 @@ def test_valid_kafka_topic_accepted(kube: KubeControlPlane, kube_namespace: str)
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"partitions": "three"}, 'spec.partitions: Invalid value: "string": spec.partitions in body must be of type integer'),
-        ({"partitions": 0}, "spec.partitions: Invalid value: 0: spec.partitions in body should be greater than or equal to 1"),
+        (
+            {"partitions": "three"},
+            'spec.partitions: Invalid value: "string": spec.partitions in body must be of type integer',
+        ),
+        (
+            {"partitions": 0},
+            "spec.partitions: Invalid value: 0: spec.partitions in body should be greater than or equal to 1",
+        ),
         ({"replicas": 40000}, "spec.replicas in body should be less than or equal to 32767"),
         ({"partition": 3}, 'unknown field "spec.partition"'),
     ],
@@ -157,13 +167,21 @@ def _with(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     [
         (lambda o: _with(o, "spec.type", "Ruby"), 'spec.type: Unsupported value: "Ruby"'),
         (lambda o: _without(o, "sparkVersion"), "spec.sparkVersion: Required value"),
-        (lambda o: _with(o, "spec.executor.instances", "two"), "spec.executor.instances in body must be of type integer"),
-        (lambda o: _with(o, "spec.sparkConf", {"spark.executor.cores": 2}), "spec.sparkConf.spark.executor.cores in body must be of type string"),
+        (
+            lambda o: _with(o, "spec.executor.instances", "two"),
+            "spec.executor.instances in body must be of type integer",
+        ),
+        (
+            lambda o: _with(o, "spec.sparkConf", {"spark.executor.cores": 2}),
+            "spec.sparkConf.spark.executor.cores in body must be of type string",
+        ),
         (lambda o: _with(o, "spec.driver.memoryy", "1g"), 'unknown field "spec.driver.memoryy"'),
     ],
     ids=["type-enum", "missing-sparkVersion", "instances-string", "sparkConf-int", "unknown-field"],
 )
-def test_invalid_spark_application_rejected(kube: KubeControlPlane, kube_namespace: str, mutate: Any, message: str) -> None:
+def test_invalid_spark_application_rejected(
+    kube: KubeControlPlane, kube_namespace: str, mutate: Any, message: str
+) -> None:
     with pytest.raises(KubectlError) as err:
         create(kube, mutate(spark_application("bad", kube_namespace)))
     assert message in err.value.stderr
@@ -183,14 +201,22 @@ def test_service_account_kubeconfig_enforces_rbac(kube: KubeControlPlane, kube_n
     denied = topics(sa_config)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
     kube.apply(
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "topics", "namespace": kube_namespace},
-         "rules": [{"apiGroups": ["kafka.strimzi.io"], "resources": ["kafkatopics"], "verbs": ["get", "list", "create"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "operator-topics", "namespace": kube_namespace},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "topics"},
-         "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": kube_namespace}]},
-    )  # fmt: skip
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "topics", "namespace": kube_namespace},
+            "rules": [
+                {"apiGroups": ["kafka.strimzi.io"], "resources": ["kafkatopics"], "verbs": ["get", "list", "create"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "operator-topics", "namespace": kube_namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "topics"},
+            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": kube_namespace}],
+        },
+    )
     wait_for(lambda: topics(sa_config).returncode == 0, 10, "RBAC grant to take effect")
     create(kube, kafka_topic("by-operator", kube_namespace), kubeconfig=sa_config)
     # granted in its namespace only, and only what the Role lists
@@ -204,9 +230,22 @@ def test_service_account_kubeconfig_enforces_rbac(kube: KubeControlPlane, kube_n
 def test_owner_reference_garbage_collection(kube: KubeControlPlane, kube_namespace: str) -> None:
     ns = kube_namespace
     owner = create(kube, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner", "namespace": ns}})
-    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
-           "controller": True, "blockOwnerDeletion": True}  # fmt: skip
-    create(kube, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "child", "namespace": ns, "ownerReferences": [ref]}})
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    create(
+        kube,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "child", "namespace": ns, "ownerReferences": [ref]},
+        },
+    )
     topic = kafka_topic("owned-topic", ns)
     topic["metadata"]["ownerReferences"] = [ref]
     create(kube, topic)
@@ -234,15 +273,25 @@ def test_control_plane_without_controller_manager(tmp_path: Path) -> None:
         assert lone.api("/readyz") == (200, "ok")
         lone.ensure_namespace("solo")
         # pods pass admission without a "default" ServiceAccount (no controller creates one here)
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "solo"},
-               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}  # fmt: skip
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "solo"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
         assert create(lone, pod)["spec"]["containers"][0]["name"] == "c"
         # no garbage collector: the child outlives its owner (so the session cluster's GC test
         # really measures the controller manager)
         owner = create(lone, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "o", "namespace": "solo"}})
         ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": owner["metadata"]["uid"]}
-        create(lone, {"apiVersion": "v1", "kind": "ConfigMap",
-                      "metadata": {"name": "c", "namespace": "solo", "ownerReferences": [ref]}})  # fmt: skip
+        create(
+            lone,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "solo", "ownerReferences": [ref]},
+            },
+        )
         lone.kubectl("delete", "configmap/o", "-n", "solo")
         time.sleep(2)
         assert lone.kubectl("get", "configmap/c", "-n", "solo", "-o", "name").stdout.strip() == "configmap/c"

@@ -48,21 +48,29 @@ def lakes(s3: Any) -> dict[str, Any]:
         prefixes[name] = f"monitor-{run}/{name}"
         written = write_candles(btc + eth, lake=LakeLocation(LAKE_BUCKET, prefixes[name]), filesystem=filesystem)
         assert written, "nothing planted"
-    return {"start": start, "end": end, "prefixes": prefixes, "jump": start + timedelta(minutes=30),
-            "gap": start + timedelta(minutes=42)}
+    return {
+        "start": start,
+        "end": end,
+        "prefixes": prefixes,
+        "jump": start + timedelta(minutes=30),
+        "gap": start + timedelta(minutes=42),
+    }
 
 
 def stack_dir(tmp_path: Path, s3: Any, prefix: str) -> Path:
     """A work dir whose stack.json points at the s3 fixture, as `cryptopipe up` would leave it."""
     work = tmp_path / prefix.replace("/", "-")
     work.mkdir()
-    (work / "stack.json").write_text(json.dumps(
-        {"s3_endpoint": s3.endpoint, "s3_root": str(s3.root), "bucket": LAKE_BUCKET, "prefix": prefix}))
+    (work / "stack.json").write_text(
+        json.dumps({"s3_endpoint": s3.endpoint, "s3_root": str(s3.root), "bucket": LAKE_BUCKET, "prefix": prefix})
+    )
     return work
 
 
 def cryptopipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cryptopipe_dev.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def iso(value: datetime) -> str:
@@ -91,8 +99,9 @@ def test_report_names_the_planted_jump_and_gap_and_is_clean_without_them(s3: Any
     assert "missing_window" in lines[1] and "ETH-USD" in lines[1] and iso(lakes["gap"]) in lines[1]
     assert lines[2].startswith("2 anomalies")
 
-    clean = cryptopipe("monitor", "report", "--work-dir", str(stack_dir(tmp_path, s3, lakes["prefixes"]["clean"])),
-                       *window)
+    clean = cryptopipe(
+        "monitor", "report", "--work-dir", str(stack_dir(tmp_path, s3, lakes["prefixes"]["clean"])), *window
+    )
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.startswith("clean: no anomalies in 120 1m candles of BTC-USD, ETH-USD")
 
@@ -111,8 +120,20 @@ def test_report_without_a_stack_or_with_bad_arguments_exits_2(s3: Any, lakes: di
 def test_report_flags_a_stale_product_relative_to_to(s3: Any, lakes: dict, tmp_path: Path) -> None:
     work = stack_dir(tmp_path, s3, lakes["prefixes"]["clean"])
     later = lakes["end"] + timedelta(minutes=30)
-    result = cryptopipe("monitor", "report", "--work-dir", str(work), "--format", "json", "--product", "BTC-USD",
-                        "--from", iso(lakes["start"]), "--to", iso(later))
+    result = cryptopipe(
+        "monitor",
+        "report",
+        "--work-dir",
+        str(work),
+        "--format",
+        "json",
+        "--product",
+        "BTC-USD",
+        "--from",
+        iso(lakes["start"]),
+        "--to",
+        iso(later),
+    )
     assert result.returncode == 1
     [stale, _summary] = [json.loads(line) for line in result.stdout.splitlines()]
     assert (stale["kind"], stale["product_id"], stale["value"]) == ("stale_product", "BTC-USD", 30 * 60)
@@ -120,10 +141,19 @@ def test_report_flags_a_stale_product_relative_to_to(s3: Any, lakes: dict, tmp_p
 
 def monitor_process(tmp_path: Path, env: dict[str, str], name: str) -> tuple[ManagedProcess, str]:
     port = free_port()
-    env = {"CRYPTOPIPE_MONITOR_HTTP_HOST": "127.0.0.1", "CRYPTOPIPE_MONITOR_HTTP_PORT": str(port),
-           "CRYPTOPIPE_MONITOR_INTERVAL": "1s", **env}
-    proc = ManagedProcess([sys.executable, "-m", "cryptopipe.monitor"], env=env,
-                          log_path=tmp_path / f"{name}.log", name=name, die_with_parent=True).start()
+    env = {
+        "CRYPTOPIPE_MONITOR_HTTP_HOST": "127.0.0.1",
+        "CRYPTOPIPE_MONITOR_HTTP_PORT": str(port),
+        "CRYPTOPIPE_MONITOR_INTERVAL": "1s",
+        **env,
+    }
+    proc = ManagedProcess(
+        [sys.executable, "-m", "cryptopipe.monitor"],
+        env=env,
+        log_path=tmp_path / f"{name}.log",
+        name=name,
+        die_with_parent=True,
+    ).start()
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -144,8 +174,13 @@ def promtool_problems(text: str) -> str:
 
 
 def s3_env(s3: Any, **overrides: str) -> dict[str, str]:
-    return {"CRYPTOPIPE_MONITOR_S3_ENDPOINT": s3.endpoint, "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY": s3.access_key,
-            "CRYPTOPIPE_MONITOR_S3_SECRET_KEY": s3.secret_key, "CRYPTOPIPE_MONITOR_BUCKET": LAKE_BUCKET, **overrides}
+    return {
+        "CRYPTOPIPE_MONITOR_S3_ENDPOINT": s3.endpoint,
+        "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY": s3.access_key,
+        "CRYPTOPIPE_MONITOR_S3_SECRET_KEY": s3.secret_key,
+        "CRYPTOPIPE_MONITOR_BUCKET": LAKE_BUCKET,
+        **overrides,
+    }
 
 
 def test_serve_exports_the_planted_anomalies_and_stops_on_sigterm(s3: Any, lakes: dict, tmp_path: Path) -> None:
@@ -155,14 +190,18 @@ def test_serve_exports_the_planted_anomalies_and_stops_on_sigterm(s3: Any, lakes
         wait_for(lambda: http_get(base + "/readyz")[0] == 200, 60, "monitor /readyz", process=proc, retry_on=(OSError,))
         text, values = samples(base)
         assert promtool_problems(text) == ""
-        anomalies = {dict(k)["product_id"] + " " + dict(k)["kind"]: v for (name, k), v in values.items()
-                     if name == "cryptopipe_lake_anomalies"}
+        anomalies = {
+            dict(k)["product_id"] + " " + dict(k)["kind"]: v
+            for (name, k), v in values.items()
+            if name == "cryptopipe_lake_anomalies"
+        }
         expected = {f"{p} {kind}": 0.0 for p in ("BTC-USD", "ETH-USD") for kind in KINDS}
         expected |= {"BTC-USD price_move": 1.0, "ETH-USD missing_window": 1.0}
         assert anomalies == expected
         assert values[("cryptopipe_lake_candles_scanned", (("window", "1m"),))] == 2 * MINUTES - 1
-        newest = values[("cryptopipe_lake_newest_candle_end_timestamp_seconds",
-                         (("product_id", "BTC-USD"), ("window", "1m")))]
+        newest = values[
+            ("cryptopipe_lake_newest_candle_end_timestamp_seconds", (("product_id", "BTC-USD"), ("window", "1m")))
+        ]
         assert newest == lakes["end"].timestamp()
         assert values[("cryptopipe_lake_scans_total", (("result", "ok"),))] >= 1
         assert values[("cryptopipe_lake_scans_total", (("result", "error"),))] == 0
@@ -189,6 +228,7 @@ def test_serve_survives_a_lake_it_cannot_read(s3: Any, tmp_path: Path, fault: st
         cause = "signature"
     proc, base = monitor_process(tmp_path, env, "monitor-" + fault.replace(" ", "-"))
     try:
+
         def errors() -> float:
             return samples(base)[1].get(("cryptopipe_lake_scans_total", (("result", "error"),)), 0)
 
@@ -224,7 +264,10 @@ def test_local_stack_starts_the_monitor_on_its_lake(s3: Any, lakes: dict, tmp_pa
         base = f"http://127.0.0.1:{stack.monitor_port}"
         wait_for(lambda: http_get(base + "/readyz")[0] == 200, 60, "monitor /readyz", process=proc, retry_on=(OSError,))
         values = samples(base)[1]
-        assert values[("cryptopipe_lake_anomalies", (("kind", "price_move"), ("product_id", "BTC-USD"), ("window", "1m")))] == 1
+        assert (
+            values[("cryptopipe_lake_anomalies", (("kind", "price_move"), ("product_id", "BTC-USD"), ("window", "1m")))]
+            == 1
+        )
         assert proc in stack.processes and proc.log_path.parent == tmp_path / "stack"
     finally:
         proc.stop()
@@ -234,8 +277,9 @@ def test_local_stack_starts_the_monitor_on_its_lake(s3: Any, lakes: dict, tmp_pa
 def test_serve_with_bad_settings_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPIPE_MONITOR_")}
     env["CRYPTOPIPE_MONITOR_INTERVAL"] = "often"
-    result = subprocess.run([sys.executable, "-m", "cryptopipe.monitor"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptopipe.monitor"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     [error] = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert error["msg"] == "invalid settings"

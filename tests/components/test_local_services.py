@@ -205,8 +205,9 @@ def test_long_keys_keep_their_metadata(s3: S3Server) -> None:
     attempt = "_temporary/0/_temporary/attempt_202611260123352180198597164943966_0000_m_000000_0"
     key = f"{unique('long')}/{attempt}/{attempt}/{attempt}/part-00000.parquet"
     assert len(key) > 255
-    client.put_object(Bucket=BUCKET, Key=key, Body=b"v", ContentType="application/x-parquet",
-                      Metadata={"writer": "test"})
+    client.put_object(
+        Bucket=BUCKET, Key=key, Body=b"v", ContentType="application/x-parquet", Metadata={"writer": "test"}
+    )
     head = client.head_object(Bucket=BUCKET, Key=key)
     assert (head["ContentType"], head["Metadata"]) == ("application/x-parquet", {"writer": "test"})
     client.copy_object(Bucket=BUCKET, Key=key + ".copy", CopySource={"Bucket": BUCKET, "Key": key})
@@ -300,10 +301,15 @@ def test_spark_stream_checkpoints_on_s3a_and_resumes_exactly_once(spark: Any, s3
 
     def run_until(batches: int) -> int:
         query = (
-            spark.readStream.format("rate").option("rowsPerSecond", 20).load()
-            .writeStream.format("parquet").option("path", out).option("checkpointLocation", checkpoint)
-            .trigger(processingTime="500 milliseconds").start()
-        )  # fmt: skip
+            spark.readStream.format("rate")
+            .option("rowsPerSecond", 20)
+            .load()
+            .writeStream.format("parquet")
+            .option("path", out)
+            .option("checkpointLocation", checkpoint)
+            .trigger(processingTime="500 milliseconds")
+            .start()
+        )
         try:
             deadline = time.monotonic() + 90
             while (query.lastProgress or {}).get("batchId", -1) < batches - 1 + first_batch:
@@ -339,10 +345,14 @@ def test_spark_reads_the_broker_through_the_kafka_connector(spark: Any, kafka: K
     producer.close()
 
     rows = (
-        spark.read.format("kafka").option("kafka.bootstrap.servers", kafka.bootstrap).option("subscribe", topic)
-        .option("startingOffsets", "earliest").option("endingOffsets", "latest").load()
-        .selectExpr("CAST(value AS STRING) AS value", "partition").collect()
-    )  # fmt: skip
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("endingOffsets", "latest")
+        .load()
+        .selectExpr("CAST(value AS STRING) AS value", "partition")
+        .collect()
+    )
     assert sorted(int(r.value) for r in rows) == list(range(40))
     assert {r.partition for r in rows} == {0, 1}
-

@@ -77,8 +77,12 @@ def _operator_scene(kube: KubeControlPlane, work: Path) -> tuple[OperatorProcess
     operator = OperatorProcess(kube, work / "operator.log")
     operator.start()
     kube.apply(pipeline(name, namespace))
-    eventually(lambda: (get(kube, "CryptoPipeline", namespace, name) or {}).get("status", {}).get("conditions"),
-               "the operator to report conditions", timeout=60, operator=operator)
+    eventually(
+        lambda: (get(kube, "CryptoPipeline", namespace, name) or {}).get("status", {}).get("conditions"),
+        "the operator to report conditions",
+        timeout=60,
+        operator=operator,
+    )
     return operator, namespace, name
 
 
@@ -91,11 +95,14 @@ def scene(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> I
 
     config = PipelineConfig(products=PRODUCTS, windows=("1m",), watermark="5s", trigger="2s")
     now = time.time()
-    healthy_feed = ReplayServer(SyntheticSource(SyntheticConfig(products=PRODUCTS, rate=20, duration=None,
-                                                                start_time=now, seed=7)), speed=1)
-    gappy_feed = ReplayServer(SyntheticSource(SyntheticConfig(products=PRODUCTS, rate=10, duration=None,
-                                                              start_time=now, seed=8)),
-                              speed=1, faults={"skip_every": 25})
+    healthy_feed = ReplayServer(
+        SyntheticSource(SyntheticConfig(products=PRODUCTS, rate=20, duration=None, start_time=now, seed=7)), speed=1
+    )
+    gappy_feed = ReplayServer(
+        SyntheticSource(SyntheticConfig(products=PRODUCTS, rate=10, duration=None, start_time=now, seed=8)),
+        speed=1,
+        faults={"skip_every": 25},
+    )
     operator = None
     prometheus = PrometheusServer(work / "prometheus", scrape_interval="1s", evaluation_interval="1s")
     with LocalStack(work / "stack", config) as stack:
@@ -107,11 +114,16 @@ def scene(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> I
             ingestion = stack.start_ingestion(ws_url=healthy_feed.url, rest_url=healthy_feed.rest_url)
             ingestion_port = stack.ingestion_port
             gappy = stack.start_ingestion(
-                ws_url=gappy_feed.url, name="gappy-ingestion",
+                ws_url=gappy_feed.url,
+                name="gappy-ingestion",
                 # nothing listens there: every backfill fails and its gap is given up
                 rest_url=f"http://{LOOPBACK}:{free_port()}",
-                extra_env={"CRYPTOPIPE_INGEST_TOPIC": "gappy.trades", "CRYPTOPIPE_INGEST_DLQ_TOPIC": "gappy.trades.dlq",
-                           "CRYPTOPIPE_INGEST_BACKFILL_RETRIES": "1", "CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S": "1"},
+                extra_env={
+                    "CRYPTOPIPE_INGEST_TOPIC": "gappy.trades",
+                    "CRYPTOPIPE_INGEST_DLQ_TOPIC": "gappy.trades.dlq",
+                    "CRYPTOPIPE_INGEST_BACKFILL_RETRIES": "1",
+                    "CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S": "1",
+                },
             )
             gappy_port = stack.ingestion_port
             job_port = free_port()
@@ -128,8 +140,11 @@ def scene(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> I
                 "operator": f"{LOOPBACK}:{operator.metrics_port}",
             }
             prometheus.add_target("ingestion", targets["ingestion"], {**main, "component": "ingestion"})
-            prometheus.add_target("gappy-ingestion", targets["gappy-ingestion"],
-                                  {"namespace": LOCAL_NAMESPACE, "pipeline": "gappy", "component": "ingestion"})
+            prometheus.add_target(
+                "gappy-ingestion",
+                targets["gappy-ingestion"],
+                {"namespace": LOCAL_NAMESPACE, "pipeline": "gappy", "component": "ingestion"},
+            )
             prometheus.add_target("spark", targets["spark"], {**main, "component": "spark"})
             prometheus.add_target("lake-monitor", targets["lake-monitor"], {**main, "component": "lake-monitor"})
             # the operator's own series; its pipeline_condition carries namespace/pipeline (honor_labels)
@@ -217,14 +232,17 @@ def test_dashboard_variables_find_the_pipelines(scene: Scene) -> None:
     assert LOCAL_NAMESPACE in namespaces
     pipelines = api("label/pipeline/values", {"match[]": 'cryptopipe_ingest_connection_state{namespace="local"}'})
     assert {"main", "gappy"} <= set(pipelines)
-    operated = api("label/pipeline/values",
-                   {"match[]": f'cryptopipe_operator_pipeline_condition{{namespace="{scene.kube_namespace}"}}'})
+    operated = api(
+        "label/pipeline/values",
+        {"match[]": f'cryptopipe_operator_pipeline_condition{{namespace="{scene.kube_namespace}"}}'},
+    )
     assert scene.kube_pipeline in operated
 
 
 def _firing(scene: Scene, alert: str, **labels: str) -> list[dict]:
-    return [a for a in scene.prometheus.alerts(alert, "firing")
-            if all(a["labels"].get(k) == v for k, v in labels.items())]
+    return [
+        a for a in scene.prometheus.alerts(alert, "firing") if all(a["labels"].get(k) == v for k, v in labels.items())
+    ]
 
 
 def test_a_gap_not_backfilled_fires_the_gap_alert_for_that_pipeline_only(scene: Scene) -> None:
@@ -247,8 +265,10 @@ def test_stopping_the_ingestion_fires_no_trades_within_its_window(scene: Scene) 
     took = time.monotonic() - stopped_at
     assert fired, f"CryptopipeNoTrades not firing {bound} s after the stop: {scene.prometheus.alerts()}"
     assert {a["labels"]["product_id"] for a in fired} == set(PRODUCTS)
-    print(f"no-trades alert firing {took:.0f} s after the ingestion stopped (window {NO_TRADES_WINDOW_S} s "
-          f"+ for {NO_TRADES_FOR_S} s)")
+    print(
+        f"no-trades alert firing {took:.0f} s after the ingestion stopped (window {NO_TRADES_WINDOW_S} s "
+        f"+ for {NO_TRADES_FOR_S} s)"
+    )
     down = wait_until(lambda: _firing(scene, "CryptopipeIngestionDown", pipeline="main"), 60)
     assert down, scene.prometheus.alerts()
     # the other pipeline's ingestion still runs and still produces

@@ -17,7 +17,7 @@ from cryptopipe.lake.s3 import S3Connection
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
 from cryptopipe_operator.lake_cleanup import LakeCleanupError, delete_lake_prefix
-from tests.components.operator_harness import OperatorProcess, eventually, events, get, pipeline, run_operator
+from tests.components.operator_harness import OperatorProcess, events, eventually, get, pipeline, run_operator
 
 BUCKET = "lake"
 SECRET = "lake-credentials"  # the base spec's credentialsSecretRef.name (default keys accessKey, secretKey)
@@ -44,16 +44,29 @@ def _lake_objects(prefix: str) -> list[str]:
     location = LakeLocation(BUCKET, prefix)
     files = [
         location.candle_file(window="1m", product_id=p, date=d, generation=1, batch_id=b)
-        for p in ("BTC-USD", "ETH-USD") for d in ("2026-11-25", "2026-11-26") for b in (0, 1)
+        for p in ("BTC-USD", "ETH-USD")
+        for d in ("2026-11-25", "2026-11-26")
+        for b in (0, 1)
     ]
-    files += [f"{location.checkpoint_root(g)}/window=1m/{part}" for g in (1, 2)
-              for part in ("metadata", "offsets/0", "commits/0", "state/0/0/1.delta", "state/0/1/1.delta")]
+    files += [
+        f"{location.checkpoint_root(g)}/window=1m/{part}"
+        for g in (1, 2)
+        for part in ("metadata", "offsets/0", "commits/0", "state/0/0/1.delta", "state/0/1/1.delta")
+    ]
     return [f.removeprefix(f"{BUCKET}/") for f in files]
 
 
 def _secret_and_pipeline(kube: KubeControlPlane, s3: S3Server, ns: str, name: str, prefix: str, policy: str) -> None:
-    kube.kubectl("create", "secret", "generic", SECRET, "-n", ns,
-                 f"--from-literal=accessKey={s3.access_key}", f"--from-literal=secretKey={s3.secret_key}")  # fmt: skip
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        SECRET,
+        "-n",
+        ns,
+        f"--from-literal=accessKey={s3.access_key}",
+        f"--from-literal=secretKey={s3.secret_key}",
+    )
     body = pipeline(name, ns, deletionPolicy=policy, sink={"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": prefix})
     kube.kubectl("create", "-f", "-", input=json.dumps(body))
 
@@ -119,7 +132,9 @@ def test_delete_without_credentials_warns_and_keeps_the_pipeline(
     ns, name, prefix = kube_namespace, "no-secret", f"nos-{uuid.uuid4().hex[:8]}"
     mine = _lake_objects(prefix)[:3]
     _put(s3, *mine)
-    body = pipeline(name, ns, deletionPolicy="Delete", sink={"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": prefix})
+    body = pipeline(
+        name, ns, deletionPolicy="Delete", sink={"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": prefix}
+    )
     kube.kubectl("create", "-f", "-", input=json.dumps(body))
     _wait_for_finalizer(kube, operator, ns, name)
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=false")
@@ -135,9 +150,22 @@ def test_delete_without_credentials_warns_and_keeps_the_pipeline(
     assert _keys(s3, f"{prefix}/") == sorted(mine)
 
     # the Secret appears: the next retry (kopf's backoff) removes the lake and lets the pipeline go
-    kube.kubectl("create", "secret", "generic", SECRET, "-n", ns,
-                 f"--from-literal=accessKey={s3.access_key}", f"--from-literal=secretKey={s3.secret_key}")  # fmt: skip
-    eventually(lambda: get(kube, "CryptoPipeline", ns, name) is None, "pipeline gone after retry", timeout=30, operator=operator)
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        SECRET,
+        "-n",
+        ns,
+        f"--from-literal=accessKey={s3.access_key}",
+        f"--from-literal=secretKey={s3.secret_key}",
+    )
+    eventually(
+        lambda: get(kube, "CryptoPipeline", ns, name) is None,
+        "pipeline gone after retry",
+        timeout=30,
+        operator=operator,
+    )
     assert _keys(s3, f"{prefix}/") == []
 
 

@@ -16,8 +16,8 @@ from cryptopipe_dev.stack.kube import KubeControlPlane
 from tests.components.operator_harness import (
     OperatorProcess,
     conditions,
-    eventually,
     events,
+    eventually,
     get,
     items,
     patch_status,
@@ -55,21 +55,32 @@ def _monitor_pods_ready(kube: KubeControlPlane, ns: str, name: str) -> None:
     selector = MONITOR_SELECTOR.format(name=name)
     pods = eventually(lambda: items(kube, "Pod", ns, selector), "lake monitor pod created")
     for pod in pods:
-        patch_status(kube, f"pod/{pod['metadata']['name']}", ns,
-                     {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]})  # fmt: skip
+        patch_status(
+            kube,
+            f"pod/{pod['metadata']['name']}",
+            ns,
+            {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]},
+        )
 
 
 def test_monitor_created_reported_and_deleted_when_turned_off(
     kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
 ) -> None:
     ns, name = kube_namespace, "watched"
-    sink = {"bucket": "lake", "prefix": "team/watched", "credentialsSecretRef": {"name": "lake-s3", "accessKeyKey": "id"}}
-    body = pipeline(name, ns, products=["BTC-USD", "SOL-USD"], sink=sink, monitor={"enabled": True, "staleAfter": "10m"})
+    sink = {
+        "bucket": "lake",
+        "prefix": "team/watched",
+        "credentialsSecretRef": {"name": "lake-s3", "accessKeyKey": "id"},
+    }
+    body = pipeline(
+        name, ns, products=["BTC-USD", "SOL-USD"], sink=sink, monitor={"enabled": True, "staleAfter": "10m"}
+    )
     kube.kubectl("create", "-f", "-", input=json.dumps(body))
     uid = _pipeline(kube, ns, name)["metadata"]["uid"]
 
-    deployment = eventually(lambda: get(kube, "Deployment", ns, f"{name}-lake-monitor"), "lake monitor Deployment",
-                            operator=operator)  # fmt: skip
+    deployment = eventually(
+        lambda: get(kube, "Deployment", ns, f"{name}-lake-monitor"), "lake monitor Deployment", operator=operator
+    )
     (owner,) = deployment["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("CryptoPipeline", name, uid, True)
     assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == "lake-monitor"
@@ -95,17 +106,22 @@ def test_monitor_created_reported_and_deleted_when_turned_off(
         "CRYPTOPIPE_MONITOR_HTTP_PORT": "8080",
     }
     assert env["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "lake-s3", "key": "id"}}
-    assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "lake-s3", "key": "secretKey"}}
+    assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "lake-s3", "key": "secretKey"}
+    }
 
     def monitor_condition(status: str) -> dict[str, Any]:
         obj = _pipeline(kube, ns, name)
         found = conditions(obj)
-        assert set(found) == {"Ready", "TopicReady", "IngestionReady", "SparkReady", "LakeMonitorReady"}, obj.get("status")
+        assert set(found) == {"Ready", "TopicReady", "IngestionReady", "SparkReady", "LakeMonitorReady"}, obj.get(
+            "status"
+        )
         assert found["LakeMonitorReady"]["status"] == status, found["LakeMonitorReady"]
         return found
 
-    first = eventually(lambda: monitor_condition("False"), "LakeMonitorReady False before its pod is ready",
-                       operator=operator)  # fmt: skip
+    first = eventually(
+        lambda: monitor_condition("False"), "LakeMonitorReady False before its pod is ready", operator=operator
+    )
     assert first["LakeMonitorReady"]["reason"] == "DeploymentUnavailable", first["LakeMonitorReady"]
     _monitor_pods_ready(kube, ns, name)
     ready = eventually(lambda: monitor_condition("True"), "LakeMonitorReady True", operator=operator)
@@ -113,8 +129,15 @@ def test_monitor_created_reported_and_deleted_when_turned_off(
     # the monitor is not part of Ready: topics, ingestion and Spark are not ready here
     assert ready["Ready"]["status"] != "True" and "LakeMonitor" not in ready["Ready"]["message"]
 
-    kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                 "-p", json.dumps({"spec": {"monitor": {"enabled": False}}}))  # fmt: skip
+    kube.kubectl(
+        "patch",
+        f"cryptopipeline/{name}",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"monitor": {"enabled": False}}}),
+    )
 
     def turned_off() -> dict[str, Any]:
         obj = _pipeline(kube, ns, name)
@@ -126,14 +149,27 @@ def test_monitor_created_reported_and_deleted_when_turned_off(
     # deleted before the status was written: gone by now, its ReplicaSet and pods after it
     assert get(kube, "Deployment", ns, f"{name}-lake-monitor") is None
     assert get(kube, "Deployment", ns, f"{name}-ingestion") is not None  # only the monitor went
-    assert any(e["reason"] == "ChildrenDeleted" and f"Deployment/{name}-lake-monitor" in e["message"]
-               for e in events(kube, ns, name))  # fmt: skip
-    eventually(lambda: not items(kube, "Pod", ns, MONITOR_SELECTOR.format(name=name)), "monitor pods garbage-collected",
-               timeout=30, operator=operator)  # fmt: skip
+    assert any(
+        e["reason"] == "ChildrenDeleted" and f"Deployment/{name}-lake-monitor" in e["message"]
+        for e in events(kube, ns, name)
+    )
+    eventually(
+        lambda: not items(kube, "Pod", ns, MONITOR_SELECTOR.format(name=name)),
+        "monitor pods garbage-collected",
+        timeout=30,
+        operator=operator,
+    )
 
     # and on again: recreated
-    kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                 "-p", json.dumps({"spec": {"monitor": {"enabled": True}}}))  # fmt: skip
+    kube.kubectl(
+        "patch",
+        f"cryptopipeline/{name}",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"monitor": {"enabled": True}}}),
+    )
     eventually(lambda: get(kube, "Deployment", ns, f"{name}-lake-monitor"), "lake monitor recreated", operator=operator)
 
 
@@ -142,12 +178,21 @@ def test_a_deployment_the_pipeline_does_not_own_is_left_alone(
 ) -> None:
     ns, name = kube_namespace, "bystander"
     labels = {"app": "someone-elses"}
-    kube.apply({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": f"{name}-lake-monitor", "namespace": ns, "labels": labels},
-        "spec": {"replicas": 0, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
-    })  # fmt: skip
+    kube.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": f"{name}-lake-monitor", "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        }
+    )
     kube.kubectl("create", "-f", "-", input=json.dumps(pipeline(name, ns)))  # monitor off: the default
 
     def reconciled() -> bool:

@@ -8,7 +8,6 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ from tests.components.operator_harness import (
     INVALID_SPECS,
     OperatorProcess,
     conditions,
-    eventually,
     events,
+    eventually,
     get,
     items,
     merge_patch,
@@ -83,9 +82,15 @@ def _mark_children_ready(kube: KubeControlPlane, ns: str, name: str) -> None:
     # plays the kubelet and reports it Ready; ReplicaSet and Deployment controllers do the rest
     pods = eventually(lambda: items(kube, "Pod", ns, f"app.kubernetes.io/instance={name}"), "ingestion pod created")
     for pod in pods:
-        patch_status(kube, f"pod/{pod['metadata']['name']}", ns,
-                     {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]})  # fmt: skip
-    patch_status(kube, f"sparkapplication/{name}-candles", ns, {"applicationState": {"state": "RUNNING"}, "driverInfo": {}})
+        patch_status(
+            kube,
+            f"pod/{pod['metadata']['name']}",
+            ns,
+            {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]},
+        )
+    patch_status(
+        kube, f"sparkapplication/{name}-candles", ns, {"applicationState": {"state": "RUNNING"}, "driverInfo": {}}
+    )
 
 
 def scrape_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -108,7 +113,12 @@ def test_create_reports_children_ready_then_spark_failure(
         assert owned, kind
         for child in owned:
             (ref,) = child["metadata"]["ownerReferences"]
-            assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("CryptoPipeline", name, cr["metadata"]["uid"], True)
+            assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+                "CryptoPipeline",
+                name,
+                cr["metadata"]["uid"],
+                True,
+            )
     # stored as rendered: nothing pruned by the upstream schemas (a pruned field would be missing)
     assert children["spark"]["spec"]["restartPolicy"]["type"] == "Always"
     assert children["topic"]["metadata"]["labels"]["strimzi.io/cluster"] == "lake-kafka"
@@ -124,11 +134,17 @@ def test_create_reports_children_ready_then_spark_failure(
     assert conditions(first)["Ready"]["status"] != "True" and first["status"]["phase"] == "Pending"
 
     _mark_children_ready(kube, ns, name)
-    eventually(lambda: conditions(_status(kube, ns, name))["Ready"]["status"] == "True", "Ready True", operator=operator)
+    eventually(
+        lambda: conditions(_status(kube, ns, name))["Ready"]["status"] == "True", "Ready True", operator=operator
+    )
     assert _status(kube, ns, name)["status"]["phase"] == "Running"
 
-    patch_status(kube, f"sparkapplication/{name}-candles", ns,
-                 {"applicationState": {"state": "FAILED", "errorMessage": "driver OOMKilled"}, "driverInfo": {}})  # fmt: skip
+    patch_status(
+        kube,
+        f"sparkapplication/{name}-candles",
+        ns,
+        {"applicationState": {"state": "FAILED", "errorMessage": "driver OOMKilled"}, "driverInfo": {}},
+    )
 
     def spark_failed() -> dict[str, Any]:
         ready = conditions(_status(kube, ns, name))["Ready"]
@@ -144,11 +160,17 @@ def test_create_reports_children_ready_then_spark_failure(
     # the same story on the operator's /metrics
     def metrics_say_spark_failed() -> dict[str, float]:
         samples = scrape_samples(f"http://127.0.0.1:{operator.metrics_port}/metrics")
-        condition = {labels["type"]: value for metric, labels, value in samples
-                     if metric == "cryptopipe_operator_pipeline_condition" and labels["pipeline"] == name}
+        condition = {
+            labels["type"]: value
+            for metric, labels, value in samples
+            if metric == "cryptopipe_operator_pipeline_condition" and labels["pipeline"] == name
+        }
         assert condition == {"Ready": 0, "TopicReady": 1, "IngestionReady": 1, "SparkReady": 0}, condition
-        applied = sum(value for metric, labels, value in samples
-                      if metric == "cryptopipe_operator_reconciles_total" and labels["result"] == "applied")
+        applied = sum(
+            value
+            for metric, labels, value in samples
+            if metric == "cryptopipe_operator_reconciles_total" and labels["result"] == "applied"
+        )
         assert applied >= 1
         return condition
 
@@ -160,13 +182,23 @@ def test_products_update_in_place_windows_bump_checkpoint(
 ) -> None:
     ns, name = kube_namespace, "eth"
     _create(kube, pipeline(name, ns))
-    eventually(lambda: (_status(kube, ns, name).get("status") or {}).get("checkpointGeneration") == 1, "first status",
-               operator=operator)
+    eventually(
+        lambda: (_status(kube, ns, name).get("status") or {}).get("checkpointGeneration") == 1,
+        "first status",
+        operator=operator,
+    )
     before = _all_children(kube, ns, name)
     path_1 = _status(kube, ns, name)["status"]["checkpointPath"]
 
-    kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                 "-p", json.dumps({"spec": {"products": ["BTC-USD", "ETH-USD", "SOL-USD"]}}))  # fmt: skip
+    kube.kubectl(
+        "patch",
+        f"cryptopipeline/{name}",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"products": ["BTC-USD", "ETH-USD", "SOL-USD"]}}),
+    )
 
     def products_applied() -> dict[str, Any]:
         children = _all_children(kube, ns, name)
@@ -182,8 +214,15 @@ def test_products_update_in_place_windows_bump_checkpoint(
     status = _status(kube, ns, name)["status"]
     assert (status["checkpointGeneration"], status["checkpointPath"]) == (1, path_1)
 
-    kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                 "-p", json.dumps({"spec": {"windows": ["1m", "15m"]}}))  # fmt: skip
+    kube.kubectl(
+        "patch",
+        f"cryptopipeline/{name}",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"windows": ["1m", "15m"]}}),
+    )
 
     def bumped() -> dict[str, Any]:
         st = _status(kube, ns, name)["status"]
@@ -204,8 +243,16 @@ def test_delete_policy_delete_removes_children(
     ns, name = kube_namespace, "gone"
     # Delete also removes the lake prefix (tests/components/test_operator_lake_deletion.py): a
     # reachable S3 and the sink Secret, or the finalizer keeps the pipeline
-    kube.kubectl("create", "secret", "generic", "lake-credentials", "-n", ns,
-                 f"--from-literal=accessKey={s3.access_key}", f"--from-literal=secretKey={s3.secret_key}")  # fmt: skip
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "lake-credentials",
+        "-n",
+        ns,
+        f"--from-literal=accessKey={s3.access_key}",
+        f"--from-literal=secretKey={s3.secret_key}",
+    )
     sink = {"endpoint": s3.endpoint, "bucket": "lake", "prefix": f"{ns}/{name}"}
     _create(kube, pipeline(name, ns, deletionPolicy="Delete", sink=sink))
     eventually(lambda: _all_children(kube, ns, name), "children applied", operator=operator)
@@ -263,8 +310,15 @@ def test_operator_killed_mid_create_converges(
     eventually(converged, "converged after restart", operator=operator)
     counts = {kind: len(items(kube, kind, ns, f"app.kubernetes.io/instance={name}")) for kind in CHILD_KINDS}
     # one of each (two topics), whatever the crash left behind: server-side apply by name
-    assert counts == {"KafkaTopic": 2, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "Service": 1,
-                      "Deployment": 1, "SparkApplication": 1}, (counts, partial)  # fmt: skip
+    assert counts == {
+        "KafkaTopic": 2,
+        "ServiceAccount": 1,
+        "Role": 1,
+        "RoleBinding": 1,
+        "Service": 1,
+        "Deployment": 1,
+        "SparkApplication": 1,
+    }, (counts, partial)
 
 
 CASES = INVALID_SPECS["cases"]
@@ -282,8 +336,16 @@ def test_invalid_specs_rejected_by_the_api_server(kube: KubeControlPlane, kube_n
             body = pipeline(name, ns)
             body["spec"] = merge_patch(body["spec"], case["old"])
             kube.kubectl("create", "-f", "-", input=json.dumps(body))
-            result = kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                                  "-p", json.dumps({"spec": case["patch"]}), check=False)  # fmt: skip
+            result = kube.kubectl(
+                "patch",
+                f"cryptopipeline/{name}",
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                json.dumps({"spec": case["patch"]}),
+                check=False,
+            )
         else:
             body = pipeline(name, ns)
             body["spec"] = merge_patch(body["spec"], case["patch"])
@@ -296,7 +358,9 @@ def test_invalid_specs_rejected_by_the_api_server(kube: KubeControlPlane, kube_n
     assert len(CASES) >= 20
 
 
-def test_invalid_specs_never_reach_children(kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str) -> None:
+def test_invalid_specs_never_reach_children(
+    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
+) -> None:
     with pytest.raises(KubectlError):
         _create(kube, pipeline("nope", kube_namespace, windows=["1m", "7m"]))
     time.sleep(1.5)  # more than a status interval: the operator had the chance to act

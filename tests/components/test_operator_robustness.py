@@ -28,8 +28,15 @@ from tests.components.operator_harness import (
 pytestmark = pytest.mark.kube
 
 # one set of children: two topics (trades + DLQ) and one of everything else
-ONE_SET = {"KafkaTopic": 2, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "Service": 1, "Deployment": 1,
-           "SparkApplication": 1}  # fmt: skip
+ONE_SET = {
+    "KafkaTopic": 2,
+    "ServiceAccount": 1,
+    "Role": 1,
+    "RoleBinding": 1,
+    "Service": 1,
+    "Deployment": 1,
+    "SparkApplication": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +49,16 @@ def sink(kube: KubeControlPlane, s3: S3Server, kube_namespace: str) -> dict[str,
     """deletionPolicy Delete also removes the lake prefix, which needs the sink's Secret and a
     reachable S3 (else the finalizer rightly keeps the pipeline): the session's S3 server, a
     prefix of this namespace's own."""
-    kube.kubectl("create", "secret", "generic", "lake-credentials", "-n", kube_namespace,
-                 f"--from-literal=accessKey={s3.access_key}", f"--from-literal=secretKey={s3.secret_key}")  # fmt: skip
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "lake-credentials",
+        "-n",
+        kube_namespace,
+        f"--from-literal=accessKey={s3.access_key}",
+        f"--from-literal=secretKey={s3.secret_key}",
+    )
     return {"endpoint": s3.endpoint, "bucket": "lake", "prefix": f"robustness/{kube_namespace}"}
 
 
@@ -68,7 +83,10 @@ def _exactly_one_set(kube: KubeControlPlane, ns: str, name: str, uid: str) -> di
         for obj in labelled + owned:
             refs = _pipeline_refs(obj)
             assert [(r["name"], r["uid"], r.get("controller")) for r in refs] == [(name, uid, True)], (
-                kind, obj["metadata"]["name"], refs)  # fmt: skip
+                kind,
+                obj["metadata"]["name"],
+                refs,
+            )
         assert {o["metadata"]["uid"] for o in labelled} == {o["metadata"]["uid"] for o in owned}, kind
         counts[kind] = len(labelled)
     assert counts == ONE_SET, counts
@@ -76,14 +94,21 @@ def _exactly_one_set(kube: KubeControlPlane, ns: str, name: str, uid: str) -> di
     (deployment,) = items(kube, "Deployment", ns, f"app.kubernetes.io/instance={name}")
     replicasets = kube.get_json("replicasets", "-n", ns)["items"]
     for rs in replicasets:
-        assert [r["uid"] for r in rs["metadata"].get("ownerReferences") or []] == [deployment["metadata"]["uid"]], rs["metadata"]
+        assert [r["uid"] for r in rs["metadata"].get("ownerReferences") or []] == [deployment["metadata"]["uid"]], rs[
+            "metadata"
+        ]
     return counts
 
 
 def _nothing_left(kube: KubeControlPlane, ns: str, name: str) -> bool:
-    left = {kind: [o["metadata"]["name"] for o in items(kube, kind, ns) if _pipeline_refs(o)
-                   or o["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == name]
-            for kind in CHILD_KINDS}  # fmt: skip
+    left = {
+        kind: [
+            o["metadata"]["name"]
+            for o in items(kube, kind, ns)
+            if _pipeline_refs(o) or o["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == name
+        ]
+        for kind in CHILD_KINDS
+    }
     left["ReplicaSet"] = [o["metadata"]["name"] for o in kube.get_json("replicasets", "-n", ns)["items"]]
     assert not any(left.values()), {k: v for k, v in left.items() if v}
     return True
@@ -104,21 +129,35 @@ def test_create_delete_cycles_leave_one_set_and_no_orphans(
     for cycle in range(10):
         uid = _create(kube, body)
         # the whole set, owned by this incarnation (not the previous one's leftovers)
-        eventually(lambda u=uid: _exactly_one_set(kube, ns, name, u), f"cycle {cycle}: children of the new pipeline",
-                   timeout=20, operator=operator)  # fmt: skip
+        eventually(
+            lambda u=uid: _exactly_one_set(kube, ns, name, u),
+            f"cycle {cycle}: children of the new pipeline",
+            timeout=20,
+            operator=operator,
+        )
         if cycle == 9:
             break
         kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=true", timeout=30)
         assert get(kube, "CryptoPipeline", ns, name) is None
         # (no wait for garbage collection: the next create races the collector, as a user's would)
-    eventually(lambda: _status(kube, ns, name).get("observedGeneration") == 1 and len(conditions(
-        get(kube, "CryptoPipeline", ns, name) or {})) == 4, "last pipeline's status", operator=operator)  # fmt: skip
+    eventually(
+        lambda: (
+            _status(kube, ns, name).get("observedGeneration") == 1
+            and len(conditions(get(kube, "CryptoPipeline", ns, name) or {})) == 4
+        ),
+        "last pipeline's status",
+        operator=operator,
+    )
     # settled: several status intervals later the set is still exactly one, still the last uid's
     time.sleep(3)
     _exactly_one_set(kube, ns, name, uid)
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=true", timeout=30)
-    eventually(lambda: _nothing_left(kube, ns, name), "all children collected after the last delete", timeout=30,
-               operator=operator)  # fmt: skip
+    eventually(
+        lambda: _nothing_left(kube, ns, name),
+        "all children collected after the last delete",
+        timeout=30,
+        operator=operator,
+    )
 
 
 def _spark_args(kube: KubeControlPlane, ns: str, name: str) -> dict[str, str]:
@@ -130,7 +169,10 @@ def _spark_args(kube: KubeControlPlane, ns: str, name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("kill_after_s", [0.0, 0.05, 0.2])
 def test_operator_killed_mid_update_converges(
-    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str, kill_after_s: float,
+    kube: KubeControlPlane,
+    operator: OperatorProcess,
+    kube_namespace: str,
+    kill_after_s: float,
     sink: dict[str, str],
 ) -> None:
     """SIGKILL right after a state-breaking patch (at a few offsets, so some kills land before the
@@ -138,11 +180,25 @@ def test_operator_killed_mid_update_converges(
     is applied exactly once, with one checkpoint generation more, never two."""
     ns, name = kube_namespace, "upd"
     uid = _create(kube, pipeline(name, ns, deletionPolicy="Delete", sink=sink))
-    first = eventually(lambda: (st := _status(kube, ns, name)).get("checkpointGeneration") == 1
-                       and st.get("observedGeneration") == 1 and st, "first status", operator=operator)  # fmt: skip
+    first = eventually(
+        lambda: (
+            (st := _status(kube, ns, name)).get("checkpointGeneration") == 1
+            and st.get("observedGeneration") == 1
+            and st
+        ),
+        "first status",
+        operator=operator,
+    )
 
-    kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                 "-p", json.dumps({"spec": {"windows": ["1m", "15m"]}}))  # fmt: skip
+    kube.kubectl(
+        "patch",
+        f"cryptopipeline/{name}",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"windows": ["1m", "15m"]}}),
+    )
     time.sleep(kill_after_s)
     operator.kill9()
     operator.start()
@@ -169,18 +225,36 @@ def _deny_status_writes(kube: KubeControlPlane, ns: str) -> str:
     and stays there (retrying) for as long as the test wants. Returns the policy's name."""
     name = f"deny-status-{ns}"[:63]
     kube.apply(
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-         "metadata": {"name": name},
-         "spec": {"failurePolicy": "Fail",
-                  "matchConstraints": {"resourceRules": [{
-                      "apiGroups": ["cryptopipeline.io"], "apiVersions": ["*"], "operations": ["UPDATE"],
-                      "resources": ["cryptopipelines/status"]}]},
-                  "validations": [{"expression": "false", "message": "status writes paused by the test"}]}},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-         "metadata": {"name": name},
-         "spec": {"policyName": name, "validationActions": ["Deny"],
-                  "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}},
-    )  # fmt: skip
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["cryptopipeline.io"],
+                            "apiVersions": ["*"],
+                            "operations": ["UPDATE"],
+                            "resources": ["cryptopipelines/status"],
+                        }
+                    ]
+                },
+                "validations": [{"expression": "false", "message": "status writes paused by the test"}],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+            },
+        },
+    )
     return name
 
 
@@ -198,26 +272,56 @@ def test_operator_killed_between_children_and_status_converges(
     try:
         # the policy is in force once a status write is refused (admission policies load asynchronously)
         def refused() -> bool:
-            result = kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--subresource=status", "--type=merge",
-                                  "-p", '{"status":{"phase":"Pending"}}', check=False)  # fmt: skip
+            result = kube.kubectl(
+                "patch",
+                f"cryptopipeline/{name}",
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                '{"status":{"phase":"Pending"}}',
+                check=False,
+            )
             assert result.returncode != 0, "status write still accepted"
             return True
 
         eventually(refused, "admission policy in force", timeout=20)
-        kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge",
-                     "-p", json.dumps({"spec": {"windows": ["1m", "1h"]}}))  # fmt: skip
-        eventually(lambda: _spark_args(kube, ns, name)["--checkpoint-generation"] == "2", "children applied",
-                   operator=operator)  # fmt: skip
+        kube.kubectl(
+            "patch",
+            f"cryptopipeline/{name}",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"windows": ["1m", "1h"]}}),
+        )
+        eventually(
+            lambda: _spark_args(kube, ns, name)["--checkpoint-generation"] == "2", "children applied", operator=operator
+        )
         time.sleep(0.5)  # the status write has been refused at least once by now
         assert _status(kube, ns, name)["observedGeneration"] == 1  # in the window: new children, old status
         operator.kill9()
     finally:
-        kube.kubectl("delete", f"validatingadmissionpolicybinding/{policy}", f"validatingadmissionpolicy/{policy}",
-                     "--ignore-not-found")  # fmt: skip
+        kube.kubectl(
+            "delete",
+            f"validatingadmissionpolicybinding/{policy}",
+            f"validatingadmissionpolicy/{policy}",
+            "--ignore-not-found",
+        )
 
     def status_writable() -> bool:
-        result = kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--subresource=status", "--type=merge",
-                              "-p", '{"status":{"phase":"Pending"}}', check=False)  # fmt: skip
+        result = kube.kubectl(
+            "patch",
+            f"cryptopipeline/{name}",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"phase":"Pending"}}',
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         return True
 
@@ -238,22 +342,33 @@ def test_operator_killed_between_children_and_status_converges(
 
 @pytest.mark.parametrize(("policy", "kill_after_s"), [("Delete", 0.0), ("Delete", 0.1), ("Retain", 0.0)])
 def test_operator_killed_mid_delete_converges(
-    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str, policy: str, kill_after_s: float,
+    kube: KubeControlPlane,
+    operator: OperatorProcess,
+    kube_namespace: str,
+    policy: str,
+    kill_after_s: float,
     sink: dict[str, str],
 ) -> None:
     ns, name = kube_namespace, "del"
     uid = _create(kube, pipeline(name, ns, deletionPolicy=policy, sink=sink))
     eventually(lambda: _exactly_one_set(kube, ns, name, uid), "children applied", operator=operator)
-    eventually(lambda: (get(kube, "CryptoPipeline", ns, name) or {})["metadata"].get("finalizers"), "finalizer",
-               operator=operator)  # fmt: skip
+    eventually(
+        lambda: (get(kube, "CryptoPipeline", ns, name) or {})["metadata"].get("finalizers"),
+        "finalizer",
+        operator=operator,
+    )
 
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=false")
     time.sleep(kill_after_s)
     operator.kill9()
     operator.start()
 
-    eventually(lambda: get(kube, "CryptoPipeline", ns, name) is None, "finalizer removed, pipeline gone", timeout=30,
-               operator=operator)  # fmt: skip
+    eventually(
+        lambda: get(kube, "CryptoPipeline", ns, name) is None,
+        "finalizer removed, pipeline gone",
+        timeout=30,
+        operator=operator,
+    )
     if policy == "Delete":
         eventually(lambda: _nothing_left(kube, ns, name), "children collected", timeout=30, operator=operator)
         return

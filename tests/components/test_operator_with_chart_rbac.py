@@ -35,34 +35,65 @@ def test_operator_with_only_the_charts_service_account_reconciles(
     pipeline_ns = f"{kube_namespace}-p"[:63]
     kube.ensure_namespace(pipeline_ns)
     install = subprocess.run(
-        [str(kube.helm_path), "install", release, str(CHART), "-n", kube_namespace,
-         "--set", f"watchNamespaces={{{pipeline_ns}}}"],
-        env=kube.env(), capture_output=True, text=True, timeout=120,
+        [
+            str(kube.helm_path),
+            "install",
+            release,
+            str(CHART),
+            "-n",
+            kube_namespace,
+            "--set",
+            f"watchNamespaces={{{pipeline_ns}}}",
+        ],
+        env=kube.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert install.returncode == 0, install.stderr
     deployment = kube.get_json("deployment", f"{release}-cryptopipe-operator", "-n", kube_namespace)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     chart_env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("CRYPTOPIPE_OPERATOR_")}
     assert pipeline_ns in chart_env["CRYPTOPIPE_OPERATOR_NAMESPACES"]
-    operator = OperatorProcess(kube, tmp_path / "operator.log", env=chart_env,
-                               kubeconfig=kube.service_account_kubeconfig(f"{release}-cryptopipe-operator", kube_namespace))
+    operator = OperatorProcess(
+        kube,
+        tmp_path / "operator.log",
+        env=chart_env,
+        kubeconfig=kube.service_account_kubeconfig(f"{release}-cryptopipe-operator", kube_namespace),
+    )
     try:
         operator.start()
         # every optional child on (the lake monitor), as a user (admin) would
         kube.apply(pipeline("rbac", pipeline_ns, monitor={"enabled": True}))
 
         def reconciled() -> bool:
-            missing = [kind for kind in CHILD_KINDS if not items(kube, kind, pipeline_ns, "app.kubernetes.io/instance=rbac")]
+            missing = [
+                kind for kind in CHILD_KINDS if not items(kube, kind, pipeline_ns, "app.kubernetes.io/instance=rbac")
+            ]
             assert not missing, missing
             assert get(kube, "Deployment", pipeline_ns, "rbac-lake-monitor") is not None
             obj = get(kube, "CryptoPipeline", pipeline_ns, "rbac")
-            assert set(conditions(obj)) == {"Ready", "TopicReady", "IngestionReady", "SparkReady", "LakeMonitorReady"}, obj.get("status")
+            assert set(conditions(obj)) == {
+                "Ready",
+                "TopicReady",
+                "IngestionReady",
+                "SparkReady",
+                "LakeMonitorReady",
+            }, obj.get("status")
             return True
 
         eventually(reconciled, "children and status written with the chart's RBAC", timeout=60, operator=operator)
         # turned off: the operator deletes the monitor's Deployment itself
-        kube.kubectl("patch", "cryptopipeline", "rbac", "-n", pipeline_ns, "--type=merge",
-                     "-p", '{"spec":{"monitor":{"enabled":false}}}')  # fmt: skip
+        kube.kubectl(
+            "patch",
+            "cryptopipeline",
+            "rbac",
+            "-n",
+            pipeline_ns,
+            "--type=merge",
+            "-p",
+            '{"spec":{"monitor":{"enabled":false}}}',
+        )
 
         def monitor_deleted() -> bool:
             assert get(kube, "Deployment", pipeline_ns, "rbac-lake-monitor") is None
@@ -77,9 +108,21 @@ def test_operator_with_only_the_charts_service_account_reconciles(
         kube.kubectl("delete", "cryptopipeline", "rbac", "-n", pipeline_ns, "--timeout=60s")
     finally:
         operator.stop()
-        kube.kubectl("patch", "cryptopipeline", "rbac", "-n", pipeline_ns, "--type=merge",
-                     "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+        kube.kubectl(
+            "patch",
+            "cryptopipeline",
+            "rbac",
+            "-n",
+            pipeline_ns,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
         kube.kubectl("delete", "namespace", pipeline_ns, "--wait=false", check=False)
-        subprocess.run([str(kube.helm_path), "uninstall", release, "-n", kube_namespace, "--wait"],
-                       env=kube.env(), capture_output=True, timeout=120)
-
+        subprocess.run(
+            [str(kube.helm_path), "uninstall", release, "-n", kube_namespace, "--wait"],
+            env=kube.env(),
+            capture_output=True,
+            timeout=120,
+        )

@@ -71,7 +71,9 @@ def test_drop_lose_loses_frames_for_the_websocket_but_not_for_rest():
         assert 10 < len(lost) <= 40  # 40 source frames, some of them heartbeats
         for product, trade_id in lost:
             rest = orjson.loads(
-                urllib.request.urlopen(f"{server.rest_url}/products/{product}/trades?limit=1&after={trade_id + 1}").read()
+                urllib.request.urlopen(
+                    f"{server.rest_url}/products/{product}/trades?limit=1&after={trade_id + 1}"
+                ).read()
             )
             assert rest[0]["trade_id"] == trade_id
 
@@ -126,7 +128,7 @@ def test_duplicates_are_seeded_and_reproducible():
     repeats = len(ids) - len(set(ids))
     assert 15 < repeats < 80 and set(ids) == ALL_IDS  # ~10% of 437 trade frames, nothing lost
     assert len(first) > DATA_FRAMES
-    assert any(a == b for a, b in zip(first, first[1:])), "a duplicate follows its original"
+    assert any(a == b for a, b in zip(first, first[1:], strict=False)), "a duplicate follows its original"
 
 
 def test_reorder_swaps_adjacent_frames_and_loses_nothing():
@@ -137,7 +139,7 @@ def test_reorder_swaps_adjacent_frames_and_loses_nothing():
     inversions = 0
     for product in PRODUCTS:
         seq = [i for p, i in ids if p == product]
-        inversions += sum(1 for a, b in zip(seq, seq[1:]) if b < a)
+        inversions += sum(1 for a, b in zip(seq, seq[1:], strict=False) if b < a)
     assert inversions > 5
 
 
@@ -180,7 +182,13 @@ def test_advanced_trade_skip_cuts_the_trade_out_of_its_frame_and_leaves_a_sequen
         with ReplayClient(server.url) as client:
             client.subscribe_advanced_trade(["ETH-USD"], ["market_trades"])
             envelopes = [orjson.loads(m) for m in client.read_sent(server)]
-    seen = {int(t["trade_id"]) for f in envelopes if f["channel"] == "market_trades" for e in f["events"] for t in e["trades"]}
+    seen = {
+        int(t["trade_id"])
+        for f in envelopes
+        if f["channel"] == "market_trades"
+        for e in f["events"]
+        for t in e["trades"]
+    }
     assert seen == eth - {alone, shared}
     numbers = [f["sequence_num"] for f in envelopes]
     assert numbers == sorted(numbers) and numbers[-1] + 1 - len(numbers) == 1, "exactly one number left out"
@@ -188,7 +196,9 @@ def test_advanced_trade_skip_cuts_the_trade_out_of_its_frame_and_leaves_a_sequen
 
 def test_faults_change_at_runtime_through_the_control_endpoint_and_the_python_api():
     with ReplayServer([EXCHANGE], on_connect="restart") as server:
-        request = urllib.request.Request(f"{server.control_url}/_replay/faults", data=b'{"drop_after": 5}', method="POST")
+        request = urllib.request.Request(
+            f"{server.control_url}/_replay/faults", data=b'{"drop_after": 5}', method="POST"
+        )
         assert urllib.request.urlopen(request).status == 200
         with subscribe(server) as client:
             client.read_until_closed(timeout=5)

@@ -74,7 +74,13 @@ def test_strings_are_exactly_as_recorded(server):
     status, _, page = get(f"{server.rest_url}/products/BTC-USD/trades?limit=1")
     # the recording's last BTC trade: 0.00000082 must not come back as 8.2E-7
     assert status == 200 and page == [
-        {"time": "2026-07-07T22:59:16.746731Z", "trade_id": 1052119632, "price": "63510.14", "size": "0.00000082", "side": "buy"}
+        {
+            "time": "2026-07-07T22:59:16.746731Z",
+            "trade_id": 1052119632,
+            "price": "63510.14",
+            "size": "0.00000082",
+            "side": "buy",
+        }
     ]
 
 

@@ -18,7 +18,18 @@ EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.js
 EXCHANGE_2021 = DATA / "derived" / "exchange_2021-04-17_matches-ticker-subs.jsonl"
 ADVTRADE = DATA / "derived" / "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"
 PRODUCTS = ["BTC-USD", "ETH-USD"]
-PRODUCTS_2021 = ["SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP"]
+PRODUCTS_2021 = [
+    "SKL-USD",
+    "SKL-BTC",
+    "BAND-GBP",
+    "NMR-EUR",
+    "BAND-BTC",
+    "YFI-BTC",
+    "DASH-BTC",
+    "NU-GBP",
+    "CRV-EUR",
+    "SKL-GBP",
+]
 
 
 def frames(messages: list[str]) -> list[dict]:
@@ -30,7 +41,9 @@ def types_of(messages: list[str]) -> Counter:
 
 
 def at_trades(messages: list[str]) -> list[dict]:
-    return [t for f in frames(messages) if f.get("channel") == "market_trades" for e in f["events"] for t in e["trades"]]
+    return [
+        t for f in frames(messages) if f.get("channel") == "market_trades" for e in f["events"] for t in e["trades"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +131,11 @@ def test_advanced_trade_snapshot_is_filtered_to_the_subscribed_product():
 def test_unknown_channel_and_product_get_coinbase_error_frames_and_the_connection_stays_usable(exchange_server):
     with ReplayClient(exchange_server.url) as client:
         client.subscribe_exchange(PRODUCTS, ["matches", "level3"])
-        assert client.recv_json() == {"type": "error", "message": "Failed to subscribe", "reason": "level3 is not a valid channel"}
+        assert client.recv_json() == {
+            "type": "error",
+            "message": "Failed to subscribe",
+            "reason": "level3 is not a valid channel",
+        }
         client.subscribe_exchange(["DOGE-USD"], ["matches"])
         assert client.recv_json()["reason"] == "DOGE-USD is not a valid product"
         client.subscribe_exchange(["BTC-USD"], ["heartbeat"])
@@ -148,8 +165,10 @@ def test_paced_replay_takes_recorded_time_over_speed():
 
 
 def test_heartbeats_after_the_end_advance_time_and_name_the_last_trade():
-    with ReplayServer([EXCHANGE], heartbeat_after_end=True, end_heartbeat_interval=0.01) as server, \
-            ReplayClient(server.url) as client:
+    with (
+        ReplayServer([EXCHANGE], heartbeat_after_end=True, end_heartbeat_interval=0.01) as server,
+        ReplayClient(server.url) as client,
+    ):
         client.subscribe_exchange(PRODUCTS, ["matches", "heartbeat"])
         assert server.wait_done(10)
         received = frames(client.read_sent(server))  # includes the first after-end heartbeats

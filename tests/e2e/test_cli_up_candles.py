@@ -21,8 +21,14 @@ from cryptopipe_dev.stack.procs import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-RECORDING = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase" / "derived"
-             / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl")
+RECORDING = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "coinbase"
+    / "derived"
+    / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
+)
 
 
 def cryptopipe(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -49,9 +55,25 @@ def _healthy_components(url: str) -> set[str]:
 def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: Path) -> None:
     work = tmp_path / "stack"
     up = subprocess.Popen(
-        [sys.executable, "-m", "cryptopipe_dev.cli", "up", "--replay", str(RECORDING), "--speed", "20",
-         "--watermark", "5s", "--trigger", "1s", "--work-dir", str(work)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cryptopipe_dev.cli",
+            "up",
+            "--replay",
+            str(RECORDING),
+            "--speed",
+            "20",
+            "--watermark",
+            "5s",
+            "--trigger",
+            "1s",
+            "--work-dir",
+            str(work),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         # the recording spans 22:58:16-22:59:16; heartbeats after its end move time on at 20x,
@@ -66,13 +88,18 @@ def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: P
                 assert result.returncode == 0, result.stderr[-2000:]
                 rows = list(csv.DictReader(io.StringIO(result.stdout)))
         assert {(r["product_id"], r["window_start"]) for r in rows} >= {
-            ("BTC-USD", "2026-07-07T22:58:00Z"), ("ETH-USD", "2026-07-07T22:58:00Z"),
-            ("BTC-USD", "2026-07-07T22:59:00Z"), ("ETH-USD", "2026-07-07T22:59:00Z"),
+            ("BTC-USD", "2026-07-07T22:58:00Z"),
+            ("ETH-USD", "2026-07-07T22:58:00Z"),
+            ("BTC-USD", "2026-07-07T22:59:00Z"),
+            ("ETH-USD", "2026-07-07T22:59:00Z"),
         }
         # up's own Prometheus scrapes its three components and evaluates the chart's alert rules
         prometheus = json.loads((work / "stack.json").read_text())["prometheus"]
-        wait_for(lambda: _healthy_components(prometheus) == {"ingestion", "spark", "lake-monitor"}, 60,
-                 "up's Prometheus scraping ingestion, Spark job and lake monitor")
+        wait_for(
+            lambda: _healthy_components(prometheus) == {"ingestion", "spark", "lake-monitor"},
+            60,
+            "up's Prometheus scraping ingestion, Spark job and lake monitor",
+        )
         rules = [r for g in _prometheus_api(prometheus, "rules")["groups"] for r in g["rules"]]
         assert len(rules) == 14 and all(r["health"] in ("ok", "unknown") for r in rules), rules
     finally:
@@ -99,8 +126,17 @@ def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: P
     pixels = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]  # decodes: a whole, valid PNG
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # candles, bars and text drawn, not a blank canvas
     # a range with no candles: a clear message and exit 2, no file
-    none = cryptopipe("plot", "BTC-USD", "--work-dir", str(work), "--from", "2030-01-01", "-o", str(tmp_path / "none.png"),
-                      timeout=120)
+    none = cryptopipe(
+        "plot",
+        "BTC-USD",
+        "--work-dir",
+        str(work),
+        "--from",
+        "2030-01-01",
+        "-o",
+        str(tmp_path / "none.png"),
+        timeout=120,
+    )
     assert none.returncode == 2
     assert "no 1m candles for BTC-USD from 2030-01-01T00:00:00Z on" in none.stderr
     assert not (tmp_path / "none.png").exists()

@@ -30,8 +30,14 @@ from tests.reference import recorded_trades, reference_candles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.spark]
 
-RECORDING = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase" / "derived"
-             / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl")
+RECORDING = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "coinbase"
+    / "derived"
+    / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
+)
 CLUSTER_S3 = "http://minio.lake.svc:9000"
 
 
@@ -50,7 +56,7 @@ def resolve_env(kube, namespace: str, env: list[dict[str, Any]]) -> dict[str, st
 
 def swap_arg(args: list[str], flag: str, value: str) -> list[str]:
     i = args.index(flag)
-    return [*args[: i + 1], value, *args[i + 2:]]
+    return [*args[: i + 1], value, *args[i + 2 :]]
 
 
 def test_the_operators_deployment_and_spark_application_produce_candles(kube, kube_namespace, kafka, s3, tmp_path):
@@ -60,12 +66,16 @@ def test_the_operators_deployment_and_spark_application_produce_candles(kube, ku
     operator = next(operators)
     try:
         kube.apply(body)
-        deployment = eventually(lambda: get(kube, "Deployment", ns, f"{name}-ingestion"), "Deployment written",
-                                operator=operator)
-        app = eventually(lambda: get(kube, "SparkApplication", ns, f"{name}-candles"), "SparkApplication written",
-                         operator=operator)
-        topics = [eventually(lambda n=n: get(kube, "KafkaTopic", ns, n), f"KafkaTopic {n} written", operator=operator)
-                  for n in (f"{name}-trades", f"{name}-trades-dlq")]
+        deployment = eventually(
+            lambda: get(kube, "Deployment", ns, f"{name}-ingestion"), "Deployment written", operator=operator
+        )
+        app = eventually(
+            lambda: get(kube, "SparkApplication", ns, f"{name}-candles"), "SparkApplication written", operator=operator
+        )
+        topics = [
+            eventually(lambda n=n: get(kube, "KafkaTopic", ns, n), f"KafkaTopic {n} written", operator=operator)
+            for n in (f"{name}-trades", f"{name}-trades-dlq")
+        ]
     finally:
         next(operators, None)
 
@@ -73,8 +83,15 @@ def test_the_operators_deployment_and_spark_application_produce_candles(kube, ku
     refs = {e["valueFrom"]["secretKeyRef"]["key"]: e["name"] for e in app["spec"]["driver"]["env"] if "valueFrom" in e}
     secret_name = next(e["valueFrom"]["secretKeyRef"]["name"] for e in app["spec"]["driver"]["env"] if "valueFrom" in e)
     creds = {"CRYPTOPIPE_JOB_S3_ACCESS_KEY": s3.access_key, "CRYPTOPIPE_JOB_S3_SECRET_KEY": s3.secret_key}
-    kube.kubectl("create", "secret", "generic", secret_name, "-n", ns,
-                 *[f"--from-literal={key}={creds[var]}" for key, var in refs.items()])  # fmt: skip
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        secret_name,
+        "-n",
+        ns,
+        *[f"--from-literal={key}={creds[var]}" for key, var in refs.items()],
+    )
 
     # Strimzi's part: the topics the KafkaTopics describe
     for topic in topics:
@@ -87,17 +104,30 @@ def test_the_operators_deployment_and_spark_application_produce_candles(kube, ku
     env = resolve_env(kube, ns, container["env"])
     assert env["CRYPTOPIPE_INGEST_TOPIC"] == topic_name
     with ReplayServer([RECORDING], speed="max") as server:
-        env |= {"CRYPTOPIPE_INGEST_KAFKA_BOOTSTRAP": kafka.bootstrap, "CRYPTOPIPE_INGEST_WS_URL": server.url,
-                "CRYPTOPIPE_INGEST_REST_URL": server.rest_url, "CRYPTOPIPE_INGEST_HTTP_PORT": str(free_port()),
-                "CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1"}
-        ingestion = ManagedProcess([sys.executable, *container["command"][1:], *container.get("args", [])],
-                                   env=env, log_path=tmp_path / "ingestion.log", name="ingestion").start()
+        env |= {
+            "CRYPTOPIPE_INGEST_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "CRYPTOPIPE_INGEST_WS_URL": server.url,
+            "CRYPTOPIPE_INGEST_REST_URL": server.rest_url,
+            "CRYPTOPIPE_INGEST_HTTP_PORT": str(free_port()),
+            "CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1",
+        }
+        ingestion = ManagedProcess(
+            [sys.executable, *container["command"][1:], *container.get("args", [])],
+            env=env,
+            log_path=tmp_path / "ingestion.log",
+            name="ingestion",
+        ).start()
         try:
             server.wait_done(60)
             expected = recorded_trades(RECORDING)
             # every trade of the recording is in the topic: stop (SIGTERM flushes)
-            wait_for(lambda: _count_trades(kafka, topic_name) >= len(expected), 60, "trades in Kafka",
-                     process=ingestion, interval=0.5)
+            wait_for(
+                lambda: _count_trades(kafka, topic_name) >= len(expected),
+                60,
+                "trades in Kafka",
+                process=ingestion,
+                interval=0.5,
+            )
         finally:
             ingestion.stop(timeout=30)
     assert ingestion.returncode == 0, ingestion.log_tail()
@@ -113,8 +143,9 @@ def test_the_operators_deployment_and_spark_application_produce_candles(kube, ku
     args = swap_arg(args, "--s3-endpoint", s3.endpoint)
     args = swap_arg(args, "--metrics-port", str(free_port()))
     conf = {k: (s3.endpoint if v == CLUSTER_S3 else v) for k, v in spec["sparkConf"].items()}
-    job = spark_job_process(args, spark_conf=conf, env=resolve_env(kube, ns, spec["driver"]["env"]),
-                            log_path=tmp_path / "spark-job.log").start()
+    job = spark_job_process(
+        args, spark_conf=conf, env=resolve_env(kube, ns, spec["driver"]["env"]), log_path=tmp_path / "spark-job.log"
+    ).start()
     try:
         lake = LakeLocation("lake", f"cluster-{ns}")
         reference = reference_candles(expected)
@@ -135,10 +166,14 @@ def _count_trades(kafka, topic: str) -> int:
 
     from cryptopipe.contracts import decode_record
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1500, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1500,
+        enable_auto_commit=False,
+    )
     try:
-        return len({(r.product_id, r.trade_id) for m in consumer
-                    if (r := decode_record(m.value)).kind == "trade"})
+        return len({(r.product_id, r.trade_id) for m in consumer if (r := decode_record(m.value)).kind == "trade"})
     finally:
         consumer.close()

@@ -28,9 +28,21 @@ RECORDINGS = [
 def replay(recording: Path, work: Path, *extra: str) -> str:
     out = work / "candles.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "cryptopipe_dev.cli", "replay", str(recording), "--output-csv", str(out),
-         "--work-dir", str(work / "stack"), *extra],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "cryptopipe_dev.cli",
+            "replay",
+            str(recording),
+            "--output-csv",
+            str(out),
+            "--work-dir",
+            str(work / "stack"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, f"replay failed ({result.returncode}):\n{result.stderr[-4000:]}"
     return out.read_text()
@@ -53,9 +65,24 @@ def test_replay_equals_reference_from_unique_trades(name: str, tmp_path: Path) -
     start = min(c["window_start"] for c in got)
     end = max(c["window_end"] for c in got)
     report = subprocess.run(
-        [sys.executable, "-m", "cryptopipe_dev.cli", "monitor", "report", "--work-dir", str(tmp_path / "stack"),
-         "--from", _iso(start), "--to", _iso(end), "--format", "json"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cryptopipe_dev.cli",
+            "monitor",
+            "report",
+            "--work-dir",
+            str(tmp_path / "stack"),
+            "--from",
+            _iso(start),
+            "--to",
+            _iso(end),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert report.returncode == 0, report.stdout + report.stderr[-2000:]
     summary = json.loads(report.stdout.splitlines()[-1])["summary"]
@@ -75,7 +102,10 @@ def test_a_removed_match_is_detected_and_backfilled_over_rest(tmp_path: Path) ->
     got = csv_candles(replay(source, tmp_path, "--faults", json.dumps({"skip_trade_ids": [removed]})))
 
     assert got == reference_candles(recorded_trades(source))
-    log = [json.loads(line) for line in (tmp_path / "stack" / "ingestion-exchange.log").read_text().splitlines()
-           if line.startswith("{")]
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "stack" / "ingestion-exchange.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     assert any(e["msg"] == "trade gap detected" and e["first_missing"] == removed for e in log)
     assert not any(e["msg"] == "trade gap not backfilled" for e in log)

@@ -40,13 +40,23 @@ def jkorf_frames(name: str) -> list[str]:
 # A real Exchange match (2026-07-07 recording) and a real Advanced Trade update (JKorf fixture),
 # as templates for malformed variants.
 MATCH: dict[str, Any] = {
-    "type": "match", "trade_id": 1052119289, "maker_order_id": "15bc13f2-e38c-4693-8c0b-e8c6152b9c1d",
-    "taker_order_id": "13d7d08f-7396-421b-9dba-94eac92f3d78", "side": "sell", "size": "0.2",
-    "price": "63514.6", "product_id": "BTC-USD", "sequence": 132235026010, "time": "2026-07-07T22:58:17.164892Z",
+    "type": "match",
+    "trade_id": 1052119289,
+    "maker_order_id": "15bc13f2-e38c-4693-8c0b-e8c6152b9c1d",
+    "taker_order_id": "13d7d08f-7396-421b-9dba-94eac92f3d78",
+    "side": "sell",
+    "size": "0.2",
+    "price": "63514.6",
+    "product_id": "BTC-USD",
+    "sequence": 132235026010,
+    "time": "2026-07-07T22:58:17.164892Z",
 }
 HEARTBEAT: dict[str, Any] = {
-    "type": "heartbeat", "last_trade_id": 1052119293, "product_id": "BTC-USD",
-    "sequence": 132235026653, "time": "2026-07-07T22:58:18.000000Z",
+    "type": "heartbeat",
+    "last_trade_id": 1052119293,
+    "product_id": "BTC-USD",
+    "sequence": 132235026653,
+    "time": "2026-07-07T22:58:18.000000Z",
 }
 MARKET_TRADES: dict[str, Any] = orjson.loads(jkorf_frames("AdvancedTrade_Trades.txt")[1])
 AT_SUBSCRIPTIONS: dict[str, Any] = orjson.loads(jkorf_frames("AdvancedTrade_Trades.txt")[0])
@@ -84,8 +94,18 @@ def test_pro_node_match():
     assert result == FrameResult(
         "match",
         trades=(
-            Trade("BTC-USD", 9713921, Decimal("9692.53"), Decimal("2.2285"), "sell",
-                  us(2020, 2, 24, 7, 20, 0, 716579), RECEIVED, "exchange", "ws", 122107997),
+            Trade(
+                "BTC-USD",
+                9713921,
+                Decimal("9692.53"),
+                Decimal("2.2285"),
+                "sell",
+                us(2020, 2, 24, 7, 20, 0, 716579),
+                RECEIVED,
+                "exchange",
+                "ws",
+                122107997,
+            ),
         ),
     )
 
@@ -119,8 +139,15 @@ def test_pro_node_frames_without_records(name, frame_type):
 
 def test_jkorf_market_trades_are_returned_oldest_first():
     result = parse_frame(orjson.dumps(MARKET_TRADES), "advanced_trade", RECEIVED)
-    common = dict(product_id="ETH-USDT", price=Decimal("2375.56"), size=Decimal("0.5"), side="buy",
-                  receive_time_us=RECEIVED, feed="advanced_trade", sequence=2)
+    common = {
+        "product_id": "ETH-USDT",
+        "price": Decimal("2375.56"),
+        "size": Decimal("0.5"),
+        "side": "buy",
+        "receive_time_us": RECEIVED,
+        "feed": "advanced_trade",
+        "sequence": 2,
+    }
     assert result == FrameResult(
         "market_trades",
         trades=(
@@ -212,8 +239,26 @@ def test_smallest_increment_is_not_written_in_exponent_form():
 
 @pytest.mark.parametrize(
     "value",
-    ["1e-9", "0.000000001", "1E2", "10000000000", "0", "0.00000000", "-1", "+1", "NaN", "Infinity",
-     "1_000", " 1", "1 ", "١٢", "1.2.3", ".", "", "0x10"],
+    [
+        "1e-9",
+        "0.000000001",
+        "1E2",
+        "10000000000",
+        "0",
+        "0.00000000",
+        "-1",
+        "+1",
+        "NaN",
+        "Infinity",
+        "1_000",
+        " 1",
+        "1 ",
+        "١٢",
+        "1.2.3",
+        ".",
+        "",
+        "0x10",
+    ],
 )
 def test_inexact_or_foreign_decimals_are_rejected(value):
     result = parse_frame(orjson.dumps(MATCH | {"price": value}), "exchange", RECEIVED)
@@ -247,29 +292,52 @@ def test_inexact_or_foreign_decimals_are_rejected(value):
         ("exchange", orjson.dumps(MATCH | {"sequence": "132235026010"}), "sequence"),
         ("exchange", orjson.dumps(HEARTBEAT | {"last_trade_id": -1}), "last_trade_id"),
         ("exchange", orjson.dumps({"type": "subscriptions", "channels": {"matches": ["BTC-USD"]}}), "channels"),
-        ("exchange", orjson.dumps({"type": "subscriptions", "channels": [{"name": "matches", "product_ids": [1]}]}),
-         "channels[0].product_ids[0]"),
+        (
+            "exchange",
+            orjson.dumps({"type": "subscriptions", "channels": [{"name": "matches", "product_ids": [1]}]}),
+            "channels[0].product_ids[0]",
+        ),
         ("advanced_trade", b"not json", "not JSON"),
         ("advanced_trade", b'{"events":[]}', "channel"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 0, "trade_id"), "22381691a"),
-         "events[0].trades[0].trade_id"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1, "trade_id"), 22381690),
-         "events[0].trades[1].trade_id"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1, "trade_id"), "9" * 5000),
-         "events[0].trades[1].trade_id"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1, "trade_id"), str(2**63)),
-         "events[0].trades[1].trade_id"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1, "side"), "UNKNOWN_ORDER_SIDE"),
-         "events[0].trades[1].side"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1, "time"), "2024-10-04 07:13:31"),
-         "events[0].trades[1].time"),
-        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1), ["22381690"]),
-         "events[0].trades[1]"),
+        (
+            "advanced_trade",
+            with_value(MARKET_TRADES, ("events", 0, "trades", 0, "trade_id"), "22381691a"),
+            "events[0].trades[0].trade_id",
+        ),
+        (
+            "advanced_trade",
+            with_value(MARKET_TRADES, ("events", 0, "trades", 1, "trade_id"), 22381690),
+            "events[0].trades[1].trade_id",
+        ),
+        (
+            "advanced_trade",
+            with_value(MARKET_TRADES, ("events", 0, "trades", 1, "trade_id"), "9" * 5000),
+            "events[0].trades[1].trade_id",
+        ),
+        (
+            "advanced_trade",
+            with_value(MARKET_TRADES, ("events", 0, "trades", 1, "trade_id"), str(2**63)),
+            "events[0].trades[1].trade_id",
+        ),
+        (
+            "advanced_trade",
+            with_value(MARKET_TRADES, ("events", 0, "trades", 1, "side"), "UNKNOWN_ORDER_SIDE"),
+            "events[0].trades[1].side",
+        ),
+        (
+            "advanced_trade",
+            with_value(MARKET_TRADES, ("events", 0, "trades", 1, "time"), "2024-10-04 07:13:31"),
+            "events[0].trades[1].time",
+        ),
+        ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades", 1), ["22381690"]), "events[0].trades[1]"),
         ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "type"), "delta"), "events[0].type"),
         ("advanced_trade", with_value(MARKET_TRADES, ("events", 0, "trades"), None), "events[0].trades"),
         ("advanced_trade", with_value(MARKET_TRADES, ("sequence_num",), MISSING), "sequence_num"),
-        ("advanced_trade", with_value(AT_SUBSCRIPTIONS, ("events", 0, "subscriptions", "market_trades"), "ETH-USDT"),
-         "events[0].subscriptions.market_trades"),
+        (
+            "advanced_trade",
+            with_value(AT_SUBSCRIPTIONS, ("events", 0, "subscriptions", "market_trades"), "ETH-USDT"),
+            "events[0].subscriptions.market_trades",
+        ),
     ],
 )
 def test_malformed_frames_are_errors_naming_the_field(feed, raw, names):
@@ -295,20 +363,31 @@ def test_bad_value_is_shown_but_capped():
 # hence {"x": 1}: an object lacking the fields an object must have, or a non-list channel entry.)
 BAD_VALUES = [MISSING, None, True, 1.5, -1, "", {"x": 1}]
 MUTATIONS = [
-    ("exchange", MATCH, ("product_id",)), ("exchange", MATCH, ("trade_id",)), ("exchange", MATCH, ("price",)),
-    ("exchange", MATCH, ("size",)), ("exchange", MATCH, ("side",)), ("exchange", MATCH, ("time",)),
+    ("exchange", MATCH, ("product_id",)),
+    ("exchange", MATCH, ("trade_id",)),
+    ("exchange", MATCH, ("price",)),
+    ("exchange", MATCH, ("size",)),
+    ("exchange", MATCH, ("side",)),
+    ("exchange", MATCH, ("time",)),
     ("exchange", MATCH, ("sequence",)),
-    ("exchange", HEARTBEAT, ("product_id",)), ("exchange", HEARTBEAT, ("time",)),
+    ("exchange", HEARTBEAT, ("product_id",)),
+    ("exchange", HEARTBEAT, ("time",)),
     ("exchange", HEARTBEAT, ("last_trade_id",)),
-    ("exchange", EX_SUBSCRIPTIONS, ("channels",)), ("exchange", EX_SUBSCRIPTIONS, ("channels", 0)),
+    ("exchange", EX_SUBSCRIPTIONS, ("channels",)),
+    ("exchange", EX_SUBSCRIPTIONS, ("channels", 0)),
     ("exchange", EX_SUBSCRIPTIONS, ("channels", 0, "name")),
     ("exchange", EX_SUBSCRIPTIONS, ("channels", 0, "product_ids")),
-    ("advanced_trade", MARKET_TRADES, ("sequence_num",)), ("advanced_trade", MARKET_TRADES, ("events",)),
-    ("advanced_trade", MARKET_TRADES, ("events", 0)), ("advanced_trade", MARKET_TRADES, ("events", 0, "type")),
+    ("advanced_trade", MARKET_TRADES, ("sequence_num",)),
+    ("advanced_trade", MARKET_TRADES, ("events",)),
+    ("advanced_trade", MARKET_TRADES, ("events", 0)),
+    ("advanced_trade", MARKET_TRADES, ("events", 0, "type")),
     ("advanced_trade", MARKET_TRADES, ("events", 0, "trades")),
-    *[("advanced_trade", MARKET_TRADES, ("events", 0, "trades", 1, field))
-      for field in ("product_id", "trade_id", "price", "size", "time", "side")],
-    ("advanced_trade", AT_SUBSCRIPTIONS, ("events",)), ("advanced_trade", AT_SUBSCRIPTIONS, ("events", 0)),
+    *[
+        ("advanced_trade", MARKET_TRADES, ("events", 0, "trades", 1, field))
+        for field in ("product_id", "trade_id", "price", "size", "time", "side")
+    ],
+    ("advanced_trade", AT_SUBSCRIPTIONS, ("events",)),
+    ("advanced_trade", AT_SUBSCRIPTIONS, ("events", 0)),
     ("advanced_trade", AT_SUBSCRIPTIONS, ("events", 0, "subscriptions")),
     ("advanced_trade", AT_SUBSCRIPTIONS, ("events", 0, "subscriptions", "market_trades")),
 ]
@@ -332,8 +411,27 @@ def all_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return [prefix] * bool(prefix) + [path for key, child in children for path in all_paths(child, (*prefix, key))]
 
 
-HOSTILE = [None, True, 0, -1, 2**63, 2**64 - 1, 1e308, "", "9" * 5000, "\x00", "٣", [], {}, [[]], {"": None},
-           "2026-99-99T99:99:99Z", "NaN", "1" * 40, "0.1" + "0" * 4000 + "1"]
+HOSTILE = [
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    2**64 - 1,
+    1e308,
+    "",
+    "9" * 5000,
+    "\x00",
+    "٣",
+    [],
+    {},
+    [[]],
+    {"": None},
+    "2026-99-99T99:99:99Z",
+    "NaN",
+    "1" * 40,
+    "0.1" + "0" * 4000 + "1",
+]
 
 
 def test_damaged_frames_never_make_parse_frame_raise():
@@ -341,8 +439,11 @@ def test_damaged_frames_never_make_parse_frame_raise():
     records it returns survive the Kafka encoding unchanged."""
     rng = random.Random(20260707)
     templates = [
-        ("exchange", MATCH), ("exchange", HEARTBEAT), ("exchange", EX_SUBSCRIPTIONS),
-        ("advanced_trade", MARKET_TRADES), ("advanced_trade", AT_SUBSCRIPTIONS),
+        ("exchange", MATCH),
+        ("exchange", HEARTBEAT),
+        ("exchange", EX_SUBSCRIPTIONS),
+        ("advanced_trade", MARKET_TRADES),
+        ("advanced_trade", AT_SUBSCRIPTIONS),
         ("advanced_trade", orjson.loads(jkorf_frames("AdvancedTrade_Heartbeat.txt")[1])),
     ]
     for _ in range(3000):
@@ -350,7 +451,7 @@ def test_damaged_frames_never_make_parse_frame_raise():
         raw = bytearray(orjson.dumps(frame))
         damage = rng.randrange(3)
         if damage == 0:
-            del raw[rng.randrange(len(raw)):]
+            del raw[rng.randrange(len(raw)) :]
         elif damage == 1:
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         else:

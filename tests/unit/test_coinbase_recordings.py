@@ -65,12 +65,16 @@ def advtrade_2026() -> list[FrameResult]:
 def test_exchange_2026_counts_match_the_readme(exchange_2026):
     assert [r.error for r in exchange_2026 if r.error] == []
     assert Counter(r.frame_type for r in exchange_2026) == {
-        "subscriptions": 1, "last_match": 2, "match": 435, "heartbeat": 118,
+        "subscriptions": 1,
+        "last_match": 2,
+        "match": 435,
+        "heartbeat": 118,
     }
     matches = [r.trades[0] for r in exchange_2026 if r.frame_type == "match"]
     assert Counter(t.product_id for t in matches) == {"BTC-USD": 344, "ETH-USD": 91}
-    assert all(len(r.trades) == 1 and r.is_snapshot == (r.frame_type == "last_match")
-               for r in exchange_2026 if r.trades)
+    assert all(
+        len(r.trades) == 1 and r.is_snapshot == (r.frame_type == "last_match") for r in exchange_2026 if r.trades
+    )
     assert sum(len(r.ticks) for r in exchange_2026) == 118
     assert exchange_2026[0].subscribed == {
         "level2_50": ("BTC-USD", "ETH-USD"),
@@ -84,7 +88,11 @@ def test_exchange_2026_first_match_fields(exchange_2026):
     #  "product_id":"BTC-USD","sequence":132235026010,"time":"2026-07-07T22:58:17.164892Z"}
     first = next(r.trades[0] for r in exchange_2026 if r.frame_type == "match")
     assert (first.product_id, first.trade_id, str(first.price), str(first.size), first.side) == (
-        "BTC-USD", 1052119289, "63514.6", "0.2", "sell",
+        "BTC-USD",
+        1052119289,
+        "63514.6",
+        "0.2",
+        "sell",
     )
     assert first.event_time_us == us(2026, 7, 7, 22, 58, 17, 164892)
     assert first.receive_time_us == us(2026, 7, 7, 22, 58, 17, 164892)  # the derived rows' ts
@@ -149,7 +157,11 @@ def test_exchange_2021_counts_and_no_gaps():
 def test_advtrade_2026_counts_match_the_readme(advtrade_2026):
     assert [r.error for r in advtrade_2026 if r.error] == []
     assert Counter(r.frame_type for r in advtrade_2026) == {
-        "subscriptions": 5, "heartbeats": 25, "market_trades": 59, "candles": 6, "ticker": 160,
+        "subscriptions": 5,
+        "heartbeats": 25,
+        "market_trades": 59,
+        "candles": 6,
+        "ticker": 160,
     }
     snapshots = [r for r in advtrade_2026 if r.is_snapshot]
     assert [len(r.trades) for r in snapshots] == [100, 100]

@@ -33,8 +33,16 @@ def test_parse_sample_page():
     assert [t.trade_id for t in trades] == list(range(NEWEST, OLDEST - 1, -1))
     # {"time":"2020-02-17T07:23:16.353Z","trade_id":24169717,"price":"9042.88000000","size":"0.00846511","side":"sell"}
     assert trades[0] == Trade(
-        "BTC-EUR", NEWEST, Decimal("9042.88"), Decimal("0.00846511"), "sell",
-        us(2020, 2, 17, 7, 23, 16, 353000), 5, "exchange", "rest", None,
+        "BTC-EUR",
+        NEWEST,
+        Decimal("9042.88"),
+        Decimal("0.00846511"),
+        "sell",
+        us(2020, 2, 17, 7, 23, 16, 353000),
+        5,
+        "exchange",
+        "rest",
+        None,
     )
 
 

@@ -296,10 +296,12 @@ def test_no_panel_overlaps_another(name: str) -> None:
 
 def test_overlap_check_sees_an_overlap() -> None:
     """The check above on a layout known to overlap (so it is not vacuous)."""
-    broken = {"panels": [
-        {"title": "a", "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8}},
-        {"title": "b", "gridPos": {"x": 11, "y": 7, "w": 6, "h": 8}},
-    ]}  # fmt: skip
+    broken = {
+        "panels": [
+            {"title": "a", "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8}},
+            {"title": "b", "gridPos": {"x": 11, "y": 7, "w": 6, "h": 8}},
+        ]
+    }
     DASHBOARDS["_broken"] = broken
     try:
         with pytest.raises(AssertionError, match="overlaps"):
@@ -382,19 +384,28 @@ def test_the_dashboard_shows_what_it_must(name: str) -> None:
 
 def test_pipeline_overview_freshness_and_latency_queries() -> None:
     queries = [expr for _, expr in exprs(DASHBOARDS["pipeline-overview"])]
-    assert any(q.startswith("max by (product_id") and "time() - cryptopipe_lake_newest_candle_end_timestamp_seconds" in q
-               for q in queries)  # fmt: skip
+    assert any(
+        q.startswith("max by (product_id") and "time() - cryptopipe_lake_newest_candle_end_timestamp_seconds" in q
+        for q in queries
+    )
     assert any("time() - cryptopipe_ingest_last_trade_timestamp_seconds" in q for q in queries)
-    quantiles = {re.match(r"histogram_quantile\((0\.\d+),", q)[1]  # type: ignore[index]
-                 for q in queries if q.startswith("histogram_quantile(") and "produce_latency" in q}  # fmt: skip
+    quantiles = {
+        re.match(r"histogram_quantile\((0\.\d+),", q)[1]  # type: ignore[index]
+        for q in queries
+        if q.startswith("histogram_quantile(") and "produce_latency" in q
+    }
     assert quantiles == {"0.5", "0.99"}
     assert any("source" in q and "trades_produced_total" in q for q in queries), "trades/s split by ws/rest"
 
 
 def test_operator_dashboard_counts_pipelines_not_ready() -> None:
     queries = [expr for _, expr in exprs(DASHBOARDS["operator"])]
-    assert any(re.fullmatch(r'count\(cryptopipe_operator_pipeline_condition\{[^}]*type="Ready"[^}]*\} == 0\) or vector\(0\)', q)
-               for q in queries)  # fmt: skip
+    assert any(
+        re.fullmatch(
+            r'count\(cryptopipe_operator_pipeline_condition\{[^}]*type="Ready"[^}]*\} == 0\) or vector\(0\)', q
+        )
+        for q in queries
+    )
     tables = [p for p in iter_panels(DASHBOARDS["operator"]) if p["type"] == "table"]
     assert any("cryptopipe_operator_pipeline_condition" in t["expr"] for p in tables for t in p["targets"])
 
@@ -415,11 +426,23 @@ def test_panel_queries_leave_no_variable_or_macro(name: str) -> None:
 def test_every_query_parses_as_promql(tmp_path: Path) -> None:
     """Each panel and variable query, variables substituted, through Prometheus' own parser
     (promtool check rules parses every rule's expr)."""
-    queries = [(f"{name}: {title}", expr) for name, d in DASHBOARDS.items() for title, expr in panel_queries(d, VARIABLES)]
-    queries += [(f"{name}: ${var}", sel) for name, d in DASHBOARDS.items() for var, sel in variable_queries(d, VARIABLES)]
-    rules = {"groups": [{"name": "dashboards", "rules": [
-        {"alert": f"Query{i}", "expr": expr, "annotations": {"panel": where}} for i, (where, expr) in enumerate(queries)
-    ]}]}  # fmt: skip
+    queries = [
+        (f"{name}: {title}", expr) for name, d in DASHBOARDS.items() for title, expr in panel_queries(d, VARIABLES)
+    ]
+    queries += [
+        (f"{name}: ${var}", sel) for name, d in DASHBOARDS.items() for var, sel in variable_queries(d, VARIABLES)
+    ]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [
+                    {"alert": f"Query{i}", "expr": expr, "annotations": {"panel": where}}
+                    for i, (where, expr) in enumerate(queries)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-queries.yaml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
     result = promtool("check", "rules", str(path))
@@ -432,7 +455,10 @@ def test_substitute_handles_grafana_syntaxes() -> None:
     assert substitute('x{namespace="$namespace", pipeline="${pipeline}"}[$__rate_interval]', values) == (
         'x{namespace="crypto", pipeline="a.b"}[1m]'
     )
-    assert substitute("[[namespace]] ${namespace:raw} $__interval $__range $__range_s", values) == "crypto crypto 15s 5m 300"
+    assert (
+        substitute("[[namespace]] ${namespace:raw} $__interval $__range $__range_s", values)
+        == "crypto crypto 15s 5m 300"
+    )
     assert substitute('x{pipeline=~"${pipeline:regex}"}', values) == r'x{pipeline=~"a\\.b"}'
     assert substitute("[$__rate_interval]", {"__rate_interval": "2m"}) == "[2m]"
     with pytest.raises(KeyError, match="product"):
@@ -470,9 +496,15 @@ def test_chart_ships_each_dashboard_as_a_sidecar_config_map(helm: Path) -> None:
 def test_chart_dashboard_label_folder_and_annotations_are_values(helm: Path) -> None:
     docs = helm_template(
         helm,
-        "--set", "grafanaDashboards.label=dashboards", "--set", "grafanaDashboards.labelValue=cryptopipe",
-        "--set", "grafanaDashboards.folder=", "--set", "grafanaDashboards.annotations.team=data",
-    )  # fmt: skip
+        "--set",
+        "grafanaDashboards.label=dashboards",
+        "--set",
+        "grafanaDashboards.labelValue=cryptopipe",
+        "--set",
+        "grafanaDashboards.folder=",
+        "--set",
+        "grafanaDashboards.annotations.team=data",
+    )
     maps = config_maps(docs)
     assert len(maps) == len(DASHBOARDS)
     for cm in maps:

@@ -60,16 +60,30 @@ class RestStandIn:
 
 
 def match(trade_id: int, product: str = "BTC-USD", kind: str = "match") -> bytes:
-    return orjson.dumps({
-        "type": kind, "trade_id": trade_id, "side": "sell", "size": "0.1", "price": "60000.5",
-        "product_id": product, "sequence": trade_id * 10,
-        "time": f"2026-07-07T22:58:{17 + trade_id % 40:02d}.164892Z",
-    })
+    return orjson.dumps(
+        {
+            "type": kind,
+            "trade_id": trade_id,
+            "side": "sell",
+            "size": "0.1",
+            "price": "60000.5",
+            "product_id": product,
+            "sequence": trade_id * 10,
+            "time": f"2026-07-07T22:58:{17 + trade_id % 40:02d}.164892Z",
+        }
+    )
 
 
 def heartbeat(last_trade_id: int, product: str = "BTC-USD") -> bytes:
-    return orjson.dumps({"type": "heartbeat", "last_trade_id": last_trade_id, "product_id": product,
-                         "sequence": 1, "time": "2026-07-07T22:58:59.000000Z"})
+    return orjson.dumps(
+        {
+            "type": "heartbeat",
+            "last_trade_id": last_trade_id,
+            "product_id": product,
+            "sequence": 1,
+            "time": "2026-07-07T22:58:59.000000Z",
+        }
+    )
 
 
 def rest_trade(trade_id: int, product: str = "BTC-USD") -> Trade:
@@ -112,7 +126,9 @@ def ids(kafka: KafkaStandIn) -> Counter[int]:
 
 def test_duplicates_from_last_match_and_replays_are_not_produced(rig) -> None:
     handler, backfiller, kafka, _rest, metrics = rig()
-    feed(handler, match(10, kind="last_match"), match(11), match(12), match(11), match(12, kind="last_match"), match(13))
+    feed(
+        handler, match(10, kind="last_match"), match(11), match(12), match(11), match(12, kind="last_match"), match(13)
+    )
     assert ids(kafka) == Counter({10: 1, 11: 1, 12: 1, 13: 1})
     assert metrics.hot.duplicates["BTC-USD"] == 2
     assert backfiller.missing_count() == 0
@@ -217,8 +233,15 @@ def test_heartbeats_become_ticks_keyed_by_product(rig) -> None:
 
 def test_dead_letter_value_keeps_text_and_base64_encodes_other_bytes() -> None:
     text = orjson.loads(dead_letter_value("frame is not JSON", b"{oops", "exchange", 7))
-    assert text == {"v": 1, "kind": "dead_letter", "reason": "frame is not JSON", "feed": "exchange",
-                    "receive_time_us": 7, "raw": "{oops", "raw_encoding": "utf-8"}
+    assert text == {
+        "v": 1,
+        "kind": "dead_letter",
+        "reason": "frame is not JSON",
+        "feed": "exchange",
+        "receive_time_us": 7,
+        "raw": "{oops",
+        "raw_encoding": "utf-8",
+    }
     binary = orjson.loads(dead_letter_value("frame is not JSON", b"\xff\xfe\x00", "exchange", 7))
     assert binary["raw_encoding"] == "base64" and base64.b64decode(binary["raw"]) == b"\xff\xfe\x00"
 

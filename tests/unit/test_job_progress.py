@@ -14,13 +14,20 @@ TOPIC = "cryptopipe.trades"
 
 def progress_event(batch_id: int, *, watermark: str, end: dict, latest: dict | None, dropped: int = 0) -> dict:
     # the shape of StreamingQueryProgress.json for a Kafka source and one state operator
-    source = {"description": f"KafkaV2[Subscribe[{TOPIC}]]", "startOffset": {TOPIC: {"0": 0, "1": 0}},
-              "endOffset": {TOPIC: end}, "numInputRows": 10}
+    source = {
+        "description": f"KafkaV2[Subscribe[{TOPIC}]]",
+        "startOffset": {TOPIC: {"0": 0, "1": 0}},
+        "endOffset": {TOPIC: end},
+        "numInputRows": 10,
+    }
     if latest is not None:
         source["latestOffset"] = {TOPIC: latest}
     return {
-        "name": "candles-1m", "batchId": batch_id, "numInputRows": 10,
-        "inputRowsPerSecond": 4.0, "processedRowsPerSecond": 8.0,
+        "name": "candles-1m",
+        "batchId": batch_id,
+        "numInputRows": 10,
+        "inputRowsPerSecond": 4.0,
+        "processedRowsPerSecond": 8.0,
         "durationMs": {"triggerExecution": 1250},
         "eventTime": {"watermark": watermark},
         "stateOperators": [{"numRowsTotal": 7, "numRowsDroppedByWatermark": dropped}],
@@ -42,8 +49,9 @@ def test_lag_is_latest_minus_end_summed_over_partitions() -> None:
 
 def test_metrics_follow_the_batches() -> None:
     progress = JobProgress()
-    progress.on_progress(progress_event(0, watermark="1970-01-01T00:00:00.000Z", end={"0": 5, "1": 5},
-                                        latest={"0": 9, "1": 5}))
+    progress.on_progress(
+        progress_event(0, watermark="1970-01-01T00:00:00.000Z", end={"0": 5, "1": 5}, latest={"0": 9, "1": 5})
+    )
     # no watermark yet: no delay series rather than a delay of 56 years
     assert sample(progress, "cryptopipe_job_watermark_delay_seconds") is None
     assert sample(progress, "cryptopipe_job_kafka_lag_records") == 4

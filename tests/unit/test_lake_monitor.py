@@ -13,8 +13,11 @@ from cryptopipe.monitor.settings import SettingsError, load_settings
 from tests.lake_fixtures import candle_rows, candle_table, shift_prices
 
 T0 = datetime(2026, 7, 7, 22, 0, tzinfo=UTC)
-REQUIRED_ENV = {"CRYPTOPIPE_MONITOR_BUCKET": "lake", "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY": "k",
-                "CRYPTOPIPE_MONITOR_S3_SECRET_KEY": "s"}
+REQUIRED_ENV = {
+    "CRYPTOPIPE_MONITOR_BUCKET": "lake",
+    "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY": "k",
+    "CRYPTOPIPE_MONITOR_S3_SECRET_KEY": "s",
+}
 
 
 def scan(rows, *, minutes_after_last: int = 1, thresholds: Thresholds = Thresholds(), **kwargs):
@@ -40,7 +43,11 @@ def test_missing_minute_is_reported_with_its_start() -> None:
     rows = two_products()
     dropped = rows.pop(42)  # BTC-USD 22:42
     [anomaly] = scan(rows)
-    assert (anomaly.kind, anomaly.product_id, anomaly.window_start) == ("missing_window", "BTC-USD", dropped["window_start"])
+    assert (anomaly.kind, anomaly.product_id, anomaly.window_start) == (
+        "missing_window",
+        "BTC-USD",
+        dropped["window_start"],
+    )
     assert "BTC-USD" in anomaly.message and "2026-07-07T22:42:00Z" in anomaly.message
 
 
@@ -61,10 +68,13 @@ def test_stale_product_once_its_next_candle_is_overdue_by_stale_after() -> None:
     assert "ETH-USD" in anomaly.message and "2026-07-07T22:50:00Z" in anomaly.message
     # BTC-USD's newest ends at 23:00; 6 minutes later is exactly the limit, a second more is stale
     assert scan(rows, minutes_after_last=6) == []
-    late = find_anomalies(candle_table(rows), window_seconds=60, now=T0 + timedelta(minutes=66, seconds=1),
-                          thresholds=Thresholds())
-    assert sorted(kinds(late)) == [("stale_product", "BTC-USD", T0 + timedelta(minutes=59)),
-                                   ("stale_product", "ETH-USD", T0 + timedelta(minutes=59))]
+    late = find_anomalies(
+        candle_table(rows), window_seconds=60, now=T0 + timedelta(minutes=66, seconds=1), thresholds=Thresholds()
+    )
+    assert sorted(kinds(late)) == [
+        ("stale_product", "BTC-USD", T0 + timedelta(minutes=59)),
+        ("stale_product", "ETH-USD", T0 + timedelta(minutes=59)),
+    ]
 
 
 def test_expected_product_without_any_candle_is_stale() -> None:
@@ -76,7 +86,11 @@ def test_price_jump_is_one_move_and_a_reverting_spike_is_two() -> None:
     jump = two_products()
     shift_prices(jump[30:60], "1.02")  # BTC-USD from 22:30 on, 2% higher (about 40 sigma)
     [anomaly] = scan(jump)
-    assert (anomaly.kind, anomaly.product_id, anomaly.window_start) == ("price_move", "BTC-USD", T0 + timedelta(minutes=30))
+    assert (anomaly.kind, anomaly.product_id, anomaly.window_start) == (
+        "price_move",
+        "BTC-USD",
+        T0 + timedelta(minutes=30),
+    )
     assert anomaly.value > 20 and "BTC-USD" in anomaly.message and "2026-07-07T22:30:00Z" in anomaly.message
 
     spike = two_products()
@@ -115,7 +129,11 @@ def test_volume_spike_against_the_median_of_the_other_candles() -> None:
     rows = two_products()
     rows[70]["volume"] = rows[70]["volume"] * 40  # ETH-USD 22:10
     [anomaly] = scan(rows)
-    assert (anomaly.kind, anomaly.product_id, anomaly.window_start) == ("volume_spike", "ETH-USD", T0 + timedelta(minutes=10))
+    assert (anomaly.kind, anomaly.product_id, anomaly.window_start) == (
+        "volume_spike",
+        "ETH-USD",
+        T0 + timedelta(minutes=10),
+    )
     assert anomaly.value > 10 and "ETH-USD" in anomaly.message
     assert scan(rows, thresholds=Thresholds(volume_factor=1000.0)) == []
 
@@ -193,8 +211,9 @@ def test_empty_table_has_no_anomalies_and_kinds_are_the_contract() -> None:
 
 # -- settings ------------------------------------------------------------------------------------
 def test_settings_defaults_and_lists() -> None:
-    s = load_settings({**REQUIRED_ENV, "CRYPTOPIPE_MONITOR_PRODUCTS": "BTC-USD, ETH-USD",
-                       "CRYPTOPIPE_MONITOR_WINDOWS": "60s,5m"})
+    s = load_settings(
+        {**REQUIRED_ENV, "CRYPTOPIPE_MONITOR_PRODUCTS": "BTC-USD, ETH-USD", "CRYPTOPIPE_MONITOR_WINDOWS": "60s,5m"}
+    )
     assert s.products == ["BTC-USD", "ETH-USD"] and s.windows == ["1m", "5m"]
     assert (s.lookback_s, s.interval_s, s.http_port, s.prefix) == (7200, 60, 8080, "cryptopipe")
     assert s.thresholds == Thresholds(price_sigma=4.0, volume_factor=10.0, stale_after_s=300, min_history=20)
@@ -235,17 +254,23 @@ def test_metrics_export_zero_for_every_kind_and_drop_products_no_longer_seen() -
     metrics = MonitorMetrics()
     rows = two_products()
     del rows[42]
-    first = WindowScan("1m", len(rows), ("BTC-USD", "ETH-USD", "SOL-USD"),
-                       {"BTC-USD": T0 + timedelta(hours=1), "ETH-USD": T0 + timedelta(hours=1)},
-                       scan(rows, expected_products=["SOL-USD"]))
+    first = WindowScan(
+        "1m",
+        len(rows),
+        ("BTC-USD", "ETH-USD", "SOL-USD"),
+        {"BTC-USD": T0 + timedelta(hours=1), "ETH-USD": T0 + timedelta(hours=1)},
+        scan(rows, expected_products=["SOL-USD"]),
+    )
     metrics.publish([first], finished=1234.0)
     get = metrics.registry.get_sample_value
     assert get("cryptopipe_lake_anomalies", {"product_id": "BTC-USD", "window": "1m", "kind": "missing_window"}) == 1
     assert get("cryptopipe_lake_anomalies", {"product_id": "SOL-USD", "window": "1m", "kind": "stale_product"}) == 1
     for kind in KINDS[2:]:
         assert get("cryptopipe_lake_anomalies", {"product_id": "ETH-USD", "window": "1m", "kind": kind}) == 0
-    assert get("cryptopipe_lake_newest_candle_end_timestamp_seconds",
-               {"product_id": "BTC-USD", "window": "1m"}) == (T0 + timedelta(hours=1)).timestamp()
+    assert (
+        get("cryptopipe_lake_newest_candle_end_timestamp_seconds", {"product_id": "BTC-USD", "window": "1m"})
+        == (T0 + timedelta(hours=1)).timestamp()
+    )
     assert get("cryptopipe_lake_candles_scanned", {"window": "1m"}) == 119
     assert get("cryptopipe_lake_last_successful_scan_timestamp_seconds") == 1234.0
 
@@ -253,5 +278,7 @@ def test_metrics_export_zero_for_every_kind_and_drop_products_no_longer_seen() -
     metrics.publish([second], finished=1300.0)
     assert get("cryptopipe_lake_anomalies", {"product_id": "BTC-USD", "window": "1m", "kind": "missing_window"}) == 0
     for product in ("ETH-USD", "SOL-USD"):
-        assert get("cryptopipe_lake_anomalies", {"product_id": product, "window": "1m", "kind": "stale_product"}) is None
+        assert (
+            get("cryptopipe_lake_anomalies", {"product_id": product, "window": "1m", "kind": "stale_product"}) is None
+        )
     assert get("cryptopipe_lake_newest_candle_end_timestamp_seconds", {"product_id": "ETH-USD", "window": "1m"}) is None

@@ -71,7 +71,12 @@ def test_schema_is_structural_enough_for_cel_cost_limits() -> None:
     """The API server refuses CEL rules whose worst-case cost it cannot bound: every string a rule
     reads needs a maxLength, every list a maxItems."""
     for path, sub in crd.walk(SPEC_SCHEMA, "spec"):
-        if sub.get("type") == "string" and path in {"spec.watermark", "spec.trigger", "spec.windows[]", "spec.kafka.topic"}:
+        if sub.get("type") == "string" and path in {
+            "spec.watermark",
+            "spec.trigger",
+            "spec.windows[]",
+            "spec.kafka.topic",
+        }:
             assert "maxLength" in sub, path
         if sub.get("type") == "array":
             assert "maxItems" in sub, path

@@ -6,14 +6,17 @@ from cryptopipe_operator import metrics
 
 
 def condition(namespace: str, name: str, kind: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value("cryptopipe_operator_pipeline_condition",
-                                             {"namespace": namespace, "pipeline": name, "type": kind})
+    return metrics.REGISTRY.get_sample_value(
+        "cryptopipe_operator_pipeline_condition", {"namespace": namespace, "pipeline": name, "type": kind}
+    )
 
 
 def test_a_condition_no_longer_reported_loses_its_series() -> None:
     meta = {"namespace": "md", "name": "metrics-test"}
     other = {"namespace": "md", "name": "metrics-test-other"}
-    metrics.record_conditions(meta, [{"type": "Ready", "status": "True"}, {"type": "LakeMonitorReady", "status": "False"}])
+    metrics.record_conditions(
+        meta, [{"type": "Ready", "status": "True"}, {"type": "LakeMonitorReady", "status": "False"}]
+    )
     metrics.record_conditions(other, [{"type": "LakeMonitorReady", "status": "True"}])
     assert condition("md", "metrics-test", "Ready") == 1 and condition("md", "metrics-test", "LakeMonitorReady") == 0
 

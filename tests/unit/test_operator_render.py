@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from candles_job.settings import JobSettings, parse_args
 from cryptopipe.ingest.settings import ENV_PREFIX, IngestSettings
 from cryptopipe.pipeline import job_arguments
 from cryptopipe_dev import crd
@@ -22,12 +23,13 @@ from cryptopipe_operator.render import (
     unwanted_children,
 )
 from cryptopipe_operator.spec import Pipeline, parse_spec, to_pipeline_config
-from candles_job.settings import JobSettings, parse_args
 
 BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
 UPSTREAM_SCHEMAS = {
     "KafkaTopic": crd.upstream_schema("strimzi-0.51.0-043-Crd-kafkatopic.yaml", "v1"),
-    "SparkApplication": crd.upstream_schema("spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml", "v1beta2"),
+    "SparkApplication": crd.upstream_schema(
+        "spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml", "v1beta2"
+    ),
 }
 
 
@@ -47,13 +49,26 @@ VARIANTS = {
     "monitored": pipeline(monitor={"enabled": True}),
     "monitored-aws-suspended": pipeline(
         suspend=True,
-        sink={"bucket": "candles", "prefix": "team/a", "region": "eu-west-1",
-              "credentialsSecretRef": {"name": "aws", "accessKeyKey": "id", "secretKeyKey": "key"}},
+        sink={
+            "bucket": "candles",
+            "prefix": "team/a",
+            "region": "eu-west-1",
+            "credentialsSecretRef": {"name": "aws", "accessKeyKey": "id", "secretKeyKey": "key"},
+        },
         windows=["5m", "1h"],
         products=["SOL-USD"],
-        monitor={"enabled": True, "image": "m:2", "imagePullPolicy": "Always", "interval": "30s", "lookback": "6h",
-                 "staleAfter": "15m", "priceSigma": 3.5, "volumeFactor": 20, "minHistory": 50,
-                 "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}},
+        monitor={
+            "enabled": True,
+            "image": "m:2",
+            "imagePullPolicy": "Always",
+            "interval": "30s",
+            "lookback": "6h",
+            "staleAfter": "15m",
+            "priceSigma": 3.5,
+            "volumeFactor": 20,
+            "minHistory": 50,
+            "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}},
+        },
     ),
 }
 MONITORED = ("monitored", "monitored-aws-suspended")
@@ -119,7 +134,9 @@ def test_kafka_topics() -> None:
     p = VARIANTS["aws-and-options"]
     topic, dlq = render_kafka_topic(p), render_dlq_topic(p)
     assert topic["apiVersion"] == dlq["apiVersion"] == "kafka.strimzi.io/v1"
-    assert topic["metadata"]["labels"]["strimzi.io/cluster"] == dlq["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+    assert (
+        topic["metadata"]["labels"]["strimzi.io/cluster"] == dlq["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+    )
     assert topic["spec"] == {
         "topicName": "coinbase.trades",
         "partitions": 12,
@@ -174,7 +191,9 @@ def test_ingestion_container() -> None:
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
 
 
-@pytest.mark.parametrize(("variant", "replicas", "suspend"), [("base", 1, False), ("suspended", 0, True), ("aws-and-options", 2, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("variant", "replicas", "suspend"), [("base", 1, False), ("suspended", 0, True), ("aws-and-options", 2, False)]
+)
 def test_suspend_stops_both(variant: str, replicas: int, suspend: bool) -> None:
     p = VARIANTS[variant]
     assert render_ingestion_deployment(p)["spec"]["replicas"] == replicas
@@ -240,7 +259,7 @@ def test_driver_may_manage_its_executors() -> None:
 def test_only_the_spark_application_depends_on_the_checkpoint_generation() -> None:
     p = VARIANTS["base"]
     first, second = render_children(p, 1), render_children(p, 2)
-    changed = [a["kind"] for a, b in zip(first, second) if a != b]
+    changed = [a["kind"] for a, b in zip(first, second, strict=False) if a != b]
     assert changed == ["SparkApplication"]
 
 
@@ -248,10 +267,24 @@ def test_only_the_spark_application_depends_on_the_checkpoint_generation() -> No
 
 # the monitor's settings contract (CRYPTOPIPE_MONITOR_*, read by `cryptopipe monitor serve`)
 MONITOR_SETTINGS = {
-    "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION", "BUCKET", "PREFIX", "PRODUCTS", "WINDOWS",
-    "LOOKBACK", "INTERVAL", "STALE_AFTER", "PRICE_SIGMA", "VOLUME_FACTOR", "MIN_HISTORY", "HTTP_HOST",
-    "HTTP_PORT", "LOG_LEVEL",
-}  # fmt: skip
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_REGION",
+    "BUCKET",
+    "PREFIX",
+    "PRODUCTS",
+    "WINDOWS",
+    "LOOKBACK",
+    "INTERVAL",
+    "STALE_AFTER",
+    "PRICE_SIGMA",
+    "VOLUME_FACTOR",
+    "MIN_HISTORY",
+    "HTTP_HOST",
+    "HTTP_PORT",
+    "LOG_LEVEL",
+}
 
 
 def monitor_env(deployment: dict) -> dict[str, dict]:
@@ -265,7 +298,9 @@ def test_monitor_is_rendered_only_when_enabled() -> None:
     assert monitors(VARIANTS["base"]) == [] and monitors(VARIANTS["suspended"]) == []
     assert monitors(VARIANTS["monitored"]) == ["btc-lake-monitor"]
     # off: the reconcile deletes a monitor an earlier spec created, by name and component label
-    assert unwanted_children(VARIANTS["base"]) == [ChildRef("apps/v1", "Deployment", "btc-lake-monitor", "lake-monitor")]
+    assert unwanted_children(VARIANTS["base"]) == [
+        ChildRef("apps/v1", "Deployment", "btc-lake-monitor", "lake-monitor")
+    ]
     assert unwanted_children(VARIANTS["monitored"]) == []
     # and nothing rendered is ever in the list of children to delete
     for p in VARIANTS.values():
@@ -285,8 +320,14 @@ def test_monitor_env_is_the_settings_contract(variant: str) -> None:
     assert values.get("S3_ENDPOINT") == sink.endpoint  # unset for AWS
     assert values["PRODUCTS"].split(",") == list(p.spec.products)
     assert values["WINDOWS"].split(",") == list(p.spec.windows)
-    assert (values["INTERVAL"], values["LOOKBACK"], values["STALE_AFTER"]) == (monitor.interval, monitor.lookback, monitor.stale_after)
-    assert float(values["PRICE_SIGMA"]) == monitor.price_sigma and float(values["VOLUME_FACTOR"]) == monitor.volume_factor
+    assert (values["INTERVAL"], values["LOOKBACK"], values["STALE_AFTER"]) == (
+        monitor.interval,
+        monitor.lookback,
+        monitor.stale_after,
+    )
+    assert (
+        float(values["PRICE_SIGMA"]) == monitor.price_sigma and float(values["VOLUME_FACTOR"]) == monitor.volume_factor
+    )
     assert int(values["MIN_HISTORY"]) == monitor.min_history
     assert values["HTTP_HOST"] == "0.0.0.0"
     (port,) = container(render_monitor_deployment(p))["ports"]
@@ -301,13 +342,24 @@ def test_monitor_reads_the_spec_back_from_its_env(variant: str) -> None:
     p = VARIANTS[variant]
     env = {e["name"]: e.get("value", "from-the-secret") for e in container(render_monitor_deployment(p))["env"]}
     settings = load_settings(env)
-    assert (settings.bucket, settings.prefix, settings.s3_region) == (p.spec.sink.bucket, p.spec.sink.prefix, p.spec.sink.region)
+    assert (settings.bucket, settings.prefix, settings.s3_region) == (
+        p.spec.sink.bucket,
+        p.spec.sink.prefix,
+        p.spec.sink.region,
+    )
     assert settings.s3_endpoint == p.spec.sink.endpoint
     assert tuple(settings.products) == p.spec.products and tuple(settings.windows) == p.spec.windows
     monitor = p.spec.monitor
-    assert (settings.interval, settings.lookback, settings.stale_after) == (monitor.interval, monitor.lookback, monitor.stale_after)
+    assert (settings.interval, settings.lookback, settings.stale_after) == (
+        monitor.interval,
+        monitor.lookback,
+        monitor.stale_after,
+    )
     assert (settings.price_sigma, settings.volume_factor, settings.min_history) == (
-        monitor.price_sigma, monitor.volume_factor, monitor.min_history)  # fmt: skip
+        monitor.price_sigma,
+        monitor.volume_factor,
+        monitor.min_history,
+    )
     assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
 
 
@@ -327,28 +379,38 @@ def test_monitor_defaults_in_env() -> None:
         "CRYPTOPIPE_MONITOR_HTTP_PORT": "8080",
     }
     assert values.items() >= expected.items()
-    assert float(values["CRYPTOPIPE_MONITOR_PRICE_SIGMA"]) == 4 and float(values["CRYPTOPIPE_MONITOR_VOLUME_FACTOR"]) == 10
+    assert (
+        float(values["CRYPTOPIPE_MONITOR_PRICE_SIGMA"]) == 4 and float(values["CRYPTOPIPE_MONITOR_VOLUME_FACTOR"]) == 10
+    )
 
 
-@pytest.mark.parametrize(("variant", "secret", "access", "secret_key"), [
-    ("monitored", "lake-credentials", "accessKey", "secretKey"),
-    ("monitored-aws-suspended", "aws", "id", "key"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("variant", "secret", "access", "secret_key"),
+    [
+        ("monitored", "lake-credentials", "accessKey", "secretKey"),
+        ("monitored-aws-suspended", "aws", "id", "key"),
+    ],
+)
 def test_monitor_credentials_come_from_the_secret(variant: str, secret: str, access: str, secret_key: str) -> None:
     p = VARIANTS[variant]
     env = monitor_env(render_monitor_deployment(p))
     assert env["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY"] == {
-        "name": "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": access}}
-    }  # fmt: skip
+        "name": "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": access}},
+    }
     assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"] == {
-        "name": "CRYPTOPIPE_MONITOR_S3_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key}}
-    }  # fmt: skip
+        "name": "CRYPTOPIPE_MONITOR_S3_SECRET_KEY",
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key}},
+    }
     # exactly as the Spark job gets them
     job_env = {e["name"]: e for e in render_spark_application(p, 1)["spec"]["driver"]["env"]}
     assert env["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY"]["valueFrom"] == job_env["CRYPTOPIPE_JOB_S3_ACCESS_KEY"]["valueFrom"]
     assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]["valueFrom"] == job_env["CRYPTOPIPE_JOB_S3_SECRET_KEY"]["valueFrom"]
     # nothing else is secret: every other entry is a literal
-    assert [n for n, e in env.items() if "value" not in e] == ["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY", "CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]
+    assert [n for n, e in env.items() if "value" not in e] == [
+        "CRYPTOPIPE_MONITOR_S3_ACCESS_KEY",
+        "CRYPTOPIPE_MONITOR_S3_SECRET_KEY",
+    ]
 
 
 def test_monitor_deployment() -> None:
@@ -389,5 +451,8 @@ def test_monitor_options_and_suspend() -> None:
     deployment = render_monitor_deployment(VARIANTS["monitored-aws-suspended"])
     c = container(deployment)
     assert (c["image"], c["imagePullPolicy"]) == ("m:2", "Always")
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "1Gi"},
+    }
     assert deployment["spec"]["replicas"] == 0  # suspend stops it with the ingestion

@@ -164,4 +164,7 @@ def test_monitor_problems_name_the_field(monitor: dict, field: str) -> None:
 
 def test_turning_the_monitor_on_or_off_keeps_the_checkpoint() -> None:
     assert classify_change(spec_with(), spec_with(monitor={"enabled": True})) == "compatible"
-    assert classify_change(spec_with(monitor={"enabled": True}), spec_with(monitor={"enabled": True, "lookback": "6h"})) == "compatible"
+    assert (
+        classify_change(spec_with(monitor={"enabled": True}), spec_with(monitor={"enabled": True, "lookback": "6h"}))
+        == "compatible"
+    )

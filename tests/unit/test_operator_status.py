@@ -18,7 +18,9 @@ EARLIER = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 TOPIC_READY = {"conditions": [{"type": "Ready", "status": "True"}]}
-TOPIC_FAILED = {"conditions": [{"type": "Ready", "status": "False", "reason": "KafkaError", "message": "replicas > brokers"}]}
+TOPIC_FAILED = {
+    "conditions": [{"type": "Ready", "status": "False", "reason": "KafkaError", "message": "replicas > brokers"}]
+}
 DEPLOYMENT_AVAILABLE = {"availableReplicas": 1, "conditions": [{"type": "Available", "status": "True"}]}
 DEPLOYMENT_STARTING = {"conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]}
 DEPLOYMENT_STUCK = {
@@ -37,7 +39,9 @@ def pipeline(**spec_changes) -> Pipeline:
     return Pipeline("btc", "data", "uid-1", parse_spec(BASE_SPEC | spec_changes))
 
 
-def aggregate(topic=TOPIC_READY, dlq=TOPIC_READY, deployment=DEPLOYMENT_AVAILABLE, app=spark("RUNNING"), *, p=None, previous=()):
+def aggregate(
+    topic=TOPIC_READY, dlq=TOPIC_READY, deployment=DEPLOYMENT_AVAILABLE, app=spark("RUNNING"), *, p=None, previous=()
+):
     return aggregate_conditions(p or pipeline(), 5, topic, dlq, deployment, app, previous=list(previous), now=NOW)
 
 
@@ -55,8 +59,12 @@ def summary(status: dict) -> dict[str, tuple[str, str]]:
         (
             {},
             "Running",
-            {"Ready": ("True", "AllChildrenReady"), "TopicReady": ("True", "KafkaTopicReady"),
-             "IngestionReady": ("True", "DeploymentAvailable"), "SparkReady": ("True", "SparkApplicationRunning")},
+            {
+                "Ready": ("True", "AllChildrenReady"),
+                "TopicReady": ("True", "KafkaTopicReady"),
+                "IngestionReady": ("True", "DeploymentAvailable"),
+                "SparkReady": ("True", "SparkApplicationRunning"),
+            },
         ),
         (
             {"topic": TOPIC_FAILED},
@@ -65,7 +73,11 @@ def summary(status: dict) -> dict[str, tuple[str, str]]:
         ),
         # missing: not applied yet, or deleted behind the operator's back; the next reconcile recreates it
         ({"dlq": None}, "Pending", {"Ready": ("False", "TopicNotReady"), "TopicReady": ("False", "KafkaTopicMissing")}),
-        ({"topic": {}}, "Pending", {"Ready": ("Unknown", "TopicNotReady"), "TopicReady": ("Unknown", "KafkaTopicPending")}),
+        (
+            {"topic": {}},
+            "Pending",
+            {"Ready": ("Unknown", "TopicNotReady"), "TopicReady": ("Unknown", "KafkaTopicPending")},
+        ),
         (
             {"app": spark("FAILED", "driver OOMKilled")},
             "Degraded",
@@ -78,11 +90,23 @@ def summary(status: dict) -> dict[str, tuple[str, str]]:
         ),
         # a streaming job that completes has stopped producing candles
         ({"app": spark("COMPLETED")}, "Degraded", {"SparkReady": ("False", "SparkApplicationCompleted")}),
-        ({"app": spark("SUBMITTED")}, "Pending", {"Ready": ("False", "SparkNotReady"), "SparkReady": ("False", "SparkApplicationSubmitted")}),
+        (
+            {"app": spark("SUBMITTED")},
+            "Pending",
+            {"Ready": ("False", "SparkNotReady"), "SparkReady": ("False", "SparkApplicationSubmitted")},
+        ),
         ({"app": spark("PENDING_RERUN")}, "Pending", {"SparkReady": ("False", "SparkApplicationPendingRerun")}),
         ({"app": {}}, "Pending", {"SparkReady": ("Unknown", "SparkApplicationPending")}),
-        ({"deployment": DEPLOYMENT_STARTING}, "Pending", {"Ready": ("False", "IngestionNotReady"), "IngestionReady": ("False", "DeploymentUnavailable")}),
-        ({"deployment": DEPLOYMENT_STUCK}, "Degraded", {"IngestionReady": ("False", "DeploymentProgressDeadlineExceeded")}),
+        (
+            {"deployment": DEPLOYMENT_STARTING},
+            "Pending",
+            {"Ready": ("False", "IngestionNotReady"), "IngestionReady": ("False", "DeploymentUnavailable")},
+        ),
+        (
+            {"deployment": DEPLOYMENT_STUCK},
+            "Degraded",
+            {"IngestionReady": ("False", "DeploymentProgressDeadlineExceeded")},
+        ),
         ({"deployment": {}}, "Pending", {"IngestionReady": ("Unknown", "DeploymentPending")}),
         # first not-ready child names the reason; the message lists them all
         ({"topic": TOPIC_FAILED, "app": spark("FAILED")}, "Degraded", {"Ready": ("False", "TopicNotReady")}),
@@ -135,7 +159,11 @@ def test_validation_failed_status() -> None:
     status = validation_failed_status("spec.windows[1]: duplicate", generation=6, previous=previous, now=NOW)
     assert status["phase"] == "Invalid" and status["observedGeneration"] == 6
     ready = conditions(status)["Ready"]
-    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "InvalidSpec", "spec.windows[1]: duplicate")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "InvalidSpec",
+        "spec.windows[1]: duplicate",
+    )
     assert ready["lastTransitionTime"] == "2026-11-26T10:00:00Z"
     assert conditions(status)["SparkReady"] == conditions({"conditions": previous})["SparkReady"]
     assert crd.schema_problems(STATUS_SCHEMA, status) == []
@@ -150,8 +178,17 @@ def monitored(**spec_changes) -> Pipeline:
 
 def test_no_monitor_condition_unless_enabled() -> None:
     # a Deployment of the monitor's name lying around does not make the condition appear
-    status = aggregate_conditions(pipeline(), 5, TOPIC_READY, TOPIC_READY, DEPLOYMENT_AVAILABLE, spark("RUNNING"),
-                                  previous=[], now=NOW, monitor_status=DEPLOYMENT_AVAILABLE)  # fmt: skip
+    status = aggregate_conditions(
+        pipeline(),
+        5,
+        TOPIC_READY,
+        TOPIC_READY,
+        DEPLOYMENT_AVAILABLE,
+        spark("RUNNING"),
+        previous=[],
+        now=NOW,
+        monitor_status=DEPLOYMENT_AVAILABLE,
+    )
     assert set(conditions(status)) == {"Ready", "TopicReady", "IngestionReady", "SparkReady"}
 
 
@@ -166,8 +203,17 @@ def test_no_monitor_condition_unless_enabled() -> None:
     ],
 )
 def test_monitor_condition_does_not_count_toward_ready(monitor, expected) -> None:
-    status = aggregate_conditions(monitored(), 5, TOPIC_READY, TOPIC_READY, DEPLOYMENT_AVAILABLE, spark("RUNNING"),
-                                  previous=[], now=NOW, monitor_status=monitor)  # fmt: skip
+    status = aggregate_conditions(
+        monitored(),
+        5,
+        TOPIC_READY,
+        TOPIC_READY,
+        DEPLOYMENT_AVAILABLE,
+        spark("RUNNING"),
+        previous=[],
+        now=NOW,
+        monitor_status=monitor,
+    )
     assert summary(status)["LakeMonitorReady"] == expected
     assert "btc-lake-monitor" in conditions(status)["LakeMonitorReady"]["message"]
     # the candles flow whether or not the monitor runs: Ready and phase ignore it
@@ -177,7 +223,16 @@ def test_monitor_condition_does_not_count_toward_ready(monitor, expected) -> Non
 
 
 def test_suspended_monitor() -> None:
-    status = aggregate_conditions(monitored(suspend=True), 5, TOPIC_READY, TOPIC_READY, {"replicas": 0},
-                                  spark("SUSPENDED"), previous=[], now=NOW, monitor_status={"replicas": 0})  # fmt: skip
+    status = aggregate_conditions(
+        monitored(suspend=True),
+        5,
+        TOPIC_READY,
+        TOPIC_READY,
+        {"replicas": 0},
+        spark("SUSPENDED"),
+        previous=[],
+        now=NOW,
+        monitor_status={"replicas": 0},
+    )
     assert summary(status)["LakeMonitorReady"] == ("False", "Suspended")
     assert status["phase"] == "Suspended"

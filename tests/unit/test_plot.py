@@ -38,12 +38,22 @@ def candle_table(rows, product_id: str = "BTC-USD") -> pa.Table:
     records = []
     for i, (minute, o, h, low, c, v) in enumerate(rows):
         start = T0 + minute * MINUTE
-        records.append({
-            "product_id": product_id, "window_start": start, "window_end": start + MINUTE,
-            "open": Decimal(o), "high": Decimal(h), "low": Decimal(low), "close": Decimal(c),
-            "volume": Decimal(v), "trade_count": 10 + i, "vwap": Decimal(c),
-            "first_trade_id": 1000 + 100 * i, "last_trade_id": 1009 + 100 * i,
-        })
+        records.append(
+            {
+                "product_id": product_id,
+                "window_start": start,
+                "window_end": start + MINUTE,
+                "open": Decimal(o),
+                "high": Decimal(h),
+                "low": Decimal(low),
+                "close": Decimal(c),
+                "volume": Decimal(v),
+                "trade_count": 10 + i,
+                "vwap": Decimal(c),
+                "first_trade_id": 1000 + 100 * i,
+                "last_trade_id": 1009 + 100 * i,
+            }
+        )
     return pa.Table.from_pylist(records, schema=candle_arrow_schema())
 
 
@@ -64,8 +74,8 @@ def test_png_of_the_asked_size_with_up_and_down_candles_and_volume_drawn() -> No
     colours = {tuple(p) for p in (pixels * 255).round().astype(np.uint8).reshape(-1, 3)}
     assert len(colours) > 20  # text, grid, bodies and bars, antialiased: far from a blank canvas
     red, green, blue = (pixels[..., i] for i in range(3))
-    up = (green > red + 0.3) & (green > blue + 0.3)      # "charles" draws rising candles green
-    down = (red > green + 0.3) & (red > blue + 0.3)      # and falling ones red
+    up = (green > red + 0.3) & (green > blue + 0.3)  # "charles" draws rising candles green
+    down = (red > green + 0.3) & (red > blue + 0.3)  # and falling ones red
     assert up.sum() > 50 and down.sum() > 50
 
 
@@ -122,8 +132,22 @@ def test_no_candles_raises_with_product_window_and_range() -> None:
 
 
 def test_cli_without_a_stack_exits_2_with_the_reason(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "cryptopipe_dev.cli", "plot", "BTC-USD", "--work-dir", str(tmp_path),
-                             "-o", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cryptopipe_dev.cli",
+            "plot",
+            "BTC-USD",
+            "--work-dir",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert f"no local stack found in {tmp_path}" in result.stderr
     assert not (tmp_path / "x.png").exists()

@@ -23,7 +23,11 @@ def test_unknown_or_invalid_settings_are_errors_not_silently_ignored():
 
 
 def test_per_frame_decisions_depend_only_on_seed_and_index():
-    a, b, c = Faults(seed=7, duplicate_rate=0.2, reorder_rate=0.1), Faults(seed=7, duplicate_rate=0.2), Faults(seed=8, duplicate_rate=0.2)
+    a, b, c = (
+        Faults(seed=7, duplicate_rate=0.2, reorder_rate=0.1),
+        Faults(seed=7, duplicate_rate=0.2),
+        Faults(seed=8, duplicate_rate=0.2),
+    )
     dup_a = [i for i in range(10_000) if a.duplicate(i)]
     assert dup_a == [i for i in range(10_000) if b.duplicate(i)]
     assert dup_a != [i for i in range(10_000) if c.duplicate(i)]

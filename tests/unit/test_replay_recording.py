@@ -89,7 +89,13 @@ def test_cryptofeed_zstd_jsonl():
 def test_cryptofeed_text_log():
     recording = load_recording(DATA / "COINBASE.ws.28.0")
     assert recording.feed == "exchange" and len(recording.sent) == 3
-    assert kinds(DATA / "COINBASE.ws.28.0") == {"snapshot": 10, "ticker": 107, "last_match": 10, "l2update": 9719, "match": 97}
+    assert kinds(DATA / "COINBASE.ws.28.0") == {
+        "snapshot": 10,
+        "ticker": 107,
+        "last_match": 10,
+        "l2update": 9719,
+        "match": 97,
+    }
     assert recording.frames[0][0] == pytest.approx(1618677817.061845)
 
 

@@ -20,8 +20,11 @@ def exchange(*messages: dict) -> Subscriptions:
 
 def test_exchange_string_and_object_channels():
     subs = exchange(
-        {"type": "subscribe", "product_ids": ["BTC-USD"],
-         "channels": ["matches", {"name": "heartbeat", "product_ids": ["ETH-USD", "BTC-USD"]}]}
+        {
+            "type": "subscribe",
+            "product_ids": ["BTC-USD"],
+            "channels": ["matches", {"name": "heartbeat", "product_ids": ["ETH-USD", "BTC-USD"]}],
+        }
     )
     assert subs.channels == {"matches": ["BTC-USD"], "heartbeat": ["ETH-USD", "BTC-USD"]}
     assert subs.exchange_ack(account_ids=True) == {
@@ -38,7 +41,10 @@ def test_exchange_string_and_object_channels():
     ("message", "reason"),
     [
         ({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matchez"]}, "matchez is not a valid channel"),
-        ({"type": "subscribe", "product_ids": ["DOGE-USD"], "channels": ["matches"]}, "DOGE-USD is not a valid product"),
+        (
+            {"type": "subscribe", "product_ids": ["DOGE-USD"], "channels": ["matches"]},
+            "DOGE-USD is not a valid product",
+        ),
         ({"type": "subscribe", "product_ids": ["BTC-USD"]}, "No channels provided"),
         ({"type": "subscribe", "channels": ["heartbeat"]}, "at least one product ID for channel heartbeat"),
         ({"type": "hello"}, "unknown message type"),
@@ -72,8 +78,16 @@ def test_unsubscribe():
 
 
 MATCH = orjson.dumps(
-    {"type": "match", "trade_id": 5, "side": "buy", "size": "1", "price": "2", "product_id": "ETH-USD",
-     "sequence": 9, "time": "2026-07-07T22:58:17.164892Z"}
+    {
+        "type": "match",
+        "trade_id": 5,
+        "side": "buy",
+        "size": "1",
+        "price": "2",
+        "product_id": "ETH-USD",
+        "sequence": 9,
+        "time": "2026-07-07T22:58:17.164892Z",
+    }
 ).decode()
 
 
@@ -89,13 +103,23 @@ def test_exchange_routing_by_channel_and_product():
 
 def at_trades_frame() -> str:
     trades = [
-        {"product_id": p, "trade_id": str(i), "price": "1.5", "size": "0.1", "time": "2026-08-09T21:05:42.514318Z",
-         "side": "SELL"}
+        {
+            "product_id": p,
+            "trade_id": str(i),
+            "price": "1.5",
+            "size": "0.1",
+            "time": "2026-08-09T21:05:42.514318Z",
+            "side": "SELL",
+        }
         for i, p in enumerate(["BTC-USD", "ETH-USD", "BTC-USD", "ETH-USD"], start=10)
     ]
     return orjson.dumps(
-        {"channel": "market_trades", "timestamp": "2026-08-09T21:05:48.228568804Z", "sequence_num": 7,
-         "events": [{"type": "snapshot", "trades": trades}]}
+        {
+            "channel": "market_trades",
+            "timestamp": "2026-08-09T21:05:48.228568804Z",
+            "sequence_num": 7,
+            "events": [{"type": "snapshot", "trades": trades}],
+        }
     ).decode()
 
 

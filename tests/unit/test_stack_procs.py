@@ -40,8 +40,10 @@ def test_stop_takes_down_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_sigkill_after_timeout_when_sigterm_is_ignored(tmp_path: Path) -> None:
-    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(300)")
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(300)"
+    )
     proc = ManagedProcess([sys.executable, "-c", code], log_path=tmp_path / "p.log", name="stubborn").start()
     wait_for(lambda: "ready" in proc.log_tail(), 10, "the child")
     began = time.monotonic()
@@ -51,15 +53,18 @@ def test_sigkill_after_timeout_when_sigterm_is_ignored(tmp_path: Path) -> None:
 
 def test_env_cwd_log_and_exit_code(tmp_path: Path) -> None:
     code = "import os, sys; print(os.environ['GREETING'], os.getcwd()); sys.exit(3)"
-    with ManagedProcess([sys.executable, "-c", code], log_path=tmp_path / "logs" / "p.log",
-                        env={"GREETING": "hello"}, cwd=tmp_path) as proc:  # fmt: skip
+    with ManagedProcess(
+        [sys.executable, "-c", code], log_path=tmp_path / "logs" / "p.log", env={"GREETING": "hello"}, cwd=tmp_path
+    ) as proc:
         assert proc.wait(10) == 3
     assert (tmp_path / "logs" / "p.log").read_text().strip() == f"hello {tmp_path}"
 
 
 def test_kill_sends_the_signal_and_wait_returns_the_code(tmp_path: Path) -> None:
-    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
-            "print('ready', flush=True); time.sleep(300)")
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+        "print('ready', flush=True); time.sleep(300)"
+    )
     with ManagedProcess([sys.executable, "-c", code], log_path=tmp_path / "p.log") as proc:
         wait_for(lambda: "ready" in proc.log_tail(), 10, "the child")
         proc.kill(signal.SIGTERM)

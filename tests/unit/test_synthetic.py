@@ -40,7 +40,11 @@ def test_every_frame_parses_with_the_real_parser_and_says_it_is_synthetic():
         if obj["type"] in ("match", "last_match"):
             assert obj["maker_order_id"].startswith("synthetic-") and obj["taker_order_id"].startswith("synthetic-")
             (parsed,) = result.trades
-            assert (parsed.trade_id, str(parsed.price), str(parsed.size)) == (obj["trade_id"], obj["price"], obj["size"])
+            assert (parsed.trade_id, str(parsed.price), str(parsed.size)) == (
+                obj["trade_id"],
+                obj["price"],
+                obj["size"],
+            )
         else:
             assert obj["type"] == "heartbeat" and result.ticks[0].last_trade_id == obj["last_trade_id"]
 
@@ -71,7 +75,7 @@ def test_rate_ids_heartbeats_prices_and_sizes_are_plausible():
         ids = [t["trade_id"] for t in product_trades]
         assert ids == list(range(ids[0], ids[0] + len(ids))), "trade ids must be contiguous per product"
         sequences = [t["sequence"] for t in product_trades]
-        assert all(b > a for a, b in zip(sequences, sequences[1:]))
+        assert all(b > a for a, b in zip(sequences, sequences[1:], strict=False))
         assert len(heartbeats[product]) == duration  # one per second
         tick = Decimal("0.05" if product == "ETH-USD" else "0.01")
         assert all(Decimal(t["price"]) % tick == 0 for t in product_trades), "prices on the tick"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cryptopipe.contracts import Feed
 from cryptopipe.coinbase import advtrade, exchange
 from cryptopipe.coinbase.advtrade import parse_advanced_trade_frame
 from cryptopipe.coinbase.exchange import parse_exchange_frame
 from cryptopipe.coinbase.frames import FEED_URLS, REST_BASE_URL, FrameResult
 from cryptopipe.coinbase.gaps import Gap, GapTracker
 from cryptopipe.coinbase.rest import BackfillError, fetch_trades_range, parse_trades_page
+from cryptopipe.contracts import Feed
 
 __all__ = [
     "FEED_URLS",

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from cryptopipe.contracts import ContractError, Tick, Trade, parse_time_us
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.parse import (
     check_object,
@@ -32,6 +31,7 @@ from cryptopipe.coinbase.parse import (
     server_error_text,
     shown,
 )
+from cryptopipe.contracts import ContractError, Tick, Trade, parse_time_us
 
 CHANNELS = ("market_trades", "heartbeats")
 _EVENT_TYPES = frozenset({"snapshot", "update"})

@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from cryptopipe.contracts import ContractError, Tick, Trade
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.parse import (
     check_object,
@@ -34,6 +33,7 @@ from cryptopipe.coinbase.parse import (
     server_error_text,
     shown,
 )
+from cryptopipe.contracts import ContractError, Tick, Trade
 
 CHANNELS = ("matches", "heartbeat")
 

@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
-from cryptopipe.contracts import ContractError, Trade
 from cryptopipe.coinbase.parse import (
     check_object,
     decode_list,
@@ -23,6 +22,7 @@ from cryptopipe.coinbase.parse import (
     read_side,
     read_time_us,
 )
+from cryptopipe.contracts import ContractError, Trade
 
 _HEADERS = {"Accept": "application/json", "User-Agent": "cryptopipe-ingestion"}
 

@@ -134,30 +134,39 @@ class Backfiller:
             if not self._still_missing(product_id, first, last):
                 break
             try:
-                trades = self._fetch(
-                    settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s
-                )
+                trades = self._fetch(settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s)
             except Exception as exc:  # HTTP failure, timeout, malformed response: retry
                 self._metrics.error("backfill")
                 log.warning(
                     "backfill request failed",
-                    extra={"product_id": product_id, "first_missing": first, "last_missing": last,
-                           "attempt": attempt, "error": repr(exc)},
+                    extra={
+                        "product_id": product_id,
+                        "first_missing": first,
+                        "last_missing": last,
+                        "attempt": attempt,
+                        "error": repr(exc),
+                    },
                 )
             else:
                 produced = 0
                 for trade in trades:
-                    if trade.product_id == product_id and first <= trade.trade_id <= last and self.claim(
-                        product_id, trade.trade_id
-                    ):
-                        if self._send(trade):
-                            produced += 1
+                    if (
+                        trade.product_id == product_id
+                        and first <= trade.trade_id <= last
+                        and self.claim(product_id, trade.trade_id)
+                    ) and self._send(trade):
+                        produced += 1
                 if produced:
                     self._backfilled[product_id] += produced
                     log.info(
                         "gap backfilled",
-                        extra={"product_id": product_id, "first_missing": first, "last_missing": last,
-                               "trades": produced, "attempt": attempt},
+                        extra={
+                            "product_id": product_id,
+                            "first_missing": first,
+                            "last_missing": last,
+                            "trades": produced,
+                            "attempt": attempt,
+                        },
                     )
             if attempt < settings.backfill_retries and self._still_missing(product_id, first, last):
                 if self._stopping.wait(delay):
@@ -193,9 +202,17 @@ class Backfiller:
         if not left:
             self._metrics.gaps_backfilled.labels(product_id).inc()
         else:
-            self._give_up(product_id, len(left), reason,
-                          {"product_id": product_id, "first_missing": first, "last_missing": last,
-                           "unfilled_trade_ids_sample": left[:10]})
+            self._give_up(
+                product_id,
+                len(left),
+                reason,
+                {
+                    "product_id": product_id,
+                    "first_missing": first,
+                    "last_missing": last,
+                    "unfilled_trade_ids_sample": left[:10],
+                },
+            )
 
     def _give_up(self, product_id: str, count: int, reason: str, fields: dict) -> None:
         self._metrics.gaps_unfilled.labels(product_id, reason).inc()
@@ -213,7 +230,9 @@ def trade_ids_in_topic_tail(
     a reconnect (last_match, snapshots) recognisable as duplicates.
     """
     wanted = set(products)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cryptopipe-ingest-resume")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cryptopipe-ingest-resume"
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:

@@ -29,9 +29,9 @@ from operator import attrgetter
 import websocket
 from websocket import ABNF
 
-from cryptopipe.contracts import Tick, Trade
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.gaps import GapTracker
+from cryptopipe.contracts import Tick, Trade
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
@@ -46,7 +46,9 @@ MAX_OLDER_TRADES = 10_000
 PRODUCE_ERROR_LOG_INTERVAL_S = 10.0
 
 
-def backoff_delay(settings: IngestSettings, failures: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
+def backoff_delay(
+    settings: IngestSettings, failures: int, uniform: Callable[[float, float], float] = random.uniform
+) -> float:
     """Seconds to wait before reconnecting after ``failures`` failed sessions in a row (0 after a
     session that got subscribed): initial * 2^(failures-1), capped, scaled by +-jitter."""
     base = min(settings.backoff_max_s, settings.backoff_initial_s * 2 ** min(max(failures - 1, 0), 30))
@@ -256,9 +258,7 @@ class FeedConnection:
         try:
             # skip_utf8_validation: a frame that is not UTF-8 must reach the dead-letter topic,
             # not fail the whole connection inside websocket-client
-            ws = websocket.create_connection(
-                s.ws_url, timeout=s.subscribe_timeout_s, skip_utf8_validation=True
-            )
+            ws = websocket.create_connection(s.ws_url, timeout=s.subscribe_timeout_s, skip_utf8_validation=True)
         except Exception as exc:
             self._metrics.error("connection")
             log.warning("feed connect failed", extra={"url": s.ws_url, "error": repr(exc)})

@@ -63,8 +63,9 @@ class _HotCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         hot = self._hot
-        yield _family(CounterMetricFamily, "frames_received", "WebSocket frames received, by frame type.",
-                      "type", hot.frames)
+        yield _family(
+            CounterMetricFamily, "frames_received", "WebSocket frames received, by frame type.", "type", hot.frames
+        )
         trades = CounterMetricFamily(
             PREFIX + "trades_produced",
             "Trades handed to the Kafka producer, by product and source (ws or rest backfill).",
@@ -75,16 +76,35 @@ class _HotCollector(Collector):
         for product, n in list(hot.backfilled.items()):
             trades.add_metric([product, "rest"], n)
         yield trades
-        yield _family(CounterMetricFamily, "trades_backfilled", "Trades fetched over REST to fill a gap and produced.",
-                      "product_id", hot.backfilled)
-        yield _family(CounterMetricFamily, "ticks_produced", "Heartbeat ticks handed to the Kafka producer.",
-                      "product_id", hot.ticks)
-        yield _family(CounterMetricFamily, "duplicate_trades_skipped",
-                      "Trades not produced because that trade id was already produced (replays, last_match).",
-                      "product_id", hot.duplicates)
-        yield _family(GaugeMetricFamily, "last_trade_timestamp_seconds",
-                      "Exchange event time of the newest trade produced, per product (age = time() - this).",
-                      "product_id", hot.last_trade_us, divisor=1e6)
+        yield _family(
+            CounterMetricFamily,
+            "trades_backfilled",
+            "Trades fetched over REST to fill a gap and produced.",
+            "product_id",
+            hot.backfilled,
+        )
+        yield _family(
+            CounterMetricFamily,
+            "ticks_produced",
+            "Heartbeat ticks handed to the Kafka producer.",
+            "product_id",
+            hot.ticks,
+        )
+        yield _family(
+            CounterMetricFamily,
+            "duplicate_trades_skipped",
+            "Trades not produced because that trade id was already produced (replays, last_match).",
+            "product_id",
+            hot.duplicates,
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "last_trade_timestamp_seconds",
+            "Exchange event time of the newest trade produced, per product (age = time() - this).",
+            "product_id",
+            hot.last_trade_us,
+            divisor=1e6,
+        )
 
 
 class IngestMetrics:
@@ -102,41 +122,57 @@ class IngestMetrics:
             registry=r,
         )
         self.errors = Counter(
-            PREFIX + "errors", "Errors by kind (server_error, produce, delivery, backfill, connection, ...).",
-            ["kind"], registry=r,
+            PREFIX + "errors",
+            "Errors by kind (server_error, produce, delivery, backfill, connection, ...).",
+            ["kind"],
+            registry=r,
         )
         self.reconnects = Counter(
-            PREFIX + "reconnects", "WebSocket reconnects, by the reason the previous connection ended.",
-            ["reason"], registry=r,
+            PREFIX + "reconnects",
+            "WebSocket reconnects, by the reason the previous connection ended.",
+            ["reason"],
+            registry=r,
         )
         self.gaps_detected = Counter(
             PREFIX + "gaps_detected", "Trade-id gaps found per product.", ["product_id"], registry=r
         )
         self.gaps_backfilled = Counter(
-            PREFIX + "gaps_backfilled", "Gaps whose every missing trade was recovered (by REST or a late frame).",
-            ["product_id"], registry=r,
+            PREFIX + "gaps_backfilled",
+            "Gaps whose every missing trade was recovered (by REST or a late frame).",
+            ["product_id"],
+            registry=r,
         )
         self.gaps_unfilled = Counter(
-            PREFIX + "gaps_unfilled", "Gaps given up (too large, REST failing, trades not returned).",
-            ["product_id", "reason"], registry=r,
+            PREFIX + "gaps_unfilled",
+            "Gaps given up (too large, REST failing, trades not returned).",
+            ["product_id", "reason"],
+            registry=r,
         )
         self.trades_unfilled = Counter(
-            PREFIX + "trades_unfilled", "Trade ids known missing that backfill could not deliver.",
-            ["product_id"], registry=r,
+            PREFIX + "trades_unfilled",
+            "Trade ids known missing that backfill could not deliver.",
+            ["product_id"],
+            registry=r,
         )
         self.backfill_pending = Gauge(
-            PREFIX + "backfill_pending", "Gaps waiting for or being backfilled (a count of gaps, not trades).", registry=r
+            PREFIX + "backfill_pending",
+            "Gaps waiting for or being backfilled (a count of gaps, not trades).",
+            registry=r,
         )
         self.dead_lettered = Counter(
             PREFIX + "dead_lettered_frames", "Frames sent to the dead-letter topic.", registry=r
         )
         self.delivery_errors = Counter(
-            PREFIX + "delivery_errors", "Records the producer accepted but Kafka did not acknowledge.",
-            ["topic"], registry=r,
+            PREFIX + "delivery_errors",
+            "Records the producer accepted but Kafka did not acknowledge.",
+            ["topic"],
+            registry=r,
         )
         self.connection_state = Gauge(
-            PREFIX + "connection_state", "1 for the WebSocket connection's current state, 0 for the others.",
-            ["state"], registry=r,
+            PREFIX + "connection_state",
+            "1 for the WebSocket connection's current state, 0 for the others.",
+            ["state"],
+            registry=r,
         )
         self.set_connection_state("disconnected")
 

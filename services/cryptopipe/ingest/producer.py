@@ -54,7 +54,7 @@ class KeyHashPartitioner(Partitioner):
         self._cache: dict[tuple[str, bytes, int], int] = {}
         self._round_robin = 0
 
-    def partition(self, topic, key, serialized_key, value, serialized_value, cluster) -> int:  # noqa: ANN001
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster) -> int:
         partitions = cluster.partitions_for_topic(topic)
         if partitions is None:
             raise ValueError(f"topic {topic} not found in cluster metadata")
@@ -76,23 +76,23 @@ class RecordProducer:
     """Produces trade/tick JSON (``Record.to_json()``) and dead letters; thread-safe."""
 
     def __init__(self, settings: IngestSettings, metrics: IngestMetrics, **overrides: Any) -> None:
-        config: dict[str, Any] = dict(
-            bootstrap_servers=[s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()],
-            client_id="cryptopipe-ingest",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=settings.linger_ms,
-            batch_size=settings.batch_size,
-            compression_type=None,
-            partitioner=KeyHashPartitioner(),
+        config: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()],
+            "client_id": "cryptopipe-ingest",
+            "enable_idempotence": True,
+            "acks": "all",
+            "linger_ms": settings.linger_ms,
+            "batch_size": settings.batch_size,
+            "compression_type": None,
+            "partitioner": KeyHashPartitioner(),
             # Topics belong to the operator (Strimzi KafkaTopic) or the test: never create one by accident.
-            allow_auto_create_topics=False,
+            "allow_auto_create_topics": False,
             # send() blocks at most this long while topic metadata is missing (kafka-python 3 has no
             # buffer_memory bound: when Kafka is down, batches wait in memory until delivery_timeout_ms)
-            max_block_ms=10_000,
+            "max_block_ms": 10_000,
             # fail fast and let the service retry, so a stop request never waits long on a dead broker
-            bootstrap_timeout_ms=5_000,
-        )
+            "bootstrap_timeout_ms": 5_000,
+        }
         config.update(overrides)
         self._producer = KafkaProducer(**config)
         self._settings = settings
@@ -231,8 +231,12 @@ def _accumulator_fast_path(producer: KafkaProducer) -> tuple[Any, Any]:
     sender = getattr(producer, "_sender", None)
     append = getattr(accumulator, "append", None)
     wakeup = getattr(sender, "wakeup", None)
-    if append is None or wakeup is None or getattr(producer, "_transaction_manager", None) is not None and \
-            producer._transaction_manager.is_transactional():
+    if (
+        append is None
+        or wakeup is None
+        or getattr(producer, "_transaction_manager", None) is not None
+        and producer._transaction_manager.is_transactional()
+    ):
         log.warning("kafka-python internals not as expected; using KafkaProducer.send()")
         return None, None
     params = list(inspect.signature(append).parameters)

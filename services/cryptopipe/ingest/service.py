@@ -126,7 +126,10 @@ class IngestService:
             return
         for product, (lowest, highest) in produced.items():
             handler.resume_after(product, lowest, highest)
-        log.info("resuming after the topic's last trades", extra={"last_trade_ids": {p: hi for p, (_lo, hi) in produced.items()}})
+        log.info(
+            "resuming after the topic's last trades",
+            extra={"last_trade_ids": {p: hi for p, (_lo, hi) in produced.items()}},
+        )
 
     def _connect_producer(self) -> RecordProducer | None:
         delay = self.settings.backoff_initial_s
@@ -135,8 +138,10 @@ class IngestService:
                 return RecordProducer(self.settings, self.metrics)
             except Exception as exc:  # NoBrokersAvailable and friends: Kafka may just be starting
                 self.metrics.error("kafka_connect")
-                log.warning("kafka not reachable; retrying", extra={"bootstrap": self.settings.kafka_bootstrap,
-                                                                     "error": repr(exc), "delay_s": delay})
+                log.warning(
+                    "kafka not reachable; retrying",
+                    extra={"bootstrap": self.settings.kafka_bootstrap, "error": repr(exc), "delay_s": delay},
+                )
                 self._stop.wait(delay)
                 delay = min(self.settings.backoff_max_s, delay * 2)
         return None
@@ -148,8 +153,10 @@ class IngestService:
                 return True
             except Exception as exc:  # KafkaTimeoutError: topic not created (yet)
                 self.metrics.error("topic_metadata")
-                log.warning("waiting for kafka topics", extra={"topics": [self.settings.topic, self.settings.dlq_topic],
-                                                               "error": repr(exc)})
+                log.warning(
+                    "waiting for kafka topics",
+                    extra={"topics": [self.settings.topic, self.settings.dlq_topic], "error": repr(exc)},
+                )
                 self._stop.wait(1.0)
         return False
 

@@ -58,8 +58,7 @@ class IngestSettings(BaseSettings):
     )
     products: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["BTC-USD", "ETH-USD"],
-        description="Product ids to subscribe to; in the environment a comma-separated list "
-        "such as 'BTC-USD,ETH-USD'.",
+        description="Product ids to subscribe to; in the environment a comma-separated list such as 'BTC-USD,ETH-USD'.",
     )
     ws_url: str = Field(
         "",
@@ -77,9 +76,7 @@ class IngestSettings(BaseSettings):
     dlq_topic: str = Field(
         "coinbase.trades.dlq", description="Kafka topic for frames that could not be turned into records."
     )
-    http_host: str = Field(
-        "0.0.0.0", description="Address the /metrics, /healthz and /readyz server binds to."
-    )
+    http_host: str = Field("0.0.0.0", description="Address the /metrics, /healthz and /readyz server binds to.")
     http_port: int = Field(
         8080,
         ge=0,
@@ -113,9 +110,7 @@ class IngestSettings(BaseSettings):
         le=60_000,
         description="Kafka producer linger in ms: how long a batch waits to fill before it is sent.",
     )
-    batch_size: int = Field(
-        262_144, ge=1024, description="Kafka producer batch size in bytes per partition."
-    )
+    batch_size: int = Field(262_144, ge=1024, description="Kafka producer batch size in bytes per partition.")
     flush_timeout_s: float = Field(
         20.0,
         gt=0,

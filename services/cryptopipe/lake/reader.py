@@ -44,9 +44,7 @@ def read_candles(
     root = f"{lake.candles_root}/window={window}"
     if filesystem.get_file_info(root).type == fs.FileType.NotFound:
         return schema.empty_table()
-    dataset = ds.dataset(
-        lake.candles_root, filesystem=filesystem, format="parquet", partitioning=_partitioning()
-    )
+    dataset = ds.dataset(lake.candles_root, filesystem=filesystem, format="parquet", partitioning=_partitioning())
     expr = pc.field("window") == window
     product_list = list(products or [])
     if product_list:
@@ -67,8 +65,12 @@ def candle_rows(table: pa.Table, columns: Iterable[str] = CANDLE_CSV_COLUMNS) ->
     """Rows as dicts of display strings: times ISO-8601 UTC, decimals exact (plain, no exponent)."""
     out = []
     for row in table.select(list(columns)).to_pylist():
-        out.append({k: _iso(v) if isinstance(v, datetime) else (format(v, "f") if hasattr(v, "as_tuple") else v)
-                    for k, v in row.items()})
+        out.append(
+            {
+                k: _iso(v) if isinstance(v, datetime) else (format(v, "f") if hasattr(v, "as_tuple") else v)
+                for k, v in row.items()
+            }
+        )
     return out
 
 

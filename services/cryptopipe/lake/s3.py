@@ -17,7 +17,7 @@ class S3Connection:
         """pyarrow's native S3 filesystem: path-style, plain HTTP when the endpoint says so."""
         from pyarrow import fs
 
-        kwargs = dict(access_key=self.access_key, secret_key=self.secret_key, region=self.region)
+        kwargs = {"access_key": self.access_key, "secret_key": self.secret_key, "region": self.region}
         if self.endpoint:
             url = urlparse(self.endpoint)
             kwargs.update(endpoint_override=url.netloc, scheme=url.scheme or "http", force_virtual_addressing=False)
@@ -37,8 +37,11 @@ class S3Connection:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
         )
 

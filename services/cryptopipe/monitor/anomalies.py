@@ -74,9 +74,12 @@ class Anomaly:
 
     def to_dict(self) -> dict:
         return {
-            "kind": self.kind, "product_id": self.product_id, "window": self.window,
+            "kind": self.kind,
+            "product_id": self.product_id,
+            "window": self.window,
             "window_start": iso(self.window_start) if self.window_start else None,
-            "message": self.message, "value": self.value,
+            "message": self.message,
+            "value": self.value,
         }
 
 
@@ -108,8 +111,9 @@ def find_anomalies(
         rows_by_product.setdefault(row["product_id"], []).append(row)
     found: list[Anomaly] = []
     for product in sorted(set(expected_products) - set(rows_by_product)):
-        found.append(Anomaly("stale_product", product, window, None,
-                             f"{product} {window}: no candle in the scanned range", None))
+        found.append(
+            Anomaly("stale_product", product, window, None, f"{product} {window}: no candle in the scanned range", None)
+        )
     for product, rows in sorted(rows_by_product.items()):
         rows.sort(key=lambda r: r["window_start"])
         found += _check_product(product, window, window_seconds, rows, now, thresholds)
@@ -118,12 +122,25 @@ def find_anomalies(
     return sorted(found, key=lambda a: (a.product_id, a.window_start or now, KINDS.index(a.kind)))
 
 
-_COLUMNS = ["product_id", "window_start", "window_end", "open", "high", "low", "close", "volume",
-            "trade_count", "vwap", "first_trade_id", "last_trade_id"]
+_COLUMNS = [
+    "product_id",
+    "window_start",
+    "window_end",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "trade_count",
+    "vwap",
+    "first_trade_id",
+    "last_trade_id",
+]
 
 
-def _check_product(product: str, window: str, window_seconds: int, rows: list[dict], now: datetime,
-                   t: Thresholds) -> list[Anomaly]:
+def _check_product(
+    product: str, window: str, window_seconds: int, rows: list[dict], now: datetime, t: Thresholds
+) -> list[Anomaly]:
     out = [a for row in rows if (a := _invariants(product, window, window_seconds, row))]
     out += _duplicates(product, window, rows)
     out += _missing(product, window, window_seconds, rows)
@@ -156,40 +173,71 @@ def _invariants(product: str, window: str, window_seconds: int, row: dict) -> An
         broken.append(f"window_end - window_start = {length:g}s, not {window_seconds}s")
     if not broken:
         return None
-    return Anomaly("invariant_violation", product, window, row["window_start"],
-                   f"{product} {window} {iso(row['window_start'])}: " + "; ".join(broken), float(len(broken)))
+    return Anomaly(
+        "invariant_violation",
+        product,
+        window,
+        row["window_start"],
+        f"{product} {window} {iso(row['window_start'])}: " + "; ".join(broken),
+        float(len(broken)),
+    )
 
 
 def _duplicates(product: str, window: str, rows: list[dict]) -> list[Anomaly]:
     out = []
-    for prev, row in zip(rows, rows[1:]):
+    for prev, row in zip(rows, rows[1:], strict=False):
         if row["window_start"] == prev["window_start"]:
-            out.append(Anomaly("invariant_violation", product, window, row["window_start"],
-                               f"{product} {window} {iso(row['window_start'])}: two candles for one window", 2.0))
+            out.append(
+                Anomaly(
+                    "invariant_violation",
+                    product,
+                    window,
+                    row["window_start"],
+                    f"{product} {window} {iso(row['window_start'])}: two candles for one window",
+                    2.0,
+                )
+            )
     return out
 
 
 def _missing(product: str, window: str, window_seconds: int, rows: list[dict]) -> list[Anomaly]:
     step = timedelta(seconds=window_seconds)
     out = []
-    for prev, row in zip(rows, rows[1:]):
+    for prev, row in zip(rows, rows[1:], strict=False):
         expected = prev["window_start"] + step
         while expected < row["window_start"]:
-            out.append(Anomaly("missing_window", product, window, expected,
-                               f"{product} {window} {iso(expected)}: no candle between {iso(prev['window_start'])} "
-                               f"and {iso(row['window_start'])}", None))
+            out.append(
+                Anomaly(
+                    "missing_window",
+                    product,
+                    window,
+                    expected,
+                    f"{product} {window} {iso(expected)}: no candle between {iso(prev['window_start'])} "
+                    f"and {iso(row['window_start'])}",
+                    None,
+                )
+            )
             expected += step
     return out
 
 
-def _stale(product: str, window: str, window_seconds: int, newest: dict, now: datetime,
-           stale_after_s: int) -> list[Anomaly]:
+def _stale(
+    product: str, window: str, window_seconds: int, newest: dict, now: datetime, stale_after_s: int
+) -> list[Anomaly]:
     age = (now - newest["window_end"]).total_seconds()
     if age <= window_seconds + stale_after_s:
         return []
-    return [Anomaly("stale_product", product, window, newest["window_start"],
-                    f"{product} {window}: newest candle ends {iso(newest['window_end'])}, {age:.0f}s before "
-                    f"{iso(now)} (allowed {window_seconds}s + {stale_after_s}s)", age)]
+    return [
+        Anomaly(
+            "stale_product",
+            product,
+            window,
+            newest["window_start"],
+            f"{product} {window}: newest candle ends {iso(newest['window_end'])}, {age:.0f}s before "
+            f"{iso(now)} (allowed {window_seconds}s + {stale_after_s}s)",
+            age,
+        )
+    ]
 
 
 def _robust_scale(values: list[float], center: float) -> float:
@@ -204,7 +252,7 @@ def _robust_scale(values: list[float], center: float) -> float:
 
 def _price_moves(product: str, window: str, window_seconds: int, rows: list[dict], sigma: float) -> list[Anomaly]:
     moves = []  # (normalised log return, previous row, row)
-    for prev, row in zip(rows, rows[1:]):
+    for prev, row in zip(rows, rows[1:], strict=False):
         gap = (row["window_start"] - prev["window_start"]).total_seconds() / window_seconds
         if gap <= 0 or prev["close"] <= 0 or row["close"] <= 0:
             continue  # duplicates and broken prices are invariant violations, not moves
@@ -221,12 +269,17 @@ def _price_moves(product: str, window: str, window_seconds: int, rows: list[dict
         z = (r - center) / scale
         if abs(z) > sigma:
             change = float(row["close"] / prev["close"] - 1) * 100
-            out.append(Anomaly(
-                "price_move", product, window, row["window_start"],
-                f"{product} {window} {iso(row['window_start'])}: close {num(prev['close'])} -> {num(row['close'])} "
-                f"({change:+.3f}%), {z:+.1f} sigma (robust sigma {scale * 100:.4f}% per window, limit {sigma:g})",
-                z,
-            ))
+            out.append(
+                Anomaly(
+                    "price_move",
+                    product,
+                    window,
+                    row["window_start"],
+                    f"{product} {window} {iso(row['window_start'])}: close {num(prev['close'])} -> {num(row['close'])} "
+                    f"({change:+.3f}%), {z:+.1f} sigma (robust sigma {scale * 100:.4f}% per window, limit {sigma:g})",
+                    z,
+                )
+            )
     return out
 
 
@@ -234,15 +287,20 @@ def _volume_spikes(product: str, window: str, rows: list[dict], factor: float) -
     volumes = [float(r["volume"]) for r in rows]
     ordered = sorted(volumes)
     out = []
-    for row, volume in zip(rows, volumes):
+    for row, volume in zip(rows, volumes, strict=False):
         baseline = _median_without(ordered, volume)
         if baseline > 0 and volume > factor * baseline:
-            out.append(Anomaly(
-                "volume_spike", product, window, row["window_start"],
-                f"{product} {window} {iso(row['window_start'])}: volume {num(row['volume'])} is "
-                f"{volume / baseline:.1f}x the median {baseline:.8g} of the other candles (limit {factor:g}x)",
-                volume / baseline,
-            ))
+            out.append(
+                Anomaly(
+                    "volume_spike",
+                    product,
+                    window,
+                    row["window_start"],
+                    f"{product} {window} {iso(row['window_start'])}: volume {num(row['volume'])} is "
+                    f"{volume / baseline:.1f}x the median {baseline:.8g} of the other candles (limit {factor:g}x)",
+                    volume / baseline,
+                )
+            )
     return out
 
 

@@ -13,8 +13,12 @@ from cryptopipe.monitor.scan import WindowScan
 def summary(scan: WindowScan, start: datetime, end: datetime) -> dict:
     by_kind = collections.Counter(a.kind for a in scan.anomalies)
     return {
-        "window": scan.window, "from": iso(start), "to": iso(end), "products": list(scan.products),
-        "candles": scan.candles, "anomalies": len(scan.anomalies),
+        "window": scan.window,
+        "from": iso(start),
+        "to": iso(end),
+        "products": list(scan.products),
+        "candles": scan.candles,
+        "anomalies": len(scan.anomalies),
         "by_kind": {kind: by_kind[kind] for kind in KINDS if by_kind[kind]},
     }
 

@@ -43,17 +43,25 @@ def check_bucket(lake: LakeLocation, filesystem) -> None:
 def lake_products(lake: LakeLocation, filesystem, window: str) -> list[str]:
     """Products with any candle of this window in the lake (from the partition folders: no file is read)."""
     selector = fs.FileSelector(f"{lake.candles_root}/window={window}", allow_not_found=True)
-    return sorted(info.base_name.split("=", 1)[1] for info in filesystem.get_file_info(selector)
-                  if info.type == fs.FileType.Directory and info.base_name.startswith("product_id="))
+    return sorted(
+        info.base_name.split("=", 1)[1]
+        for info in filesystem.get_file_info(selector)
+        if info.type == fs.FileType.Directory and info.base_name.startswith("product_id=")
+    )
 
 
 def newest_window_end(lake: LakeLocation, filesystem, window: str, product: str, before: datetime) -> datetime | None:
     """window_end of the product's newest candle starting before ``before``, from its newest date partitions."""
     selector = fs.FileSelector(f"{lake.candles_root}/window={window}/product_id={product}", allow_not_found=True)
     last_date = utc_date(before)
-    dates = sorted((info.path for info in filesystem.get_file_info(selector)
-                    if info.type == fs.FileType.Directory and info.base_name.split("=", 1)[-1] <= last_date),
-                   reverse=True)
+    dates = sorted(
+        (
+            info.path
+            for info in filesystem.get_file_info(selector)
+            if info.type == fs.FileType.Directory and info.base_name.split("=", 1)[-1] <= last_date
+        ),
+        reverse=True,
+    )
     for path in dates[:NEWEST_LOOKUP_DAYS]:
         table = pq.read_table(path, filesystem=filesystem, columns=["window_start", "window_end"])
         table = table.filter(pc.less(table["window_start"], before))
@@ -79,23 +87,30 @@ def scan_window(
     expected = wanted or lake_products(lake, filesystem, window)
     table = read_candles(lake, filesystem, window=window, products=wanted or None, start=start, end=end)
     window_seconds = parse_duration(window)
-    anomalies = find_anomalies(table, window_seconds=window_seconds, now=now, thresholds=thresholds,
-                               start=start, expected_products=expected)
+    anomalies = find_anomalies(
+        table, window_seconds=window_seconds, now=now, thresholds=thresholds, start=start, expected_products=expected
+    )
     newest: dict[str, datetime] = {}
     if table.num_rows:
         grouped = table.group_by("product_id").aggregate([("window_end", "max")])
-        newest = dict(zip(grouped["product_id"].to_pylist(), grouped["window_end_max"].to_pylist()))
+        newest = dict(zip(grouped["product_id"].to_pylist(), grouped["window_end_max"].to_pylist(), strict=False))
     absent = sorted(set(expected) - set(newest))
     for product in absent:
         if (found := newest_window_end(lake, filesystem, window, product, before=end)) is not None:
             newest[product] = found
     anomalies = [_judge_absent(a, newest, now, window_seconds, thresholds) for a in anomalies]
-    return WindowScan(window, table.num_rows, tuple(sorted(set(expected) | set(newest))), newest,
-                      [a for a in anomalies if a is not None])
+    return WindowScan(
+        window,
+        table.num_rows,
+        tuple(sorted(set(expected) | set(newest))),
+        newest,
+        [a for a in anomalies if a is not None],
+    )
 
 
-def _judge_absent(anomaly: Anomaly, newest: dict[str, datetime], now: datetime, window_seconds: int,
-                  thresholds: Thresholds) -> Anomaly | None:
+def _judge_absent(
+    anomaly: Anomaly, newest: dict[str, datetime], now: datetime, window_seconds: int, thresholds: Thresholds
+) -> Anomaly | None:
     """A product with no candle in the range: stale unless its newest candle (before the range) is recent
     enough, which happens only when the range is shorter than window + stale_after."""
     if anomaly.kind != "stale_product" or anomaly.window_start is not None:
@@ -106,5 +121,6 @@ def _judge_absent(anomaly: Anomaly, newest: dict[str, datetime], now: datetime, 
     age = (now - end).total_seconds()
     if age <= window_seconds + thresholds.stale_after_s:
         return None
-    return dataclasses.replace(anomaly, value=age, message=f"{anomaly.message}; newest candle ends {iso(end)}, "
-                                                           f"{age:.0f}s before {iso(now)}")
+    return dataclasses.replace(
+        anomaly, value=age, message=f"{anomaly.message}; newest candle ends {iso(end)}, {age:.0f}s before {iso(now)}"
+    )

@@ -9,6 +9,7 @@ runs; /readyz is 200 once a scan has succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -37,18 +38,33 @@ class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.anomalies = Gauge(PREFIX + "anomalies", "Anomalies of each kind found by the latest successful scan.",
-                               ["product_id", "window", "kind"], registry=r)
-        self.newest_end = Gauge(PREFIX + "newest_candle_end_timestamp_seconds",
-                                "Window end of the product's newest candle (freshness = time() - this).",
-                                ["product_id", "window"], registry=r)
-        self.candles_scanned = Gauge(PREFIX + "candles_scanned", "Candles read by the latest successful scan.",
-                                     ["window"], registry=r)
+        self.anomalies = Gauge(
+            PREFIX + "anomalies",
+            "Anomalies of each kind found by the latest successful scan.",
+            ["product_id", "window", "kind"],
+            registry=r,
+        )
+        self.newest_end = Gauge(
+            PREFIX + "newest_candle_end_timestamp_seconds",
+            "Window end of the product's newest candle (freshness = time() - this).",
+            ["product_id", "window"],
+            registry=r,
+        )
+        self.candles_scanned = Gauge(
+            PREFIX + "candles_scanned", "Candles read by the latest successful scan.", ["window"], registry=r
+        )
         self.scans = Counter(PREFIX + "scans", "Lake scans, by result (ok or error).", ["result"], registry=r)
-        self.duration = Histogram(PREFIX + "scan_duration_seconds", "Time one scan of the lake took.",
-                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
-        self.last_success = Gauge(PREFIX + "last_successful_scan_timestamp_seconds",
-                                  "When the latest successful scan finished (epoch seconds).", registry=r)
+        self.duration = Histogram(
+            PREFIX + "scan_duration_seconds",
+            "Time one scan of the lake took.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.last_success = Gauge(
+            PREFIX + "last_successful_scan_timestamp_seconds",
+            "When the latest successful scan finished (epoch seconds).",
+            registry=r,
+        )
         for result in ("ok", "error"):  # both series exist from the start, so rate() works at once
             self.scans.labels(result)
         self._series: set[tuple[str, str]] = set()  # (product, window) exported by the latest scan
@@ -70,17 +86,20 @@ class MonitorMetrics:
         for product, window in self._series - series:
             for kind in KINDS:
                 self.anomalies.remove(product, window, kind)
-            try:
+            with contextlib.suppress(KeyError):  # a product never seen with a candle has no freshness series
                 self.newest_end.remove(product, window)
-            except KeyError:
-                pass  # a product never seen with a candle has no freshness series
         self._series = series
         self.last_success.set(finished)
 
 
 class LakeMonitor:
-    def __init__(self, settings: MonitorSettings, *, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.metrics = MonitorMetrics(registry)
         self.clock = clock
@@ -111,15 +130,32 @@ class LakeMonitor:
         try:
             if self._filesystem is None:
                 self._filesystem = s.connection.arrow_filesystem()
-            scans = [scan_window(s.lake, self._filesystem, window=w, products=s.products,
-                                 start=now - timedelta(seconds=s.lookback_s), end=now, now=now,
-                                 thresholds=s.thresholds) for w in s.windows]
+            scans = [
+                scan_window(
+                    s.lake,
+                    self._filesystem,
+                    window=w,
+                    products=s.products,
+                    start=now - timedelta(seconds=s.lookback_s),
+                    end=now,
+                    now=now,
+                    thresholds=s.thresholds,
+                )
+                for w in s.windows
+            ]
         except Exception as exc:  # noqa: BLE001 - any failure of one scan is reported and retried
             self.metrics.scans.labels("error").inc()
             self.metrics.duration.observe(time.monotonic() - started)
             self._last_error, self._last_ok = f"{type(exc).__name__}: {exc}", False
-            log.error("lake scan failed", extra={"endpoint": s.s3_endpoint or "aws", "bucket": s.bucket,
-                                                 "prefix": s.prefix, "error": self._last_error})
+            log.error(
+                "lake scan failed",
+                extra={
+                    "endpoint": s.s3_endpoint or "aws",
+                    "bucket": s.bucket,
+                    "prefix": s.prefix,
+                    "error": self._last_error,
+                },
+            )
             return False
         self.metrics.publish(scans, self.clock())
         self.metrics.scans.labels("ok").inc()
@@ -163,10 +199,19 @@ def run(settings: MonitorSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     monitor.start()
-    log.info("lake monitor started", extra={
-        "port": monitor.http_port, "endpoint": settings.s3_endpoint or "aws", "bucket": settings.bucket,
-        "prefix": settings.prefix, "windows": settings.windows, "products": settings.products or "all",
-        "interval": settings.interval, "lookback": settings.lookback})
+    log.info(
+        "lake monitor started",
+        extra={
+            "port": monitor.http_port,
+            "endpoint": settings.s3_endpoint or "aws",
+            "bucket": settings.bucket,
+            "prefix": settings.prefix,
+            "windows": settings.windows,
+            "products": settings.products or "all",
+            "interval": settings.interval,
+            "lookback": settings.lookback,
+        },
+    )
     try:
         monitor.run()
     finally:

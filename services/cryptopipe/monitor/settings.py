@@ -68,7 +68,8 @@ class MonitorSettings(BaseSettings):
     bucket: str = Field(min_length=1, description="Bucket of the lake.")
     prefix: str = "cryptopipe"
     products: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Products to watch; empty = every product found in the lake.")
+        default_factory=list, description="Products to watch; empty = every product found in the lake."
+    )
     windows: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["1m"], description="Window sizes to scan.")
     lookback: str = Field("2h", description="History each scan reads.")
     interval: str = Field("60s", description="Scan period.")
@@ -129,8 +130,12 @@ class MonitorSettings(BaseSettings):
 
     @property
     def thresholds(self) -> Thresholds:
-        return Thresholds(price_sigma=self.price_sigma, volume_factor=self.volume_factor,
-                          stale_after_s=parse_duration(self.stale_after), min_history=self.min_history)
+        return Thresholds(
+            price_sigma=self.price_sigma,
+            volume_factor=self.volume_factor,
+            stale_after_s=parse_duration(self.stale_after),
+            min_history=self.min_history,
+        )
 
     @property
     def lake(self) -> LakeLocation:
@@ -147,7 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> MonitorSettings:
     try:
         if env is None:
             return MonitorSettings()
-        fields = {name[len(ENV_PREFIX):].lower(): value for name, value in env.items() if name.startswith(ENV_PREFIX)}
+        fields = {name[len(ENV_PREFIX) :].lower(): value for name, value in env.items() if name.startswith(ENV_PREFIX)}
         return MonitorSettings.model_validate(fields)
     except ValidationError as exc:
         problems = []

@@ -16,17 +16,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptopipe.logs import setup_logging
 from cryptopipe_dev.bench import report
 from cryptopipe_dev.bench.latency import run_latency
 from cryptopipe_dev.bench.throughput import run_throughput
-from cryptopipe.logs import setup_logging
 
 log = logging.getLogger("cryptopipe_dev.bench")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cryptopipe_dev.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m cryptopipe_dev.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--trades", type=int, default=200_000, help="trades per throughput run (default 200000)")
     p.add_argument("--rounds", type=int, default=2, help="alternating (hot path, bare) rounds; best of each is kept")
     p.add_argument("--profile", action="store_true", help="also cProfile one hot-path run and print its top functions")
@@ -35,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", default="2s")
     p.add_argument("--rate", type=float, default=20.0, help="synthetic trades per second, all products (default 20)")
     p.add_argument("--feed-seconds", type=float, default=200.0, help="how long the real-time feed runs (default 200)")
-    p.add_argument("--warmup", type=float, default=30.0, help="skip windows ending in the feed's first N s (default 30)")
+    p.add_argument(
+        "--warmup", type=float, default=30.0, help="skip windows ending in the feed's first N s (default 30)"
+    )
     p.add_argument("--poll", type=float, default=0.2, help="lake listing interval, s (default 0.2)")
     p.add_argument("--memory-interval", type=float, default=2.0, help="RSS sampling interval, s (default 2)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
@@ -56,16 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     # others' work on a shared machine skews wall-clock figures: the load average says how much there was
     load = {"start": os.getloadavg()[0]}
     try:
-        print(f"\n[1/2] local stack on a real-time synthetic feed for {args.feed_seconds:g} s "
-              "(candle latency, memory) ...", flush=True)
+        print(
+            f"\n[1/2] local stack on a real-time synthetic feed for {args.feed_seconds:g} s "
+            "(candle latency, memory) ...",
+            flush=True,
+        )
         latency, memory = run_latency(
-            work_dir / "stack", rate=args.rate, window=args.window, watermark=args.watermark, trigger=args.trigger,
-            feed_seconds=args.feed_seconds, warmup_s=args.warmup, poll_s=args.poll,
+            work_dir / "stack",
+            rate=args.rate,
+            window=args.window,
+            watermark=args.watermark,
+            trigger=args.trigger,
+            feed_seconds=args.feed_seconds,
+            warmup_s=args.warmup,
+            poll_s=args.poll,
             memory_interval_s=args.memory_interval,
         )
         load["after stack run"] = os.getloadavg()[0]
-        print(f"[2/2] ingestion throughput, {args.rounds} x (hot path, bare client) of ~{args.trades:,} trades ...",
-              flush=True)
+        print(
+            f"[2/2] ingestion throughput, {args.rounds} x (hot path, bare client) of ~{args.trades:,} trades ...",
+            flush=True,
+        )
         throughput = run_throughput(work_dir, trades=args.trades, rounds=args.rounds, profile=args.profile)
         load["after throughput"] = os.getloadavg()[0]
     finally:
@@ -76,12 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     for text in (report.throughput_text(throughput), report.latency_text(latency), report.memory_text(memory)):
         print(text, end="\n\n")
     print(report.summary_text(throughput, latency, memory))
-    print(f"\n(run took {seconds:.0f} s; 1-min load average " + ", ".join(f"{k} {v:.1f}" for k, v in load.items())
-          + f" on {os.cpu_count()} cores)")
+    print(
+        f"\n(run took {seconds:.0f} s; 1-min load average "
+        + ", ".join(f"{k} {v:.1f}" for k, v in load.items())
+        + f" on {os.cpu_count()} cores)"
+    )
     if throughput.profile:
         print("\ncProfile of one hot-path run (main thread; profiling slows it ~3x):\n" + throughput.profile)
     if args.json:
-        args.json.write_text(json.dumps({**report.as_json(env, throughput, latency, memory, seconds), "load_average_1m": load}, indent=2))
+        args.json.write_text(
+            json.dumps({**report.as_json(env, throughput, latency, memory, seconds), "load_average_1m": load}, indent=2)
+        )
         print(f"JSON: {args.json}")
     return 0
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pyarrow import fs
 
-from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name
-from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe.contracts import parse_duration, window_label
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.pipeline import PipelineConfig
+from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name
+from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe_dev.replay import ReplayServer, SyntheticConfig, SyntheticSource
 from cryptopipe_dev.replay.source import SourceFrame
 from cryptopipe_dev.stack.local import LocalStack
@@ -90,7 +90,9 @@ class LakeWatcher:
 
     def _read(self, path: str, at: float) -> None:
         table = pq.read_table(path, filesystem=self._fs, columns=["product_id", "window_end"])
-        for product, end in zip(table.column("product_id").to_pylist(), table.column("window_end").to_pylist()):
+        for product, end in zip(
+            table.column("product_id").to_pylist(), table.column("window_end").to_pylist(), strict=False
+        ):
             self.seen.setdefault((product, int(end.timestamp() * 1_000_000)), at)
         self._files.add(path)
 
@@ -198,10 +200,12 @@ def run_latency(
         wait_for(lambda: '"query started"' in job.log_tail(200), 240, "spark query started", interval=0.5, process=job)
         spark_ready_s = time.monotonic() - job_began
         log.info("spark ready", extra={"seconds": round(spark_ready_s, 1)})
-        source = LiveClockSource(SyntheticConfig(products=products, rate=rate, duration=None,
-                                               start_time=time.time(), seed=seed))
-        watcher = LakeWatcher(stack.s3_connection.arrow_filesystem(), LakeLocation(config.bucket, config.prefix),
-                              window, poll_s).start()
+        source = LiveClockSource(
+            SyntheticConfig(products=products, rate=rate, duration=None, start_time=time.time(), seed=seed)
+        )
+        watcher = LakeWatcher(
+            stack.s3_connection.arrow_filesystem(), LakeLocation(config.bucket, config.prefix), window, poll_s
+        ).start()
         with ReplayServer(source, speed=1) as server:
             ingestion = stack.start_ingestion(ws_url=server.url, rest_url=server.rest_url)
             wait_for(lambda: source.first_frame_wall, 60, "ingestion subscribed", process=ingestion)
@@ -211,21 +215,33 @@ def run_latency(
             while time.time() < stop_at:
                 for proc in (job, ingestion):
                     if not proc.alive:
-                        raise RuntimeError(f"{proc.name} exited ({proc.returncode}); log {proc.log_path}:\n"
-                                           f"{proc.log_tail(30)}")
+                        raise RuntimeError(
+                            f"{proc.name} exited ({proc.returncode}); log {proc.log_path}:\n{proc.log_tail(30)}"
+                        )
                 time.sleep(min(1.0, max(0.0, stop_at - time.time())))
             watcher.stop()
             samples = sampler.stop()
             job_metrics = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
             ingest_metrics = _scrape(f"http://127.0.0.1:{stack.ingestion_port}/metrics")
-    latencies, expected, skipped = _latencies(watcher.seen, products, window, watermark, trigger, origin, stop_at,
-                                              warmup_s)
+    latencies, expected, skipped = _latencies(
+        watcher.seen, products, window, watermark, trigger, origin, stop_at, warmup_s
+    )
     batches = job_metrics.get("cryptopipe_job_batch_duration_seconds_count")
     result = LatencyResult(
-        products=products, rate=rate, poll_s=poll_s, window=window, watermark=watermark, trigger=trigger,
-        latencies_s=latencies, expected=expected, warmup_s=warmup_s, skipped_warmup=skipped,
-        connect_s=origin - (source.planned_start or origin), spark_ready_s=spark_ready_s,
-        first_candle_s=min(watcher.seen.values()) - origin if watcher.seen else None, stack_start_s=stack_start_s,
+        products=products,
+        rate=rate,
+        poll_s=poll_s,
+        window=window,
+        watermark=watermark,
+        trigger=trigger,
+        latencies_s=latencies,
+        expected=expected,
+        warmup_s=warmup_s,
+        skipped_warmup=skipped,
+        connect_s=origin - (source.planned_start or origin),
+        spark_ready_s=spark_ready_s,
+        first_candle_s=min(watcher.seen.values()) - origin if watcher.seen else None,
+        stack_start_s=stack_start_s,
         batch_mean_s=job_metrics["cryptopipe_job_batch_duration_seconds_sum"] / batches if batches else None,
         batches=int(batches) if batches else None,
         trades_produced=int(ingest_metrics.get("cryptopipe_ingest_trades_produced_total", 0)) or None,
@@ -233,8 +249,16 @@ def run_latency(
     return result, MemoryResult(samples, memory_interval_s)
 
 
-def _latencies(seen: dict[tuple[str, int], float], products: tuple[str, ...], window: str, watermark: str,
-               trigger: str, origin: float, stop_at: float, warmup_s: float) -> tuple[list[float], int, int]:
+def _latencies(
+    seen: dict[tuple[str, int], float],
+    products: tuple[str, ...],
+    window: str,
+    watermark: str,
+    trigger: str,
+    origin: float,
+    stop_at: float,
+    warmup_s: float,
+) -> tuple[list[float], int, int]:
     """(sorted latencies, candles expected, candles skipped as warm-up) for the windows that end
     after the warm-up and early enough that a candle within twice the target bound was seen."""
     size_us = parse_duration(window) * 1_000_000

@@ -22,12 +22,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
 from cryptopipe import coinbase
-from cryptopipe_dev.bench.procmem import machine_busy_s, tree_cpu_s
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
+from cryptopipe_dev.bench.procmem import machine_busy_s, tree_cpu_s
 from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
 from cryptopipe_dev.stack.kafka import KafkaBroker
 
@@ -92,7 +92,7 @@ class _Meter:
         self._began = self._read()
 
     def stop(self) -> tuple[float, float, float, float]:
-        wall, cpu, broker, busy = (b - a for a, b in zip(self._began, self._read()))
+        wall, cpu, broker, busy = (b - a for a, b in zip(self._began, self._read(), strict=False))
         return wall, cpu, broker, max(0.0, busy - cpu - broker)
 
 
@@ -114,8 +114,9 @@ def records_of(frames: Sequence[bytes], settings: IngestSettings) -> list[tuple[
     return capture.records
 
 
-def hot_path_run(broker: KafkaBroker, topic: str, frames: Sequence[bytes],
-                 wrap: Callable[[Callable[[], None]], None] = lambda f: f()) -> Run:
+def hot_path_run(
+    broker: KafkaBroker, topic: str, frames: Sequence[bytes], wrap: Callable[[Callable[[], None]], None] = lambda f: f()
+) -> Run:
     """FrameHandler.handle -> RecordProducer on this thread, as FeedConnection._read calls it."""
     broker.create_topic(topic, PARTITIONS)
     broker.create_topic(topic + ".dlq", 1)
@@ -152,8 +153,14 @@ def bare_run(broker: KafkaBroker, topic: str, records: Sequence[tuple[bytes, byt
     """The same records through KafkaProducer.send() with the service's producer settings."""
     broker.create_topic(topic, PARTITIONS)
     settings = IngestSettings()  # defaults: the linger and batch size the service runs with
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all",
-                             linger_ms=settings.linger_ms, batch_size=settings.batch_size, compression_type=None)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=settings.linger_ms,
+        batch_size=settings.batch_size,
+        compression_type=None,
+    )
     producer.partitions_for(topic)  # metadata before the clock starts, as the service's readiness does
     send = producer.send
     meter = _Meter(broker)

@@ -39,9 +39,9 @@ from typing import Any
 import yaml
 
 from cryptopipe.logs import setup_logging
+from cryptopipe_dev.repo import CRD_PATH, REPO_ROOT, UPSTREAM_CRDS
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
-from cryptopipe_dev.repo import CRD_PATH, REPO_ROOT, UPSTREAM_CRDS
 from cryptopipe_operator.reconcile import object_path
 from cryptopipe_operator.render import render_children
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, parse_pipeline
@@ -71,8 +71,12 @@ def _tls() -> ssl.SSLContext:
 def pipeline_body(name: str) -> dict[str, Any]:
     """manifests/examples/cryptopipeline-minimal.yaml under another name (the CRD defaults the rest)."""
     example = yaml.safe_load(EXAMPLE.read_text())
-    return {"apiVersion": PIPELINE_API_VERSION, "kind": KIND,
-            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": example["spec"]}  # fmt: skip
+    return {
+        "apiVersion": PIPELINE_API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": example["spec"],
+    }
 
 
 def expected_children(name: str) -> tuple[set[Child], dict[str, str]]:
@@ -119,8 +123,9 @@ class Watcher:
         rv = ""
         while not self._halt.is_set():
             query = "watch=1&timeoutSeconds=1800" + (f"&resourceVersion={rv}" if rv else "")
-            req = urllib.request.Request(f"{self.kube.server}{path}?{query}",
-                                         headers={"Authorization": f"Bearer {self.kube.token}"})  # fmt: skip
+            req = urllib.request.Request(
+                f"{self.kube.server}{path}?{query}", headers={"Authorization": f"Bearer {self.kube.token}"}
+            )
             try:
                 with urllib.request.urlopen(req, timeout=1900, context=_tls()) as resp:
                     self._ready[kind].set()
@@ -244,9 +249,11 @@ def create_pipeline(kube: KubeControlPlane, name: str) -> float:
     """POST one CryptoPipeline; returns time.monotonic() when the create call returned."""
     path = object_path(PIPELINE_API_VERSION, KIND, NAMESPACE)
     req = urllib.request.Request(
-        kube.server + path, data=json.dumps(pipeline_body(name)).encode(), method="POST",
+        kube.server + path,
+        data=json.dumps(pipeline_body(name)).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {kube.token}", "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(req, timeout=60, context=_tls()) as resp:
         resp.read()
     return time.monotonic()
@@ -261,13 +268,21 @@ def _version(argv: list[str]) -> str:
 
 
 def environment(kube: KubeControlPlane) -> dict[str, str]:
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                 platform.machine())  # fmt: skip
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.machine(),
+    )
     bin_dir = kube.bin_dir
     return {
         "machine": f"{os.cpu_count()} cores ({model}), {mem_kb / 1024**2:.1f} GiB RAM, "
-                   f"{platform.system()} {platform.release()}",
+        f"{platform.system()} {platform.release()}",
         "kube-apiserver": _version([str(bin_dir / "kube-apiserver"), "--version"]),
         "etcd": _version([str(bin_dir / "etcd"), "--version"]),
         "python": platform.python_version(),
@@ -295,19 +310,31 @@ def scrape_metrics(port: int) -> dict[str, float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cryptopipe_dev.bench_operator", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m cryptopipe_dev.bench_operator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--latency-pipelines", type=int, default=40, help="pipelines created one at a time (default 40)")
     p.add_argument("--spacing", type=float, default=0.3, help="seconds between their creates (default 0.3)")
     p.add_argument("--burst", type=int, default=100, help="pipelines created at once (default 100)")
     p.add_argument("--burst-threads", type=int, default=8, help="concurrent create calls in the burst (default 8)")
-    p.add_argument("--settle", type=float, default=15.0,
-                   help="seconds to keep sampling RSS after the burst, status timers running (default 15)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=15.0,
+        help="seconds to keep sampling RSS after the burst, status timers running (default 15)",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="give up waiting for a phase after this (default 180)")
     p.add_argument("--rss-interval", type=float, default=0.1, help="RSS sampling interval, s (default 0.1)")
-    p.add_argument("--operator-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra environment for the operator, e.g. CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S=30 "
-                        "(default: settings.py's defaults, as the chart runs it)")  # fmt: skip
+    p.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the operator, e.g. CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S=30 "
+        "(default: settings.py's defaults, as the chart runs it)",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
     p.add_argument("--work-dir", type=Path, help="keep the control plane's data and logs here (default: temp, removed)")
     p.add_argument("--log-level", default="WARNING", help="this process's diagnostic logs on stderr (default WARNING)")
@@ -329,18 +356,30 @@ def main(argv: list[str] | None = None) -> int:
         kube.start()
         for key, value in environment(kube).items():
             print(f"  {key}: {value}")
-        print(f"  control plane up in {kube.startup_seconds:.1f} s (etcd, kube-apiserver, "
-              "kube-controller-manager; KafkaTopic, SparkApplication, CryptoPipeline CRDs)", flush=True)
+        print(
+            f"  control plane up in {kube.startup_seconds:.1f} s (etcd, kube-apiserver, "
+            "kube-controller-manager; KafkaTopic, SparkApplication, CryptoPipeline CRDs)",
+            flush=True,
+        )
         kube.ensure_namespace(NAMESPACE)
         load = {"start": os.getloadavg()[0]}
 
         overrides = dict(item.split("=", 1) for item in args.operator_env)
         health_port, metrics_port = free_port(), free_port()
-        env = {**kube.env(), "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
-               "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(health_port),
-               "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(metrics_port), **overrides}  # fmt: skip
-        operator = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=work_dir / "operator.log",
-                                  env=env, name="cryptopipe-operator", die_with_parent=True).start()  # fmt: skip
+        env = {
+            **kube.env(),
+            "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
+            "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(health_port),
+            "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(metrics_port),
+            **overrides,
+        }
+        operator = ManagedProcess(
+            [sys.executable, "-m", "cryptopipe_operator"],
+            log_path=work_dir / "operator.log",
+            env=env,
+            name="cryptopipe-operator",
+            die_with_parent=True,
+        ).start()
         t_op = time.monotonic()
 
         def healthy() -> bool:
@@ -351,13 +390,18 @@ def main(argv: list[str] | None = None) -> int:
                 return False
 
         wait_for(healthy, 60, "operator liveness endpoint", interval=0.1, process=operator)
-        print(f"  operator (pid {operator.pid}) healthy {time.monotonic() - t_op:.1f} s after start; "
-              f"settings: defaults{' + ' + ', '.join(args.operator_env) if args.operator_env else ''}", flush=True)
+        print(
+            f"  operator (pid {operator.pid}) healthy {time.monotonic() - t_op:.1f} s after start; "
+            f"settings: defaults{' + ' + ', '.join(args.operator_env) if args.operator_env else ''}",
+            flush=True,
+        )
 
         children, paths = expected_children("example")
         kinds = sorted({k for k, _ in children})
-        print(f"  children per pipeline (render_children): {len(children)} "
-              f"({', '.join(f'{k} x{sum(1 for c in children if c[0] == k)}' for k in kinds)})")
+        print(
+            f"  children per pipeline (render_children): {len(children)} "
+            f"({', '.join(f'{k} x{sum(1 for c in children if c[0] == k)}' for k in kinds)})"
+        )
         watcher = Watcher(kube, {**paths, KIND: object_path(PIPELINE_API_VERSION, KIND, NAMESPACE)})
         watcher.start()
         sampler = RssSampler(operator.pid, args.rss_interval)
@@ -382,8 +426,11 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("the warm-up pipeline was not reconciled in 60 s")
         with watcher.cond:
             warmup = watcher.children_at("warmup") - created  # type: ignore[operator]
-        print(f"\n  warm-up pipeline (not counted): children {warmup:.3f} s after create; "
-              f"operator RSS idle {idle_rss:.1f} MiB", flush=True)
+        print(
+            f"\n  warm-up pipeline (not counted): children {warmup:.3f} s after create; "
+            f"operator RSS idle {idle_rss:.1f} MiB",
+            flush=True,
+        )
 
         # (1) latency, one at a time
         n = args.latency_pipelines
@@ -408,18 +455,21 @@ def main(argv: list[str] | None = None) -> int:
 
         # (2) throughput: a burst of creates
         m = args.burst
-        print(f"[2/2] throughput: {m} pipelines created at once ({args.burst_threads} concurrent creates) ...", flush=True)
+        print(
+            f"[2/2] throughput: {m} pipelines created at once ({args.burst_threads} concurrent creates) ...", flush=True
+        )
         sampler.phase = "burst"
         burst_names = [f"burst-{i:03d}" for i in range(m)]
         for name in burst_names:
             expect(name)
         t0 = time.monotonic()
         with ThreadPoolExecutor(args.burst_threads) as pool:
-            burst_created = dict(zip(burst_names, pool.map(lambda nm: create_pipeline(kube, nm), burst_names),
-                                     strict=True))  # fmt: skip
+            burst_created = dict(
+                zip(burst_names, pool.map(lambda nm: create_pipeline(kube, nm), burst_names), strict=True)
+            )
         t_created = time.monotonic()
         ok2 = watcher.wait(burst_names, reconciled=True, timeout=args.timeout)
-        t_done = time.monotonic()
+        time.monotonic()
         mark("settle")
         with watcher.cond:
             burst_children = {nm: watcher.children_at(nm) for nm in burst_names}
@@ -447,8 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             wall = b["wall"] - a["wall"]
             return {"wall_s": wall, **{k: b[k] - a[k] for k in cpu}}
 
-        usage = {"latency": cpu_use("latency", "burst"), "burst": cpu_use("burst", "settle"),
-                 "settle": cpu_use("settle", "end")}  # fmt: skip
+        usage = {
+            "latency": cpu_use("latency", "burst"),
+            "burst": cpu_use("burst", "settle"),
+            "settle": cpu_use("settle", "end"),
+        }
         peak_phases = max(sampler.peak_mib("latency"), sampler.peak_mib("burst"))
         peak_all = max(peak_phases, sampler.peak_mib("settle"))
         rss_peak_mb = max(peak_all, hwm) * 1.048576  # MiB -> MB (10^6 B), the target's unit
@@ -456,58 +509,101 @@ def main(argv: list[str] | None = None) -> int:
         p50 = percentile(lat_values, 50) if lat_values else float("inf")
         p99 = percentile(lat_values, 99) if lat_values and ok1 else float("inf")
         print()
-        print(f"  latency phase: {len(lat_values)} pipelines; create -> all {len(children)} children: "
-              f"p50 {p50:.3f} s, p90 {percentile(lat_values, 90):.3f} s, p99 {p99:.3f} s, "
-              f"max {max(lat_values):.3f} s, min {min(lat_values):.3f} s")
+        print(
+            f"  latency phase: {len(lat_values)} pipelines; create -> all {len(children)} children: "
+            f"p50 {p50:.3f} s, p90 {percentile(lat_values, 90):.3f} s, p99 {p99:.3f} s, "
+            f"max {max(lat_values):.3f} s, min {min(lat_values):.3f} s"
+        )
         if lat_obs:
             obs = list(lat_obs.values())
-            print(f"                 create -> children + status.observedGeneration: p50 {percentile(obs, 50):.3f} s, "
-                  f"p99 {percentile(obs, 99):.3f} s")
-        print(f"  burst phase:   {m} create calls took {t_created - t0:.2f} s; all children of all {m} after "
-              f"{children_100:.2f} s; all reconciled (children + observedGeneration) after {reconcile_100:.2f} s")
+            print(
+                f"                 create -> children + status.observedGeneration: p50 {percentile(obs, 50):.3f} s, "
+                f"p99 {percentile(obs, 99):.3f} s"
+            )
+        print(
+            f"  burst phase:   {m} create calls took {t_created - t0:.2f} s; all children of all {m} after "
+            f"{children_100:.2f} s; all reconciled (children + observedGeneration) after {reconcile_100:.2f} s"
+        )
         if burst_lat:
-            print(f"                 per pipeline create -> children under the burst: p50 {percentile(burst_lat, 50):.2f} s, "
-                  f"p99 {percentile(burst_lat, 99):.2f} s, max {max(burst_lat):.2f} s")
-        print(f"  operator RSS (VmRSS every {args.rss_interval:g} s, MiB): idle {idle_rss:.1f}, "
-              f"latency peak {sampler.peak_mib('latency'):.1f}, burst peak {sampler.peak_mib('burst'):.1f}, "
-              f"settle ({args.settle:g} s, {n + m + 1} pipelines) peak {sampler.peak_mib('settle'):.1f}; "
-              f"VmHWM {hwm:.1f}")
+            print(
+                f"                 per pipeline create -> children under the burst: p50 {percentile(burst_lat, 50):.2f} s, "
+                f"p99 {percentile(burst_lat, 99):.2f} s, max {max(burst_lat):.2f} s"
+            )
+        print(
+            f"  operator RSS (VmRSS every {args.rss_interval:g} s, MiB): idle {idle_rss:.1f}, "
+            f"latency peak {sampler.peak_mib('latency'):.1f}, burst peak {sampler.peak_mib('burst'):.1f}, "
+            f"settle ({args.settle:g} s, {n + m + 1} pipelines) peak {sampler.peak_mib('settle'):.1f}; "
+            f"VmHWM {hwm:.1f}"
+        )
         for phase, u in usage.items():
-            print(f"  CPU s during {phase:7s} ({u['wall_s']:5.1f} s wall): "
-                  + ", ".join(f"{k} {u[k]:.1f}" for k in cpu))  # fmt: skip
+            print(
+                f"  CPU s during {phase:7s} ({u['wall_s']:5.1f} s wall): " + ", ".join(f"{k} {u[k]:.1f}" for k in cpu)
+            )
         if final_metrics:
             count = final_metrics.get("cryptopipe_operator_reconcile_duration_seconds_count", 0)
             total = final_metrics.get("cryptopipe_operator_reconcile_duration_seconds_sum", 0)
-            results = {k.split('"')[1]: v for k, v in final_metrics.items() if k.startswith("cryptopipe_operator_reconciles_total")}
-            print(f"  operator /metrics: {count:.0f} reconciles, mean {total / count if count else 0:.3f} s each; "
-                  f"by result {results}")
-        print(f"  load average (1 min): {load['start']:.2f} at start, {load['end']:.2f} at end; "
-              f"watch events seen {watcher.events}; watch errors {len(watcher.errors)}")
+            results = {
+                k.split('"')[1]: v
+                for k, v in final_metrics.items()
+                if k.startswith("cryptopipe_operator_reconciles_total")
+            }
+            print(
+                f"  operator /metrics: {count:.0f} reconciles, mean {total / count if count else 0:.3f} s each; "
+                f"by result {results}"
+            )
+        print(
+            f"  load average (1 min): {load['start']:.2f} at start, {load['end']:.2f} at end; "
+            f"watch events seen {watcher.events}; watch errors {len(watcher.errors)}"
+        )
 
         rows = [
             ("apply -> children p50", f"{p50:.3f} s", f"<= {P50_TARGET_S:g} s", p50 <= P50_TARGET_S),
             ("apply -> children p99", f"{p99:.3f} s", f"<= {P99_TARGET_S:g} s", p99 <= P99_TARGET_S),
-            (f"{m} pipelines reconciled", f"{reconcile_100:.2f} s", f"<= {RECONCILE_100_TARGET_S:g} s",
-             reconcile_100 <= RECONCILE_100_TARGET_S),
+            (
+                f"{m} pipelines reconciled",
+                f"{reconcile_100:.2f} s",
+                f"<= {RECONCILE_100_TARGET_S:g} s",
+                reconcile_100 <= RECONCILE_100_TARGET_S,
+            ),
             ("operator peak RSS", f"{rss_peak_mb:.1f} MB", f"<= {RSS_TARGET_MB:g} MB", rss_peak_mb <= RSS_TARGET_MB),
-        ]  # fmt: skip
+        ]
         print(f"\n  {'metric':28s} {'measured':>12s} {'target':>12s}  met")
         for metric, measured, target, met in rows:
             print(f"  {metric:28s} {measured:>12s} {target:>12s}  {'yes' if met else 'NO'}")
-        print(f"\n  (MB = 10^6 bytes; peak RSS is the max of the samples and VmHWM over all phases. "
-              f"Total run {time.monotonic() - began:.0f} s.)")
+        print(
+            f"\n  (MB = 10^6 bytes; peak RSS is the max of the samples and VmHWM over all phases. "
+            f"Total run {time.monotonic() - began:.0f} s.)"
+        )
         failed = not all(r[3] for r in rows)
 
         if args.json:
-            args.json.write_text(json.dumps({
-                "latency_s": lat, "latency_to_observed_s": lat_obs, "p50_s": p50, "p99_s": p99,
-                "burst_create_calls_s": t_created - t0, "burst_children_s": children_100,
-                "burst_reconciled_s": reconcile_100, "burst_latency_s": burst_lat,
-                "rss_mib": {"idle": idle_rss, "latency": sampler.peak_mib("latency"),
-                            "burst": sampler.peak_mib("burst"), "settle": sampler.peak_mib("settle"), "hwm": hwm},
-                "rss_samples": sampler.samples, "cpu_s": usage, "metrics": final_metrics, "load": load,
-                "targets_met": {r[0]: r[3] for r in rows},
-            }, indent=1))  # fmt: skip
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "latency_s": lat,
+                        "latency_to_observed_s": lat_obs,
+                        "p50_s": p50,
+                        "p99_s": p99,
+                        "burst_create_calls_s": t_created - t0,
+                        "burst_children_s": children_100,
+                        "burst_reconciled_s": reconcile_100,
+                        "burst_latency_s": burst_lat,
+                        "rss_mib": {
+                            "idle": idle_rss,
+                            "latency": sampler.peak_mib("latency"),
+                            "burst": sampler.peak_mib("burst"),
+                            "settle": sampler.peak_mib("settle"),
+                            "hwm": hwm,
+                        },
+                        "rss_samples": sampler.samples,
+                        "cpu_s": usage,
+                        "metrics": final_metrics,
+                        "load": load,
+                        "targets_met": {r[0]: r[3] for r in rows},
+                    },
+                    indent=1,
+                )
+            )
     except BaseException:
         if operator is not None:
             print("\noperator log tail:\n" + operator.log_tail(), file=sys.stderr)

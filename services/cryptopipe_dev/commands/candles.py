@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
 from cryptopipe.lake.reader import candle_rows, read_candles, to_csv
+from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
 
 
 def _table(rows: list[dict]) -> str:
@@ -24,8 +24,12 @@ def run_candles(args, *, work_dir: Path) -> int:
     try:
         with open_stack_lake(work_dir) as opened:
             table = read_candles(
-                opened.lake, opened.filesystem(),
-                window=args.window, products=args.products, start=parse_time(args.start), end=parse_time(args.end),
+                opened.lake,
+                opened.filesystem(),
+                window=args.window,
+                products=args.products,
+                start=parse_time(args.start),
+                end=parse_time(args.end),
             )
     except NoStackError as exc:
         print(exc, file=sys.stderr)

@@ -97,7 +97,9 @@ def read_state(work_dir: Path) -> dict[str, Any] | None:
 
 
 def recorded(state: dict[str, Any] | None) -> list[Recorded]:
-    found = {p["name"]: Recorded(p["name"], int(p["pid"]), p.get("log", "")) for p in (state or {}).get("processes", [])}
+    found = {
+        p["name"]: Recorded(p["name"], int(p["pid"]), p.get("log", "")) for p in (state or {}).get("processes", [])
+    }
     return [found[n] for n in STOP_ORDER if n in found] + [p for n, p in found.items() if n not in STOP_ORDER]
 
 
@@ -173,8 +175,12 @@ def _start_operator(kube: KubeControlPlane, work_dir: Path) -> ManagedProcess:
         "CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S": os.environ.get("CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S", "2"),
         "CRYPTOPIPE_OPERATOR_RETRY_BACKOFF_S": os.environ.get("CRYPTOPIPE_OPERATOR_RETRY_BACKOFF_S", "2"),
     }
-    operator = ManagedProcess([sys.executable, "-m", "cryptopipe_operator"], log_path=work_dir / "operator.log",
-                              env=env, name="cryptopipe-operator").start()  # fmt: skip
+    operator = ManagedProcess(
+        [sys.executable, "-m", "cryptopipe_operator"],
+        log_path=work_dir / "operator.log",
+        env=env,
+        name="cryptopipe-operator",
+    ).start()
 
     def healthy() -> bool:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{health_port}/healthz", timeout=1) as resp:

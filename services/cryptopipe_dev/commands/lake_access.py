@@ -47,9 +47,14 @@ def write_stack_state(work_dir: Path, stack, **extra) -> dict:
     """Record where a stack's lake is (and ``extra``, e.g. metrics URLs) in ``work_dir/stack.json``."""
     config = stack.config
     state = {
-        "work_dir": str(work_dir), "kafka": stack.kafka.bootstrap, "s3_endpoint": stack.s3.endpoint,
-        "s3_root": str(stack.s3.root), "bucket": config.bucket, "prefix": config.prefix,
-        "lake": f"s3://{config.bucket}/{config.prefix}/candles/", **extra,
+        "work_dir": str(work_dir),
+        "kafka": stack.kafka.bootstrap,
+        "s3_endpoint": stack.s3.endpoint,
+        "s3_root": str(stack.s3.root),
+        "bucket": config.bucket,
+        "prefix": config.prefix,
+        "lake": f"s3://{config.bucket}/{config.prefix}/candles/",
+        **extra,
     }
     (work_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
     return state
@@ -68,8 +73,10 @@ def open_stack_lake(work_dir: Path) -> Iterator[OpenLake]:
         temporary = S3Server(Path(state["s3_root"]).parent).start()
         endpoint = temporary.endpoint
     try:
-        yield OpenLake(LakeLocation(state["bucket"], state["prefix"]),
-                       S3Connection(endpoint, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY))
+        yield OpenLake(
+            LakeLocation(state["bucket"], state["prefix"]),
+            S3Connection(endpoint, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
+        )
     finally:
         if temporary is not None:
             temporary.stop()

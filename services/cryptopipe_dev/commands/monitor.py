@@ -30,10 +30,10 @@ def _serve() -> int:
 
 
 def _report(args, work_dir: Path) -> int:
-    from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
     from cryptopipe.monitor.anomalies import Thresholds
     from cryptopipe.monitor.report import render_json, render_text
     from cryptopipe.monitor.scan import scan_window
+    from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
 
     try:
         end = parse_time(args.end) or datetime.now(UTC)
@@ -54,8 +54,16 @@ def _report(args, work_dir: Path) -> int:
         return 2
     try:
         with open_stack_lake(work_dir) as opened:
-            scan = scan_window(opened.lake, opened.filesystem(), window=window, products=args.products or (),
-                               start=start, end=end, now=end, thresholds=thresholds)
+            scan = scan_window(
+                opened.lake,
+                opened.filesystem(),
+                window=window,
+                products=args.products or (),
+                start=start,
+                end=end,
+                now=end,
+                thresholds=thresholds,
+            )
     except NoStackError as exc:
         print(exc, file=sys.stderr)
         return 2

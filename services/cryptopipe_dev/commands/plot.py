@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
 from cryptopipe.lake.reader import read_candles
+from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
 
 
 def default_output(product: str, window: str) -> Path:
@@ -20,10 +20,10 @@ def run_plot(args, *, work_dir: Path) -> int:
     start, end = parse_time(args.start), parse_time(args.end)
     try:
         with open_stack_lake(work_dir) as opened:
-            table = read_candles(opened.lake, opened.filesystem(), window=args.window, products=[args.product],
-                                 start=start, end=end)
-        png = plot_candles(table, product_id=args.product, window=args.window, title=args.title,
-                           start=start, end=end)
+            table = read_candles(
+                opened.lake, opened.filesystem(), window=args.window, products=[args.product], start=start, end=end
+            )
+        png = plot_candles(table, product_id=args.product, window=args.window, title=args.title, start=start, end=end)
     except (NoStackError, NoCandlesError) as exc:
         print(exc, file=sys.stderr)
         return 2

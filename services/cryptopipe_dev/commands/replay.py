@@ -15,11 +15,11 @@ import logging
 import time
 from pathlib import Path
 
-from cryptopipe_dev.commands.lake_access import write_stack_state
-from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe.contracts import parse_duration, us_to_iso
 from cryptopipe.lake.reader import to_csv
 from cryptopipe.pipeline import PipelineConfig
+from cryptopipe_dev.commands.lake_access import write_stack_state
+from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe_dev.replay.recording import Recording, load_recording, recording_products
 from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.stack.local import LocalStack
@@ -42,8 +42,9 @@ class ReplayPlan:
     faults: dict | None = None  # the replay server's fault hooks, e.g. {"skip_trade_ids": [42]}
 
 
-def plan_replay(paths, *, products=None, speed="max", windows=("1m",), watermark="30s", trigger="2s",
-                faults=None) -> ReplayPlan:
+def plan_replay(
+    paths, *, products=None, speed="max", windows=("1m",), watermark="30s", trigger="2s", faults=None
+) -> ReplayPlan:
     recordings = tuple(load_recording(p) for p in paths)
     available = sorted({p for r in recordings for p in recording_products(r)})
     chosen = tuple(products) if products else tuple(available)
@@ -70,11 +71,22 @@ def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: f
     started = time.monotonic()
     feeds = {r.feed for r in plan.recordings}
     # one ingestion process speaks one feed: recordings of both feeds replay one feed after the other
-    stack_config = PipelineConfig(products=plan.products, feed=sorted(feeds)[0], windows=plan.windows,
-                                  watermark=plan.watermark, trigger=plan.trigger)
+    stack_config = PipelineConfig(
+        products=plan.products,
+        feed=sorted(feeds)[0],
+        windows=plan.windows,
+        watermark=plan.watermark,
+        trigger=plan.trigger,
+    )
     with LocalStack(work_dir, stack_config) as stack:
-        log.info("stack up", extra={"kafka": stack.kafka.bootstrap, "s3": stack.s3.endpoint,
-                                    "seconds": round(time.monotonic() - started, 1)})
+        log.info(
+            "stack up",
+            extra={
+                "kafka": stack.kafka.bootstrap,
+                "s3": stack.s3.endpoint,
+                "seconds": round(time.monotonic() - started, 1),
+            },
+        )
         # `cryptopipe candles|plot|monitor report --work-dir` read this lake afterwards
         write_stack_state(work_dir, stack, source="replay")
         job: ManagedProcess | None = None
@@ -85,12 +97,19 @@ def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: f
             products = [p for p in plan.products if any(p in recording_products(r) for r in recordings)]
             with ReplayServer(recordings, speed=plan.speed, faults=plan.faults) as server:
                 ingestion = stack.start_ingestion(
-                    ws_url=server.url, rest_url=server.rest_url, name=f"ingestion-{feed}",
+                    ws_url=server.url,
+                    rest_url=server.rest_url,
+                    name=f"ingestion-{feed}",
                     extra_env={"CRYPTOPIPE_INGEST_FEED": feed, "CRYPTOPIPE_INGEST_PRODUCTS": ",".join(products)},
                 )
                 server.wait_done(timeout)
-                wait_for(lambda: _caught_up(stack.ingestion_port, server), timeout, "ingestion caught up",
-                         interval=0.2, process=ingestion)
+                wait_for(
+                    lambda: _caught_up(stack.ingestion_port, server),
+                    timeout,
+                    "ingestion caught up",
+                    interval=0.2,
+                    process=ingestion,
+                )
                 ingestion.stop(timeout=60)  # SIGTERM: flush everything accepted
                 if ingestion.returncode != 0:
                     raise SystemExit(f"ingestion exited with {ingestion.returncode}; see {ingestion.log_path}")
@@ -109,6 +128,8 @@ def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: f
         )
         output_csv.parent.mkdir(parents=True, exist_ok=True)
         output_csv.write_text(to_csv(table))
-        log.info("replay done", extra={"candles": table.num_rows, "csv": str(output_csv),
-                                       "seconds": round(time.monotonic() - started, 1)})
+        log.info(
+            "replay done",
+            extra={"candles": table.num_rows, "csv": str(output_csv), "seconds": round(time.monotonic() - started, 1)},
+        )
     return 0

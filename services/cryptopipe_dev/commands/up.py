@@ -15,15 +15,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from cryptopipe.coinbase.frames import FEED_URLS
+from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.commands.lake_access import write_stack_state
 from cryptopipe_dev.commands.scrape import scrape
-from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.stack.local import LocalStack
 from cryptopipe_dev.stack.procs import free_port
 from cryptopipe_dev.stack.prometheus import PrometheusServer
 
 log = logging.getLogger("cryptopipe.up")
-
 
 
 class NoNetwork(SystemExit):
@@ -59,8 +58,11 @@ def _source(args):
 
         products = args.products or ["BTC-USD", "ETH-USD"]
         # endless, starting now: candles close on wall-clock time as they would live
-        source = SyntheticSource(SyntheticConfig(products=tuple(products), rate=args.rate, duration=None,
-                                                 start_time=time.time(), seed=int(time.time())))
+        source = SyntheticSource(
+            SyntheticConfig(
+                products=tuple(products), rate=args.rate, duration=None, start_time=time.time(), seed=int(time.time())
+            )
+        )
         return ReplayServer(source, speed=1), products, "exchange"
     check_reachable(args.ws_url or FEED_URLS[args.feed])
     return None, args.products or ["BTC-USD", "ETH-USD"], args.feed
@@ -68,8 +70,9 @@ def _source(args):
 
 def run_up(args, *, work_dir: Path) -> int:
     server, products, feed = _source(args)
-    config = PipelineConfig(products=tuple(products), feed=feed, windows=tuple(args.windows),
-                            watermark=args.watermark, trigger=args.trigger)
+    config = PipelineConfig(
+        products=tuple(products), feed=feed, windows=tuple(args.windows), watermark=args.watermark, trigger=args.trigger
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -79,14 +82,16 @@ def run_up(args, *, work_dir: Path) -> int:
         if server is not None:
             server.start()
         try:
-            ingestion = stack.start_ingestion(ws_url=server.url if server else args.ws_url,
-                                              rest_url=server.rest_url if server else None)
+            ingestion = stack.start_ingestion(
+                ws_url=server.url if server else args.ws_url, rest_url=server.rest_url if server else None
+            )
             job_port = free_port()
             job = stack.start_job(metrics_port=job_port)
             monitor = stack.start_monitor()
             prometheus = start_prometheus(stack, work_dir, job_port=job_port)
             state = write_stack_state(
-                work_dir, stack,
+                work_dir,
+                stack,
                 metrics=f"http://127.0.0.1:{stack.ingestion_port}/metrics",
                 job_metrics=f"http://127.0.0.1:{job_port}/metrics",
                 monitor_metrics=f"http://127.0.0.1:{stack.monitor_port}/metrics",
@@ -95,17 +100,29 @@ def run_up(args, *, work_dir: Path) -> int:
                 source="replay" if args.replay else "synthetic" if args.synthetic else "live",
             )
             print(f"lake: {state['lake']} at {stack.s3.endpoint} (files under {stack.s3.root})", flush=True)
-            print(f"metrics: ingestion {state['metrics']}   lake monitor {state['monitor_metrics']}"
-                  "   anomaly report: cryptopipe monitor report", flush=True)
+            print(
+                f"metrics: ingestion {state['metrics']}   lake monitor {state['monitor_metrics']}"
+                "   anomaly report: cryptopipe monitor report",
+                flush=True,
+            )
             if prometheus:
-                print(f"prometheus: {prometheus.url} (scrapes every component, evaluates the chart's alert rules)",
-                      flush=True)
+                print(
+                    f"prometheus: {prometheus.url} (scrapes every component, evaluates the chart's alert rules)",
+                    flush=True,
+                )
             print(f"logs: {work_dir}   read candles: cryptopipe candles --format table   stop: Ctrl-C", flush=True)
             while not stop.wait(5):
                 for proc in (ingestion, job, monitor):
                     if not proc.alive:
-                        log.error("process exited", extra={"process": proc.name, "code": proc.returncode,
-                                                           "log": str(proc.log_path), "tail": proc.log_tail(10)})
+                        log.error(
+                            "process exited",
+                            extra={
+                                "process": proc.name,
+                                "code": proc.returncode,
+                                "log": str(proc.log_path),
+                                "tail": proc.log_tail(10),
+                            },
+                        )
                         return 1
                 _report(stack)
         finally:
@@ -128,8 +145,11 @@ def start_prometheus(stack: LocalStack, work_dir: Path, *, job_port: int) -> Pro
         return None
     prometheus = PrometheusServer(work_dir / "prometheus", scrape_interval="5s", evaluation_interval="5s")
     pipeline = {"namespace": "local", "pipeline": "local"}
-    for component, port in (("ingestion", stack.ingestion_port), ("spark", job_port),
-                            ("lake-monitor", stack.monitor_port)):
+    for component, port in (
+        ("ingestion", stack.ingestion_port),
+        ("spark", job_port),
+        ("lake-monitor", stack.monitor_port),
+    ):
         prometheus.add_target(component, f"127.0.0.1:{port}", {**pipeline, "component": component})
     rule_files = []
     try:

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     serve.add_argument("--control-port", type=int, default=0, help="port for POST /_replay/faults; -1: none")
     serve.add_argument("--speed", default="max", type=_speed, help="'max' or a factor (1 = real time)")
-    serve.add_argument("--faults", type=_faults, default=Faults(), help='JSON, e.g. \'{"drop_after": 100}\'')
+    serve.add_argument("--faults", type=_faults, default=Faults(), help="JSON, e.g. '{\"drop_after\": 100}'")
     serve.add_argument("--subscribe-timeout", type=float, default=5.0)
     serve.add_argument("--on-connect", choices=("resume", "restart"), default="resume")
     serve.add_argument("--heartbeat-after-end", action="store_true", help="keep sending heartbeats after the end")
@@ -88,8 +88,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.synthetic == bool(args.recordings):
         print("serve: give RECORDING files or --synthetic (one of the two)", file=sys.stderr)
         return 2
-    source = SyntheticSource(_synthetic_config(args)) if args.synthetic else RecordingSource(
-        [load_recording(path) for path in args.recordings]
+    source = (
+        SyntheticSource(_synthetic_config(args))
+        if args.synthetic
+        else RecordingSource([load_recording(path) for path in args.recordings])
     )
     server = ReplayServer(
         source,
@@ -105,8 +107,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     def announce(s: ReplayServer) -> None:
-        line = {"url": s.url, "rest_url": s.rest_url, "control_url": s.control_url, "status_url": s.status_url,
-                "feed": s.source.feed, "products": list(s.source.products)}
+        line = {
+            "url": s.url,
+            "rest_url": s.rest_url,
+            "control_url": s.control_url,
+            "status_url": s.status_url,
+            "feed": s.source.feed,
+            "products": list(s.source.products),
+        }
         sys.stdout.write(orjson.dumps(line).decode() + "\n")
         sys.stdout.flush()
 
@@ -144,8 +152,15 @@ def _info(args: argparse.Namespace) -> int:
             rows = book.trades(product)
             if rows:
                 trades[product] = {"count": len(rows), "first_id": rows[0].trade_id, "last_id": rows[-1].trade_id}
-        summary = {"path": path, "feed": recording.feed, "frames": len(recording), "sent": len(recording.sent),
-                   "products": list(source.products), "kinds": kinds, "trades": trades}
+        summary = {
+            "path": path,
+            "feed": recording.feed,
+            "frames": len(recording),
+            "sent": len(recording.sent),
+            "products": list(source.products),
+            "kinds": kinds,
+            "trades": trades,
+        }
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
     return 0
 

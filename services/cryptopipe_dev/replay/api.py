@@ -45,7 +45,7 @@ def _error(status: int, message: str) -> HttpResponse:
 
 
 class HttpApi:
-    def __init__(self, server: "ReplayServer") -> None:
+    def __init__(self, server: ReplayServer) -> None:
         self.server = server
 
     def handle(self, method: str, target: str, body: bytes = b"") -> HttpResponse:

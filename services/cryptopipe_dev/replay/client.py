@@ -31,7 +31,7 @@ class ReplayClient:
         self.received: list[str] = []
         self.close_code: int | None = None  # set when the server closed with a close frame
 
-    def __enter__(self) -> "ReplayClient":
+    def __enter__(self) -> ReplayClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -74,12 +74,12 @@ class ReplayClient:
         host, port = self.ws.sock.getsockname()[:2]
         return f"{host}:{port}"
 
-    def connection_status(self, server: "ReplayServer") -> dict[str, Any] | None:
+    def connection_status(self, server: ReplayServer) -> dict[str, Any] | None:
         """This connection's entry in the server's status (matched by the client's own address)."""
         me = self.local_address
         return next((c for c in server.status()["connections"] if c["peer"] == me), None)
 
-    def read_sent(self, server: "ReplayServer", timeout: float = 10.0) -> list[str]:
+    def read_sent(self, server: ReplayServer, timeout: float = 10.0) -> list[str]:
         """Read until the server has streamed the whole source to this connection and this client
         has every message the server sent it. Returns all messages received so far."""
         deadline = time.monotonic() + timeout

@@ -61,7 +61,7 @@ class Faults:
         object.__setattr__(self, "skip_trade_ids", frozenset(int(i) for i in self.skip_trade_ids))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Faults":
+    def from_dict(cls, data: dict[str, Any]) -> Faults:
         """From JSON (the control endpoint, the CLI). Unknown keys are an error, not ignored:
         a typo must not silently turn a fault test into a clean run."""
         known = {f.name for f in dataclasses.fields(cls)}

@@ -247,7 +247,7 @@ def _load_raw_frames(path: Path, lines: list[str], feed: Feed | None) -> Recordi
         raise RecordingError(f"{path}: no frame carries a time or timestamp to pace the replay by")
     frames: list[tuple[float, str]] = []
     running = known[0]  # frames before the first timed one (acks, book snapshots) take its time
-    for t, line in zip(times, lines):
+    for t, line in zip(times, lines, strict=False):
         running = max(running, t) if t is not None else running
         frames.append((running, line))
     return Recording(str(path), _detect_feed(path, None, frames, feed), frames, [])

@@ -128,7 +128,7 @@ class ReplayServer:
 
     # -- running -------------------------------------------------------------------------------------
 
-    async def serve(self, on_listening: Callable[["ReplayServer"], None] | None = None) -> None:
+    async def serve(self, on_listening: Callable[[ReplayServer], None] | None = None) -> None:
         """Serve on the running loop until ``request_stop()``."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -147,8 +147,14 @@ class ReplayServer:
                 self.control_port = control.sockets[0].getsockname()[1]
             log.info(
                 "listening",
-                extra={"url": self.url, "rest_url": self.rest_url, "control_url": self.control_url,
-                       "feed": self.source.feed, "frames": self.source.frame_count, "speed": self.speed or "max"},
+                extra={
+                    "url": self.url,
+                    "rest_url": self.rest_url,
+                    "control_url": self.control_url,
+                    "feed": self.source.feed,
+                    "frames": self.source.frame_count,
+                    "speed": self.speed or "max",
+                },
             )
             self._ready.set()
             if on_listening is not None:
@@ -165,7 +171,7 @@ class ReplayServer:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    def start(self, timeout: float = 10.0) -> "ReplayServer":
+    def start(self, timeout: float = 10.0) -> ReplayServer:
         """Run in a background thread with its own event loop; return once listening."""
         if self._thread is not None:
             raise RuntimeError("already started")
@@ -181,7 +187,7 @@ class ReplayServer:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -190,7 +196,7 @@ class ReplayServer:
     def _thread_main(self) -> None:
         try:
             asyncio.run(self.serve())
-        except BaseException as exc:  # reported by start()
+        except BaseException as exc:  # noqa: BLE001 - start() re-raises it in the caller's thread
             self._error = exc
             self._ready.set()
 
@@ -260,8 +266,10 @@ class ReplayServer:
         finally:
             self._open.discard(session)
             self._closed.append(session)
-            log.info("client gone", extra={"connection": session.id, "state": session.state,
-                                           "data_frames_sent": session.data_sent})
+            log.info(
+                "client gone",
+                extra={"connection": session.id, "state": session.state, "data_frames_sent": session.data_sent},
+            )
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if "websocket" in request.headers.get("Upgrade", "").lower():
@@ -282,5 +290,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-

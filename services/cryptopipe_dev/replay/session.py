@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cryptopipe_dev.replay.faults import FaultState
 from cryptopipe_dev.replay.source import FrameSource, SourceFrame
-from cryptopipe_dev.replay.subscriptions import Subscriptions, SubscribeError
+from cryptopipe_dev.replay.subscriptions import SubscribeError, Subscriptions
 
 if TYPE_CHECKING:
     from cryptopipe_dev.replay.server import ReplayServer
@@ -114,7 +114,7 @@ class _Dropped(Exception):
 
 
 class Session:
-    def __init__(self, server: "ReplayServer", ws: ServerConnection, connection_id: int) -> None:
+    def __init__(self, server: ReplayServer, ws: ServerConnection, connection_id: int) -> None:
         self.server = server
         self.ws = ws
         self.id = connection_id
@@ -373,7 +373,9 @@ class Session:
             "channel": "heartbeats",
             "timestamp": _iso_nanos(second),
             "sequence_num": self._next_seq(),
-            "events": [{"current_time": f"{stamp}.000000000 +0000 UTC m=+{counter}.000000000", "heartbeat_counter": counter}],
+            "events": [
+                {"current_time": f"{stamp}.000000000 +0000 UTC m=+{counter}.000000000", "heartbeat_counter": counter}
+            ],
         }
         return [orjson.dumps(envelope).decode()]
 

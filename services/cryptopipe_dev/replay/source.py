@@ -59,7 +59,7 @@ class FrameSource(Protocol):
     ack_style: dict[str, bool]
 
     # Every trade of the source, for the REST endpoint (a lazy source fills it as it generates).
-    trade_book: "TradeBook"
+    trade_book: TradeBook
 
     def frames(self, start: int = 0) -> Iterator[SourceFrame]:
         """Frames from index ``start`` on, in stream order."""

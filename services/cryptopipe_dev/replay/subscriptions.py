@@ -40,8 +40,17 @@ PRODUCTLESS_EXCHANGE_CHANNELS = frozenset({"status", "balance", "rfq_matches"})
 # Advanced Trade frame channel -> subscription channel (they differ only for level2).
 AT_ROUTES = {"l2_data": "level2"}
 AT_CHANNELS = frozenset(
-    {"heartbeats", "candles", "status", "ticker", "ticker_batch", "level2", "market_trades", "user",
-     "futures_balance_summary"}
+    {
+        "heartbeats",
+        "candles",
+        "status",
+        "ticker",
+        "ticker_batch",
+        "level2",
+        "market_trades",
+        "user",
+        "futures_balance_summary",
+    }
 )
 PRODUCTLESS_AT_CHANNELS = frozenset({"heartbeats", "status", "user", "futures_balance_summary"})
 
@@ -185,7 +194,9 @@ class Subscriptions:
         return _filter_envelope(orjson.loads(frame.raw), frozenset(wanted), withheld)
 
 
-def _filter_envelope(envelope: dict[str, Any], wanted: frozenset[str], withheld: frozenset[int]) -> dict[str, Any] | None:
+def _filter_envelope(
+    envelope: dict[str, Any], wanted: frozenset[str], withheld: frozenset[int]
+) -> dict[str, Any] | None:
     """Keep only the subscribed products' items (and no withheld trade); None if nothing is left.
     A market_trades frame carries several products' trades at once, so this is per item."""
     events = []

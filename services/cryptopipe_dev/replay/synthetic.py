@@ -29,8 +29,8 @@ from decimal import Decimal
 
 import orjson
 
-from cryptopipe.contracts import us_to_iso
 from cryptopipe.coinbase.frames import FEED_URLS
+from cryptopipe.contracts import us_to_iso
 from cryptopipe_dev.replay.source import SourceFrame, TradeBook, TradeRef
 
 DEFAULT_START_TIME = 1_767_225_600.0  # 2026-01-01T00:00:00Z: fixed, so that runs are reproducible
@@ -201,7 +201,9 @@ def synthetic_frames(config: SyntheticConfig) -> Iterator[SourceFrame]:
         heapq.heapreplace(arrivals, (p.next_arrival(), i))
 
 
-def _match_frame(index: int, at_us: int, kind: str, ref: TradeRef, sequence: int, maker: str, taker: str) -> SourceFrame:
+def _match_frame(
+    index: int, at_us: int, kind: str, ref: TradeRef, sequence: int, maker: str, taker: str
+) -> SourceFrame:
     raw = orjson.dumps(
         {
             "type": kind,

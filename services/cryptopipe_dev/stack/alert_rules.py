@@ -17,8 +17,12 @@ from cryptopipe_dev.repo import CHART
 
 def helm_template(helm: Path, *args: str, chart: Path = CHART) -> list[dict[str, Any]]:
     """The documents `helm template rel CHART --namespace ops ARGS...` renders."""
-    result = subprocess.run([str(helm), "template", "rel", str(chart), "--namespace", "ops", *args],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [str(helm), "template", "rel", str(chart), "--namespace", "ops", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"helm template {chart} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

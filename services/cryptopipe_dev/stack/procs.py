@@ -8,6 +8,7 @@ knows nothing about any of them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -161,10 +162,8 @@ class ManagedProcess:
         """Send ``sig`` to the process group (no-op once the leader has exited and been reaped)."""
         if self._popen is None or self._popen.returncode is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for exit and return the exit code; raises ``subprocess.TimeoutExpired``."""
@@ -187,10 +186,8 @@ class ManagedProcess:
                 self.kill(signal.SIGKILL)
                 self._popen.wait()
         # The leader is gone; reap stragglers that stayed in its group (e.g. a JVM under a shell).
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self._closed()
         log.info("process stopped", extra={"service": self.name, "child_pid": self.pid, "code": self._popen.returncode})
         return self._popen.returncode

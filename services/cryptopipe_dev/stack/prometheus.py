@@ -43,8 +43,15 @@ def promtool(*args: str, input_text: str | None = None, timeout: float = 60) -> 
 
 
 class PrometheusServer:
-    def __init__(self, work_dir: Path, *, scrape_interval: str = "1s", evaluation_interval: str = "1s",
-                 binary: Path | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        binary: Path | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
         self.work_dir = Path(work_dir)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
@@ -78,15 +85,20 @@ class PrometheusServer:
 
     def _config(self, rule_files: list[Path]) -> dict[str, Any]:
         return {
-            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
-                       "evaluation_interval": self.evaluation_interval},
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.evaluation_interval,
+            },
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{
-                "job_name": "cryptopipe",
-                # the operator's pipeline_condition carries namespace/pipeline labels of its own
-                "honor_labels": True,
-                "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": "cryptopipe",
+                    # the operator's pipeline_condition carries namespace/pipeline labels of its own
+                    "honor_labels": True,
+                    "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}],
+                }
+            ],
         }
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -105,13 +117,24 @@ class PrometheusServer:
             raise PrometheusError(f"promtool check config {self.config_path}:\n{checked.stdout}{checked.stderr}")
         self.port = self.port or free_port()
         self.process = ManagedProcess(
-            [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.work_dir / 'data'}",
-             f"--web.listen-address={LOOPBACK}:{self.port}", "--web.enable-lifecycle",
-             "--storage.tsdb.retention.time=1d", "--log.format=json"],
-            log_path=self.log_path, name="prometheus",
+            [
+                binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.work_dir / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+                "--log.format=json",
+            ],
+            log_path=self.log_path,
+            name="prometheus",
         ).start()
-        wait_for(lambda: port_open(LOOPBACK, self.port) and self._ready(), self.startup_timeout, "prometheus",
-                 process=self.process)
+        wait_for(
+            lambda: port_open(LOOPBACK, self.port) and self._ready(),
+            self.startup_timeout,
+            "prometheus",
+            process=self.process,
+        )
         log.info("prometheus ready", extra={"url": self.url})
         return self
 
@@ -165,8 +188,11 @@ class PrometheusServer:
 
     def alerts(self, name: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
         found = self.api("alerts")["alerts"]
-        return [a for a in found if (name is None or a["labels"].get("alertname") == name)
-                and (state is None or a["state"] == state)]
+        return [
+            a
+            for a in found
+            if (name is None or a["labels"].get("alertname") == name) and (state is None or a["state"] == state)
+        ]
 
     def wait_for_targets_up(self, names: list[str], timeout: float) -> None:
         def all_up() -> bool:
@@ -174,4 +200,3 @@ class PrometheusServer:
             return all(health.get(n) == "up" for n in names)
 
         wait_for(all_up, timeout, f"prometheus targets {names} up", process=self.process)
-

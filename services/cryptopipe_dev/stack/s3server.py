@@ -82,16 +82,28 @@ class S3Server:
         for attempt in range(3):
             self.port = self.port or free_port()
             self.process = ManagedProcess(
-                [binary, "--port", f"{LOOPBACK}:{self.port}", "--access", self.access_key,
-                 "--secret", self.secret_key, "--region", self.connection.region,
-                 # VGW_LOG_LEVEL=debug in the environment logs every request, for diagnosing clients
-                 "posix", self.data_dir],  # fmt: skip
+                [
+                    binary,
+                    "--port",
+                    f"{LOOPBACK}:{self.port}",
+                    "--access",
+                    self.access_key,
+                    "--secret",
+                    self.secret_key,
+                    "--region",
+                    self.connection.region,
+                    # VGW_LOG_LEVEL=debug in the environment logs every request, for diagnosing clients
+                    "posix",
+                    self.data_dir,
+                ],
                 log_path=self.log_path,
                 name="versitygw",
                 die_with_parent=self.die_with_parent,
             ).start()
             try:
-                wait_for(lambda: port_open(LOOPBACK, self.port), self.startup_timeout, "versitygw", process=self.process)
+                wait_for(
+                    lambda: port_open(LOOPBACK, self.port), self.startup_timeout, "versitygw", process=self.process
+                )
                 # A signed request, so a wrong key or a broken server fails here, not in a test.
                 self.connection.boto3_client().list_buckets()
                 break

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cryptopipe.spark_conf import spark_conf
 from cryptopipe_dev.repo import SPARK_JOB_MAIN
 from cryptopipe_dev.stack.paths import spark_jars
 from cryptopipe_dev.stack.procs import ManagedProcess
-from cryptopipe.spark_conf import spark_conf
 
 JOB_MAIN = SPARK_JOB_MAIN
 
@@ -49,6 +49,9 @@ def spark_job_process(
     # cryptopipe is importable from the venv; candles_job via main.py's own sys.path entry
     child_env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return ManagedProcess(
-        spark_submit_command(arguments, conf), log_path=log_path, env=child_env, name="spark-candles-job",
+        spark_submit_command(arguments, conf),
+        log_path=log_path,
+        env=child_env,
+        name="spark-candles-job",
         cwd=Path(os.getcwd()),
     )
