@@ -1,13 +1,4 @@
-"""The `cryptopipe` command.
-
-cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
-cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
-cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
-cryptopipe plot PRODUCT [--window 1m] [--from T] [--to T] [--output FILE.png]  candlestick chart from the lake
-cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
-cryptopipe monitor serve                                                   lake monitor service (env settings)
-cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
-"""
+"""The `cryptopipe` command: the developer's entry to the local stack, the lake and the dev cluster."""
 
 from __future__ import annotations
 
@@ -20,6 +11,18 @@ from pathlib import Path
 from cryptopipe.logs import setup_logging
 from cryptopipe_dev.stack.paths import cache_dir
 
+# a plain string, not the docstring: the formatter keeps its indentation, which --help prints
+DESCRIPTION = """The `cryptopipe` command.
+
+    cryptopipe up [--replay FILE | --synthetic] [--products BTC-USD,ETH-USD]   run the local stack
+    cryptopipe replay RECORDING... --output-csv PATH [--speed max|N] ...       replay -> candles CSV
+    cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
+    cryptopipe plot PRODUCT [--window 1m] [--from T] [--to T] [--output FILE.png]  candlestick chart from the lake
+    cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
+    cryptopipe monitor serve                                                   lake monitor service (env settings)
+    cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
+"""
+
 
 def _csv_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -27,7 +30,7 @@ def _csv_list(text: str) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cryptopipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="cryptopipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
