@@ -1,26 +1,52 @@
-.PHONY: bench
+# Everyday commands. `make help` lists them; each says what it runs, so nothing here is magic.
+# The venv and the cached services come from scripts/bootstrap.sh (`make bootstrap`).
 
-# ingestion throughput, candle latency and memory of the local stack, side by side (~5 min); see docs/benchmarks.md
-bench:
-	.venv/bin/python -m cryptopipe_dev.bench $(BENCH_ARGS)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(or $(CRYPTOPIPE_CACHE),$(HOME)/.cache/cryptopipe)
+# the pinned helm from scripts/build-control-plane.sh
+HELM ?= $(CACHE)/control-plane/bin/helm
 
-.PHONY: kind-up kind-down chart-lint
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap up test lint fmt typecheck bench bench-operator chaos chart-lint kind-up kind-down
 
-# a kind cluster with Strimzi (KRaft Kafka), the Spark operator and MinIO for `skaffold dev`; needs Docker (docs/dependencies.md)
-kind-up:
-	scripts/kind-up.sh
+help: ## this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-kind-down:
-	scripts/kind-up.sh --down
+bootstrap: ## install what is missing into .venv and the cache (scripts/bootstrap.sh)
+	scripts/bootstrap.sh
 
-# helm lint of the operator chart, strict with each ci/*-values.yaml scenario (the pinned helm from scripts/build-control-plane.sh)
-HELM ?= $(or $(CRYPTOPIPE_CACHE),$(HOME)/.cache/cryptopipe)/control-plane/bin/helm
-chart-lint:
+up: ## the local stack against live Coinbase (ARGS="--synthetic" or ARGS="--replay FILE")
+	scripts/up.sh $(ARGS)
+
+test: ## the README's test command: bootstrap, lint, every test (ARGS passes pytest options)
+	scripts/test.sh $(ARGS)
+
+lint: ## import layering, ruff lint and format check, mypy (scripts/lint.sh)
+	scripts/lint.sh
+
+fmt: ## format and autofix in place (ruff format, ruff check --fix)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: ## mypy alone (settings in pyproject.toml)
+	PYTHONPATH=services:operator:spark-apps $(VENV)/bin/mypy
+
+bench: ## ingestion throughput, candle latency and memory, side by side (~5 min; docs/benchmarks.md)
+	$(PY) -m cryptopipe_dev.bench $(BENCH_ARGS)
+
+bench-operator: ## the operator against a real kube-apiserver (~1 min; docs/benchmarks-operator.md)
+	$(PY) -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)
+
+chaos: ## the fault-injection tests (tests marked `chaos`): killed drivers, broken sockets, lost deliveries
+	scripts/test.sh -m chaos $(ARGS)
+
+chart-lint: ## helm lint of the operator chart, strict with each ci/*-values.yaml scenario
 	$(HELM) lint charts/cryptopipe-operator
 	for f in charts/cryptopipe-operator/ci/*-values.yaml; do $(HELM) lint --strict charts/cryptopipe-operator -f $$f || exit 1; done
 
-.PHONY: bench-operator
+kind-up: ## a kind cluster with Strimzi, the Spark operator and MinIO (needs Docker and a registry)
+	scripts/kind-up.sh
 
-# the operator against a real kube-apiserver: apply-to-children latency, 100 pipelines, operator RSS (~1 min); see docs/benchmarks-operator.md
-bench-operator:
-	.venv/bin/python -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)
+kind-down: ## delete that kind cluster
+	scripts/kind-up.sh --down

@@ -11,7 +11,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/cryptopipe/ services/cryptopipe/
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[ingestion]"
+# one distribution serves every image, so its console script `cryptopipe` (the dev CLI, whose
+# package this image does not hold) is removed rather than left dangling
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[ingestion]" \
+ && rm /opt/venv/bin/cryptopipe
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -7,11 +7,17 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# the operator and the product core it renders from (the wiring contract and lake layout in
-# services/cryptopipe); the "operator" extra holds kopf. No dev harness, no test library.
-COPY services/cryptopipe/ services/cryptopipe/
+# the operator and the part of the product core it renders from: the wiring contract, the lake
+# layout and the Spark conf (import-linter keeps it to these; tests/unit/test_packaging.py checks
+# that every module they import is copied). The "operator" extra holds kopf. No dev harness, no tests.
+COPY services/cryptopipe/__init__.py services/cryptopipe/contracts.py services/cryptopipe/pipeline.py \
+     services/cryptopipe/logs.py services/cryptopipe/spark_conf.py services/cryptopipe/
+COPY services/cryptopipe/lake/ services/cryptopipe/lake/
 COPY operator/ operator/
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]"
+# one distribution serves every image, so its console script `cryptopipe` (the dev CLI, whose
+# package this image does not hold) is removed rather than left dangling
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]" \
+ && rm /opt/venv/bin/cryptopipe
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -23,11 +23,16 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# the job and the product core it imports (contracts, lake layout), without the "spark-job" extra:
-# pyspark comes from $SPARK_HOME/python, one copy only. No dev harness, no test library.
-COPY services/cryptopipe/ services/cryptopipe/
+# the job and the part of the product core it imports (contracts, lake layout; import-linter keeps
+# it to these), without the "spark-job" extra: pyspark comes from $SPARK_HOME/python, one copy only.
+# No dev harness, no test library.
+COPY services/cryptopipe/__init__.py services/cryptopipe/contracts.py services/cryptopipe/logs.py services/cryptopipe/
+COPY services/cryptopipe/lake/ services/cryptopipe/lake/
 COPY spark-apps/ spark-apps/
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+# one distribution serves every image, so its console script `cryptopipe` (the dev CLI, whose
+# package this image does not hold) is removed rather than left dangling
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install . \
+ && rm /opt/venv/bin/cryptopipe
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \

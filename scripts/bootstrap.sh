@@ -32,18 +32,9 @@ VERSITYGW_VERSION=v1.8.0
 VERSITYGW_MIN_GO=1.24
 mkdir -p "$CACHE" "$LOGS"
 
-say() { printf 'bootstrap: %s\n' "$*"; }
-die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
-fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
-stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-# run LOG CMD...: quiet unless it fails, then show the log's tail
-run() {
-  local logf="$1"; shift
-  if ! "$@" >"$logf" 2>&1; then
-    tail -n 30 "$logf" >&2
-    die "failed: $* (full log: $logf)"
-  fi
-}
+SCRIPT_NAME=bootstrap
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 # One bootstrap at a time per cache: two parallel runs would both copy 600 MB of jars.
 exec 9>"$CACHE/.bootstrap.lock"
@@ -57,7 +48,6 @@ apt_install() {
   $SUDO apt-get update -qq >"$LOGS/apt.log" 2>&1 || true
   run "$LOGS/apt.log" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
 }
-version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
 # --- 1. toolchain ----------------------------------------------------------------------------
 java_ok() {

@@ -40,19 +40,9 @@ K8S_CMDS="kube-apiserver kube-controller-manager"
 
 mkdir -p "$CACHE" "$LOGS" "$BIN"
 
-say() { printf 'control-plane: %s\n' "$*"; }
-die() { printf 'control-plane: ERROR: %s\n' "$*" >&2; exit 1; }
-stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
-# run LOG CMD...: append to LOG, quiet unless it fails, then show the log's tail
-run() {
-  local logf="$1"; shift
-  printf '$ %s\n' "$*" >>"$logf"
-  if ! "$@" >>"$logf" 2>&1; then
-    tail -n 40 "$logf" >&2
-    die "failed: $* (full log: $logf)"
-  fi
-}
+SCRIPT_NAME=control-plane
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 sizes() { local f; for f in "$@"; do printf '%s %s  ' "$(basename "$f")" "$(du -h "$f" | cut -f1)"; done; }
 
 # Not $CACHE/.bootstrap.lock: bootstrap.sh holds that one while it calls this script.

@@ -14,8 +14,10 @@ STRIMZI_VERSION=0.51.0
 SPARK_OPERATOR_VERSION=2.5.2
 MINIO_VERSION=5.4.0
 
-say() { printf '\033[1m[kind-up]\033[0m %s\n' "$*"; }
-need() { command -v "$1" >/dev/null || { echo "kind-up: $1 is required (not found on PATH)" >&2; exit 1; }; }
+SCRIPT_NAME=kind-up
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+need() { command -v "$1" >/dev/null || die "$1 is required (not found on PATH)"; }
 
 if [[ "${1:-}" == "--down" ]]; then
   need kind
@@ -23,7 +25,7 @@ if [[ "${1:-}" == "--down" ]]; then
   exit 0
 fi
 for tool in docker kind kubectl helm; do need "$tool"; done
-docker info >/dev/null 2>&1 || { echo "kind-up: Docker is not running" >&2; exit 1; }
+docker info >/dev/null 2>&1 || die "Docker is not running"
 
 if kind get clusters | grep -qx "$CLUSTER"; then
   say "cluster $CLUSTER exists: reusing it"

@@ -29,13 +29,13 @@ def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _keys(s3: S3Server, prefix: str) -> list[str]:
-    client = s3.connection.boto3_client()
+    client = s3.boto3_client()
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
 
 def _put(s3: S3Server, *keys: str) -> None:
-    client = s3.connection.boto3_client()
+    client = s3.boto3_client()
     for key in keys:
         client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
 

@@ -32,19 +32,6 @@ class S3Connection:
             options |= {"endpoint_url": self.endpoint, "config_kwargs": {"s3": {"addressing_style": "path"}}}
         return options
 
-    def boto3_client(self):
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
-        )
-
     def s3a_conf(self) -> dict[str, str]:
         """Hadoop s3a settings (as spark.hadoop.* keys) for Spark's checkpoints."""
         conf = {

@@ -105,7 +105,7 @@ class S3Server:
                     lambda: port_open(LOOPBACK, self.port), self.startup_timeout, "versitygw", process=self.process
                 )
                 # A signed request, so a wrong key or a broken server fails here, not in a test.
-                self.connection.boto3_client().list_buckets()
+                boto3_client(self.connection).list_buckets()
                 break
             except BaseException as exc:
                 taken = isinstance(exc, RuntimeError) and "in use" in self.process.log_tail(20).lower()
@@ -123,7 +123,7 @@ class S3Server:
 
     def create_bucket(self, name: str) -> None:
         """Create ``name``; an existing bucket is fine (idempotent)."""
-        client = self.connection.boto3_client()
+        client = boto3_client(self.connection)
         try:
             client.create_bucket(Bucket=name)
         except (client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
@@ -138,10 +138,26 @@ class S3Server:
         return self.connection.arrow_filesystem()
 
     def boto3_client(self) -> Any:
-        return self.connection.boto3_client()
+        return boto3_client(self.connection)
 
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def boto3_client(connection: S3Connection) -> Any:
+    """A boto3 S3 client for ``connection`` (path-style): the harness's bucket set-up and the tests'
+    direct object checks. boto3 is a dev dependency; the product reads and writes through pyarrow."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=connection.endpoint,
+        aws_access_key_id=connection.access_key,
+        aws_secret_access_key=connection.secret_key,
+        region_name=connection.region,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+    )

@@ -1,0 +1,169 @@
+"""What each image ships, read from its Dockerfile: the source folders it copies and the extra it
+installs. Each image holds only its component: no dev harness, no test or dev-only library, and
+every third-party module its copied code imports is installed by its own extra.
+
+The dependency closure is resolved from the metadata of the venv the tests run in (which installs
+every extra), so a library that drags a test-only one in transitively is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from cryptopipe_dev.repo import REPO_ROOT
+
+DOCKER = REPO_ROOT / "docker"
+PROJECT = "cryptopipe"
+FIRST_PARTY = {"cryptopipe", "cryptopipe_dev", "cryptopipe_operator", "candles_job"}
+# libraries only the harness, the tests or the linters use: none may reach an image
+DEV_ONLY = {
+    "pytest", "pytest-timeout", "jsonschema", "s3fs", "duckdb", "boto3", "botocore", "websockets",
+    "zstandard", "mplfinance", "matplotlib", "pandas", "six", "ruff", "mypy", "import-linter",
+}  # fmt: skip
+# what an image's base provides instead of its extra (the Spark image: pyspark and py4j from $SPARK_HOME)
+PROVIDED_BY_BASE = {"spark-job.Dockerfile": {"pyspark", "py4j"}}
+IMAGES = sorted(p.name for p in DOCKER.glob("*.Dockerfile"))
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def copied_sources(dockerfile: Path) -> list[str]:
+    """The repo files and folders a Dockerfile COPYs into its build (``COPY a.py b/ dest/``)."""
+    text = dockerfile.read_text().replace("\\\n", " ")  # join continued lines
+    sources = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0] != "COPY" or words[1].startswith("--from"):
+            continue
+        sources += [
+            w.rstrip("/") for w in words[1:-1] if w.split("/")[0] in {"services", "operator", "spark-apps", "tests"}
+        ]
+    return sources
+
+
+def copied_python_files(dockerfile: Path) -> list[Path]:
+    files: list[Path] = []
+    for source in copied_sources(dockerfile):
+        path = REPO_ROOT / source
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def installed_extras(dockerfile: Path) -> set[str]:
+    """The extras of the project that the Dockerfile's ``pip install`` lines name (``".[ingestion]"``)."""
+    extras: set[str] = set()
+    for match in re.finditer(r"pip install[^\n]*?[\"']?\.(?:\[([^\]]*)\])?[\"']?(?:\s|$)", dockerfile.read_text()):
+        extras |= {e.strip() for e in (match.group(1) or "").split(",") if e.strip()}
+    return extras
+
+
+def closure(extras: set[str]) -> set[str]:
+    """Every distribution ``pip install .[extras]`` installs, from the installed metadata."""
+    seen: set[str] = set()
+    todo: list[tuple[str, frozenset[str]]] = [(PROJECT, frozenset(extras))]
+    while todo:
+        name, wanted = todo.pop()
+        dist = metadata.distribution(name)
+        for text in dist.requires or []:
+            req = Requirement(text)
+            active = any(req.marker is None or req.marker.evaluate({"extra": e}) for e in (wanted or {""}))
+            if req.marker is not None and not active:
+                continue
+            key = _norm(req.name)
+            if key == PROJECT:  # a self-reference (`cryptopipe[dev]`): follow its extras
+                todo.append((PROJECT, frozenset(req.extras)))
+                continue
+            if key not in seen:
+                seen.add(key)
+                todo.append((req.name, frozenset(req.extras)))
+    return seen
+
+
+def imported_modules(files: list[Path]) -> set[str]:
+    """Every absolute module the files import: ``a.b`` for ``import a.b`` and ``from a.b import c``,
+    and ``a.b.c`` too when ``c`` is a first-party submodule rather than a name in ``a.b``."""
+    modules: set[str] = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module)
+                modules |= {
+                    f"{node.module}.{a.name}" for a in node.names if _is_source_module(f"{node.module}.{a.name}")
+                }
+    return modules
+
+
+def _is_source_module(name: str) -> bool:
+    rel = Path(*name.split("."))
+    return any(
+        (REPO_ROOT / root / rel).with_suffix(".py").is_file() or (REPO_ROOT / root / rel / "__init__.py").is_file()
+        for root in ("services", "operator", "spark-apps")
+    )
+
+
+def third_party(modules: set[str]) -> set[str]:
+    tops = {m.split(".")[0] for m in modules}
+    return {m for m in tops if m not in sys.stdlib_module_names and m not in FIRST_PARTY and m != "__future__"}
+
+
+def module_name(path: Path) -> str:
+    """``services/cryptopipe/lake/s3.py`` -> ``cryptopipe.lake.s3`` (a package's __init__ -> the package)."""
+    for root in ("services", "operator", "spark-apps"):
+        if path.is_relative_to(REPO_ROOT / root):
+            parts = path.relative_to(REPO_ROOT / root).with_suffix("").parts
+            return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    raise ValueError(path)
+
+
+def distributions_of(modules: set[str]) -> dict[str, set[str]]:
+    by_module = metadata.packages_distributions()
+    return {m: {_norm(d) for d in by_module.get(m, [m])} for m in modules}
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_copies_no_harness_and_no_tests(image: str) -> None:
+    sources = copied_sources(DOCKER / image)
+    assert sources, f"{image} copies no source: the parser no longer matches its COPY lines"
+    for source in sources:
+        assert not source.startswith(("tests", "services/cryptopipe_dev")), f"{image} ships {source}"
+        assert source != "services", f"{image} copies all of services/, the dev harness included"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_copies_every_first_party_module_its_code_imports(image: str) -> None:
+    files = copied_python_files(DOCKER / image)
+    shipped = {module_name(f) for f in files}
+    wanted = {m for m in imported_modules(files) if m.split(".")[0] in FIRST_PARTY}
+    assert not wanted - shipped, f"{image} imports {sorted(wanted - shipped)} but does not copy them"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_installs_no_dev_or_test_library(image: str) -> None:
+    installed = closure(installed_extras(DOCKER / image))
+    assert not installed & DEV_ONLY, f"{image} would install {sorted(installed & DEV_ONLY)}"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_installs_every_library_its_code_imports(image: str) -> None:
+    installed = closure(installed_extras(DOCKER / image)) | PROVIDED_BY_BASE.get(image, set())
+    needed = distributions_of(third_party(imported_modules(copied_python_files(DOCKER / image))))
+    missing = {module: dists for module, dists in needed.items() if not dists & installed}
+    assert not missing, f"{image}: its code imports {missing}, which its install line does not bring"
+
+
+def test_each_product_extra_leaves_out_the_dev_libraries() -> None:
+    for extra in ("ingestion", "operator", "spark-job"):
+        assert not closure({extra}) & DEV_ONLY, extra
+    # and the check can see a dev library when one is there
+    assert closure({"dev"}) & DEV_ONLY
