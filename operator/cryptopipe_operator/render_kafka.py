@@ -20,11 +20,15 @@ def dlq_topic_name(pipeline: Pipeline) -> str:
 
 def _topic(pipeline: Pipeline, name: str, topic: str, partitions: int, retention_ms: int) -> Manifest:
     kafka = pipeline.spec.kafka
+    config: dict[str, object] = {"retention.ms": retention_ms, "cleanup.policy": "delete"}
+    if kafka.topic_min_insync_replicas is not None:
+        # the ingestion produces with acks=all: this is how many copies "acknowledged" means
+        config["min.insync.replicas"] = kafka.topic_min_insync_replicas
     spec: dict[str, object] = {
         # the resource name must be a DNS name; the Kafka topic name may hold dots and capitals
         "topicName": topic,
         "partitions": partitions,
-        "config": {"retention.ms": retention_ms, "cleanup.policy": "delete"},
+        "config": config,
     }
     if kafka.replicas is not None:
         spec["replicas"] = kafka.replicas

@@ -45,8 +45,17 @@ class KafkaSpec(_Model):
     topic: str | None = None
     partitions: int = 3
     replicas: int | None = None
+    min_insync_replicas: int | None = None
     retention_ms: int = 604_800_000
     dlq_retention_ms: int = 2_592_000_000
+
+    @property
+    def topic_min_insync_replicas(self) -> int | None:
+        """min.insync.replicas for the topics: as given, else replicas - 1 within [1, 2] when replicas
+        is set (3 -> 2), else None (the cluster's default; the operator cannot check it)."""
+        if self.min_insync_replicas is not None or self.replicas is None:
+            return self.min_insync_replicas
+        return max(1, min(self.replicas - 1, 2))
 
 
 class SecretRef(_Model):
@@ -247,6 +256,14 @@ def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
     ):
         if _seconds(value) is None:
             problems.append(SpecProblem(f"spec.monitor.{field}", f"not a duration like 60s, 5m, 2h: {value!r}"))
+    kafka = spec.kafka
+    if kafka.min_insync_replicas is not None and (kafka.replicas is None or kafka.min_insync_replicas > kafka.replicas):
+        problems.append(
+            SpecProblem(
+                "spec.kafka.minInsyncReplicas",
+                "minInsyncReplicas needs replicas and must not exceed it: with acks=all no write could ever succeed",
+            )
+        )
     ref = spec.sink.credentials_secret_ref
     if ref.access_key_key == ref.secret_key_key:
         field = "spec.sink.credentialsSecretRef.secretKeyKey"

@@ -149,6 +149,22 @@ def test_kafka_topics() -> None:
     assert "replicas" not in render_kafka_topic(pipeline(kafka={"clusterName": "k"}))["spec"]
 
 
+def min_insync(**kafka: object) -> object:
+    topic, dlq = (
+        render(pipeline(kafka={"clusterName": "k", **kafka})) for render in (render_kafka_topic, render_dlq_topic)
+    )
+    assert topic["spec"]["config"].get("min.insync.replicas") == dlq["spec"]["config"].get("min.insync.replicas")
+    return topic["spec"]["config"].get("min.insync.replicas")
+
+
+def test_topics_say_how_many_copies_acks_all_waits_for() -> None:
+    # with replicas known, both topics carry min.insync.replicas: replicas - 1, within [1, 2]
+    assert [min_insync(replicas=r) for r in (1, 2, 3, 5)] == [1, 1, 2, 2]
+    assert min_insync(replicas=3, minInsyncReplicas=3) == 3
+    # unknown replicas: the cluster's defaults apply and nothing is rendered
+    assert min_insync() is None
+
+
 def container(deployment: dict) -> dict:
     (only,) = deployment["spec"]["template"]["spec"]["containers"]
     return only
