@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -229,6 +231,45 @@ def _seconds(value: str) -> int | None:
         return None
 
 
+# A spec is readable by everyone who may read the pipeline and lands in Events and logs: a URL that
+# carries a password (user:password@host) or a token in its query is refused (the CRD's CEL rules).
+_CREDENTIALS_IN_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@")
+_CREDENTIALS_IN_QUERY = re.compile(
+    r"(?i)[?&](token|secret|password|passwd|api_?key|key|signature|x-amz-credential|x-amz-signature"
+    r"|x-amz-security-token)="
+)
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_QUANTITY_SCALE = {None: 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_QUANTITY_SCALE |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """A Kubernetes quantity in the CRD's pattern ("100m", "1.5", "256Mi") as an exact number."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    return Decimal(match.group(1)) * _QUANTITY_SCALE[match.group(2)]
+
+
+def _url_problems(field: str, url: str | None) -> list[SpecProblem]:
+    if url is None:
+        return []
+    if _CREDENTIALS_IN_USERINFO.match(url):
+        return [SpecProblem(field, "must not carry credentials (user:password@host): use a Secret")]
+    if _CREDENTIALS_IN_QUERY.search(url):
+        return [SpecProblem(field, "must not carry credentials in its query (token=, key=, signature=, ...)")]
+    return []
+
+
+def _resource_problems(field: str, resources: Resources) -> list[SpecProblem]:
+    problems = []
+    for name in ("cpu", "memory"):
+        request, limit = getattr(resources.requests, name), getattr(resources.limits, name)
+        if request is not None and limit is not None and parse_quantity(request) > parse_quantity(limit):
+            problems.append(SpecProblem(f"{field}.requests.{name}", f"requests.{name} must not exceed limits.{name}"))
+    return problems
+
+
 def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
     """The CRD's list-type=set uniqueness and CEL rules, for specs that did not pass the API server."""
     problems = _duplicates("products", spec.products) + _duplicates("windows", spec.windows, _seconds)
@@ -264,6 +305,11 @@ def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
                 "minInsyncReplicas needs replicas and must not exceed it: with acks=all no write could ever succeed",
             )
         )
+    problems += _url_problems("spec.sink.endpoint", spec.sink.endpoint)
+    problems += _url_problems("spec.ingestion.wsUrl", spec.ingestion.ws_url)
+    problems += _url_problems("spec.ingestion.restUrl", spec.ingestion.rest_url)
+    problems += _resource_problems("spec.ingestion.resources", spec.ingestion.resources)
+    problems += _resource_problems("spec.monitor.resources", spec.monitor.resources)
     ref = spec.sink.credentials_secret_ref
     if ref.access_key_key == ref.secret_key_key:
         field = "spec.sink.credentialsSecretRef.secretKeyKey"
