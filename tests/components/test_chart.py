@@ -115,6 +115,19 @@ def test_helm_lint_strict_with_each_ci_scenario(helm: Path, values: Path) -> Non
     assert not re.search(r"\[(WARNING|ERROR)\]", result.stdout), result.stdout
 
 
+def test_notes_give_commands_that_run_and_never_overwrite_a_secret(kube: KubeControlPlane, helm: Path) -> None:
+    """NOTES.txt is what a user copies: no `<...>` placeholder to fill in, a CRD upgrade command that
+    names this chart, and the example sink Secret made with `create` (refuses to overwrite), never
+    `apply` of the placeholder file (which would replace a real Secret of that name)."""
+    args = ("install", "rel", str(CHART), "--namespace", "ops", "--dry-run=client")
+    notes = run_helm(helm, *args, env=kube.env()).stdout
+    notes = notes[notes.index("NOTES:") :]
+    assert not re.search(r"<[a-z][^>]*>", notes), notes
+    assert "helm show crds cryptopipe-operator --version" in notes
+    assert "create secret generic minio-credentials" in notes
+    assert "apply -f manifests/minio-credentials" not in notes
+
+
 def test_ci_scenarios_exist() -> None:
     names = {p.name for p in CI_VALUES}
     assert {"default-values.yaml", "namespaced-values.yaml", "monitoring-values.yaml"} <= names
