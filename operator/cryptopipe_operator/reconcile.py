@@ -59,6 +59,7 @@ PLURALS = {
     "Role": "roles",
     "RoleBinding": "rolebindings",
     "Deployment": "deployments",
+    "NetworkPolicy": "networkpolicies",
     "KafkaTopic": "kafkatopics",
     "SparkApplication": "sparkapplications",
     "CryptoPipeline": PLURAL,

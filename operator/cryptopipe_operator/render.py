@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from cryptopipe_operator import render_monitor
+from cryptopipe_operator import render_monitor, render_network
 from cryptopipe_operator.render_common import Manifest
 from cryptopipe_operator.render_ingestion import render_ingestion_deployment, render_metrics_service
 from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic
 from cryptopipe_operator.render_monitor import render_monitor_deployment
+from cryptopipe_operator.render_network import render_ingestion_egress_policy, render_ingress_policy
 from cryptopipe_operator.render_spark import (
     render_role,
     render_role_binding,
@@ -48,7 +49,8 @@ class ChildRef:
 def render_children(
     pipeline: Pipeline, checkpoint_generation: int, *, starting_offsets: str = "earliest"
 ) -> list[Manifest]:
-    children = [
+    # NetworkPolicies first: the pods must never run unfenced, not even for one reconcile
+    children = [*_network_policies(pipeline)] + [
         render_kafka_topic(pipeline),
         render_dlq_topic(pipeline),
         render_service_account(pipeline),
@@ -63,9 +65,20 @@ def render_children(
     return children
 
 
+def _network_policies(pipeline: Pipeline) -> list[Manifest]:
+    if not pipeline.spec.network_policy.enabled:
+        return []
+    return [render_ingress_policy(pipeline), render_ingestion_egress_policy(pipeline)]
+
+
 def unwanted_children(pipeline: Pipeline) -> list[ChildRef]:
     """Optional children this spec does not want, which an earlier spec may have created: the
     reconcile deletes them (by name, and only objects labelled and owned as this pipeline's)."""
-    if pipeline.spec.monitor.enabled:
-        return []
-    return [ChildRef("apps/v1", "Deployment", render_monitor.deployment_name(pipeline), render_monitor.COMPONENT)]
+    unwanted = []
+    if not pipeline.spec.monitor.enabled:
+        name = render_monitor.deployment_name(pipeline)
+        unwanted.append(ChildRef("apps/v1", "Deployment", name, render_monitor.COMPONENT))
+    if not pipeline.spec.network_policy.enabled:
+        for name in (render_network.ingress_policy_name(pipeline), render_network.egress_policy_name(pipeline)):
+            unwanted.append(ChildRef(render_network.API_VERSION, "NetworkPolicy", name, render_network.COMPONENT))
+    return unwanted

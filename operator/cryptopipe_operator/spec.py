@@ -133,6 +133,16 @@ class MonitorSpec(_Model):
     resources: MonitorResources = MonitorResources()
 
 
+class NetworkPolicySpec(_Model):
+    """The pipeline's NetworkPolicies (render_network): on by default."""
+
+    enabled: bool = True
+    # namespaces whose Prometheus may scrape the metrics ports (kube-prometheus-stack's default)
+    metrics_namespace_selector: dict[str, Any] = Field(
+        default_factory=lambda: {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    )
+
+
 class PipelineSpec(_Model):
     suspend: bool = False
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
@@ -146,6 +156,7 @@ class PipelineSpec(_Model):
     ingestion: IngestionSpec
     spark: SparkSpec
     monitor: MonitorSpec = MonitorSpec()
+    network_policy: NetworkPolicySpec = NetworkPolicySpec()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,6 +49,8 @@ def spark_conf(
         # Candles are UTC minutes; never let the JVM's default zone move window boundaries.
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": str(ui).lower(),
+        # the UI is for looking: its kill links would let anyone who reaches port 4040 stop the job
+        "spark.ui.killEnabled": "false",
     }
     local = conf["spark.master"].startswith("local")
     if local:

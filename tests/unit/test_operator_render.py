@@ -472,3 +472,41 @@ def test_monitor_options_and_suspend() -> None:
         "limits": {"cpu": "500m", "memory": "1Gi"},
     }
     assert deployment["spec"]["replicas"] == 0  # suspend stops it with the ingestion
+
+
+def test_network_policies_fence_the_pipeline_and_pin_the_ingestion_egress() -> None:
+    p = VARIANTS["aws-and-options"]
+    children = {(c["kind"], c["metadata"]["name"]): c for c in render_children(p, 1)}
+    ingress = children[("NetworkPolicy", "btc-ingress")]["spec"]
+    egress = children[("NetworkPolicy", "btc-ingestion-egress")]["spec"]
+    pipeline_pods = {"app.kubernetes.io/instance": "btc", "app.kubernetes.io/part-of": "cryptopipe"}
+    assert ingress["podSelector"] == {"matchLabels": pipeline_pods}
+    # the pipeline's own pods on any port (Spark's driver and executors); the monitoring namespace
+    # only on the metrics ports; nothing else, so the Spark UI (4040) is unreachable from outside
+    own, metrics = ingress["ingress"]
+    assert own == {"from": [{"podSelector": {"matchLabels": pipeline_pods}}]}
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert {port["port"] for port in metrics["ports"]} == {8080, 9108}
+    # the ingestion reaches DNS, Kafka's bootstrap port and the feed's ports (the replay server here)
+    assert egress["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ingestion"
+    assert egress["policyTypes"] == ["Egress"]
+    ports = {(rule["protocol"], rule["port"]) for entry in egress["egress"] for rule in entry["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 9092), ("TCP", 8765), ("TCP", 8766)}
+    # Coinbase's default URLs are wss/https: 443
+    (default,) = [c for c in render_children(pipeline(), 1) if c["metadata"]["name"] == "btc-ingestion-egress"]
+    default_ports = {rule["port"] for entry in default["spec"]["egress"] for rule in entry["ports"]}
+    assert default_ports == {53, 9092, 443}
+
+
+def test_network_policies_can_be_turned_off_and_are_then_unwanted() -> None:
+    p = pipeline(networkPolicy={"enabled": False})
+    assert not [c for c in render_children(p, 1) if c["kind"] == "NetworkPolicy"]
+    assert {(ref.kind, ref.name) for ref in unwanted_children(p)} >= {
+        ("NetworkPolicy", "btc-ingress"),
+        ("NetworkPolicy", "btc-ingestion-egress"),
+    }
+    assert not [ref for ref in unwanted_children(pipeline()) if ref.kind == "NetworkPolicy"]
+
+
+def test_spark_ui_cannot_kill_jobs() -> None:
+    assert render_spark_application(pipeline(), 1)["spec"]["sparkConf"]["spark.ui.killEnabled"] == "false"

@@ -95,6 +95,11 @@ ClusterRole (cluster mode). No wildcards; each rule says why it is there.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# the pipeline's NetworkPolicies (operator/cryptopipe_operator/render_network.py); delete when
+# spec.networkPolicy.enabled turns them off (by name, only when labelled and owned as that pipeline's)
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "list", "create", "patch"]
