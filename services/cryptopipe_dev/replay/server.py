@@ -24,7 +24,7 @@ import http
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,27 +32,30 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from cryptopipe.contracts import Feed
 from cryptopipe_dev.replay.api import HttpApi
+from cryptopipe_dev.replay.connection import Connection
 from cryptopipe_dev.replay.control import start_control_server
+from cryptopipe_dev.replay.dialect import FeedDialect
+from cryptopipe_dev.replay.dialect_advanced_trade import AdvancedTradeDialect
+from cryptopipe_dev.replay.dialect_exchange import ExchangeDialect
 from cryptopipe_dev.replay.faults import Faults, FaultState
+from cryptopipe_dev.replay.injector import FaultInjector
+from cryptopipe_dev.replay.options import OnConnect, StreamOptions, parse_speed
 from cryptopipe_dev.replay.recording import Recording, RecordingSource, load_recording
-from cryptopipe_dev.replay.session import OnConnect, Session, Timeline
+from cryptopipe_dev.replay.session import Session, Tally
 from cryptopipe_dev.replay.source import FrameSource
+from cryptopipe_dev.replay.subscriptions import Subscriptions
+from cryptopipe_dev.replay.timeline import Timeline
 
 log = logging.getLogger("cryptopipe_dev.replay")
 
 T = TypeVar("T")
 _KEEP_CLOSED_SESSIONS = 50
-
-
-def parse_speed(speed: float | str | None) -> float | None:
-    """``"max"``/None -> None (as fast as the client reads); else a positive factor (1 = real time)."""
-    if speed is None or (isinstance(speed, str) and speed.strip().lower() == "max"):
-        return None
-    value = float(speed)
-    if not value > 0:
-        raise ValueError(f"speed must be 'max' or a positive number: {speed!r}")
-    return value
+DIALECTS: dict[Feed, Callable[[Subscriptions, Mapping[str, bool]], FeedDialect]] = {
+    "exchange": ExchangeDialect,
+    "advanced_trade": AdvancedTradeDialect,
+}
 
 
 def open_source(recordings: Sequence[str | Path | Recording] | str | Path | Recording | FrameSource) -> FrameSource:
@@ -84,20 +87,22 @@ class ReplayServer:
         if on_connect not in ("resume", "restart"):
             raise ValueError(f"on_connect must be resume or restart: {on_connect!r}")
         self.source = open_source(recordings)
-        self.speed = parse_speed(speed)
+        self.options = StreamOptions(
+            speed=parse_speed(speed),
+            max_gap=max_gap,
+            subscribe_timeout=subscribe_timeout,
+            subscribe_settle=subscribe_settle,
+            on_connect=on_connect,
+            heartbeat_after_end=heartbeat_after_end,
+            end_heartbeat_interval=end_heartbeat_interval,
+        )
         self.fault_state = FaultState(_as_faults(faults))
         self.host = host
         self.port = port
         self.control_port = control_port
-        self.subscribe_timeout = subscribe_timeout
-        self.subscribe_settle = subscribe_settle
-        self.heartbeat_after_end = heartbeat_after_end
-        self.end_heartbeat_interval = end_heartbeat_interval
-        self.on_connect = on_connect
-        self.max_gap = max_gap
         self.timeline = Timeline(self.source)
-        self.frames_sent = 0
-        self.api = HttpApi(self)
+        self.tally = Tally()
+        self.api = HttpApi(self.source.trade_book, self)
         self._ids = itertools.count(1)
         self._open: set[Session] = set()
         self._closed: collections.deque[Session] = collections.deque(maxlen=_KEEP_CLOSED_SESSIONS)
@@ -202,6 +207,15 @@ class ReplayServer:
 
     # -- state, from any thread ----------------------------------------------------------------------
 
+    @property
+    def speed(self) -> float | None:
+        return self.options.speed
+
+    @property
+    def frames_sent(self) -> int:
+        """Data frames, and heartbeats after the end, sent on all connections so far."""
+        return self.tally.frames_sent
+
     def status(self) -> dict[str, Any]:
         return self._on_loop(self.status_now)
 
@@ -225,7 +239,7 @@ class ReplayServer:
             "feed": self.source.feed,
             "products": list(self.source.products),
             "speed": self.speed if self.speed is not None else "max",
-            "on_connect": self.on_connect,
+            "on_connect": self.options.on_connect,
             "frames_total": self.source.frame_count,
             "position": self.timeline.position,
             "done": self.timeline.done.is_set(),
@@ -235,6 +249,9 @@ class ReplayServer:
             "faults": self.fault_state.faults.to_dict(),
             "faults_fired": dict(self.fault_state.fired),
         }
+
+    def faults_now(self) -> Faults:
+        return self.fault_state.faults
 
     def set_faults_now(self, faults: Faults) -> None:
         self.fault_state.arm(faults)
@@ -258,7 +275,18 @@ class ReplayServer:
     # -- connections ---------------------------------------------------------------------------------
 
     async def _handle_ws(self, ws: ServerConnection) -> None:
-        session = Session(self, ws, next(self._ids))
+        connection_id = next(self._ids)
+        subs = Subscriptions(self.source.feed, self.source.products)
+        session = Session(
+            connection_id,
+            Connection(ws),
+            subs,
+            DIALECTS[self.source.feed](subs, self.source.ack_style),
+            timeline=self.timeline,
+            faults=FaultInjector(self.fault_state, connection_id),
+            options=self.options,
+            tally=self.tally,
+        )
         self._open.add(session)
         log.info("client connected", extra={"connection": session.id, "peer": session.peer})
         try:
