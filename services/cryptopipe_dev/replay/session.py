@@ -5,9 +5,10 @@ then stream the source's frames the subscriptions select, paced by their recorde
 fault hooks. After the last frame the connection stays open, optionally sending heartbeats whose
 time keeps advancing so that downstream event-time windows can close.
 
-The session gets what it works with, built by the server: the socket (connection.py), the feed's
-dialect (dialect.py), the shared timeline (timeline.py), this connection's faults (injector.py),
-the stream options (options.py) and the server-wide tally it adds its frames to.
+The session gets what it works with, wired by ``ReplayState.open_session`` (state.py): the socket
+(connection.py), the feed's dialect (dialect.py), the shared timeline (timeline.py), this
+connection's faults (injector.py), the stream options (options.py) and the tally of all
+connections it adds its frames to.
 """
 
 from __future__ import annotations
