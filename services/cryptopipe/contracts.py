@@ -34,6 +34,9 @@ Side = Literal["buy", "sell"]
 Feed = Literal["exchange", "advanced_trade"]
 Source = Literal["ws", "rest"]
 
+# A Coinbase product id (BTC-USD): what the ingestion and monitor settings accept in their product lists.
+PRODUCT_PATTERN = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")
+
 
 class ContractError(ValueError):
     """A value does not fit the contract; the message names the field and the value."""

@@ -19,9 +19,9 @@ from types import FrameType
 from prometheus_client import CollectorRegistry
 
 from cryptopipe import coinbase
+from cryptopipe.http_server import HealthServer
 from cryptopipe.ingest.backfill import Backfiller, trade_ids_in_topic_tail
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
-from cryptopipe.ingest.health import HealthServer
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
@@ -41,7 +41,9 @@ class IngestService:
         self.metrics = IngestMetrics(registry)
         self.metrics.declare_products(settings.products)
         self._stop = threading.Event()
-        self._health = HealthServer(settings.http_host, settings.http_port, self.metrics.registry, self.readiness)
+        self._health = HealthServer(
+            settings.http_host, settings.http_port, self.metrics.registry, self.readiness, name="ingest"
+        )
         self.producer: RecordProducer | None = None
         self.backfiller: Backfiller | None = None
         self.feed: FeedConnection | None = None

@@ -34,16 +34,15 @@ CRYPTOPIPE_INGEST_RESUME_FROM_TOPIC            true                             
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptopipe.coinbase.frames import FEED_URLS, REST_BASE_URL
+from cryptopipe.contracts import PRODUCT_PATTERN
 
 ENV_PREFIX = "CRYPTOPIPE_INGEST_"
-PRODUCT_PATTERN = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")
 
 
 class IngestSettings(BaseSettings):

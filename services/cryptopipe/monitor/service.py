@@ -21,7 +21,7 @@ from types import FrameType
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from cryptopipe.ingest.health import HealthServer
+from cryptopipe.http_server import HealthServer
 from cryptopipe.logs import setup_logging
 from cryptopipe.monitor.anomalies import KINDS
 from cryptopipe.monitor.scan import WindowScan, scan_window
@@ -109,7 +109,9 @@ class LakeMonitor:
         self._last_ok = False
         self._last_found: dict[str, int] | None = None
         self._stop = threading.Event()
-        self._health = HealthServer(settings.http_host, settings.http_port, self.metrics.registry, self.readiness)
+        self._health = HealthServer(
+            settings.http_host, settings.http_port, self.metrics.registry, self.readiness, name="monitor"
+        )
 
     @property
     def http_port(self) -> int:

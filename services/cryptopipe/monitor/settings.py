@@ -33,8 +33,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cryptopipe.contracts import ContractError, parse_duration, window_label
-from cryptopipe.ingest.settings import PRODUCT_PATTERN
+from cryptopipe.contracts import PRODUCT_PATTERN, ContractError, parse_duration, window_label
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.monitor.anomalies import Thresholds

@@ -22,8 +22,9 @@ import orjson
 
 from cryptopipe.logs import setup_logging
 from cryptopipe_dev.replay.faults import Faults
+from cryptopipe_dev.replay.options import parse_speed
 from cryptopipe_dev.replay.recording import RecordingSource, load_recording
-from cryptopipe_dev.replay.server import ReplayServer, parse_speed
+from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.replay.synthetic import DEFAULT_START_TIME, SyntheticConfig, SyntheticSource, replay_rows
 
 

@@ -15,15 +15,13 @@ Pure request -> response, so the same code answers on the WebSocket port (throug
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
 from cryptopipe_dev.replay.faults import Faults
-
-if TYPE_CHECKING:
-    from cryptopipe_dev.replay.server import ReplayServer
+from cryptopipe_dev.replay.source import TradeBook
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -44,12 +42,25 @@ def _error(status: int, message: str) -> HttpResponse:
     return json_response(status, {"message": message})
 
 
+class Controls(Protocol):
+    """What the control endpoints read and change: the replay server's state, on its loop."""
+
+    def status_now(self) -> dict[str, Any]: ...
+
+    def faults_now(self) -> Faults: ...
+
+    def set_faults_now(self, faults: Faults) -> None: ...
+
+    def reset_now(self) -> None: ...
+
+
 class HttpApi:
-    def __init__(self, server: ReplayServer) -> None:
-        self.server = server
+    def __init__(self, trade_book: TradeBook, controls: Controls) -> None:
+        self.trade_book = trade_book
+        self.controls = controls
 
     def handle(self, method: str, target: str, body: bytes = b"") -> HttpResponse:
-        """Must run on the server's event loop (it reads and changes server state)."""
+        """Must run on the server's event loop (the controls read and change server state)."""
         parts = urlsplit(target)
         path = parts.path.rstrip("/") or "/"
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -59,16 +70,16 @@ class HttpApi:
                 return _error(405, "method not allowed")
             return self._trades(unquote(segments[2]), query)
         if path == "/_replay/status" and method == "GET":
-            return json_response(200, self.server.status_now())
+            return json_response(200, self.controls.status_now())
         if path == "/_replay/faults":
             if method == "GET":
-                return json_response(200, self.server.fault_state.faults.to_dict())
+                return json_response(200, self.controls.faults_now().to_dict())
             if method == "POST":
                 return self._set_faults(body)
             return _error(405, "method not allowed")
         if path == "/_replay/reset" and method == "POST":
-            self.server.reset_now()
-            return json_response(200, self.server.status_now())
+            self.controls.reset_now()
+            return json_response(200, self.controls.status_now())
         return _error(404, "NotFound")
 
     def _set_faults(self, body: bytes) -> HttpResponse:
@@ -79,11 +90,11 @@ class HttpApi:
             faults = Faults.from_dict(data)
         except (orjson.JSONDecodeError, ValueError) as exc:
             return _error(400, f"bad faults: {exc}")
-        self.server.set_faults_now(faults)
+        self.controls.set_faults_now(faults)
         return json_response(200, faults.to_dict())
 
     def _trades(self, product_id: str, query: dict[str, list[str]]) -> HttpResponse:
-        book = self.server.source.trade_book
+        book = self.trade_book
         if product_id not in book:
             return _error(404, "NotFound")
         try:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 import websocket
 
-if TYPE_CHECKING:
-    from cryptopipe_dev.replay.server import ReplayServer
+
+class Server(Protocol):
+    """What the client asks of the replay server (a ReplayServer): its status, from any thread."""
+
+    def status(self) -> dict[str, Any]: ...
 
 
 # connection states after which the server sends nothing more from the source
@@ -74,12 +77,12 @@ class ReplayClient:
         host, port = self.ws.sock.getsockname()[:2]
         return f"{host}:{port}"
 
-    def connection_status(self, server: ReplayServer) -> dict[str, Any] | None:
+    def connection_status(self, server: Server) -> dict[str, Any] | None:
         """This connection's entry in the server's status (matched by the client's own address)."""
         me = self.local_address
         return next((c for c in server.status()["connections"] if c["peer"] == me), None)
 
-    def read_sent(self, server: ReplayServer, timeout: float = 10.0) -> list[str]:
+    def read_sent(self, server: Server, timeout: float = 10.0) -> list[str]:
         """Read until the server has streamed the whole source to this connection and this client
         has every message the server sent it. Returns all messages received so far."""
         deadline = time.monotonic() + timeout

@@ -14,14 +14,15 @@ In a test::
 
 ``start()`` runs the server on its own event loop in a background thread; ``serve()`` runs it on
 the caller's loop (the CLI).
+
+This module is the shell: ports, threads, the event loop. What the replay knows and decides is in
+state.py (shared state), session.py (one connection) and the modules they name.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import http
-import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -33,26 +34,17 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from cryptopipe_dev.replay.api import HttpApi
+from cryptopipe_dev.replay.connection import Connection
 from cryptopipe_dev.replay.control import start_control_server
-from cryptopipe_dev.replay.faults import Faults, FaultState
+from cryptopipe_dev.replay.faults import Faults
+from cryptopipe_dev.replay.options import OnConnect, StreamOptions, parse_speed
 from cryptopipe_dev.replay.recording import Recording, RecordingSource, load_recording
-from cryptopipe_dev.replay.session import OnConnect, Session, Timeline
 from cryptopipe_dev.replay.source import FrameSource
+from cryptopipe_dev.replay.state import ReplayState
 
 log = logging.getLogger("cryptopipe_dev.replay")
 
 T = TypeVar("T")
-_KEEP_CLOSED_SESSIONS = 50
-
-
-def parse_speed(speed: float | str | None) -> float | None:
-    """``"max"``/None -> None (as fast as the client reads); else a positive factor (1 = real time)."""
-    if speed is None or (isinstance(speed, str) and speed.strip().lower() == "max"):
-        return None
-    value = float(speed)
-    if not value > 0:
-        raise ValueError(f"speed must be 'max' or a positive number: {speed!r}")
-    return value
 
 
 def open_source(recordings: Sequence[str | Path | Recording] | str | Path | Recording | FrameSource) -> FrameSource:
@@ -84,23 +76,20 @@ class ReplayServer:
         if on_connect not in ("resume", "restart"):
             raise ValueError(f"on_connect must be resume or restart: {on_connect!r}")
         self.source = open_source(recordings)
-        self.speed = parse_speed(speed)
-        self.fault_state = FaultState(_as_faults(faults))
+        options = StreamOptions(
+            speed=parse_speed(speed),
+            max_gap=max_gap,
+            subscribe_timeout=subscribe_timeout,
+            subscribe_settle=subscribe_settle,
+            on_connect=on_connect,
+            heartbeat_after_end=heartbeat_after_end,
+            end_heartbeat_interval=end_heartbeat_interval,
+        )
+        self.state = ReplayState(self.source, options, _as_faults(faults))
         self.host = host
         self.port = port
         self.control_port = control_port
-        self.subscribe_timeout = subscribe_timeout
-        self.subscribe_settle = subscribe_settle
-        self.heartbeat_after_end = heartbeat_after_end
-        self.end_heartbeat_interval = end_heartbeat_interval
-        self.on_connect = on_connect
-        self.max_gap = max_gap
-        self.timeline = Timeline(self.source)
-        self.frames_sent = 0
-        self.api = HttpApi(self)
-        self._ids = itertools.count(1)
-        self._open: set[Session] = set()
-        self._closed: collections.deque[Session] = collections.deque(maxlen=_KEEP_CLOSED_SESSIONS)
+        self.api = HttpApi(self.source.trade_book, self.state)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -202,48 +191,29 @@ class ReplayServer:
 
     # -- state, from any thread ----------------------------------------------------------------------
 
+    @property
+    def speed(self) -> float | None:
+        return self.state.options.speed
+
+    @property
+    def frames_sent(self) -> int:
+        """Data frames, and heartbeats after the end, sent on all connections so far."""
+        return self.state.tally.frames_sent
+
     def status(self) -> dict[str, Any]:
-        return self._on_loop(self.status_now)
+        return self._on_loop(self.state.status_now)
 
     def set_faults(self, faults: Faults | dict[str, Any] | None) -> None:
         """Replace the faults in force and re-arm the counted ones."""
-        self._on_loop(lambda: self.set_faults_now(_as_faults(faults)))
+        self._on_loop(lambda: self.state.set_faults_now(_as_faults(faults)))
 
     def reset(self) -> None:
         """Back to the first frame for the next connection; counted faults re-armed."""
-        self._on_loop(self.reset_now)
+        self._on_loop(self.state.reset_now)
 
     def wait_done(self, timeout: float | None = None) -> bool:
         """True once a connection has been sent (or had filtered out) every frame of the source."""
-        return self.timeline.done.wait(timeout)
-
-    # -- state, on the loop --------------------------------------------------------------------------
-
-    def status_now(self) -> dict[str, Any]:
-        sessions = sorted([*self._closed, *self._open], key=lambda s: s.id)
-        return {
-            "feed": self.source.feed,
-            "products": list(self.source.products),
-            "speed": self.speed if self.speed is not None else "max",
-            "on_connect": self.on_connect,
-            "frames_total": self.source.frame_count,
-            "position": self.timeline.position,
-            "done": self.timeline.done.is_set(),
-            "frames_sent": self.frames_sent,
-            "connections_open": len(self._open),
-            "connections": [s.info() for s in sessions],
-            "faults": self.fault_state.faults.to_dict(),
-            "faults_fired": dict(self.fault_state.fired),
-        }
-
-    def set_faults_now(self, faults: Faults) -> None:
-        self.fault_state.arm(faults)
-        log.info("faults set", extra={"faults": faults.to_dict()})
-
-    def reset_now(self) -> None:
-        self.timeline.reset()
-        self.fault_state.arm(self.fault_state.faults)
-        log.info("timeline reset")
+        return self.state.timeline.done.wait(timeout)
 
     def _on_loop(self, fn: Callable[[], T]) -> T:
         loop = self._loop
@@ -258,14 +228,12 @@ class ReplayServer:
     # -- connections ---------------------------------------------------------------------------------
 
     async def _handle_ws(self, ws: ServerConnection) -> None:
-        session = Session(self, ws, next(self._ids))
-        self._open.add(session)
+        session = self.state.open_session(Connection(ws))
         log.info("client connected", extra={"connection": session.id, "peer": session.peer})
         try:
             await session.run()
         finally:
-            self._open.discard(session)
-            self._closed.append(session)
+            self.state.close_session(session)
             log.info(
                 "client gone",
                 extra={"connection": session.id, "state": session.state, "data_frames_sent": session.data_sent},

@@ -1,8 +1,10 @@
-"""/metrics, /healthz and /readyz on one small stdlib HTTP server thread.
+"""/metrics, /healthz and /readyz on one small stdlib HTTP server thread, for each product service
+(ingestion, lake monitor). It lives beside them, not in either, so that they stay independent.
 
 - ``/healthz``: 200 while the process serves HTTP at all (Kubernetes liveness).
-- ``/readyz``: 200 only when the feed is connected and subscribed and the producer has the
-  topic's metadata; otherwise 503 with ``{"ready": false, "reason": "..."}`` (readiness).
+- ``/readyz``: 200 when the service's readiness check returns None (ingestion: feed connected and
+  subscribed, producer has the topic's metadata); otherwise 503 with
+  ``{"ready": false, "reason": "..."}`` (readiness).
 - ``/metrics``: the service's own registry in the Prometheus text format.
 """
 
@@ -23,11 +25,14 @@ ReadinessCheck = Callable[[], str | None]
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, readiness: ReadinessCheck) -> None:
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, readiness: ReadinessCheck, *, name: str
+    ) -> None:
         handler = _handler_class(registry, readiness)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ingest-http", daemon=True)
+        # the thread's name says whose server it is in a thread dump (each service runs one)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{name}-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -53,7 +58,7 @@ def _handler_class(registry: CollectorRegistry, readiness: ReadinessCheck) -> ty
             elif path == "/readyz":
                 try:
                     reason = readiness()
-                except Exception as exc:  # a failing check means not ready, not a 500
+                except Exception as exc:  # noqa: BLE001 - a failing check means not ready, not a 500
                     reason = f"readiness check failed: {exc!r}"
                 if reason is None:
                     self._reply(200, b'{"ready":true}', "application/json")

@@ -1,0 +1,79 @@
+"""The faults as one connection meets them: which trades it withholds and which counted fault is
+due after its n-th data frame, with the malformed frame to send. It decides; the session acts
+(sends, pauses, drops), so what a fault does is readable apart from how a stream is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+
+from cryptopipe_dev.replay.faults import Faults, FaultState
+from cryptopipe_dev.replay.source import SourceFrame
+
+_PRICE = re.compile(r'"price":\s*"[^"]*"')
+
+
+@dataclasses.dataclass(frozen=True)
+class SendMalformed:
+    text: str
+    kind: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Stall:
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Drop:
+    lose: int  # source frames the next (resuming) connection will not get
+    close_code: int | None  # None: abort without a close frame
+
+
+CountedFault = SendMalformed | Stall | Drop
+
+
+class FaultInjector:
+    def __init__(self, state: FaultState, connection_id: int) -> None:
+        self.state = state
+        self.connection_id = connection_id
+        self._last_text: str | None = None
+        self._last_trade_text: str | None = None
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force now (the control endpoint may replace them at any await)."""
+        return self.state.faults
+
+    def withheld(self, frame: SourceFrame) -> frozenset[int]:
+        faults = self.faults
+        return frozenset(
+            t.trade_id for t in frame.trades if faults.skips_trades and faults.skip_trade(t.trade_id, t.ordinal)
+        )
+
+    def sent(self, text: str, frame: SourceFrame) -> None:
+        """A data frame went out: what a malformed frame copies."""
+        self._last_text = text
+        if frame.trades:
+            self._last_trade_text = text
+
+    def due(self, data_sent: int) -> Iterator[CountedFault]:
+        """The counted faults that fire after ``data_sent`` data frames, in order. Lazy: each is taken
+        (fired for this arming) only when the caller has acted on the one before, so a client gone
+        during a malformed frame leaves the stall armed for the next connection."""
+        faults = self.faults
+        if faults.malformed_after == data_sent and self.state.take("malformed_after", self.connection_id):
+            yield SendMalformed(self._malformed_frame(faults.malformed_kind), faults.malformed_kind)
+        if faults.stall_after == data_sent and self.state.take("stall_after", self.connection_id):
+            yield Stall(faults.stall_seconds)
+        if faults.drop_after == data_sent and self.state.take("drop_after", self.connection_id):
+            yield Drop(faults.drop_lose, faults.drop_close_code)
+
+    def _malformed_frame(self, kind: str) -> str:
+        if kind == "bad_price" and self._last_trade_text:
+            return _PRICE.sub('"price":"not-a-price"', self._last_trade_text, count=1)
+        if kind in ("truncated", "bad_price") and self._last_text:
+            return self._last_text[: max(1, len(self._last_text) // 2)]
+        return "this is not JSON {"
