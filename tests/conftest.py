@@ -25,9 +25,9 @@ from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.paths import MissingDependency, spark_jars
 from cryptopipe_dev.stack.s3server import S3Server
 from tests.kube_fixtures import helm, kube, kube_crd_paths, kube_namespace  # noqa: F401 (fixtures)
+from tests.support.paths import REPO, SHARED
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-KEPT_LOGS = REPO_ROOT / ".work" / "test-logs"
+KEPT_LOGS = REPO / ".work" / "test-logs"
 LAKE_BUCKET = "lake"
 LOG_TAIL_LINES = 40
 
@@ -58,12 +58,12 @@ def _running(name: str, service: _Service) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
-    return REPO_ROOT
+    return REPO
 
 
 @pytest.fixture(scope="session")
-def shared_dir(repo_root: Path) -> Path:
-    return repo_root.parent / "shared"
+def shared_dir() -> Path:
+    return SHARED
 
 
 @pytest.fixture(scope="session")

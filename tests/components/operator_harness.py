@@ -19,9 +19,10 @@ import yaml
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+from tests.support.paths import REPO
 
 T = TypeVar("T")
-INVALID_SPECS = yaml.safe_load((Path(__file__).parents[1] / "unit" / "invalid_specs.yaml").read_text())
+INVALID_SPECS = yaml.safe_load((REPO / "tests" / "unit" / "invalid_specs.yaml").read_text())
 BASE_SPEC: dict[str, Any] = INVALID_SPECS["base"]
 GROUP_VERSION = "cryptopipeline.io/v1alpha1"
 # short loops for tests: status within ~1 s of a child's change, a failed step retried after 1 s

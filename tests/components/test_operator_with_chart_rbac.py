@@ -22,10 +22,9 @@ from tests.components.operator_harness import (
     items,
     pipeline,
 )
+from tests.support.paths import CHART
 
 pytestmark = pytest.mark.kube
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "cryptopipe-operator"
 
 
 def test_operator_with_only_the_charts_service_account_reconciles(
