@@ -24,7 +24,7 @@ from cryptopipe.spark_conf import spark_conf
 from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.paths import MissingDependency, spark_jars
 from cryptopipe_dev.stack.s3server import S3Server
-from tests.kube_fixtures import helm, kube, kube_crd_paths, kube_namespace  # noqa: F401 (fixtures)
+from tests.support.kube_control_plane import helm, kube, kube_crd_paths, kube_namespace  # noqa: F401 (fixtures)
 from tests.support.paths import REPO, SHARED
 
 KEPT_LOGS = REPO / ".work" / "test-logs"

@@ -23,7 +23,7 @@ from cryptopipe.contracts import Tick, Trade, decode_record
 from cryptopipe.ingest.service import IngestService
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.replay import ReplayServer
-from tests.components.http_probe import http_get
+from tests.support.http_probe import http_get
 from tests.support.paths import DERIVED_RECORDINGS
 
 pytestmark = pytest.mark.components

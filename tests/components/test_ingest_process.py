@@ -20,7 +20,7 @@ from cryptopipe.contracts import Trade, decode_record
 from cryptopipe_dev.commands.scrape import scrape as scrape_metrics
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port
-from tests.components.http_probe import http_get
+from tests.support.http_probe import http_get
 from tests.support.paths import DERIVED_RECORDINGS
 
 pytestmark = pytest.mark.components

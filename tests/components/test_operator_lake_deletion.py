@@ -17,7 +17,7 @@ from cryptopipe.lake.s3 import S3Connection
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
 from cryptopipe_operator.lake_cleanup import LakeCleanupError, delete_lake_prefix
-from tests.components.operator_harness import OperatorProcess, events, eventually, get, pipeline, run_operator
+from tests.support.operator_process import OperatorProcess, events, eventually, get, pipeline, run_operator
 
 BUCKET = "lake"
 SECRET = "lake-credentials"  # the base spec's credentialsSecretRef.name (default keys accessKey, secretKey)

@@ -1,7 +1,7 @@
 """spec.monitor against the real control plane: the operator creates the lake monitor Deployment
 when asked, reports LakeMonitorReady from it (outside Ready), and deletes it when the spec turns it
 off, but never a Deployment of that name it does not own. The operator runs as its own process
-(tests/components/operator_harness.py); no part of the API server is mocked."""
+(tests/support/operator_process.py); no part of the API server is mocked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from tests.components.operator_harness import (
+from tests.support.operator_process import (
     OperatorProcess,
     conditions,
     events,

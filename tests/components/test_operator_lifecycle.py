@@ -1,6 +1,6 @@
 """The operator against a real kube-apiserver + controller-manager: create, readiness from the
 children, updates and checkpoint generations, both deletion policies, a crash mid-create, and the
-API server refusing invalid specs. One operator process for the module (tests/components/operator_harness.py)."""
+API server refusing invalid specs. One operator process for the module (tests/support/operator_process.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
 from cryptopipe_dev.stack.s3server import S3Server
-from tests.components.operator_harness import (
+from tests.support.operator_process import (
     CHILD_KINDS,
     INVALID_SPECS,
     OperatorProcess,

@@ -1,7 +1,7 @@
 """The operator under churn and crashes, against the real kube-apiserver + controller-manager:
 create/delete/create cycles of one name leave no orphan and exactly one set of children, and a
 SIGKILL of the operator in the middle of an update or of a deletion converges after a restart.
-One operator process for the module (tests/components/operator_harness.py)."""
+One operator process for the module (tests/support/operator_process.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
-from tests.components.operator_harness import (
+from tests.support.operator_process import (
     CHILD_KINDS,
     OperatorProcess,
     conditions,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from tests.components.operator_harness import (
+from tests.support.operator_process import (
     CHILD_KINDS,
     OperatorProcess,
     conditions,
