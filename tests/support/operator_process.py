@@ -19,6 +19,7 @@ import yaml
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+from tests.support.local_services import register
 from tests.support.paths import REPO
 
 T = TypeVar("T")
@@ -99,10 +100,8 @@ class OperatorProcess:
 
 
 def run_operator(kube: KubeControlPlane, log_path: Path) -> Iterator[OperatorProcess]:
-    from tests.conftest import _services  # its log tail joins a failing test's report
-
     operator = OperatorProcess(kube, log_path)
-    _services["operator"] = operator  # type: ignore[assignment]
+    register("operator", operator)  # its log tail joins a failing test's report
     operator.start()
     try:
         yield operator

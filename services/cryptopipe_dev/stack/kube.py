@@ -108,7 +108,7 @@ class KubeControlPlane:
         self.log_paths = {
             name: self.work_dir / f"{name}.log" for name in ("etcd", "kube-apiserver", "kube-controller-manager")
         }
-        # the apiserver's log is the one a failing test most likely needs (tests/conftest.py shows it)
+        # the apiserver's log is the one a failing test most likely needs (tests/support/local_services.py shows it)
         self.log_path = self.log_paths["kube-apiserver"]
         self.token = ""
         self.etcd_port = self.etcd_peer_port = self.port = self.kcm_port = 0
