@@ -11,6 +11,7 @@ from tests.support.paths import REPO, SHARED
 pytest_plugins = [
     "tests.support.local_services",  # kafka, s3, spark: real services, started once per session
     "tests.support.kube_control_plane",  # kube, kube_namespace, helm: a real Kubernetes API
+    "tests.support.operator_process",  # operator: the operator as a process, one per test module
 ]
 
 

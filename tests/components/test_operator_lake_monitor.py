@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,17 +21,11 @@ from tests.support.operator_process import (
     items,
     patch_status,
     pipeline,
-    run_operator,
 )
 
 pytestmark = pytest.mark.kube
 
 MONITOR_SELECTOR = "app.kubernetes.io/instance={name},app.kubernetes.io/component=lake-monitor"
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
 
 
 def _pipeline(kube: KubeControlPlane, ns: str, name: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,15 +25,9 @@ from tests.support.operator_process import (
     merge_patch,
     patch_status,
     pipeline,
-    run_operator,
 )
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
 
 
 def _create(kube: KubeControlPlane, body: dict[str, Any]) -> dict[str, Any]:

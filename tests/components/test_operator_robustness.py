@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from tests.support.operator_process import (
     get,
     items,
     pipeline,
-    run_operator,
 )
 
 pytestmark = pytest.mark.kube
@@ -37,11 +35,6 @@ ONE_SET = {
     "Deployment": 1,
     "SparkApplication": 1,
 }
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator-robustness") / "operator.log")
 
 
 @pytest.fixture

@@ -109,6 +109,15 @@ def run_operator(kube: KubeControlPlane, log_path: Path) -> Iterator[OperatorPro
         operator.stop()
 
 
+@pytest.fixture(scope="module")
+def operator(
+    kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    """One operator process for the test module, its log in a temporary folder named after the module."""
+    module = request.module.__name__.rpartition(".")[2]
+    yield from run_operator(kube, tmp_path_factory.mktemp(f"operator-{module}") / "operator.log")
+
+
 def merge_patch(base: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch (what invalid_specs.yaml's cases are written as)."""
     if not isinstance(patch, Mapping):
