@@ -32,8 +32,10 @@ from cryptopipe_dev.stack.local import LocalStack
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.prometheus import PrometheusServer, promtool
 from tests.support.alert_rules import alert_names, render_rule_groups, write_rules_file
+from tests.support.cryptopipelines import pipeline
 from tests.support.grafana_dashboards import load_dashboards, panel_queries
-from tests.support.operator_process import OperatorProcess, eventually, get, pipeline
+from tests.support.kube_objects import get
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube]
 

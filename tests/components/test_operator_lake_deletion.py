@@ -16,7 +16,9 @@ from cryptopipe.lake.s3 import S3Connection
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
 from cryptopipe_operator.lake_cleanup import LakeCleanupError, delete_lake_prefix
-from tests.support.operator_process import OperatorProcess, events, eventually, get, pipeline
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import events, get
+from tests.support.operator_process import OperatorProcess, eventually
 
 BUCKET = "lake"
 SECRET = "lake-credentials"  # the base spec's credentialsSecretRef.name (default keys accessKey, secretKey)

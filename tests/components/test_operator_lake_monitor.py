@@ -12,16 +12,9 @@ from typing import Any
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from tests.support.operator_process import (
-    OperatorProcess,
-    conditions,
-    events,
-    eventually,
-    get,
-    items,
-    patch_status,
-    pipeline,
-)
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import conditions, events, get, items, patch_status
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
 

@@ -13,19 +13,9 @@ import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
 from cryptopipe_dev.stack.s3server import S3Server
-from tests.support.operator_process import (
-    CHILD_KINDS,
-    INVALID_SPECS,
-    OperatorProcess,
-    conditions,
-    events,
-    eventually,
-    get,
-    items,
-    merge_patch,
-    patch_status,
-    pipeline,
-)
+from tests.support.cryptopipelines import INVALID_SPECS, merge_patch, pipeline
+from tests.support.kube_objects import CHILD_KINDS, conditions, events, get, items, patch_status
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
 

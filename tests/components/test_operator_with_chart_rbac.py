@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from tests.support.operator_process import (
-    CHILD_KINDS,
-    OperatorProcess,
-    conditions,
-    eventually,
-    get,
-    items,
-    pipeline,
-)
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import CHILD_KINDS, conditions, get, items
+from tests.support.operator_process import OperatorProcess, eventually
 from tests.support.paths import CHART
 
 pytestmark = pytest.mark.kube

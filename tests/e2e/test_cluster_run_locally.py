@@ -24,7 +24,9 @@ from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.spark_job import spark_job_process
 from tests.support.candle_job_process import produce
-from tests.support.operator_process import eventually, get, pipeline, run_operator
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import get
+from tests.support.operator_process import eventually, run_operator
 from tests.support.paths import DERIVED_RECORDINGS
 from tests.support.reference_candles import recorded_trades, reference_candles
 
