@@ -16,17 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe_dev.crd import CRD_PATH
+from cryptopipe_dev.crd import CRD_PATH, upstream_crd_paths
 from cryptopipe_dev.stack.kube import KubeControlPlane, require_binary
 from cryptopipe_dev.stack.paths import MissingDependency
 from tests.support.local_services import running
-from tests.support.paths import SHARED
-
-# ../shared/crds, the upstream schemas the operator's objects must pass (see its README.md)
-UPSTREAM_CRDS = (
-    "strimzi-0.51.0-043-Crd-kafkatopic.yaml",
-    "spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml",
-)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +33,8 @@ def helm() -> Path:
 
 @pytest.fixture(scope="session")
 def kube_crd_paths() -> list[Path]:
-    return [SHARED / "crds" / name for name in UPSTREAM_CRDS]
+    """The upstream CRDs (in the shared folder) the operator's objects must pass (see its README.md)."""
+    return upstream_crd_paths()
 
 
 @pytest.fixture(scope="session")

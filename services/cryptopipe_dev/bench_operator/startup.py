@@ -13,18 +13,13 @@ from pathlib import Path
 
 from cryptopipe_dev.bench.machine import binary_version, machine, package_version
 from cryptopipe_dev.bench_operator.pipelines import NAMESPACE
-from cryptopipe_dev.repo import CRD_PATH, UPSTREAM_CRDS
+from cryptopipe_dev.crd import CRD_PATH, upstream_crd_paths
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 
-UPSTREAM = (
-    "strimzi-0.51.0-043-Crd-kafkatopic.yaml",
-    "spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml",
-)
-
 
 def control_plane(work_dir: Path) -> KubeControlPlane:
-    crds = [UPSTREAM_CRDS / name for name in UPSTREAM] + [CRD_PATH]
+    crds = [*upstream_crd_paths(), CRD_PATH]
     return KubeControlPlane(work_dir / "kube", crds=crds, die_with_parent=True)
 
 
