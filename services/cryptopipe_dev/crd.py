@@ -23,6 +23,17 @@ from cryptopipe_dev.repo import CRD_PATH, UPSTREAM_CRDS
 from cryptopipe_operator.spec import SpecProblem  # one 'field: message' type for schema and spec checks
 
 Schema = Mapping[str, Any]
+# the upstream CRDs of the children the operator writes, in shared/crds/: installed beside the
+# CryptoPipeline CRD in every test and benchmark control plane
+UPSTREAM_CRD_FILES = (
+    "strimzi-0.51.0-043-Crd-kafkatopic.yaml",
+    "spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml",
+)
+
+
+def upstream_crd_paths() -> list[Path]:
+    """Strimzi's KafkaTopic and spark-operator's SparkApplication CRD files."""
+    return [UPSTREAM_CRDS / name for name in UPSTREAM_CRD_FILES]
 
 
 @cache

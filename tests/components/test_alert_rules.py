@@ -11,7 +11,14 @@ import pytest
 
 from cryptopipe_dev.stack.prometheus import promtool
 from cryptopipe_operator.render_common import MANAGED_BY, PART_OF
-from tests.alert_rules import CHART, PROMTOOL_TESTS, alert_names, helm_template, render_rule_groups, write_rules_file
+from tests.support.alert_rules import (
+    CHART,
+    PROMTOOL_TESTS,
+    alert_names,
+    helm_template,
+    render_rule_groups,
+    write_rules_file,
+)
 
 pytestmark = pytest.mark.kube  # helm comes with the control-plane build
 

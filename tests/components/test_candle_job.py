@@ -12,8 +12,7 @@ from decimal import Decimal
 import pytest
 
 from cryptopipe.pipeline import PipelineConfig
-
-from .candle_job_harness import JobRun, at, produce, rows_by_product, tick, trade, unique_name
+from tests.support.candle_job_process import JobRun, at, produce, rows_by_product, tick, trade, unique_name
 
 pytestmark = [pytest.mark.components, pytest.mark.spark]
 

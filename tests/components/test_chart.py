@@ -33,11 +33,10 @@ from cryptopipe_operator.render_ingestion import RUN_AS_USER as INGEST_UID
 from cryptopipe_operator.render_spark import MAIN_APPLICATION_FILE, render_role
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import MonitorSpec, parse_pipeline
+from tests.support.paths import CHART, REPO
 
 pytestmark = pytest.mark.kube
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "cryptopipe-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 MANIFESTS = REPO / "manifests"
 EXAMPLES = sorted((MANIFESTS / "examples").glob("*.yaml"))

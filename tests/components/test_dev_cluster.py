@@ -16,11 +16,11 @@ import pytest
 
 from cryptopipe_dev.commands.dev_cluster import pid_runs
 from cryptopipe_dev.stack.kube import control_plane_bin
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.kube
 
-EXAMPLE = REPO_ROOT / "manifests" / "examples" / "cryptopipeline-minimal.yaml"
+EXAMPLE = REPO / "manifests" / "examples" / "cryptopipeline-minimal.yaml"
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO_ROOT,
+        cwd=REPO,
     )
 
 

@@ -23,12 +23,12 @@ from cryptopipe.contracts import Tick, Trade, decode_record
 from cryptopipe.ingest.service import IngestService
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.replay import ReplayServer
-from tests.components.http_probe import http_get
+from tests.support.http_probe import http_get
+from tests.support.paths import DERIVED_RECORDINGS
 
 pytestmark = pytest.mark.components
 
-REPO = Path(__file__).resolve().parents[2]
-DERIVED = REPO.parent / "shared" / "data" / "coinbase" / "derived"
+DERIVED = DERIVED_RECORDINGS
 EXCHANGE = DERIVED / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 ADVTRADE = DERIVED / "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"
 PRODUCTS = ["BTC-USD", "ETH-USD"]

@@ -20,14 +20,12 @@ from cryptopipe.contracts import Trade, decode_record
 from cryptopipe_dev.commands.scrape import scrape as scrape_metrics
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port
-from tests.components.http_probe import http_get
+from tests.support.http_probe import http_get
+from tests.support.paths import DERIVED_RECORDINGS
 
 pytestmark = pytest.mark.components
 
-REPO = Path(__file__).resolve().parents[2]
-EXCHANGE = (
-    REPO.parent / "shared" / "data" / "coinbase" / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
-)
+EXCHANGE = DERIVED_RECORDINGS / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.monitor.anomalies import KINDS
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
-from tests.components.http_probe import http_get
-from tests.conftest import LAKE_BUCKET
-from tests.lake_fixtures import candle_rows, shift_prices, write_candles
+from tests.support.http_probe import http_get
+from tests.support.local_services import LAKE_BUCKET
+from tests.support.synthetic_candles import candle_rows, shift_prices, write_candles
 
 pytestmark = pytest.mark.components
 

@@ -31,9 +31,11 @@ from cryptopipe_dev.stack.kube import KubeControlPlane, require_binary
 from cryptopipe_dev.stack.local import LocalStack
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.prometheus import PrometheusServer, promtool
-from tests.alert_rules import alert_names, render_rule_groups, write_rules_file
-from tests.components.operator_harness import OperatorProcess, eventually, get, pipeline
-from tests.grafana_dashboards import load_dashboards, panel_queries
+from tests.support.alert_rules import alert_names, render_rule_groups, write_rules_file
+from tests.support.cryptopipelines import pipeline
+from tests.support.grafana_dashboards import load_dashboards, panel_queries
+from tests.support.kube_objects import get
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube]
 

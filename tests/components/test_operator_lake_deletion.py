@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,15 +16,12 @@ from cryptopipe.lake.s3 import S3Connection
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
 from cryptopipe_operator.lake_cleanup import LakeCleanupError, delete_lake_prefix
-from tests.components.operator_harness import OperatorProcess, events, eventually, get, pipeline, run_operator
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import events, get
+from tests.support.operator_process import OperatorProcess, eventually
 
 BUCKET = "lake"
 SECRET = "lake-credentials"  # the base spec's credentialsSecretRef.name (default keys accessKey, secretKey)
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
 
 
 def _keys(s3: S3Server, prefix: str) -> list[str]:

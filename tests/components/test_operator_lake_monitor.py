@@ -1,38 +1,24 @@
 """spec.monitor against the real control plane: the operator creates the lake monitor Deployment
 when asked, reports LakeMonitorReady from it (outside Ready), and deletes it when the spec turns it
 off, but never a Deployment of that name it does not own. The operator runs as its own process
-(tests/components/operator_harness.py); no part of the API server is mocked."""
+(tests/support/operator_process.py); no part of the API server is mocked."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from tests.components.operator_harness import (
-    OperatorProcess,
-    conditions,
-    events,
-    eventually,
-    get,
-    items,
-    patch_status,
-    pipeline,
-    run_operator,
-)
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import conditions, events, get, items, patch_status
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
 
 MONITOR_SELECTOR = "app.kubernetes.io/instance={name},app.kubernetes.io/component=lake-monitor"
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
 
 
 def _pipeline(kube: KubeControlPlane, ns: str, name: str) -> dict[str, Any]:

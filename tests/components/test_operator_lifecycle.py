@@ -1,40 +1,23 @@
 """The operator against a real kube-apiserver + controller-manager: create, readiness from the
 children, updates and checkpoint generations, both deletion policies, a crash mid-create, and the
-API server refusing invalid specs. One operator process for the module (tests/components/operator_harness.py)."""
+API server refusing invalid specs. One operator process for the module (tests/support/operator_process.py)."""
 
 from __future__ import annotations
 
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
 from cryptopipe_dev.stack.s3server import S3Server
-from tests.components.operator_harness import (
-    CHILD_KINDS,
-    INVALID_SPECS,
-    OperatorProcess,
-    conditions,
-    events,
-    eventually,
-    get,
-    items,
-    merge_patch,
-    patch_status,
-    pipeline,
-    run_operator,
-)
+from tests.support.cryptopipelines import INVALID_SPECS, merge_patch, pipeline
+from tests.support.kube_objects import CHILD_KINDS, conditions, events, get, items, patch_status
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
 
 
 def _create(kube: KubeControlPlane, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,29 +1,21 @@
 """The operator under churn and crashes, against the real kube-apiserver + controller-manager:
 create/delete/create cycles of one name leave no orphan and exactly one set of children, and a
 SIGKILL of the operator in the middle of an update or of a deletion converges after a restart.
-One operator process for the module (tests/components/operator_harness.py)."""
+One operator process for the module (tests/support/operator_process.py)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
-from tests.components.operator_harness import (
-    CHILD_KINDS,
-    OperatorProcess,
-    conditions,
-    eventually,
-    get,
-    items,
-    pipeline,
-    run_operator,
-)
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import CHILD_KINDS, conditions, get, items
+from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
 
@@ -37,11 +29,6 @@ ONE_SET = {
     "Deployment": 1,
     "SparkApplication": 1,
 }
-
-
-@pytest.fixture(scope="module")
-def operator(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    yield from run_operator(kube, tmp_path_factory.mktemp("operator-robustness") / "operator.log")
 
 
 @pytest.fixture

@@ -13,19 +13,12 @@ from pathlib import Path
 import pytest
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from tests.components.operator_harness import (
-    CHILD_KINDS,
-    OperatorProcess,
-    conditions,
-    eventually,
-    get,
-    items,
-    pipeline,
-)
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import CHILD_KINDS, conditions, get, items
+from tests.support.operator_process import OperatorProcess, eventually
+from tests.support.paths import CHART
 
 pytestmark = pytest.mark.kube
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "cryptopipe-operator"
 
 
 def test_operator_with_only_the_charts_service_account_reconciles(

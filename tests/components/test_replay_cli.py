@@ -7,14 +7,14 @@ import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import orjson
 
 from cryptopipe_dev.replay import load_recording, recording_trades
 from cryptopipe_dev.replay.client import ReplayClient
+from tests.support.paths import COINBASE_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
+DATA = COINBASE_DATA
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 
 

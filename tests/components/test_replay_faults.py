@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from pathlib import Path
 
 import orjson
 import pytest
@@ -12,8 +11,9 @@ import websocket
 
 from cryptopipe_dev.replay import RecordingSource, ReplayServer, load_recording, recording_trades
 from cryptopipe_dev.replay.client import ReplayClient
+from tests.support.paths import COINBASE_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
+DATA = COINBASE_DATA
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 ADVTRADE = DATA / "derived" / "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"
 PRODUCTS = ["BTC-USD", "ETH-USD"]

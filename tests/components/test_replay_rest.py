@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import orjson
 import pytest
 
 from cryptopipe.coinbase import fetch_trades_range
 from cryptopipe_dev.replay import ReplayServer, load_recording, recording_trades
+from tests.support.paths import COINBASE_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"
+DATA = COINBASE_DATA
 EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 ADVTRADE = DATA / "derived" / "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"
 

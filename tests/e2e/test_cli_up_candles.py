@@ -18,17 +18,11 @@ import numpy as np
 import pytest
 
 from cryptopipe_dev.stack.procs import free_port, wait_for
+from tests.support.paths import DERIVED_RECORDINGS
 
 pytestmark = pytest.mark.e2e
 
-RECORDING = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "coinbase"
-    / "derived"
-    / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
-)
+RECORDING = DERIVED_RECORDINGS / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 
 
 def cryptopipe(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +23,16 @@ from cryptopipe.lake.reader import read_candles
 from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.spark_job import spark_job_process
-from tests.components.candle_job_harness import produce
-from tests.components.operator_harness import eventually, get, pipeline, run_operator
-from tests.reference import recorded_trades, reference_candles
+from tests.support.candle_job_process import produce
+from tests.support.cryptopipelines import pipeline
+from tests.support.kube_objects import get
+from tests.support.operator_process import eventually, run_operator
+from tests.support.paths import DERIVED_RECORDINGS
+from tests.support.reference_candles import recorded_trades, reference_candles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.spark]
 
-RECORDING = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "coinbase"
-    / "derived"
-    / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
-)
+RECORDING = DERIVED_RECORDINGS / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 CLUSTER_S3 = "http://minio.lake.svc:9000"
 
 

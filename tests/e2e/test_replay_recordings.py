@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.reference import csv_candles, recorded_trades, reference_candles
+from tests.support.paths import DERIVED_RECORDINGS
+from tests.support.reference_candles import csv_candles, recorded_trades, reference_candles
 
 pytestmark = pytest.mark.e2e
 
-DERIVED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase" / "derived"
+DERIVED = DERIVED_RECORDINGS
 RECORDINGS = [
     "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl",
     "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl",

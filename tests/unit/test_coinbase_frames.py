@@ -6,7 +6,6 @@ import copy
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,9 +13,9 @@ import pytest
 
 from cryptopipe.coinbase import FrameResult, parse_frame, subscribe_frames
 from cryptopipe.contracts import Tick, Trade, decode_record
+from tests.support.paths import COINBASE_DATA
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data" / "coinbase"
+DATA = COINBASE_DATA
 PRO_NODE = DATA / "coinbase-pro-node"
 JKORF = DATA / "jkorf-coinbase-net"
 RECEIVED = 1_700_000_000_000_000

@@ -15,9 +15,9 @@ import pytest
 
 from cryptopipe.coinbase import FrameResult, Gap, GapTracker, parse_frame
 from cryptopipe.contracts import Feed
+from tests.support.paths import COINBASE_DATA
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data" / "coinbase"
+DATA = COINBASE_DATA
 EXCHANGE_2026 = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 EXCHANGE_2021 = DATA / "derived" / "exchange_2021-04-17_matches-ticker-subs.jsonl"
 ADVTRADE_2026 = DATA / "derived" / "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -17,9 +16,9 @@ import pytest
 
 from cryptopipe.coinbase import BackfillError, fetch_trades_range, parse_trades_page
 from cryptopipe.contracts import ContractError, Trade
+from tests.support.paths import COINBASE_DATA
 
-REPO = Path(__file__).resolve().parents[2]
-PAGE = REPO.parent / "shared" / "data" / "coinbase" / "coinbase-pro-node" / "rest_products_BTC-EUR_trades_GET-200.json"
+PAGE = COINBASE_DATA / "coinbase-pro-node" / "rest_products_BTC-EUR_trades_GET-200.json"
 # The sample page: BTC-EUR trades 24169618..24169717, newest first.
 OLDEST, NEWEST = 24169618, 24169717
 

@@ -4,7 +4,7 @@ Static checks of the dashboard JSON: the datasource and variables Grafana needs,
 overlaps, and every query written against the metric contract below (the names the ingestion
 service, the Spark job, the lake monitor and the operator export), selecting one pipeline. Plus
 the chart shipping each dashboard as a ConfigMap for the Grafana sidecar (``kube``: needs helm).
-Whether the queries return data is for a real Prometheus; tests/grafana_dashboards.py turns them
+Whether the queries return data is for a real Prometheus; tests/support/grafana_dashboards.py turns them
 into plain PromQL for that.
 """
 
@@ -21,7 +21,7 @@ import yaml
 
 from cryptopipe_dev.stack.alert_rules import helm_template
 from cryptopipe_dev.stack.prometheus import promtool
-from tests.grafana_dashboards import (
+from tests.support.grafana_dashboards import (
     DASHBOARD_DIR,
     iter_panels,
     load_dashboards,

@@ -10,7 +10,7 @@ import pytest
 
 from cryptopipe.monitor.anomalies import KINDS, Thresholds, find_anomalies
 from cryptopipe.monitor.settings import SettingsError, load_settings
-from tests.lake_fixtures import candle_rows, candle_table, shift_prices
+from tests.support.synthetic_candles import candle_rows, candle_table, shift_prices
 
 T0 = datetime(2026, 7, 7, 22, 0, tzinfo=UTC)
 REQUIRED_ENV = {

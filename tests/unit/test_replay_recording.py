@@ -14,8 +14,9 @@ from cryptopipe_dev.replay.recording import (
     recording_products,
     recording_trades,
 )
+from tests.support.paths import COINBASE_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase"  # beside the repo, as CI lays it
+DATA = COINBASE_DATA
 DERIVED_EXCHANGE = DATA / "derived" / "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
 DERIVED_EXCHANGE_2021 = DATA / "derived" / "exchange_2021-04-17_matches-ticker-subs.jsonl"
 DERIVED_AT = DATA / "derived" / "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"

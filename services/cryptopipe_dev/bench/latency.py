@@ -31,6 +31,7 @@ from cryptopipe.contracts import parse_duration, window_label
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name
+from cryptopipe_dev.bench.stats import nearest_rank
 from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe_dev.replay import ReplayServer, SyntheticConfig, SyntheticSource
 from cryptopipe_dev.replay.source import SourceFrame
@@ -135,8 +136,7 @@ class LatencyResult:
 
     def quantile(self, q: float) -> float:
         """Nearest rank: with few samples p99 is the largest but one or the largest, never interpolated."""
-        xs = self.latencies_s
-        return xs[max(0, math.ceil(q * len(xs)) - 1)] if xs else math.nan
+        return nearest_rank(self.latencies_s, q)
 
 
 @dataclasses.dataclass

@@ -54,6 +54,18 @@ def rss_kb(pid: int) -> int:
         return 0
 
 
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM in KiB (0 if the process is gone): the kernel's high-water mark of its resident memory."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def exe_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -128,12 +140,18 @@ def machine_busy_s() -> float:
 
 def tree_cpu_s(root: int) -> float:
     """CPU-seconds (user + system) the live processes of ``root``'s tree have used."""
-    total = 0
-    for pid in tree(root, _parents()):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
-    return total / CLOCK_TICKS
+    return sum(_cpu_ticks(pid) for pid in tree(root, _parents())) / CLOCK_TICKS
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU-seconds (user + system) one process has used, its threads included (0 if it is gone)."""
+    return _cpu_ticks(pid) / CLOCK_TICKS
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat

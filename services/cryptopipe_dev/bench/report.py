@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import platform
-import subprocess
-from importlib import metadata
-from pathlib import Path
 
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.bench.latency import LatencyResult, MemoryResult
+from cryptopipe_dev.bench.machine import binary_version, machine, package_version
 from cryptopipe_dev.bench.throughput import BARE, HOT_PATH, PARTITIONS, ThroughputResult
 from cryptopipe_dev.stack import paths
 
@@ -21,36 +18,14 @@ TARGET_MEMORY_GIB = 4.0
 
 
 def environment() -> dict[str, str]:
-    mem_kb = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
-    )
-    try:
-        java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30).stderr.splitlines()[0]
-    except (OSError, IndexError, subprocess.SubprocessError):
-        java = "?"
     broker = sorted(p.name for p in paths.kafka_libs().glob("kafka-server-[0-9]*.jar"))
     return {
-        "machine": f"{os.cpu_count()} cores ({_cpu_model()}), {mem_kb / 1024**2:.1f} GiB RAM, {platform.system()} "
-        f"{platform.release()}",
+        "machine": machine(),
         "python": platform.python_version(),
-        "java": java,
+        "java": binary_version(["java", "-version"]),
         "kafka broker": broker[0].removeprefix("kafka-server-").removesuffix(".jar") if broker else "?",
-        **{name: _version(name) for name in ("pyspark", "kafka-python", "pyarrow", "orjson", "websockets")},
+        **{name: package_version(name) for name in ("pyspark", "kafka-python", "pyarrow", "orjson", "websockets")},
     }
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "-"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

@@ -108,7 +108,7 @@ class KubeControlPlane:
         self.log_paths = {
             name: self.work_dir / f"{name}.log" for name in ("etcd", "kube-apiserver", "kube-controller-manager")
         }
-        # the apiserver's log is the one a failing test most likely needs (tests/conftest.py shows it)
+        # the apiserver's log is the one a failing test most likely needs (tests/support/local_services.py shows it)
         self.log_path = self.log_paths["kube-apiserver"]
         self.token = ""
         self.etcd_port = self.etcd_peer_port = self.port = self.kcm_port = 0
@@ -231,7 +231,7 @@ class KubeControlPlane:
         """GET ``path`` on the apiserver with the admin (or given) bearer token: (status, body)."""
         req = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {token or self.token}"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout, context=_insecure_tls()) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=insecure_tls()) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode(errors="replace")
@@ -511,7 +511,8 @@ class KubeControlPlane:
 # --- module helpers ---------------------------------------------------------------------------------
 
 
-def _insecure_tls() -> ssl.SSLContext:
+def insecure_tls() -> ssl.SSLContext:
+    """A TLS context that accepts the control plane's self-signed serving certificate."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -520,7 +521,7 @@ def _insecure_tls() -> ssl.SSLContext:
 
 def _http_ok(url: str, expect: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=3, context=_insecure_tls()) as resp:
+        with urllib.request.urlopen(url, timeout=3, context=insecure_tls()) as resp:
             return resp.status == 200 and expect in resp.read().decode()
     except urllib.error.HTTPError:
         return False

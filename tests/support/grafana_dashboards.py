@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "charts" / "cryptopipe-operator" / "dashboards"
+from tests.support.paths import CHART
+
+DASHBOARD_DIR = CHART / "dashboards"
 
 # What Grafana's global macros become when a query is run outside Grafana. $__rate_interval is at
 # least four scrape intervals in Grafana; 1m suits the PodMonitor's 15 s interval.

@@ -3,8 +3,9 @@ kube-controller-manager with the upstream KafkaTopic and SparkApplication CRDs a
 CryptoPipeline CRD installed) and
 ``kube_namespace`` (a fresh namespace per test).
 
-Also ``helm``, the chart tests' binary. Imported by tests/conftest.py; the binaries come from scripts/build-control-plane.sh, and a missing
-one fails the test with that hint (it never skips).
+Also ``helm``, the chart tests' binary. A pytest plugin, loaded by tests/conftest.py; the binaries
+come from scripts/build-control-plane.sh, and a missing one fails the test with that hint (it never
+skips).
 """
 
 from __future__ import annotations
@@ -15,15 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe_dev.crd import CRD_PATH
+from cryptopipe_dev.crd import CRD_PATH, upstream_crd_paths
 from cryptopipe_dev.stack.kube import KubeControlPlane, require_binary
 from cryptopipe_dev.stack.paths import MissingDependency
-
-# ../shared/crds, the upstream schemas the operator's objects must pass (see its README.md)
-UPSTREAM_CRDS = (
-    "strimzi-0.51.0-043-Crd-kafkatopic.yaml",
-    "spark-operator-v2.5.2-sparkoperator.k8s.io_sparkapplications.yaml",
-)
+from tests.support.local_services import running
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +32,9 @@ def helm() -> Path:
 
 
 @pytest.fixture(scope="session")
-def kube_crd_paths(shared_dir: Path) -> list[Path]:
-    return [shared_dir / "crds" / name for name in UPSTREAM_CRDS]
+def kube_crd_paths() -> list[Path]:
+    """The upstream CRDs (in the shared folder) the operator's objects must pass (see its README.md)."""
+    return upstream_crd_paths()
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +44,12 @@ def kube(services_dir: Path, kube_crd_paths: list[Path]) -> Iterator[KubeControl
     Tests share it, so each should work in its own namespace (``kube_namespace``) and not rely on
     cluster-scoped state other tests may change.
     """
-    # imported here, not at the top: tests/conftest.py imports this module
-    from tests.conftest import _running
-
     # CRDs installed at start-up, before the controller manager: garbage collection of KafkaTopics
     # and SparkApplications then works at once, not only after the collector's 30 s resync
     # (the CryptoPipeline CRD too: garbage collection of a deleted pipeline's children needs it)
     crds = [*kube_crd_paths, CRD_PATH]
     control_plane = KubeControlPlane(services_dir / "kube", crds=crds, die_with_parent=True)
-    with _running("kube", control_plane):
+    with running("kube", control_plane):
         yield control_plane
 
 

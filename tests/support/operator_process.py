@@ -1,29 +1,26 @@
 """The operator as the cluster would run it (``python -m cryptopipe_operator``, a separate
-process) against the test control plane, plus helpers to write CryptoPipelines and read what the
-operator made of them. No part of the API server is mocked."""
+process) against the test control plane: ``OperatorProcess``, the module-scoped ``operator`` fixture
+(a pytest plugin, loaded by tests/conftest.py) and ``eventually`` to wait for what it does. No part
+of the API server is mocked; tests.support.cryptopipelines writes what it reconciles and
+tests.support.kube_objects reads what it made."""
 
 from __future__ import annotations
 
-import copy
-import json
 import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
-import yaml
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
+from tests.support.local_services import register
 
 T = TypeVar("T")
-INVALID_SPECS = yaml.safe_load((Path(__file__).parents[1] / "unit" / "invalid_specs.yaml").read_text())
-BASE_SPEC: dict[str, Any] = INVALID_SPECS["base"]
-GROUP_VERSION = "cryptopipeline.io/v1alpha1"
 # short loops for tests: status within ~1 s of a child's change, a failed step retried after 1 s
 OPERATOR_ENV = {
     "CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S": "1",
@@ -31,18 +28,6 @@ OPERATOR_ENV = {
     "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
     "CRYPTOPIPE_OPERATOR_LOG_LEVEL": "INFO",
 }
-PATHS = {
-    "KafkaTopic": "/apis/kafka.strimzi.io/v1/namespaces/{ns}/kafkatopics",
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "SparkApplication": "/apis/sparkoperator.k8s.io/v1beta2/namespaces/{ns}/sparkapplications",
-    "Service": "/api/v1/namespaces/{ns}/services",
-    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-    "Pod": "/api/v1/namespaces/{ns}/pods",
-    "CryptoPipeline": "/apis/cryptopipeline.io/v1alpha1/namespaces/{ns}/cryptopipelines",
-}
-CHILD_KINDS = ("KafkaTopic", "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "SparkApplication")
 
 
 class OperatorProcess:
@@ -98,10 +83,8 @@ class OperatorProcess:
 
 
 def run_operator(kube: KubeControlPlane, log_path: Path) -> Iterator[OperatorProcess]:
-    from tests.conftest import _services  # its log tail joins a failing test's report
-
     operator = OperatorProcess(kube, log_path)
-    _services["operator"] = operator  # type: ignore[assignment]
+    register("operator", operator)  # its log tail joins a failing test's report
     operator.start()
     try:
         yield operator
@@ -109,47 +92,13 @@ def run_operator(kube: KubeControlPlane, log_path: Path) -> Iterator[OperatorPro
         operator.stop()
 
 
-def merge_patch(base: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (what invalid_specs.yaml's cases are written as)."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(base) if isinstance(base, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
-
-
-def pipeline(name: str, namespace: str, **spec_patch: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "CryptoPipeline",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": merge_patch(BASE_SPEC, spec_patch),
-    }
-
-
-def get(kube: KubeControlPlane, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    code, body = kube.api(f"{PATHS[kind].format(ns=namespace)}/{name}")
-    if code == 404:
-        return None
-    assert code == 200, body
-    return json.loads(body)
-
-
-def items(kube: KubeControlPlane, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-    query = f"?labelSelector={selector}" if selector else ""
-    code, body = kube.api(f"{PATHS[kind].format(ns=namespace)}{query}")
-    assert code == 200, body
-    return json.loads(body)["items"]
-
-
-def patch_status(kube: KubeControlPlane, resource: str, namespace: str, status: Mapping[str, Any]) -> None:
-    kube.kubectl(
-        "patch", resource, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
-    )
+@pytest.fixture(scope="module")
+def operator(
+    kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    """One operator process for the test module, its log in a temporary folder named after the module."""
+    module = request.module.__name__.rpartition(".")[2]
+    yield from run_operator(kube, tmp_path_factory.mktemp(f"operator-{module}") / "operator.log")
 
 
 def eventually(check: Callable[[], T], what: str, timeout: float = 20.0, operator: OperatorProcess | None = None) -> T:
@@ -166,12 +115,3 @@ def eventually(check: Callable[[], T], what: str, timeout: float = 20.0, operato
         time.sleep(0.2)
     tail = f"\noperator log:\n{operator.log_tail()}" if operator else ""
     pytest.fail(f"{what} not reached in {timeout:.0f}s (last: {last!r}){tail}")
-
-
-def conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
-def events(kube: KubeControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
-    found = kube.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
-    return found["items"]

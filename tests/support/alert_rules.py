@@ -3,11 +3,9 @@ product (cryptopipe_dev.stack.alert_rules)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cryptopipe_dev.stack.alert_rules import CHART, alert_names, helm_template, render_rule_groups, write_rules_file
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PROMTOOL_TESTS = REPO / "tests" / "alerts" / "cryptopipe-alerts.test.yaml"
 
 __all__ = ["CHART", "PROMTOOL_TESTS", "alert_names", "helm_template", "render_rule_groups", "write_rules_file"]
