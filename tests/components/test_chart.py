@@ -32,7 +32,7 @@ from cryptopipe_operator.render_ingestion import HTTP_PORT as INGEST_HTTP_PORT
 from cryptopipe_operator.render_ingestion import RUN_AS_USER as INGEST_UID
 from cryptopipe_operator.render_spark import MAIN_APPLICATION_FILE, render_role
 from cryptopipe_operator.settings import OperatorConfig
-from cryptopipe_operator.spec import MonitorSpec, parse_pipeline
+from cryptopipe_operator.spec import MonitorSpec, NetworkPolicySpec, parse_pipeline
 from tests.support.paths import CHART, REPO
 
 pytestmark = pytest.mark.kube
@@ -52,6 +52,7 @@ PLURALS = {
     "Role": "roles",
     "RoleBinding": "rolebindings",
     "SparkApplication": "sparkapplications",
+    "NetworkPolicy": "networkpolicies",
 }
 
 _release_counter = itertools.count(1)
@@ -253,13 +254,13 @@ def test_rbac_grants_what_the_operator_needs_and_may_grant(helm: Path) -> None:
             plural = PLURALS[child["kind"]]
             for verb in ("get", "list", "create", "patch"):
                 assert (group, plural, verb) in have, f"{values.name}: {verb} {plural}.{group}"
-        # the optional children a spec may turn off (the lake monitor) are deleted by the operator
-        without_monitor = _example_pipeline()
-        without_monitor = dataclasses.replace(
-            without_monitor, spec=without_monitor.spec.model_copy(update={"monitor": MonitorSpec()})
-        )
-        unwanted = unwanted_children(without_monitor)
-        assert unwanted
+        # the optional children a spec may turn off (the lake monitor, the NetworkPolicies) are
+        # deleted by the operator
+        without_optional = _example_pipeline()
+        update = {"monitor": MonitorSpec(), "network_policy": NetworkPolicySpec(enabled=False)}
+        without_optional = dataclasses.replace(without_optional, spec=without_optional.spec.model_copy(update=update))
+        unwanted = unwanted_children(without_optional)
+        assert {ref.kind for ref in unwanted} == {"Deployment", "NetworkPolicy"}
         for ref in unwanted:
             group = ref.api_version.rpartition("/")[0]
             assert (group, PLURALS[ref.kind], "delete") in have, f"{values.name}: delete {PLURALS[ref.kind]}.{group}"
