@@ -1,4 +1,5 @@
-"""kopf registrations for CryptoPipeline: thin wrappers around reconcile.py.
+"""kopf registrations for CryptoPipeline: thin wrappers around reconcile.py (create, update,
+resume, the status timer) and deletion.py (the deletion policies), over kube_api.py's client.
 
 Status comes from a per-pipeline timer that reads the four children, not from watches on
 KafkaTopics, Deployments and SparkApplications: one watch per child kind would cache every such
@@ -15,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from cryptopipe_operator import metrics, reconcile
+from cryptopipe_operator import deletion, kube_api, metrics, reconcile
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -43,8 +44,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.persistence.finalizer = FINALIZER
     # kopf would turn every "Handler succeeded" log line into an Event; ours say what changed
     settings.posting.level = logging.WARNING
-    memo.api = reconcile.KubeApi(
-        reconcile.login(settings, logger),
+    memo.api = kube_api.KubeApi(
+        kube_api.login(settings, logger),
         total_timeout=CONFIG.request_timeout_s,
         connect_timeout=CONFIG.request_connect_timeout_s,
     )
@@ -56,7 +57,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await memo.api.close()
 
 
-def _emitter(body: kopf.Body) -> reconcile.Emit:
+def _emitter(body: kopf.Body) -> kube_api.Emit:
     def emit(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
@@ -96,7 +97,7 @@ def _retains(spec: kopf.Spec, **_: Any) -> bool:
 
 @kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
 async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile.retain_topics(memo.api, _plain(body), _emitter(body))
+    await deletion.retain_topics(memo.api, _plain(body), _emitter(body))
 
 
 def _deletes(spec: kopf.Spec, **_: Any) -> bool:
@@ -107,7 +108,7 @@ def _deletes(spec: kopf.Spec, **_: Any) -> bool:
 # and kopf retries after the backoff; the finalizer keeps the CryptoPipeline until the lake is gone
 @kopf.on.delete(*RESOURCE, when=_deletes, backoff=CONFIG.retry_backoff_s)
 async def delete_lake(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile.delete_lake(memo.api, _plain(body), _emitter(body))
+    await deletion.delete_lake(memo.api, _plain(body), _emitter(body))
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

@@ -42,7 +42,7 @@ from cryptopipe.logs import setup_logging
 from cryptopipe_dev.repo import CRD_PATH, REPO_ROOT, UPSTREAM_CRDS
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
-from cryptopipe_operator.reconcile import object_path
+from cryptopipe_operator.kube_api import object_path
 from cryptopipe_operator.render import render_children
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, parse_pipeline
 
