@@ -33,7 +33,7 @@ FINALIZER = f"{API_GROUP}/retain-topics"
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     settings.watching.server_timeout = CONFIG.watch_server_timeout_s
     settings.watching.client_timeout = CONFIG.watch_client_timeout_s
     settings.watching.connect_timeout = CONFIG.watch_connect_timeout_s
@@ -92,7 +92,8 @@ async def refresh_status(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def _retains(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("deletionPolicy", "Retain") == "Retain"
+    policy: str = spec.get("deletionPolicy", "Retain")
+    return policy == "Retain"
 
 
 @kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
@@ -101,7 +102,8 @@ async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def _deletes(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("deletionPolicy", "Retain") == "Delete"
+    policy: str = spec.get("deletionPolicy", "Retain")
+    return policy == "Delete"
 
 
 # no retry limit: a failure (Secret missing or forbidden, S3 down) posts a Warning LakeDeleteFailed

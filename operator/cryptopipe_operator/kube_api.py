@@ -88,7 +88,8 @@ class KubeApi:
                 return None
             if resp.status >= 400:
                 raise ApiError(method, path, resp.status, await resp.text())
-            return await resp.json()
+            result: dict[str, Any] = await resp.json()
+            return result
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None if it does not exist."""
@@ -119,7 +120,7 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     if info.ca_data:
         ctx = ssl.create_default_context(cadata=base64.b64decode(info.ca_data).decode())
     else:
-        ctx = ssl.create_default_context(cafile=info.ca_path and str(info.ca_path))  # type: ignore[arg-type]
+        ctx = ssl.create_default_context(cafile=info.ca_path and str(info.ca_path))
     if info.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -144,7 +145,7 @@ def _pem_file(path: Any, data: str | bytes | None) -> str | None:
     return f.name
 
 
-def login(settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter) -> kopf.ConnectionInfo:
+def login(settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> kopf.ConnectionInfo:
     """$KUBECONFIG when set (explicit wins: tests, ``cryptopipe dev cluster``), else the pod's
     ServiceAccount: kopf's own login functions, so the operator and kopf see the same identity."""
     info = None

@@ -19,10 +19,14 @@ import binascii
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe_operator.spec import Pipeline
+
+if TYPE_CHECKING:
+    from pyarrow import fs
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,9 @@ def checked_root(location: LakeLocation) -> str:
     return location.root
 
 
-def delete_lake_prefix(connection: S3Connection, location: LakeLocation, *, filesystem=None) -> int:
+def delete_lake_prefix(
+    connection: S3Connection, location: LakeLocation, *, filesystem: fs.FileSystem | None = None
+) -> int:
     """Delete every object under ``s3://bucket/prefix/``; the number of objects that were there.
 
     Idempotent: a prefix already gone (a retry after a partial run, a pipeline that never wrote)
@@ -103,7 +109,7 @@ def delete_lake_prefix(connection: S3Connection, location: LakeLocation, *, file
     return len(found)
 
 
-def _files(s3, root: str) -> list[str]:
+def _files(s3: fs.FileSystem, root: str) -> list[str]:
     from pyarrow import fs
 
     selector = fs.FileSelector(root, recursive=True, allow_not_found=True)

@@ -43,6 +43,11 @@ def _pipeline_path(body: Mapping[str, Any]) -> str:
     return object_path(f"{API_GROUP}/{API_VERSION}", "CryptoPipeline", meta["namespace"], meta["name"])
 
 
+def _path(manifest: Mapping[str, Any]) -> str:
+    meta = manifest["metadata"]
+    return object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+
+
 def _ref(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
@@ -57,7 +62,7 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
     """
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
-    previous = status.get("conditions") or []
+    previous: list[Mapping[str, Any]] = status.get("conditions") or []
     try:
         pipeline = parse_pipeline(body)
     except SpecError as exc:
@@ -73,9 +78,7 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
     checkpoint = next_checkpoint_generation(status, pipeline.spec)
     created, updated = [], []
     for manifest in render_children(pipeline, checkpoint):
-        meta_c = manifest["metadata"]
-        path = object_path(manifest["apiVersion"], manifest["kind"], meta_c["namespace"], meta_c["name"])
-        before = await api.get(path)  # only to say in an Event what changed
+        before = await api.get(_path(manifest))  # only to say in an Event what changed
         after = await api.apply(manifest)
         if before is None:
             created.append(_ref(manifest))
@@ -89,7 +92,7 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
         names = ", ".join(f"{ref.kind}/{ref.name}" for ref in deleted)
         emit("Normal", "ChildrenDeleted", f"no longer wanted by the spec: deleted {names}")
 
-    new_status = checkpoint_status(pipeline.spec, checkpoint)
+    new_status: dict[str, Any] = checkpoint_status(pipeline.spec, checkpoint)
     old_checkpoint = status.get("checkpointGeneration")
     if old_checkpoint is not None and old_checkpoint != checkpoint:
         emit(
@@ -100,8 +103,9 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
         )
     new_status |= await _aggregate(api, pipeline, generation, previous)
     await api.patch_status(_pipeline_path(body), new_status)
-    _emit_readiness_change(emit, previous, new_status["conditions"])
-    return new_status["conditions"]
+    conditions: list[Mapping[str, Any]] = new_status["conditions"]
+    _emit_readiness_change(emit, previous, conditions)
+    return conditions
 
 
 async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, ref: ChildRef) -> bool:
@@ -148,13 +152,14 @@ async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> l
         pipeline = parse_pipeline(body)
     except SpecError:
         return None
-    previous = status.get("conditions") or []
+    previous: list[Mapping[str, Any]] = status.get("conditions") or []
     fresh = await _aggregate(api, pipeline, meta["generation"], previous)
     if fresh["conditions"] == previous and fresh["phase"] == status.get("phase"):
         return previous  # no write (and no new resourceVersion) for a status that did not change
     await api.patch_status(_pipeline_path(body), fresh)
-    _emit_readiness_change(emit, previous, fresh["conditions"])
-    return fresh["conditions"]
+    conditions: list[Mapping[str, Any]] = fresh["conditions"]
+    _emit_readiness_change(emit, previous, conditions)
+    return conditions
 
 
 async def _aggregate(

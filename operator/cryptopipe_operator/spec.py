@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -202,7 +202,7 @@ def _field_path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
-def _duplicates(field: str, values: tuple[str, ...], key=lambda v: v) -> list[SpecProblem]:
+def _duplicates(field: str, values: tuple[str, ...], key: Callable[[str], object] = lambda v: v) -> list[SpecProblem]:
     seen: dict[object, int] = {}
     problems = []
     for index, value in enumerate(values):
@@ -307,7 +307,7 @@ def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec) ->
     of the operator between applying the children and writing status computes the same answer, so
     a generation is never skipped nor reused for different state.
     """
-    current = status.get("checkpointGeneration")
+    current: int | None = status.get("checkpointGeneration")
     if current is None:
         return 1
     return current if status.get("stateFingerprint") == state_fingerprint(spec) else current + 1
