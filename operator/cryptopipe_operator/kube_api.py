@@ -43,9 +43,35 @@ Emit = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
 
 
 class ApiError(RuntimeError):
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+    def __init__(self, method: str, path: str, status: int, body: str, *, retry_after: float | None = None) -> None:
         self.status = status
+        self.retry_after = retry_after  # the server's Retry-After, in seconds
         super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same request can succeed later by itself: a conflict, too many requests, or
+        the server's own failure (5xx). Other 4xx need a change first (RBAC, a CRD, the object)."""
+        return self.status in (409, 429) or self.status >= 500
+
+
+def transient_delay(exc: BaseException, default: float) -> float | None:
+    """Seconds to wait before retrying after ``exc``, when it is an API failure that retrying fixes
+    by itself (ApiError.transient, or no answer at all: connection refused or reset, a timeout):
+    the server's Retry-After if it sent one, else ``default``. None for anything else."""
+    if isinstance(exc, ApiError):
+        return (exc.retry_after or default) if exc.transient else None
+    if isinstance(exc, aiohttp.ClientError | TimeoutError):
+        return default
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    # the API server sends whole seconds (Status.details.retryAfterSeconds); an HTTP date is not used
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
@@ -87,7 +113,8 @@ class KubeApi:
             if resp.status == 404 and missing_ok:
                 return None
             if resp.status >= 400:
-                raise ApiError(method, path, resp.status, await resp.text())
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                raise ApiError(method, path, resp.status, await resp.text(), retry_after=retry_after)
             result: dict[str, Any] = await resp.json()
             return result
 

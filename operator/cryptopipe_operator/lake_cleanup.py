@@ -38,6 +38,15 @@ class LakeCleanupError(RuntimeError):
     """The lake prefix could not be (safely) removed; the message says why."""
 
 
+class UnsafePrefix(LakeCleanupError):
+    """The sink's bucket/prefix would reach outside the pipeline's own lake: refused, whatever the retry."""
+
+
+class SinkSecretUnusable(LakeCleanupError):
+    """The sink's credentials Secret is missing, lacks a key, or holds one that is not base64 text:
+    a person fixes the Secret, and the next retry can succeed."""
+
+
 def lake_location(pipeline: Pipeline) -> LakeLocation:
     return LakeLocation(pipeline.spec.sink.bucket, pipeline.spec.sink.prefix)
 
@@ -51,27 +60,27 @@ def sink_connection(pipeline: Pipeline, secret_data: Mapping[str, str] | None) -
 
     def value(key: str) -> str:
         if key not in data:
-            raise LakeCleanupError(f"Secret {ref.name} has no key {key!r} (spec.sink.credentialsSecretRef)")
+            raise SinkSecretUnusable(f"Secret {ref.name} has no key {key!r} (spec.sink.credentialsSecretRef)")
         try:
             return base64.b64decode(data[key], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as exc:
-            raise LakeCleanupError(f"Secret {ref.name} key {key!r} is not base64 text: {exc}") from None
+            raise SinkSecretUnusable(f"Secret {ref.name} key {key!r} is not base64 text: {exc}") from None
 
     return S3Connection(sink.endpoint, value(ref.access_key_key), value(ref.secret_key_key), region=sink.region)
 
 
 def checked_root(location: LakeLocation) -> str:
-    """``bucket/prefix`` to delete under, or LakeCleanupError for a prefix that would reach outside
+    """``bucket/prefix`` to delete under, or UnsafePrefix for a prefix that would reach outside
     the pipeline's own lake: empty (the whole bucket), or with empty, ``.`` or ``..`` segments."""
     if not location.bucket.strip("/"):
-        raise LakeCleanupError("refusing to delete lake data: the sink has no bucket")
+        raise UnsafePrefix("refusing to delete lake data: the sink has no bucket")
     prefix = location.prefix.strip("/")
     if not prefix:
-        raise LakeCleanupError(
+        raise UnsafePrefix(
             f"refusing to delete lake data: the sink's prefix is empty, which would wipe the whole bucket {location.bucket!r}"
         )
     if any(segment in ("", ".", "..") for segment in prefix.split("/")):
-        raise LakeCleanupError(
+        raise UnsafePrefix(
             f"refusing to delete lake data: prefix {location.prefix!r} has an empty, '.' or '..' segment"
         )
     return location.root
@@ -84,7 +93,8 @@ def delete_lake_prefix(
 
     Idempotent: a prefix already gone (a retry after a partial run, a pipeline that never wrote)
     counts 0. Raises LakeCleanupError when objects are left after ``MAX_PASSES`` (with the last
-    S3 error) or when the prefix is unsafe (checked before any request).
+    S3 error), UnsafePrefix when the prefix is unsafe (checked before any request), and OSError when
+    S3 cannot be reached.
     """
     from pyarrow import fs
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import kopf
+
 from cryptopipe_operator.kube_api import Emit, KubeApi, object_path
 from cryptopipe_operator.render import ChildRef, render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import deployment_name
@@ -52,13 +54,17 @@ def _ref(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
-async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]] | None:
+async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]]:
     """Bring the children in line with the spec and record what was done in status.
 
     Order matters for a crash at any point: children first, then status. A restart before the
     status write recomputes the same checkpoint generation (next_checkpoint_generation compares
     with the fingerprint in status) and re-applies the same objects. Returns the conditions
-    written, or None for an invalid spec.
+    written.
+
+    An invalid spec is recorded (status phase Invalid, Warning InvalidSpec) and refused with
+    kopf.PermanentError: no retry of the same spec can succeed; the next change of the spec runs
+    the handler again.
     """
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
@@ -73,7 +79,7 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
             validation_failed_status(message, generation=generation, previous=previous, now=_now()),
         )
         emit("Warning", "InvalidSpec", message)
-        return None
+        raise kopf.PermanentError(f"invalid spec, nothing applied: {message}") from None
 
     checkpoint = next_checkpoint_generation(status, pipeline.spec)
     created, updated = [], []

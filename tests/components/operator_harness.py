@@ -25,9 +25,11 @@ INVALID_SPECS = yaml.safe_load((Path(__file__).parents[1] / "unit" / "invalid_sp
 BASE_SPEC: dict[str, Any] = INVALID_SPECS["base"]
 GROUP_VERSION = "cryptopipeline.io/v1alpha1"
 # short loops for tests: status within ~1 s of a child's change, a failed step retried after 1 s
+# (also one waiting for a fixed sink Secret)
 OPERATOR_ENV = {
     "CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S": "1",
     "CRYPTOPIPE_OPERATOR_RETRY_BACKOFF_S": "1",
+    "CRYPTOPIPE_OPERATOR_MISCONFIG_RETRY_S": "1",
     "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
     "CRYPTOPIPE_OPERATOR_LOG_LEVEL": "INFO",
 }
