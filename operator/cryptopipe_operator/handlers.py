@@ -1,10 +1,17 @@
-"""kopf registrations for CryptoPipeline: thin wrappers around reconcile.py.
+"""kopf registrations for CryptoPipeline: thin wrappers around reconcile.py (create, update,
+resume, the status timer) and deletion.py (the deletion policies), over kube_api.py's client.
 
 Status comes from a per-pipeline timer that reads the four children, not from watches on
 KafkaTopics, Deployments and SparkApplications: one watch per child kind would cache every such
 object in the cluster (memory), need list/watch RBAC on all of them, and fail to start when a
 kind's CRD is missing; the timer costs 4 GETs per pipeline per interval and picks up any change
 within ``status_interval_s``, restarts included.
+
+A handler's error says what retrying can do: kopf.PermanentError for what no retry of the same
+object can change (an invalid spec; a lake deletion refused), run once and not retried;
+kopf.TemporaryError with its delay for what a retry can fix (the API server's conflicts, 429s and
+5xx, after its Retry-After if it sent one; S3 or the sink Secret during a lake deletion); anything
+else is unexpected and kopf retries it after the handler's backoff, its traceback in the log.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from cryptopipe_operator import metrics, reconcile
+from cryptopipe_operator import deletion, kube_api, metrics, reconcile
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -32,7 +39,7 @@ FINALIZER = f"{API_GROUP}/retain-topics"
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     settings.watching.server_timeout = CONFIG.watch_server_timeout_s
     settings.watching.client_timeout = CONFIG.watch_client_timeout_s
     settings.watching.connect_timeout = CONFIG.watch_connect_timeout_s
@@ -43,8 +50,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.persistence.finalizer = FINALIZER
     # kopf would turn every "Handler succeeded" log line into an Event; ours say what changed
     settings.posting.level = logging.WARNING
-    memo.api = reconcile.KubeApi(
-        reconcile.login(settings, logger),
+    memo.api = kube_api.KubeApi(
+        kube_api.login(settings, logger),
         total_timeout=CONFIG.request_timeout_s,
         connect_timeout=CONFIG.request_connect_timeout_s,
     )
@@ -56,7 +63,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await memo.api.close()
 
 
-def _emitter(body: kopf.Body) -> reconcile.Emit:
+def _emitter(body: kopf.Body) -> kube_api.Emit:
     def emit(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
@@ -75,12 +82,23 @@ async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
             conditions = await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
-        except Exception:
+        except kopf.PermanentError:
+            metrics.RECONCILES.labels("invalid").inc()
+            raise  # an invalid spec: not retried, the next change of the spec runs this again
+        except Exception as exc:
             metrics.RECONCILES.labels("error").inc()
-            raise  # kopf retries after the backoff
-    metrics.RECONCILES.labels("invalid" if conditions is None else "applied").inc()
-    if conditions is not None:
-        metrics.record_conditions(body["metadata"], conditions)
+            _retry_if_transient(exc)
+            raise  # anything else: kopf retries after the backoff, its traceback in the log
+    metrics.RECONCILES.labels("applied").inc()
+    metrics.record_conditions(body["metadata"], conditions)
+
+
+def _retry_if_transient(exc: Exception) -> None:
+    """kopf.TemporaryError for an API failure that retrying fixes by itself (a conflict, 429, 5xx,
+    no answer), after the server's Retry-After or the configured backoff; nothing for the rest."""
+    delay = kube_api.transient_delay(exc, CONFIG.retry_backoff_s)
+    if delay is not None:
+        raise kopf.TemporaryError(f"{str(exc) or repr(exc)}; retrying in {delay:g}s", delay=delay) from exc
 
 
 @kopf.timer(*RESOURCE, interval=CONFIG.status_interval_s)
@@ -91,23 +109,36 @@ async def refresh_status(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def _retains(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("deletionPolicy", "Retain") == "Retain"
+    policy: str = spec.get("deletionPolicy", "Retain")
+    return policy == "Retain"
 
 
 @kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
 async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile.retain_topics(memo.api, _plain(body), _emitter(body))
+    try:
+        await deletion.retain_topics(memo.api, _plain(body), _emitter(body))
+    except Exception as exc:
+        _retry_if_transient(exc)
+        raise
 
 
 def _deletes(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("deletionPolicy", "Retain") == "Delete"
+    policy: str = spec.get("deletionPolicy", "Retain")
+    return policy == "Delete"
 
 
 # no retry limit: a failure (Secret missing or forbidden, S3 down) posts a Warning LakeDeleteFailed
-# and kopf retries after the backoff; the finalizer keeps the CryptoPipeline until the lake is gone
+# and kopf retries after its delay; the finalizer keeps the CryptoPipeline until the lake is gone.
+# A refusal no retry can change (invalid spec, unsafe prefix) posts LakeDeleteRefused, once.
 @kopf.on.delete(*RESOURCE, when=_deletes, backoff=CONFIG.retry_backoff_s)
 async def delete_lake(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile.delete_lake(memo.api, _plain(body), _emitter(body))
+    await deletion.delete_lake(
+        memo.api,
+        _plain(body),
+        _emitter(body),
+        retry_s=CONFIG.retry_backoff_s,
+        misconfig_retry_s=CONFIG.misconfig_retry_s,
+    )
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

@@ -19,10 +19,14 @@ import binascii
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe_operator.spec import Pipeline
+
+if TYPE_CHECKING:
+    from pyarrow import fs
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,15 @@ MAX_PASSES = 10
 
 class LakeCleanupError(RuntimeError):
     """The lake prefix could not be (safely) removed; the message says why."""
+
+
+class UnsafePrefix(LakeCleanupError):
+    """The sink's bucket/prefix would reach outside the pipeline's own lake: refused, whatever the retry."""
+
+
+class SinkSecretUnusable(LakeCleanupError):
+    """The sink's credentials Secret is missing, lacks a key, or holds one that is not base64 text:
+    a person fixes the Secret, and the next retry can succeed."""
 
 
 def lake_location(pipeline: Pipeline) -> LakeLocation:
@@ -47,38 +60,41 @@ def sink_connection(pipeline: Pipeline, secret_data: Mapping[str, str] | None) -
 
     def value(key: str) -> str:
         if key not in data:
-            raise LakeCleanupError(f"Secret {ref.name} has no key {key!r} (spec.sink.credentialsSecretRef)")
+            raise SinkSecretUnusable(f"Secret {ref.name} has no key {key!r} (spec.sink.credentialsSecretRef)")
         try:
             return base64.b64decode(data[key], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as exc:
-            raise LakeCleanupError(f"Secret {ref.name} key {key!r} is not base64 text: {exc}") from None
+            raise SinkSecretUnusable(f"Secret {ref.name} key {key!r} is not base64 text: {exc}") from None
 
     return S3Connection(sink.endpoint, value(ref.access_key_key), value(ref.secret_key_key), region=sink.region)
 
 
 def checked_root(location: LakeLocation) -> str:
-    """``bucket/prefix`` to delete under, or LakeCleanupError for a prefix that would reach outside
+    """``bucket/prefix`` to delete under, or UnsafePrefix for a prefix that would reach outside
     the pipeline's own lake: empty (the whole bucket), or with empty, ``.`` or ``..`` segments."""
     if not location.bucket.strip("/"):
-        raise LakeCleanupError("refusing to delete lake data: the sink has no bucket")
+        raise UnsafePrefix("refusing to delete lake data: the sink has no bucket")
     prefix = location.prefix.strip("/")
     if not prefix:
-        raise LakeCleanupError(
+        raise UnsafePrefix(
             f"refusing to delete lake data: the sink's prefix is empty, which would wipe the whole bucket {location.bucket!r}"
         )
     if any(segment in ("", ".", "..") for segment in prefix.split("/")):
-        raise LakeCleanupError(
+        raise UnsafePrefix(
             f"refusing to delete lake data: prefix {location.prefix!r} has an empty, '.' or '..' segment"
         )
     return location.root
 
 
-def delete_lake_prefix(connection: S3Connection, location: LakeLocation, *, filesystem=None) -> int:
+def delete_lake_prefix(
+    connection: S3Connection, location: LakeLocation, *, filesystem: fs.FileSystem | None = None
+) -> int:
     """Delete every object under ``s3://bucket/prefix/``; the number of objects that were there.
 
     Idempotent: a prefix already gone (a retry after a partial run, a pipeline that never wrote)
     counts 0. Raises LakeCleanupError when objects are left after ``MAX_PASSES`` (with the last
-    S3 error) or when the prefix is unsafe (checked before any request).
+    S3 error), UnsafePrefix when the prefix is unsafe (checked before any request), and OSError when
+    S3 cannot be reached.
     """
     from pyarrow import fs
 
@@ -103,7 +119,7 @@ def delete_lake_prefix(connection: S3Connection, location: LakeLocation, *, file
     return len(found)
 
 
-def _files(s3, root: str) -> list[str]:
+def _files(s3: fs.FileSystem, root: str) -> list[str]:
     from pyarrow import fs
 
     selector = fs.FileSelector(root, recursive=True, allow_not_found=True)

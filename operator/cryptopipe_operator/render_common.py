@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, Pipeline, Resources
 
 MANAGED_BY = "cryptopipe-operator"
@@ -38,7 +40,9 @@ def owner_reference(pipeline: Pipeline) -> dict[str, object]:
     }
 
 
-def metadata(pipeline: Pipeline, name: str, component: str, extra_labels: dict[str, str] | None = None) -> dict:
+def metadata(
+    pipeline: Pipeline, name: str, component: str, extra_labels: dict[str, str] | None = None
+) -> dict[str, object]:
     return {
         "name": name,
         "namespace": pipeline.namespace,
@@ -98,7 +102,7 @@ def python_service_deployment(
     image: str,
     image_pull_policy: str,
     command: list[str],
-    env: list[dict[str, object]],
+    env: Sequence[Mapping[str, object]],
     http_port: int,
     resources: Resources,
     liveness_probe: dict[str, object],

@@ -21,9 +21,14 @@ class OperatorConfig(BaseSettings):
     # How often each pipeline's status is recomputed from its children (see handlers.py for why a
     # timer and not watches on the children). Each tick costs 4 GETs per pipeline.
     status_interval_s: float = Field(10.0, gt=0)
-    # A failed reconcile (API server unavailable, conflict) is retried after this; kopf's default
-    # of 60 s would leave a pipeline half-applied for a minute after a transient error.
+    # A failed reconcile (API server unavailable, conflict) is retried after this, unless the API
+    # server said when (Retry-After); kopf's default of 60 s would leave a pipeline half-applied for
+    # a minute after a transient error. Also the retry of a lake deletion S3 did not complete.
     retry_backoff_s: float = Field(5.0, gt=0)
+    # A lake deletion that only a person can unblock (the sink Secret missing, lacking a key, or not
+    # readable for RBAC) is retried after this: soon enough to pick up the fix, seldom enough that
+    # its LakeDeleteFailed Warning does not repeat every few seconds until someone looks.
+    misconfig_retry_s: float = Field(30.0, gt=0)
 
     # Watch and request timeouts, pinned rather than left at kopf's defaults (no server timeout,
     # no client timeout): a watch stream that a proxy or load balancer silently drops otherwise

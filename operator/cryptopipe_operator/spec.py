@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -224,7 +224,7 @@ def _field_path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
-def _duplicates(field: str, values: tuple[str, ...], key=lambda v: v) -> list[SpecProblem]:
+def _duplicates(field: str, values: tuple[str, ...], key: Callable[[str], object] = lambda v: v) -> list[SpecProblem]:
     seen: dict[object, int] = {}
     problems = []
     for index, value in enumerate(values):
@@ -250,8 +250,9 @@ _CREDENTIALS_IN_QUERY = re.compile(
     r"|x-amz-security-token)="
 )
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_QUANTITY_SCALE = {None: 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_QUANTITY_SCALE |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_QUANTITY_SCALE: dict[str | None, Decimal] = {None: Decimal(1), "m": Decimal("0.001")}
+_QUANTITY_SCALE |= {suffix: Decimal(10) ** (3 * n) for n, suffix in enumerate(("k", "M", "G", "T"), start=1)}
+_QUANTITY_SCALE |= {suffix: Decimal(2) ** (10 * n) for n, suffix in enumerate(("Ki", "Mi", "Gi", "Ti"), start=1)}
 
 
 def parse_quantity(text: str) -> Decimal:
@@ -381,7 +382,7 @@ def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec) ->
     of the operator between applying the children and writing status computes the same answer, so
     a generation is never skipped nor reused for different state.
     """
-    current = status.get("checkpointGeneration")
+    current: int | None = status.get("checkpointGeneration")
     if current is None:
         return 1
     return current if status.get("stateFingerprint") == state_fingerprint(spec) else current + 1

@@ -118,13 +118,13 @@ def _condition(
 ) -> dict[str, Any]:
     before = next((c for c in previous if c.get("type") == type_), None)
     # a condition's time says when its status last flipped, not when it was last computed
-    unchanged = before is not None and before.get("status") == verdict.status and before.get("lastTransitionTime")
+    kept = before.get("lastTransitionTime") if before is not None and before.get("status") == verdict.status else None
     return {
         "type": type_,
         "status": verdict.status,
         "reason": verdict.reason,
         "message": verdict.message,
-        "lastTransitionTime": before["lastTransitionTime"] if unchanged else _rfc3339(now),
+        "lastTransitionTime": kept or _rfc3339(now),
         "observedGeneration": generation,
     }
 

@@ -17,9 +17,12 @@ import dataclasses
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import orjson
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_VERSION = 1
 
@@ -58,10 +61,11 @@ def exact_decimal(field: str, raw: str | int | Decimal) -> Decimal:
         raise ContractError(f"{field} is not a decimal number: {raw!r}") from None
     if not value.is_finite() or value <= 0:
         raise ContractError(f"{field} must be a positive finite decimal: {raw!r}")
-    if -value.as_tuple().exponent > DECIMAL_SCALE:
+    # a finite Decimal's exponent is an int (only NaN and infinities have 'n', 'N', 'F')
+    if -cast(int, value.as_tuple().exponent) > DECIMAL_SCALE:
         # normalize() drops trailing zeros: "1.500000000" is still exact at 8 places
         value = value.normalize()
-        if -value.as_tuple().exponent > DECIMAL_SCALE:
+        if -cast(int, value.as_tuple().exponent) > DECIMAL_SCALE:
             raise ContractError(f"{field} has more than {DECIMAL_SCALE} decimal places: {raw!r}")
     if value >= _MAX_ABS:
         raise ContractError(f"{field} is too large for DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}): {raw!r}")
@@ -311,7 +315,7 @@ CANDLE_CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-def candle_arrow_schema():
+def candle_arrow_schema() -> pa.Schema:
     """pyarrow schema of a candle file (imported lazily: ingestion does not need pyarrow)."""
     import pyarrow as pa
 

@@ -6,6 +6,7 @@ mainApplicationFile. Thin: settings -> session -> one streaming query per window
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -75,7 +76,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             lake=settings.lake,
             filesystem=filesystem,
             generation=settings.checkpoint_generation,
-            on_written=lambda batch_id, n, files, window=window: progress.on_written(window, batch_id, n, files),
+            on_written=functools.partial(progress.on_written, window),
         )
         query = (
             candles(source.load(), seconds, spark_duration(settings.watermark))

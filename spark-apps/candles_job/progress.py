@@ -7,6 +7,7 @@ Fed by a StreamingQueryListener (progress of committed batches) and by the sink 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -99,7 +100,7 @@ class JobProgress:
         if lag is not None:
             self.kafka_lag.labels(window).set(lag)
         if watermark != NO_WATERMARK and window not in self._watermarks:
-            self.watermark_delay.labels(window).set_function(lambda w=window: time.time() - self._watermarks[w])
+            self.watermark_delay.labels(window).set_function(functools.partial(self._watermark_delay_s, window))
         if watermark != NO_WATERMARK:
             self._watermarks[window] = _iso_to_epoch_s(watermark)
         self.input_rate.labels(window).set(progress.get("inputRowsPerSecond") or 0)
@@ -113,6 +114,9 @@ class JobProgress:
             s["late_rows_dropped"] += dropped
             s["end_offsets"] = [src.get("endOffset") for src in progress.get("sources") or []]
             self._flush()
+
+    def _watermark_delay_s(self, window: str) -> float:
+        return time.time() - self._watermarks[window]
 
     # -- fed by the sink ------------------------------------------------------------------------
     def on_written(self, window: str, batch_id: int, candles: int, files: int) -> None:

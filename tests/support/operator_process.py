@@ -22,9 +22,11 @@ from tests.support.local_services import register
 
 T = TypeVar("T")
 # short loops for tests: status within ~1 s of a child's change, a failed step retried after 1 s
+# (also one waiting for a fixed sink Secret)
 OPERATOR_ENV = {
     "CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S": "1",
     "CRYPTOPIPE_OPERATOR_RETRY_BACKOFF_S": "1",
+    "CRYPTOPIPE_OPERATOR_MISCONFIG_RETRY_S": "1",
     "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
     "CRYPTOPIPE_OPERATOR_LOG_LEVEL": "INFO",
 }

@@ -31,7 +31,7 @@ from websocket import ABNF
 
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.gaps import GapTracker
-from cryptopipe.contracts import Tick, Trade
+from cryptopipe.contracts import Feed, Tick, Trade
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
@@ -102,7 +102,7 @@ class FrameHandler:
             if result.server_error is not None:
                 self._metrics.error("server_error")
                 log.error("feed sent an error frame", extra={"error": result.server_error})
-            trades = result.trades
+            trades: Sequence[Trade] = result.trades
             if trades:
                 if len(trades) > 1:
                     # the duplicate check needs ascending ids per product (Advanced Trade frames hold many)
@@ -202,7 +202,7 @@ class FeedConnection:
         settings: IngestSettings,
         handler: FrameHandler,
         metrics: IngestMetrics,
-        subscribe_frames: Callable[[str, Sequence[str]], list[str]],
+        subscribe_frames: Callable[[Feed, Sequence[str]], list[str]],
     ) -> None:
         self._settings = settings
         self._handler = handler

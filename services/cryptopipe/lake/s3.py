@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from pyarrow import fs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -13,18 +17,18 @@ class S3Connection:
     secret_key: str
     region: str = "us-east-1"
 
-    def arrow_filesystem(self):
+    def arrow_filesystem(self) -> fs.S3FileSystem:
         """pyarrow's native S3 filesystem: path-style, plain HTTP when the endpoint says so."""
         from pyarrow import fs
 
-        kwargs = {"access_key": self.access_key, "secret_key": self.secret_key, "region": self.region}
+        kwargs: dict[str, Any] = {"access_key": self.access_key, "secret_key": self.secret_key, "region": self.region}
         if self.endpoint:
             url = urlparse(self.endpoint)
             kwargs.update(endpoint_override=url.netloc, scheme=url.scheme or "http", force_virtual_addressing=False)
         # retries: a brief S3 hiccup should not fail a micro-batch (Spark would retry the batch anyway)
         return fs.S3FileSystem(**kwargs, retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=5))
 
-    def storage_options(self) -> dict:
+    def storage_options(self) -> dict[str, Any]:
         """s3fs / fsspec options (e.g. ``pd.read_parquet("s3://lake/x", storage_options=...)``)."""
         options = {"key": self.access_key, "secret": self.secret_key, "client_kwargs": {"region_name": self.region}}
         if self.endpoint:

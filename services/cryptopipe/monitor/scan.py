@@ -98,13 +98,13 @@ def scan_window(
     for product in absent:
         if (found := newest_window_end(lake, filesystem, window, product, before=end)) is not None:
             newest[product] = found
-    anomalies = [_judge_absent(a, newest, now, window_seconds, thresholds) for a in anomalies]
+    judged = [_judge_absent(a, newest, now, window_seconds, thresholds) for a in anomalies]
     return WindowScan(
         window,
         table.num_rows,
         tuple(sorted(set(expected) | set(newest))),
         newest,
-        [a for a in anomalies if a is not None],
+        [a for a in judged if a is not None],
     )
 
 

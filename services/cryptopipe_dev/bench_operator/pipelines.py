@@ -14,7 +14,7 @@ import yaml
 
 from cryptopipe_dev.repo import REPO_ROOT
 from cryptopipe_dev.stack.kube import KubeControlPlane, insecure_tls
-from cryptopipe_operator.reconcile import object_path
+from cryptopipe_operator.kube_api import object_path
 from cryptopipe_operator.render import render_children
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, KIND, parse_pipeline
 
