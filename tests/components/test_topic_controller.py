@@ -187,6 +187,37 @@ def test_replicas_are_capped_at_the_broker_count_and_a_second_claim_on_a_topic_i
     assert kafka_topic(admin, kafka_name) is not None
 
 
+def test_changes_made_behind_its_back_in_kafka_are_undone(
+    kube: KubeControlPlane, kube_namespace: str, controller: TopicController, admin: KafkaAdminClient
+) -> None:
+    """The KafkaTopic is the source of truth (Strimzi's unidirectional mode): a config altered with
+    Kafka's own tools is set back, a topic deleted under it is made again (with a new topicId)."""
+    ns = kube_namespace
+    topic = operator_topic(ns, "tc-drift", retentionMs=3_600_000)
+    name, kafka_name = topic["metadata"]["name"], topic["spec"]["topicName"]  # type: ignore[index]
+    kube.apply(topic)
+    eventually(lambda: (r := ready(kafka_topics(kube, ns, name))) and r["status"] == "True", "Ready", TIMEOUT)
+    first_id = kafka_topic(admin, kafka_name)["topic_id"]  # type: ignore[index]
+
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, kafka_name, {"retention.ms": "1000"})])
+    assert kafka_topic(admin, kafka_name)["config"]["retention.ms"] == "1000"  # type: ignore[index]
+    eventually(
+        lambda: kafka_topic(admin, kafka_name)["config"]["retention.ms"] == "3600000",  # type: ignore[index]
+        "retention.ms set back",
+        TIMEOUT,
+    )
+
+    admin.delete_topics([kafka_name])
+    again = eventually(
+        lambda: (t := kafka_topic(admin, kafka_name)) and t["topic_id"] != first_id and t, "topic made again", TIMEOUT
+    )
+    eventually(
+        lambda: (kafka_topics(kube, ns, name) or {}).get("status", {}).get("topicId") == again["topic_id"],
+        "status.topicId follows the new topic",
+        TIMEOUT,
+    )
+
+
 @pytest.fixture
 def operator(kube: KubeControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
     yield from run_operator(kube, tmp_path / "operator.log")

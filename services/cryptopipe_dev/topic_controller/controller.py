@@ -169,7 +169,7 @@ class TopicController:
         finally:
             self._stop.set()
             for thread in watchers:
-                thread.join(self.interval + 20)
+                thread.join(1)  # daemons: a watch still open ends by itself within `interval`
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
@@ -436,7 +436,8 @@ class TopicController:
         if FINALIZER not in finalizers:
             return
         name = (obj.get("status") or {}).get("topicName") or topic_name(obj)
-        if is_managed(obj) and not is_paused(obj) and _key(self._owner(obj, name)) == _key(obj):
+        # (as in Strimzi, a paused KafkaTopic's topic is deleted with it too: pausing stops updates only)
+        if is_managed(obj) and _key(self._owner(obj, name)) == _key(obj):
             try:
                 result = self.admin().delete_topics([name], timeout_ms=self.admin_timeout_ms, raise_errors=False)
                 code = result["topics"][0]["error_code"]
@@ -453,7 +454,7 @@ class TopicController:
                 )
                 return
         else:
-            why = "unmanaged" if not is_managed(obj) else "paused" if is_paused(obj) else "another owns it"
+            why = "unmanaged" if not is_managed(obj) else "another KafkaTopic owns it"
             log.info(_say("KafkaTopic %s/%s deleted; topic %s kept (%s)"), *_key(obj), name, why)
         self._patch(obj, {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}})
 
