@@ -19,6 +19,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.procs import LOOPBACK, free_port
 from cryptopipe_dev.topic_controller import FINALIZER, TopicController, topic_controller_process
 from cryptopipe_dev.topic_controller.kube_api import KubeApi, load_kubeconfig
 from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic
@@ -216,6 +217,28 @@ def test_changes_made_behind_its_back_in_kafka_are_undone(
         "status.topicId follows the new topic",
         TIMEOUT,
     )
+
+
+def test_an_unreachable_kafka_is_reported_not_hidden(kube: KubeControlPlane, kube_namespace: str) -> None:
+    """No broker at the bootstrap address: the KafkaTopic says so (Ready False, KafkaError), which
+    the operator (status.topic_verdict) reports as TopicReady False."""
+    api = KubeApi(load_kubeconfig(kube.kubeconfig_path))
+    nobody = f"{LOOPBACK}:{free_port()}"
+    stand_in = TopicController(nobody, kube=api, namespaces=[kube_namespace], interval=1, admin_timeout_ms=2000)
+    stand_in.start()
+    try:
+        kube.apply(operator_topic(kube_namespace, "tc-nokafka"))
+        failed = eventually(lambda: ready(kafka_topics(kube, kube_namespace, "tc-nokafka-trades")), "status", TIMEOUT)
+        assert (failed["status"], failed["reason"]) == ("False", "KafkaError"), failed
+        assert nobody in failed["message"] or "bootstrap" in failed["message"].lower(), failed
+    finally:
+        stand_in.stop()
+    # its finalizer would hold the namespace's deletion until Kafka answers: take it off, as
+    # Strimzi's docs say to when the topic operator is gone
+    kube.kubectl(
+        "patch", "kafkatopic", "tc-nokafka-trades", "-n", kube_namespace, "--type=merge",
+        "-p", json.dumps({"metadata": {"finalizers": None}}),
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -135,6 +135,7 @@ class TopicController:
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
         self._threads: list[threading.Thread] = []
+        self._capped: set[tuple[tuple[str, str], int, int]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -238,7 +239,11 @@ class TopicController:
 
     def admin(self) -> KafkaAdminClient:
         if self._admin is None:
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=self.admin_timeout_ms)
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                request_timeout_ms=self.admin_timeout_ms,
+                bootstrap_timeout_ms=self.admin_timeout_ms,
+            )
         return self._admin
 
     def _drop_admin(self) -> None:
@@ -278,6 +283,9 @@ class TopicController:
             return BROKER_DEFAULT
         brokers = self._broker_count()
         if wanted > brokers:
+            if (_key(obj), wanted, brokers) in self._capped:
+                return brokers
+            self._capped.add((_key(obj), wanted, brokers))  # said once, not at every resync
             log.warning(
                 _say("KafkaTopic %s/%s asks for %s replicas, Kafka has %s brokers: using %s"),
                 *_key(obj),
