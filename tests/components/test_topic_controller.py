@@ -303,4 +303,5 @@ def test_the_operators_topic_condition_goes_true_from_topics_the_stand_in_really
             assert kafka_topic(admin, kt["spec"]["topicName"]) is not None, kt["spec"]["topicName"]
     finally:
         kube.kubectl("delete", "kafkatopics", "--all", "-n", ns, "--wait=true", "--timeout=60s", check=False)
-        stand_in.stop()
+        code = stand_in.stop()
+    assert code == 0 and "stopped" in stand_in.log_tail(5), stand_in.log_tail()  # SIGTERM: a clean exit
