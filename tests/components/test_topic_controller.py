@@ -24,15 +24,9 @@ from cryptopipe_dev.topic_controller import FINALIZER, TopicController, topic_co
 from cryptopipe_dev.topic_controller.kube_api import KubeApi, load_kubeconfig
 from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic
 from cryptopipe_operator.spec import parse_pipeline
-from tests.components.operator_harness import (
-    BASE_SPEC,
-    OperatorProcess,
-    conditions,
-    eventually,
-    get,
-    pipeline,
-    run_operator,
-)
+from tests.support.cryptopipelines import BASE_SPEC, pipeline
+from tests.support.kube_objects import conditions, get
+from tests.support.operator_process import OperatorProcess, eventually, run_operator
 
 pytestmark = [pytest.mark.kube, pytest.mark.components]
 
