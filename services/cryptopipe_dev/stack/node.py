@@ -333,6 +333,7 @@ class KubeNode:
         self.pod_logs = self.dir / "pod-logs"
         self.pause_image = PAUSE_IMAGE_DEFAULT
         self.processes: list[ManagedProcess] = []
+        self.kubelet: ManagedProcess | None = None
         self.tools: dict[str, Path] = {}
         self.timings: dict[str, float] = {}
 
@@ -382,7 +383,7 @@ class KubeNode:
             timeout,
             f"node {self.node_name} Ready",
             interval=0.5,
-            process=self.processes[-2],
+            process=self.kubelet,
             retry_on=(RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired),
         )
         self.timings["kubelet_to_ready_s"] = round(time.monotonic() - kubelet_began, 1)
@@ -563,7 +564,7 @@ oom_score = 0
         config = self.dir / "kubelet-config.json"
         _write_json(config, self._kubelet_config(port, healthz))
         self.timings["kubelet_started"] = time.monotonic()
-        proc = self._process(
+        proc = self.kubelet = self._process(
             "kubelet",
             [
                 str(self.bin_dir / "kubelet"),
@@ -690,6 +691,7 @@ def teardown(node_dir: Path, kube_proxy: Path | None, *, say: Callable[[str], No
         except Exception as exc:  # noqa: BLE001 - every step runs; the caller reports what failed
             problems.append(f"{what}: {exc}")
 
+    step("leftover processes", lambda: _kill_leftovers(node_dir, before))
     if kube_proxy is not None and kube_proxy.exists():
         step("kube-proxy --cleanup", lambda: _kube_proxy_cleanup(kube_proxy, node_dir))
     for family in IPTABLES:
@@ -699,6 +701,7 @@ def teardown(node_dir: Path, kube_proxy: Path | None, *, say: Callable[[str], No
     step("netns", lambda: _remove_netns(before))
     step("cgroups", lambda: _remove_cgroups(before))
     step("links", lambda: _remove_links(before))
+    step("stale files", lambda: _remove_stale_files(node_dir))
     step("dirs", lambda: _remove_dirs(before, node_dir))
     step("sysctls", lambda: _restore_sysctls(before["sysctls"]))
     for p in problems:
@@ -707,6 +710,33 @@ def teardown(node_dir: Path, kube_proxy: Path | None, *, say: Callable[[str], No
         record_path.unlink()
         say("host restored (sysctls, iptables, mounts, cgroups, links)")
     return problems
+
+
+def _kill_leftovers(node_dir: Path, before: dict[str, Any]) -> None:
+    """After a crash (containerd or kubelet killed, not stopped): the pods' processes, still in the
+    kubepods cgroups, and the runc shims of this node's containerd, which outlive it by design."""
+    import signal
+
+    victims: set[int] = set()
+    for top in CGROUP_ROOT.glob("*/kubepods"):
+        if str(top) in before["cgroups"]:
+            continue
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                victims.update(int(pid) for pid in procs.read_text().split())
+    socket = str(node_dir.resolve() / "containerd" / "containerd.sock")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if cmdline and b"containerd-shim" in cmdline[0] and socket.encode() in cmdline:
+                victims.add(int(pid))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while victims and time.monotonic() < deadline:
+        victims = {pid for pid in victims if os.path.exists(f"/proc/{pid}")}
+        time.sleep(0.1)
 
 
 def _kube_proxy_cleanup(kube_proxy: Path, node_dir: Path) -> None:
@@ -832,6 +862,23 @@ def _remove_links(before: dict[str, Any]) -> None:
     for name in (BRIDGE, DUMMY_LINK):
         if name in links() and name not in existed:
             _run("ip", "link", "del", name)
+
+
+def _remove_stale_files(node_dir: Path) -> None:
+    """What only a crash leaves (no shim exited cleanly, no CNI DEL ran): the shims' sockets in
+    /run/containerd/s (each task's ``address`` file in the state dir names its own) and libcni's
+    cached results for this node's network (``cryptopipe-<id>-eth0``, ``cni-loopback-<id>-lo``)."""
+    tasks = node_dir.resolve() / "containerd" / "state" / "io.containerd.runtime.v2.task"
+    for address in tasks.glob("*/*/address"):
+        with contextlib.suppress(OSError):
+            sock = address.read_text().strip().removeprefix("unix://")
+            if sock.startswith("/run/containerd/s/"):
+                Path(sock).unlink(missing_ok=True)
+    results = Path("/var/lib/cni/results")
+    for cached in results.glob("cryptopipe-*-eth0"):
+        sandbox = cached.name.removeprefix("cryptopipe-").removesuffix("-eth0")
+        (results / f"cni-loopback-{sandbox}-lo").unlink(missing_ok=True)
+        cached.unlink(missing_ok=True)
 
 
 def _remove_dirs(before: dict[str, Any], node_dir: Path) -> None:
