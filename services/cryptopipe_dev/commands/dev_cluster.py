@@ -7,15 +7,16 @@ CryptoPipeline CRD, starts the operator (``python -m cryptopipe_operator``), pri
 and returns. The processes are *detached*: each runs in its own session (ManagedProcess), is taken
 out of ManagedProcess's stop-at-exit list on purpose, and is recorded with its pid in
 ``<work dir>/state.json``; ``down`` stops exactly those pids (after checking each pid still runs
-the program it was recorded for), ``status`` reports them. No kubelet runs: objects are stored,
-validated and garbage-collected, but no pod ever starts.
+the program it was recorded for), ``status`` reports them. Without ``--node`` no kubelet runs:
+objects are stored, validated and garbage-collected, but no pod ever starts.
 
 etcd's data, the admin token and the keys stay in the work dir, so a later ``up`` finds the
 CryptoPipelines of the last one (on new ports when the old ones are taken).
 
 ``up --node`` (as root) adds kube-scheduler and one real node (stack/node.py: a second containerd,
 kubelet, kube-proxy, a CNI bridge), with the apiserver on the node's address of a dummy interface
-instead of 127.0.0.1, so pods run and reach it. Those processes are recorded the same way; before
+instead of 127.0.0.1, so pods run and reach it (its etcd data in ``<work dir>/kube-node``, apart
+from the plain cluster's). Those processes are recorded the same way; before
 anything starts, the host's state is written down, and ``down`` drains the node, stops everything
 and restores the host (sysctls, iptables chains, mounts, cgroups, links).
 """
@@ -161,7 +162,9 @@ def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
         else:
             kube_node.prepare_host()  # records the host first; the dummy interface, the certificates
             kube = KubeControlPlane(
-                work_dir / "kube",
+                # not "kube": its etcd holds a kubernetes Service from 10.0.0.0/24, outside this
+                # Service range, and the apiserver does not move it
+                work_dir / "kube-node",
                 crds=crd_files(),
                 die_with_parent=False,
                 address=kube_node.node_ip,
@@ -370,7 +373,11 @@ def _print_status(work_dir: Path, state: dict[str, Any], out: Any) -> bool:
 def run_dev_cluster(action: str, work_dir: Path | None, *, node: bool = False) -> int:
     work_dir = work_dir or default_work_dir()
     if action == "up":
-        return cluster_up(work_dir, node=node)
+        try:
+            return cluster_up(work_dir, node=node)
+        except paths.MissingDependency as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if action == "down":
         return cluster_down(work_dir)
     if action == "status":
