@@ -4,9 +4,11 @@ the ``kubernetes`` Service, and ``down`` leaves the host exactly as it was befor
 iptables and ip6tables chains (and the iptables-nft tables), mounts, cgroups, network links and the
 host directories kubelet, containerd and the CNI plugins use.
 
-This machine may be shared with parallel jobs (an image build's dockerd, a debootstrap chroot):
-what those change is told apart by where it is (their mounts are outside the work dir, /run and
-/var) and by name (``docker``), and left out of the comparison; everything else must be equal.
+This machine may be shared with parallel jobs (an image build's dockerd and its containerd, a
+debootstrap chroot): what those change is told apart by where it is (their mounts are outside the
+work dir, /run and /var), by name (``docker``: chains, links, cgroups) and, for /run/containerd
+(where every containerd's shims put their sockets), by another containerd running; it is left out
+of the comparison. Everything else must be equal.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def host_snapshot(work_dir: Path) -> dict[str, Any]:
                 chains.setdefault(f"{save} {table}", []).append(f"{name} {policy}")
             elif line.startswith("-A") and re.search(r" -j (KUBE-|CNI-)", line):
                 chains.setdefault(f"{save} {table}", []).append(line)  # jumps to our chains
+    # another containerd (a parallel job's dockerd) puts its shims' sockets in /run/containerd too
+    others = [c for c in _cmdlines() if "containerd" in c and str(work_dir) not in c]
+    shared = {"/run/containerd"} if others else set()
     docker_tables = {k.split()[1] for k in chains if any(FOREIGN.search(c) for c in chains[k])}
     mounts = []
     watched = (str(work_dir), "/run/", "/var/")
@@ -102,8 +107,20 @@ def host_snapshot(work_dir: Path) -> dict[str, Any]:
         "mounts": sorted(mounts),
         "cgroups": cgroups,
         "links": links,
-        "dirs": {d: os.path.lexists(d) for d in (*nodemod.HOST_DIRS, "/var/log/pods", "/var/lib/kubelet")},
+        "dirs": {
+            d: os.path.lexists(d) for d in (*nodemod.HOST_DIRS, "/var/log/pods", "/var/lib/kubelet") if d not in shared
+        },
     }
+
+
+def _cmdlines() -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
