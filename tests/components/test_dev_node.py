@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -136,15 +137,36 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_up_node_pod_runs_down_restores_host(tmp_path: Path) -> None:
+def _require_node() -> None:
     if os.geteuid() != 0:
         pytest.fail("the node test needs root (a real kubelet: interfaces, iptables, mounts, cgroups)", pytrace=False)
     try:
         nodemod.require_node_binaries()
     except MissingDependency as exc:
         pytest.fail(str(exc), pytrace=False)
-    pause_image = (nodemod.node_images() / "pause.ref").read_text().strip()
+
+
+def _run_pause_pod(kubeconfig: str, work_dir: Path) -> tuple[dict[str, Any], float]:
+    """Create the pause pod (the locally built image, never pulled); wait until it is Ready."""
+    pod = json.loads(json.dumps(PAUSE_POD))
+    pod["spec"]["containers"][0]["image"] = (nodemod.node_images() / "pause.ref").read_text().strip()
+    created = time.monotonic()
+    applied = _kubectl(kubeconfig, "create", "-f", "-", input=json.dumps(pod))
+    assert applied.returncode == 0, applied.stderr
+    waited = _kubectl(kubeconfig, "wait", "--for=condition=Ready", "pod/pause", "--timeout=60s")
+    seconds = time.monotonic() - created
+    got = json.loads(_kubectl(kubeconfig, "get", "pod", "pause", "-o", "json").stdout)
+    assert waited.returncode == 0, (waited.stderr, got.get("status"), _tail(work_dir / "node" / "kubelet.log"))
+    assert got["spec"]["nodeName"] == nodemod.NODE_NAME
+    assert got["status"]["phase"] == "Running"
+    assert got["status"]["podIP"].startswith("10.244.0.")
+    return got, seconds
+
+
+def test_up_node_pod_runs_down_restores_host(tmp_path: Path) -> None:
+    _require_node()
     work_dir = tmp_path / "dev"
+    netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     before = host_snapshot(work_dir)
 
     began = time.monotonic()
@@ -174,22 +196,11 @@ def test_up_node_pod_runs_down_restores_host(tmp_path: Path) -> None:
         assert ready["Ready"] == "True", node["status"]["conditions"]
         assert {"type": "InternalIP", "address": nodemod.NODE_IP} in node["status"]["addresses"]
 
-        pod = json.loads(json.dumps(PAUSE_POD))
-        pod["spec"]["containers"][0]["image"] = pause_image
-        created = time.monotonic()
-        applied = _kubectl(kubeconfig, "create", "-f", "-", input=json.dumps(pod))
-        assert applied.returncode == 0, applied.stderr
-        waited = _kubectl(kubeconfig, "wait", "--for=condition=Ready", "pod/pause", "--timeout=60s")
-        pod_ready_seconds = time.monotonic() - created
-        got = json.loads(_kubectl(kubeconfig, "get", "pod", "pause", "-o", "json").stdout)
-        assert waited.returncode == 0, (waited.stderr, got.get("status"), _tail(work_dir / "node" / "kubelet.log"))
-        assert got["spec"]["nodeName"] == nodemod.NODE_NAME
-        assert got["status"]["phase"] == "Running"
-        assert got["status"]["podIP"].startswith("10.244.0.")
+        _, pod_ready_seconds = _run_pause_pod(kubeconfig, work_dir)
 
         # from inside the pod's network namespace, the kubernetes Service (kube-proxy's DNAT to the
         # apiserver on the node address) answers TLS: 401, anonymous requests are refused
-        netns = [n for n in os.listdir("/run/netns") if n.startswith("cni-")]
+        netns = [n for n in os.listdir("/run/netns") if n.startswith("cni-") and n not in netns_before]
         assert len(netns) == 1, netns
         code = _out(
             "nsenter",
@@ -219,6 +230,34 @@ def test_up_node_pod_runs_down_restores_host(tmp_path: Path) -> None:
     assert not (work_dir / "state.json").exists()
     after = host_snapshot(work_dir)
     assert _diff(before, after) == {}, down.stdout
+
+
+def test_down_after_kubelet_and_containerd_crash_restores_host(tmp_path: Path) -> None:
+    """kubelet and containerd SIGKILLed with a pod running (its shim and processes survive, no CNI
+    DEL runs): ``down`` still stops everything and restores the host."""
+    _require_node()
+    work_dir = tmp_path / "dev"
+    before = host_snapshot(work_dir)
+    up = _cli("up", "--node", "--work-dir", str(work_dir))
+    pids: dict[str, int] = {}
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((work_dir / "state.json").read_text())
+        pids = {p["name"]: p["pid"] for p in state["processes"]}
+        _run_pause_pod(state["kubeconfig"], work_dir)
+        for name in ("kubelet", "containerd"):
+            os.kill(pids[name], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (pid_runs(pids["kubelet"]) or pid_runs(pids["containerd"])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert any(str(work_dir) in c and "containerd-shim" in c for c in _cmdlines())  # the pod lives on
+    finally:
+        down = _cli("down", "--work-dir", str(work_dir), timeout=240)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "kubelet (pid" in down.stdout and "not running" in down.stdout, down.stdout
+    assert not {name: pid for name, pid in pids.items() if pid_runs(pid)}
+    assert not [c for c in _cmdlines() if str(work_dir) in c]  # no shim, no process of this node
+    assert _diff(before, host_snapshot(work_dir)) == {}, down.stdout
 
 
 def test_up_node_needs_root(tmp_path: Path) -> None:
