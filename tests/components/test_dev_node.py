@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,10 @@ def test_up_node_pod_runs_down_restores_host(tmp_path: Path) -> None:
         assert {"type": "InternalIP", "address": nodemod.NODE_IP} in node["status"]["addresses"]
 
         _, pod_ready_seconds = _run_pause_pod(kubeconfig, work_dir)
+        # the apiserver reaches kubelet's API with its client certificate, kubelet's webhook
+        # authorizes it: what logs and exec need
+        logs = _kubectl(kubeconfig, "logs", "pause")
+        assert logs.returncode == 0, logs.stderr
 
         # from inside the pod's network namespace, the kubernetes Service (kube-proxy's DNAT to the
         # apiserver on the node address) answers TLS: 401, anonymous requests are refused
@@ -278,6 +283,25 @@ def test_up_node_needs_root(tmp_path: Path) -> None:
     assert got.returncode == 1, got.stdout + got.stderr
     assert "needs root" in got.stderr, got.stderr
     assert not (tmp_path / "dev").exists()
+
+    # nor does `down` of a cluster with a node try to restore the host without root
+    # (not under tmp_path: nobody cannot enter /tmp/pytest-of-root)
+    with tempfile.TemporaryDirectory(prefix="cryptopipe-noroot-") as recorded:
+        state = Path(recorded) / "state.json"
+        state.write_text(json.dumps({"processes": [], "node": {"name": nodemod.NODE_NAME}}))
+        for path in (Path(recorded), state):
+            path.chmod(0o777)  # readable by nobody whatever the umask
+        got = subprocess.run(
+            [*nobody, sys.executable, "-m", "cryptopipe_dev.cli", "dev", "cluster", "down", "--work-dir", recorded],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO_ROOT,
+            env=env,
+        )
+        assert got.returncode == 1, got.stdout + got.stderr
+        assert "needs root" in got.stderr, got.stderr
+        assert state.exists()
 
 
 def _tail(path: Path, n: int = 30) -> str:
