@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -52,7 +53,6 @@ STOP_ORDER = (
     "kube-apiserver",
     "etcd",
 )
-NODE_PROCESSES = ("kube-proxy", "kubelet", "containerd")
 # what /proc/<pid>/cmdline must contain for a recorded pid to still be ours (pids get reused)
 CMDLINE_MARKERS = {
     "cryptopipe-operator": "cryptopipe_operator",
@@ -315,8 +315,6 @@ def cluster_down(work_dir: Path, *, timeout: float = 15.0, out: Any = None) -> i
 
 
 def _kubectl(state: dict[str, Any], *args: str, check: bool = False, timeout: float = 60) -> Any:
-    import subprocess
-
     kubectl = Path(state.get("bin_dir", "")) / "kubectl"
     return subprocess.run(
         [str(kubectl), f"--kubeconfig={state.get('kubeconfig')}", *args],
