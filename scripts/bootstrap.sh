@@ -9,6 +9,7 @@
 #   5. the versitygw S3 server, built by go install  -> $VERSITYGW_BIN
 #   6. the Kubernetes control plane for the operator's tests (scripts/build-control-plane.sh:
 #      etcd, kube-apiserver, kube-controller-manager from the Go module proxy; kubectl and helm)
+#   7. a real node for `cryptopipe dev cluster up --node` and the `node` tests (scripts/build-node.sh)
 # Steps 2-5 write a stamp holding a hash of their inputs once they succeed, and are skipped
 # while it matches: editing a pom, a version or pyproject.toml's [project] re-runs just that step,
 # and an interrupted step (no stamp) starts over. Outputs are built next to their final place and
@@ -138,6 +139,16 @@ if [ "$DATA_PLANE_ONLY" = 1 ]; then
   say "control plane: skipped (--data-plane-only)"
 else
   "$REPO/scripts/build-control-plane.sh"
+fi
+
+# --- 7. a real node ------------------------------------------------------------------------------
+# kubelet, kube-proxy, kube-scheduler, CoreDNS, the pause image and the Debian packages a node needs
+# (scripts/build-node.sh; ~4 min after the control plane's build, nothing when cached). The `node`
+# tests run a real node on this machine and need root, as CI has.
+if [ "$DATA_PLANE_ONLY" = 1 ]; then
+  say "node: skipped (--data-plane-only)"
+else
+  "$REPO/scripts/build-node.sh"
 fi
 
 say "done: . scripts/env.sh && .venv/bin/pytest"

@@ -21,6 +21,7 @@ DESCRIPTION = """The `cryptopipe` command.
     cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
     cryptopipe monitor serve                                                   lake monitor service (env settings)
     cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
+    cryptopipe dev cluster up --node [--work-dir DIR]                          ... + one real node (root)
 """
 
 
@@ -109,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     cluster = dev.add_parser("cluster", help="a local kube-apiserver with the CRDs and the operator, for kubectl")
     cluster.add_argument("action", choices=["up", "down", "status"])
     cluster.add_argument("--work-dir", type=Path, default=None, help="default: ~/.cache/cryptopipe/dev-cluster")
+    cluster.add_argument(
+        "--node",
+        action="store_true",
+        help="up: also kube-scheduler and one real node (containerd, kubelet, kube-proxy, CNI bridge); "
+        "needs root and scripts/build-node.sh; `down` restores the host",
+    )
     return parser
 
 
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         from cryptopipe_dev.commands.dev_cluster import run_dev_cluster
 
-        return run_dev_cluster(args.action, args.work_dir)
+        return run_dev_cluster(args.action, args.work_dir, node=args.node)
     raise AssertionError(args.command)
 
 

@@ -7,11 +7,18 @@ CryptoPipeline CRD, starts the operator (``python -m cryptopipe_operator``), pri
 and returns. The processes are *detached*: each runs in its own session (ManagedProcess), is taken
 out of ManagedProcess's stop-at-exit list on purpose, and is recorded with its pid in
 ``<work dir>/state.json``; ``down`` stops exactly those pids (after checking each pid still runs
-the program it was recorded for), ``status`` reports them. No kubelet runs: objects are stored,
-validated and garbage-collected, but no pod ever starts.
+the program it was recorded for), ``status`` reports them. Without ``--node`` no kubelet runs:
+objects are stored, validated and garbage-collected, but no pod ever starts.
 
 etcd's data, the admin token and the keys stay in the work dir, so a later ``up`` finds the
 CryptoPipelines of the last one (on new ports when the old ones are taken).
+
+``up --node`` (as root) adds kube-scheduler and one real node (stack/node.py: a second containerd,
+kubelet, kube-proxy, a CNI bridge), with the apiserver on the node's address of a dummy interface
+instead of 127.0.0.1, so pods run and reach it (its etcd data in ``<work dir>/kube-node``, apart
+from the plain cluster's). Those processes are recorded the same way; before
+anything starts, the host's state is written down, and ``down`` drains the node, stops everything
+and restores the host (sysctls, iptables chains, mounts, cgroups, links).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -26,19 +34,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptopipe_dev.stack import node as nodemod
 from cryptopipe_dev.stack import paths, procs
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 
 STATE_FILE = "state.json"
 # stopped in this order (the operator first: it would otherwise log the API server going away)
-STOP_ORDER = ("cryptopipe-operator", "kube-controller-manager", "kube-apiserver", "etcd")
+# (with a node: nothing may create or bind pods while it drains; kubelet stops each sandbox, then
+# containerd; the apiserver last but etcd)
+STOP_ORDER = (
+    "cryptopipe-operator",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kubelet",
+    "containerd",
+    "kube-apiserver",
+    "etcd",
+)
 # what /proc/<pid>/cmdline must contain for a recorded pid to still be ours (pids get reused)
 CMDLINE_MARKERS = {
     "cryptopipe-operator": "cryptopipe_operator",
     "kube-controller-manager": "kube-controller-manager",
     "kube-apiserver": "kube-apiserver",
     "etcd": "etcd",
+    "kube-scheduler": "kube-scheduler",
+    "kubelet": "bin/kubelet",
+    "kube-proxy": "kube-proxy",
+    "containerd": "containerd --config",
 }
 MINIMAL_EXAMPLE = "manifests/examples/cryptopipeline-minimal.yaml"
 
@@ -112,8 +136,14 @@ def _write_state(work_dir: Path, state: dict[str, Any]) -> None:
 # --- commands ---------------------------------------------------------------------------------------
 
 
-def cluster_up(work_dir: Path, *, out: Any = None) -> int:
+def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
     out = out or sys.stdout
+    if node:
+        try:
+            nodemod.require_root()
+        except nodemod.NeedsRoot as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     running = [p for p in recorded(read_state(work_dir)) if p.alive]
@@ -122,29 +152,60 @@ def cluster_up(work_dir: Path, *, out: Any = None) -> int:
         _print_status(work_dir, read_state(work_dir) or {}, out)
         return 0
 
-    kube = KubeControlPlane(work_dir / "kube", crds=crd_files(), die_with_parent=False)
+    began = time.monotonic()
+    kube_node = nodemod.KubeNode(work_dir) if node else None
     started: list[ManagedProcess] = []
+    kube: KubeControlPlane | None = None
     try:
+        if kube_node is None:
+            kube = KubeControlPlane(work_dir / "kube", crds=crd_files(), die_with_parent=False)
+        else:
+            kube_node.prepare_host()  # records the host first; the dummy interface, the certificates
+            kube = KubeControlPlane(
+                # not "kube": its etcd holds a kubernetes Service from 10.0.0.0/24, outside this
+                # Service range, and the apiserver does not move it
+                work_dir / "kube-node",
+                crds=crd_files(),
+                die_with_parent=False,
+                address=kube_node.node_ip,
+                service_cidr=nodemod.SERVICE_CIDR,
+                root_ca_file=kube_node.pki / "ca.crt",
+                extra_apiserver_args=kube_node.apiserver_args(),
+            )
         kube.start()
         started += [p for p in (kube.etcd, kube.apiserver, kube.controller_manager) if p is not None]
+        if kube_node is not None:
+            try:
+                kube_node.start(kube)
+            finally:
+                started += kube_node.processes
         operator = _start_operator(kube, work_dir)
         started.append(operator)
     except BaseException:
-        for proc in reversed(started):
-            proc.stop()
-        kube.stop()
+        _stop_started(started, kube_node, kube)
         raise
     # Detach on purpose: ManagedProcess stops its children when this interpreter exits; these are
     # meant to outlive `up` (own sessions already, so a Ctrl-C in this terminal does not reach them).
     for proc in started:
         procs._running.discard(proc)
-    state = {
+    state: dict[str, Any] = {
         "server": kube.server,
         "kubeconfig": str(kube.kubeconfig_path),
         "bin_dir": str(kube.bin_dir),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in started],
     }
+    if kube_node is not None:
+        state["node"] = {
+            "name": kube_node.node_name,
+            "ip": kube_node.node_ip,
+            "dir": str(kube_node.dir),
+            "bin_dir": str(kube_node.bin_dir),
+            "containerd_socket": str(kube_node.containerd_socket),
+            "pause_image": kube_node.pause_image,
+            "up_seconds": round(time.monotonic() - began, 1),
+            **{k: v for k, v in kube_node.timings.items() if k.endswith("_s")},
+        }
     _write_state(work_dir, state)
 
     example = _repo_root() / MINIMAL_EXAMPLE
@@ -156,8 +217,28 @@ def cluster_up(work_dir: Path, *, out: Any = None) -> int:
     print(f"kubectl apply -f {example}", file=out)
     print("kubectl get cryptopipelines,kafkatopics,deployments,sparkapplications", file=out)
     print("", file=out)
+    if kube_node is not None:
+        print(
+            f"node {kube_node.node_name} Ready ({kube_node.node_ip}, kubelet to Ready "
+            f"{kube_node.timings.get('kubelet_to_ready_s')} s, up {state['node']['up_seconds']} s); "
+            f"images: ctr --address {kube_node.containerd_socket} -n k8s.io images import IMAGE.tar",
+            file=out,
+        )
     print(f"operator log: {operator.log_path}; stop everything with `cryptopipe dev cluster down`", file=out)
     return 0
+
+
+def _stop_started(started: list[ManagedProcess], kube_node: nodemod.KubeNode | None, kube: Any) -> None:
+    """A failed ``up``: stop what it started (in STOP_ORDER) and, with a node, restore the host."""
+    order = {name: i for i, name in enumerate(STOP_ORDER)}
+    for proc in sorted(started, key=lambda p: order.get(p.name, -1)):
+        if kube_node is not None and proc.name == "containerd" and proc.alive:
+            nodemod.kill_containers(kube_node.dir)
+        proc.stop()
+    if kube is not None:
+        kube.stop()
+    if kube_node is not None:
+        nodemod.teardown(kube_node.dir, kube_node.bin_dir / "kube-proxy", say=lambda m: print(m, file=sys.stderr))
 
 
 def _start_operator(kube: KubeControlPlane, work_dir: Path) -> ManagedProcess:
@@ -194,21 +275,54 @@ def cluster_down(work_dir: Path, *, timeout: float = 15.0, out: Any = None) -> i
     out = out or sys.stdout
     work_dir = work_dir.resolve()
     state = read_state(work_dir)
-    if state is None:
+    node_dir = work_dir / "node"
+    host_record = node_dir / nodemod.HOST_RECORD
+    if state is None and not host_record.exists():
         print(f"no dev cluster recorded in {work_dir}", file=out)
         return 0
-    for proc in recorded(state):
+    if (state or {}).get("node") or host_record.exists():
+        try:
+            nodemod.require_root("cryptopipe dev cluster down (of a cluster with a node)")
+        except nodemod.NeedsRoot as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    procs_recorded = recorded(state)
+    by_name = {p.name: p for p in procs_recorded}
+    for proc in procs_recorded:
+        kubelet, apiserver = by_name.get("kubelet"), by_name.get("kube-apiserver")
+        if proc.name == "kube-proxy" and kubelet and kubelet.alive and apiserver and apiserver.alive:
+            # nothing schedules or recreates pods any more: kubelet stops each sandbox properly
+            nodemod.drain(lambda *a, **kw: _kubectl(state or {}, *a, **kw), node_dir)
+        if proc.name == "containerd" and proc.alive:
+            for task in nodemod.kill_containers(node_dir):
+                print(f"container {task}: killed", file=out)
         if not proc.alive:
             print(f"{proc.name} (pid {proc.pid}): not running", file=out)
             continue
         _stop_pid(proc, timeout)
         print(f"{proc.name} (pid {proc.pid}): stopped", file=out)
-    left = [p for p in recorded(state) if p.alive]
+    left = [p for p in procs_recorded if p.alive]
     if left:
         print("still running: " + ", ".join(f"{p.name} (pid {p.pid})" for p in left), file=out)
         return 1
+    if host_record.exists():
+        bin_dir = Path((state or {}).get("node", {}).get("bin_dir") or nodemod.node_bin())
+        problems = nodemod.teardown(node_dir, bin_dir / "kube-proxy", say=lambda m: print(m, file=out))
+        if problems:
+            return 1
     (work_dir / STATE_FILE).unlink(missing_ok=True)
     return 0
+
+
+def _kubectl(state: dict[str, Any], *args: str, check: bool = False, timeout: float = 60) -> Any:
+    kubectl = Path(state.get("bin_dir", "")) / "kubectl"
+    return subprocess.run(
+        [str(kubectl), f"--kubeconfig={state.get('kubeconfig')}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def _stop_pid(proc: Recorded, timeout: float) -> None:
@@ -246,14 +360,22 @@ def _print_status(work_dir: Path, state: dict[str, Any], out: Any) -> bool:
         alive = proc.alive
         all_alive &= alive
         print(f"  {proc.name:<24} pid {proc.pid:<8} {'running' if alive else 'NOT RUNNING'}  log {proc.log}", file=out)
+    if state.get("node") and all_alive:
+        for what in (("nodes", "-o", "wide"), ("pods", "--all-namespaces", "-o", "wide")):
+            got = _kubectl(state, "get", *what, timeout=20)
+            print(got.stdout.rstrip() or got.stderr.rstrip(), file=out)
     print(f"export KUBECONFIG={state.get('kubeconfig')}", file=out)
     return all_alive
 
 
-def run_dev_cluster(action: str, work_dir: Path | None) -> int:
+def run_dev_cluster(action: str, work_dir: Path | None, *, node: bool = False) -> int:
     work_dir = work_dir or default_work_dir()
     if action == "up":
-        return cluster_up(work_dir)
+        try:
+            return cluster_up(work_dir, node=node)
+        except paths.MissingDependency as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if action == "down":
         return cluster_down(work_dir)
     if action == "status":

@@ -93,6 +93,9 @@ class KubeControlPlane:
         startup_timeout: float = 120.0,
         die_with_parent: bool = False,
         extra_apiserver_args: Iterable[str] = (),
+        address: str = LOOPBACK,
+        service_cidr: str = SERVICE_CIDR,
+        root_ca_file: Path | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.with_controller_manager = with_controller_manager
@@ -101,9 +104,15 @@ class KubeControlPlane:
         self.startup_timeout = startup_timeout
         self.die_with_parent = die_with_parent
         self.extra_apiserver_args = list(extra_apiserver_args)
+        # where the apiserver binds and what it advertises: 127.0.0.1 for the tests; an address of
+        # this machine that pods can reach for a cluster with a node (stack/node.py)
+        self.address = address
+        self.service_cidr = service_cidr
         self.pki_dir = self.work_dir / "pki"
         self.etcd_data_dir = self.work_dir / "etcd-data"
         self.kubeconfig_path = self.work_dir / "admin.kubeconfig"
+        # published as kube-root-ca.crt: the self-signed serving certificate unless a CA signed it
+        self.root_ca_file = Path(root_ca_file) if root_ca_file else self.pki_dir / "apiserver.crt"
         self.kubectl_cache_dir = self.work_dir / "kubectl-cache"
         self.log_paths = {
             name: self.work_dir / f"{name}.log" for name in ("etcd", "kube-apiserver", "kube-controller-manager")
@@ -123,7 +132,7 @@ class KubeControlPlane:
     def server(self) -> str:
         if not self.port:
             raise RuntimeError("kube-apiserver not started")
-        return f"https://{LOOPBACK}:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def etcd_url(self) -> str:
@@ -385,8 +394,8 @@ class KubeControlPlane:
 
     def _start_apiserver(self) -> None:
         apiserver = require_binary("kube-apiserver", self.bin_dir)
-        if not self.port or port_open(LOOPBACK, self.port):
-            self.port = free_port()
+        if not self.port or port_open(self.address, self.port):
+            self.port = free_port(self.address)
         # Without the controller manager nothing creates "default" ServiceAccounts, and the
         # ServiceAccount admission plugin would then refuse every pod (as envtest does, turn it off).
         admission = [] if self.with_controller_manager else ["--disable-admission-plugins=ServiceAccount"]
@@ -395,8 +404,8 @@ class KubeControlPlane:
             args = [
                 str(apiserver),
                 f"--etcd-servers={self.etcd_url}",
-                f"--bind-address={LOOPBACK}",
-                f"--advertise-address={LOOPBACK}",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.pki_dir}",  # self-signed serving cert
                 f"--token-auth-file={self.work_dir / 'tokens.csv'}",
@@ -405,11 +414,11 @@ class KubeControlPlane:
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={self.pki_dir / 'sa.pub'}",
                 f"--service-account-signing-key-file={self.pki_dir / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 *admission,
                 "--allow-privileged=true",
                 # the "kubernetes" Service's endpoints cannot be a loopback address: don't reconcile them
-                "--endpoint-reconciler-type=none",
+                *(["--endpoint-reconciler-type=none"] if self.address == LOOPBACK else []),
                 "--profiling=false",
                 *self.extra_apiserver_args,
             ]
@@ -426,7 +435,7 @@ class KubeControlPlane:
             )
 
         def reset() -> None:
-            self.port = free_port()
+            self.port = free_port(self.address)
 
         self.apiserver = self._start_with_retry("kube-apiserver", launch, ready, reset)
 
@@ -450,8 +459,8 @@ class KubeControlPlane:
                 f"--cert-dir={self.pki_dir / 'kcm'}",
                 f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
                 # published as kube-root-ca.crt in every namespace, as in a real cluster
-                f"--root-ca-file={self.pki_dir / 'apiserver.crt'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--root-ca-file={self.root_ca_file}",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 f"--controllers={CONTROLLERS}",
                 "--profiling=false",
             ]
