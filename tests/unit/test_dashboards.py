@@ -68,6 +68,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
         ("cryptopipe_job_input_rows_total", COUNTER, ["window"]),
         ("cryptopipe_job_batches_total", COUNTER, ["window"]),
         ("cryptopipe_job_late_rows_dropped_total", COUNTER, ["window"]),
+        ("cryptopipe_job_rejected_rows_total", COUNTER, ["window", "reason"]),
         ("cryptopipe_job_candles_written_total", COUNTER, ["window"]),
         ("cryptopipe_job_files_written_total", COUNTER, ["window"]),
         ("cryptopipe_job_state_rows", GAUGE, ["window"]),
