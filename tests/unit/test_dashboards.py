@@ -83,6 +83,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
         ("cryptopipe_lake_anomalies", GAUGE, ["product_id", "window", "kind"]),
         ("cryptopipe_lake_newest_candle_end_timestamp_seconds", GAUGE, ["product_id", "window"]),
         ("cryptopipe_lake_candles_scanned", GAUGE, ["window"]),
+        ("cryptopipe_lake_complete_through_timestamp_seconds", GAUGE, ["window"]),
         ("cryptopipe_lake_scans_total", COUNTER, ["result"]),
         ("cryptopipe_lake_scan_duration_seconds", HISTOGRAM, []),
         ("cryptopipe_lake_last_successful_scan_timestamp_seconds", GAUGE, []),
