@@ -43,7 +43,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "unknown_schema_version",  # ``v`` missing or not contracts.SCHEMA_VERSION
     "unknown_kind",  # ``kind`` neither trade nor tick
     "missing_field",  # product_id or event_time_us missing; a trade without trade_id, price or size
-    "event_time_out_of_range",  # before 1970 or after 9999
+    "event_time_out_of_range",  # before 1970 or from 2100 on (a candle's end must stay a datetime)
     "bad_decimal",  # price/size not a plain decimal string ("abc", "1e30", "-1", a JSON number)
     "decimal_too_precise",  # more than DECIMAL_SCALE decimals that are not zero: a cast would round
     "decimal_out_of_range",  # zero, or too large for DECIMAL(DECIMAL_PRECISION, DECIMAL_SCALE)
@@ -51,7 +51,8 @@ REJECT_REASONS: tuple[str, ...] = (
 # The name of the observed metric (Dataset.observe) that carries the counts to the progress events.
 REJECTED_METRIC = "rejected_rows"
 _CORRUPT = "_corrupt_record"
-_MAX_EVENT_TIME_US = 253_402_300_800_000_000  # 10000-01-01T00:00:00Z
+# a fixed bound, not the wall clock: a batch re-run after a crash must reject the same rows
+_MAX_EVENT_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 _PLAIN = r"^[0-9]+(\.[0-9]+)?$"
 _EXACT = rf"^[0-9]+(\.[0-9]{{0,{DECIMAL_SCALE}}}0*)?$"
 # a price or size written as a JSON number: the JSON parser reads it as a double, which may round

@@ -56,6 +56,7 @@ BAD_RECORDS: list[tuple[str, bytes | None]] = [
     ("decimal_out_of_range", raw_trade(113, price="12345678901")),
     ("decimal_out_of_range", raw_trade(114, size="0")),
     ("event_time_out_of_range", raw_trade(115, event_time_us=-1)),
+    ("event_time_out_of_range", raw_trade(116, event_time_us=4_102_444_800_000_000)),  # 2100-01-01
 ]
 
 
