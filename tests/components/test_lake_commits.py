@@ -154,3 +154,37 @@ def test_complete_through_follows_the_watermark(kafka: Any, s3: Any, tmp_path_fa
         assert all(c["window_end"] <= second for c in candles)
     finally:
         run.stop()
+
+
+@pytest.mark.parametrize(
+    ("through_ago_min", "says"),
+    [(1, "QUIET-USD had no trades until then"), (30, "newer windows are not written yet"), (None, "may not be")],
+)
+def test_the_monitor_tells_no_trades_from_not_written_yet(s3: Any, through_ago_min: int | None, says: str) -> None:
+    from cryptopipe.lake.commits import write_complete_through
+    from cryptopipe.monitor.anomalies import Thresholds
+    from cryptopipe.monitor.scan import scan_window
+
+    lake = LakeLocation(LAKE_BUCKET, f"commits-{uuid.uuid4().hex[:8]}")
+    filesystem = s3.connection.arrow_filesystem()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # QUIET-USD's newest candle ended 30 minutes ago: stale either way
+    write_candles(candle_rows("QUIET-USD", now - timedelta(minutes=40), 10), lake=lake, filesystem=filesystem)
+    if through_ago_min is not None:
+        write_complete_through(
+            filesystem,
+            lake,
+            window="1m",
+            generation=1,
+            batch_id=1,
+            complete_through_us=int((now - timedelta(minutes=through_ago_min)).timestamp() * 1_000_000),
+        )
+    scan = scan_window(
+        lake, filesystem, window="1m", start=now - timedelta(hours=1), end=now, now=now, thresholds=Thresholds()
+    )
+    (stale,) = [a for a in scan.anomalies if a.kind == "stale_product"]
+    assert says in stale.message, stale.message
+    if through_ago_min is None:
+        assert scan.complete_through is None
+    else:
+        assert scan.complete_through == now - timedelta(minutes=through_ago_min)

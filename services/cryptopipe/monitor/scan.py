@@ -102,6 +102,7 @@ def scan_window(
         if (found := newest_window_end(lake, filesystem, window, product, before=end)) is not None:
             newest[product] = found
     anomalies = [_judge_absent(a, newest, now, window_seconds, thresholds) for a in anomalies]
+    anomalies = [_explain_stale(a, final_through, now, window_seconds, thresholds) for a in anomalies]
     return WindowScan(
         window,
         table.num_rows,
@@ -110,6 +111,22 @@ def scan_window(
         [a for a in anomalies if a is not None],
         final_through,
     )
+
+
+def _explain_stale(
+    anomaly: Anomaly | None, final_through: datetime | None, now: datetime, window_seconds: int, thresholds: Thresholds
+) -> Anomaly | None:
+    """Say whether a stale product had no trades (the job's complete-through is recent: every window
+    up to it is written) or its candles are not written yet (complete-through is old or unknown)."""
+    if anomaly is None or anomaly.kind != "stale_product":
+        return anomaly
+    if final_through is None:
+        note = "the job has published no complete-through: its candles may not be written yet"
+    elif (now - final_through).total_seconds() > window_seconds + thresholds.stale_after_s:
+        note = f"the lake is complete only through {iso(final_through)}: newer windows are not written yet"
+    else:
+        note = f"the lake is complete through {iso(final_through)}: {anomaly.product_id} had no trades until then"
+    return dataclasses.replace(anomaly, message=f"{anomaly.message}; {note}")
 
 
 def _judge_absent(
