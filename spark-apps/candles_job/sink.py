@@ -48,10 +48,9 @@ def write_batch(
     generation: int,
     batch_id: int,
     complete_through_us: int | None = None,
-    files_only: bool = False,
 ) -> list[str]:
     """Write one file per (window, product, date) partition, then each window's manifest naming
-    them (not with ``files_only``: what a crash between the two leaves). Returns the files written."""
+    them: the batch's commit. Returns the files written."""
     if table.num_rows == 0:
         return []
     partitions: dict[tuple[str, str, str], list[int]] = {}
@@ -72,17 +71,16 @@ def write_batch(
         )
         pq.write_table(table.take(rows).select(columns), path, filesystem=filesystem, compression="zstd")
         written.setdefault(window, []).append(CommittedFile(path, product_id, date, len(rows)))
-    if not files_only:
-        for window, files in sorted(written.items()):
-            write_manifest(
-                filesystem,
-                lake,
-                window=window,
-                generation=generation,
-                batch_id=batch_id,
-                files=files,
-                complete_through_us=complete_through_us,
-            )
+    for window, files in sorted(written.items()):
+        write_manifest(
+            filesystem,
+            lake,
+            window=window,
+            generation=generation,
+            batch_id=batch_id,
+            files=files,
+            complete_through_us=complete_through_us,
+        )
     return [f.path for files in written.values() for f in files]
 
 

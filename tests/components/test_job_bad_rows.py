@@ -79,7 +79,8 @@ def bad_rows_run(kafka, s3, tmp_path_factory):
     run = JobRun(kafka, s3, config, tmp_path_factory.mktemp("job-bad-rows")).start()
     try:
         sent = produce(kafka, topic, [trade(PRODUCT, 1, "100", "1", f"{M}:10Z")])
-        run.wait_input(sent)  # the query runs before the first bad row arrives
+        # the query runs before the first bad row arrives (a generous bound: it includes the start)
+        run.wait_input(sent, timeout=600)
         sent += produce_raw(kafka, topic, [value for _, value in BAD_RECORDS])
         sent += produce(
             kafka,
