@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from candles_job.progress import JobProgress, ProgressListener
 from candles_job.settings import JobSettings, parse_args, spark_duration
-from candles_job.sink import make_batch_writer
+from candles_job.sink import make_batch_writer, offset_log_watermark_ms
 from candles_job.transforms import candles
 from cryptopipe.logs import setup_logging
 
@@ -76,6 +76,8 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             lake=settings.lake,
             filesystem=filesystem,
             generation=settings.checkpoint_generation,
+            window=window,
+            batch_watermark_ms=functools.partial(offset_log_watermark_ms, spark, settings.checkpoint_location(window)),
             on_written=functools.partial(progress.on_written, window),
         )
         query = (

@@ -18,6 +18,8 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from pyspark.sql.streaming import StreamingQueryListener
 
+from candles_job.transforms import REJECT_REASONS, REJECTED_METRIC
+
 NO_WATERMARK = "1970-01-01T00:00:00.000Z"
 
 
@@ -41,6 +43,12 @@ class JobProgress:
             "cryptopipe_job_late_rows_dropped",
             "Rows dropped because they were older than the watermark",
             labels,
+            registry=r,
+        )
+        self.rejected_rows = Counter(
+            "cryptopipe_job_rejected_rows",
+            "Kafka records rejected before aggregation, by reason (they are in no candle)",
+            ["window", "reason"],
             registry=r,
         )
         self.candles = Counter("cryptopipe_job_candles_written", "Candles written to the lake", labels, registry=r)
@@ -93,6 +101,9 @@ class JobProgress:
         self.input_rows.labels(window).inc(progress.get("numInputRows", 0))
         self.batches.labels(window).inc()
         self.late_rows.labels(window).inc(dropped)
+        rejected = rejected_rows(progress)
+        for reason, n in rejected.items():
+            self.rejected_rows.labels(window, reason).inc(n)
         self.state_rows.labels(window).set(sum(op.get("numRowsTotal", 0) for op in operators))
         self.watermark.labels(window).set(_iso_to_epoch_s(watermark))
         self.last_batch.labels(window).set(time.time())
@@ -112,6 +123,8 @@ class JobProgress:
             s["watermark"] = watermark
             s["input_rows"] += progress.get("numInputRows", 0)
             s["late_rows_dropped"] += dropped
+            for reason, n in rejected.items():
+                s["rejected_rows"][reason] = s["rejected_rows"].get(reason, 0) + n
             s["end_offsets"] = [src.get("endOffset") for src in progress.get("sources") or []]
             self._flush()
 
@@ -144,6 +157,13 @@ class JobProgress:
         start_http_server(port, addr="0.0.0.0", registry=self.registry)
 
 
+def rejected_rows(progress: dict) -> dict[str, int]:
+    """Rows the batch rejected, by reason, from its observed metrics; every reason present (0 when
+    none), so the counters exist before the first rejection and ``increase()`` sees it."""
+    observed = (progress.get("observedMetrics") or {}).get(REJECTED_METRIC) or {}
+    return {reason: int(observed.get(reason) or 0) for reason in REJECT_REASONS}
+
+
 def _offsets(value) -> dict:
     """A Kafka source offset as progress reports it: {"topic": {"partition": offset}} (or that as JSON text)."""
     if isinstance(value, str):
@@ -170,7 +190,14 @@ def kafka_lag(sources: list[dict]) -> int | None:
 
 
 def _empty() -> dict:
-    return {"batch_id": None, "watermark": NO_WATERMARK, "input_rows": 0, "late_rows_dropped": 0, "candles_written": 0}
+    return {
+        "batch_id": None,
+        "watermark": NO_WATERMARK,
+        "input_rows": 0,
+        "late_rows_dropped": 0,
+        "rejected_rows": {},
+        "candles_written": 0,
+    }
 
 
 class ProgressListener(StreamingQueryListener):

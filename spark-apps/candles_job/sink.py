@@ -1,16 +1,18 @@
 """The exactly-once candle sink: foreachBatch writing one Parquet file per lake partition per batch,
-named by (generation, batch id).
+named by (generation, batch id), then the batch's manifest, then the window's complete-through.
 
 Why this and not Spark's file sink: the file sink's commit log (``_spark_metadata``) is what decides
-which files are committed, and pyarrow and DuckDB do not read it, so they would see files of
-batches that failed. Here every file the lake holds is final the moment it appears: a batch that
-Spark replays after a crash is recomputed from the same offsets and the same state, sorted the same
-way, and written under the same names, so it overwrites its own files with the same rows. An S3 PUT
-is atomic, so a reader never sees half a file.
+which files are committed, and pyarrow and DuckDB do not read it. Here a batch that Spark replays
+after a crash is recomputed from the same offsets and the same state, sorted the same way, and
+written under the same names, so it overwrites its own files with the same rows. An S3 PUT is
+atomic, so no reader sees half a file; a batch's files become visible together when its manifest
+(one PUT, written last) names them (cryptopipe/lake/commits.py). Then the window's complete-through
+moves to the watermark the batch ran with: every window ending by then is in the lake.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
 from cryptopipe.contracts import candle_arrow_schema
+from cryptopipe.lake.commits import CommittedFile, write_complete_through, write_manifest
 from cryptopipe.lake.layout import LakeLocation, utc_date
 
 log = logging.getLogger("cryptopipe.job.sink")
@@ -37,8 +40,17 @@ def candle_table(batch: DataFrame) -> pa.Table:
     return out.append_column("window", window_col)
 
 
-def write_batch(table: pa.Table, *, lake: LakeLocation, filesystem, generation: int, batch_id: int) -> list[str]:
-    """Write one file per (window, product, date) partition; returns the paths written."""
+def write_batch(
+    table: pa.Table,
+    *,
+    lake: LakeLocation,
+    filesystem,
+    generation: int,
+    batch_id: int,
+    complete_through_us: int | None = None,
+) -> list[str]:
+    """Write one file per (window, product, date) partition, then each window's manifest naming
+    them: the batch's commit. Returns the files written."""
     if table.num_rows == 0:
         return []
     partitions: dict[tuple[str, str, str], list[int]] = {}
@@ -52,30 +64,91 @@ def write_batch(table: pa.Table, *, lake: LakeLocation, filesystem, generation: 
     ):
         partitions.setdefault((window, product_id, utc_date(start)), []).append(i)
     columns = [f.name for f in candle_arrow_schema()]
-    written = []
+    written: dict[str, list[CommittedFile]] = {}
     for (window, product_id, date), rows in sorted(partitions.items()):
         path = lake.candle_file(
             window=window, product_id=product_id, date=date, generation=generation, batch_id=batch_id
         )
         pq.write_table(table.take(rows).select(columns), path, filesystem=filesystem, compression="zstd")
-        written.append(path)
-    return written
+        written.setdefault(window, []).append(CommittedFile(path, product_id, date, len(rows)))
+    for window, files in sorted(written.items()):
+        write_manifest(
+            filesystem,
+            lake,
+            window=window,
+            generation=generation,
+            batch_id=batch_id,
+            files=files,
+            complete_through_us=complete_through_us,
+        )
+    return [f.path for files in written.values() for f in files]
+
+
+def offset_log_watermark_ms(spark, checkpoint_location: str, batch_id: int) -> int | None:
+    """The event-time watermark batch ``batch_id`` runs with, from the query's offset log (written
+    before the batch runs, so a replay reads the same value). Read through Hadoop, like Spark does,
+    so an s3a:// or local checkpoint both work. None if the entry is missing or unreadable."""
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint_location.rstrip('/')}/offsets/{batch_id}")
+    try:
+        hadoop_fs = path.getFileSystem(spark._jsparkSession.sessionState().newHadoopConf())
+        stream = hadoop_fs.open(path)
+        try:
+            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            version, metadata = reader.readLine(), reader.readLine()
+        finally:
+            stream.close()
+        value = json.loads(metadata).get("batchWatermarkMs")
+    except Exception as exc:  # noqa: BLE001 (py4j raises its own types): a missing value is not fatal
+        log.warning("no watermark in the offset log", extra={"batch_id": batch_id, "error": str(exc)[:500]})
+        return None
+    if not str(version).startswith("v") or not isinstance(value, int):
+        return None
+    return value
 
 
 def make_batch_writer(
-    *, lake: LakeLocation, filesystem, generation: int, on_written: Callable[[int, int, int], None] | None = None
+    *,
+    lake: LakeLocation,
+    filesystem,
+    generation: int,
+    window: str,
+    batch_watermark_ms: Callable[[int], int | None] | None = None,
+    on_written: Callable[[int, int, int], None] | None = None,
 ) -> Callable[[DataFrame, int], None]:
-    """foreachBatch callback. ``on_written(batch_id, candles, files)`` feeds metrics and progress."""
+    """foreachBatch callback for one window size. ``batch_watermark_ms(batch_id)`` gives the watermark
+    the batch runs with (complete-through); ``on_written(batch_id, candles, files)`` feeds metrics."""
+    last_published: list[int | None] = [None]
 
     def write(batch: DataFrame, batch_id: int) -> None:
         table = candle_table(batch)
-        paths = write_batch(table, lake=lake, filesystem=filesystem, generation=generation, batch_id=batch_id)
+        watermark_ms = batch_watermark_ms(batch_id) if batch_watermark_ms else None
+        through_us = watermark_ms * 1000 if watermark_ms else None
+        paths = write_batch(
+            table,
+            lake=lake,
+            filesystem=filesystem,
+            generation=generation,
+            batch_id=batch_id,
+            complete_through_us=through_us,
+        )
         if paths:
             log.info("candles written", extra={"batch_id": batch_id, "candles": table.num_rows, "files": len(paths)})
+        # after the manifest: a reader that sees this value finds every candle it promises
+        if through_us is not None and through_us != last_published[0]:
+            write_complete_through(
+                filesystem,
+                lake,
+                window=window,
+                generation=generation,
+                batch_id=batch_id,
+                complete_through_us=through_us,
+            )
+            last_published[0] = through_us
         if on_written:
             on_written(batch_id, table.num_rows, len(paths))
 
     return write
 
 
-__all__ = ["candle_table", "write_batch", "make_batch_writer"]
+__all__ = ["candle_table", "write_batch", "make_batch_writer", "offset_log_watermark_ms"]

@@ -36,34 +36,97 @@ def record_schema() -> T.StructType:
     return T.StructType([T.StructField(name, _SPARK_TYPES[kind], True) for name, kind in RECORD_FIELDS])
 
 
+# Why a Kafka row is rejected: the label of ``cryptopipe_job_rejected_rows_total{reason}``. Every
+# row is either parsed or counted under exactly one reason (the first that applies, in this order).
+REJECT_REASONS: tuple[str, ...] = (
+    "malformed_json",  # not a JSON object, empty, a tombstone, or a field of the wrong JSON type
+    "unknown_schema_version",  # ``v`` missing or not contracts.SCHEMA_VERSION
+    "unknown_kind",  # ``kind`` neither trade nor tick
+    "missing_field",  # product_id or event_time_us missing; a trade without trade_id, price or size
+    "event_time_out_of_range",  # before 1970 or from 2100 on (a candle's end must stay a datetime)
+    "bad_decimal",  # price/size not a plain decimal string ("abc", "1e30", "-1", a JSON number)
+    "decimal_too_precise",  # more than DECIMAL_SCALE decimals that are not zero: a cast would round
+    "decimal_out_of_range",  # zero, or too large for DECIMAL(DECIMAL_PRECISION, DECIMAL_SCALE)
+)
+# The name of the observed metric (Dataset.observe) that carries the counts to the progress events.
+REJECTED_METRIC = "rejected_rows"
+_CORRUPT = "_corrupt_record"
+# a fixed bound, not the wall clock: a batch re-run after a crash must reject the same rows
+_MAX_EVENT_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+_PLAIN = r"^[0-9]+(\.[0-9]+)?$"
+_EXACT = rf"^[0-9]+(\.[0-9]{{0,{DECIMAL_SCALE}}}0*)?$"
+# a price or size written as a JSON number: the JSON parser reads it as a double, which may round
+_JSON_NUMBER = r'"(price|size)"\s*:\s*[-+0-9.]'
+
+
+def _decimal_problem(name: str) -> Column:
+    """The reject reason of one decimal string field, or null when it is exact and in range."""
+    text = F.col(f"r.{name}")
+    value = text.try_cast(PRICE_TYPE)
+    return (
+        F.when(~text.rlike(_PLAIN), F.lit("bad_decimal"))
+        .when(~text.rlike(_EXACT), F.lit("decimal_too_precise"))
+        .when(value.isNull() | (value <= 0), F.lit("decimal_out_of_range"))
+    )
+
+
+def reject_reason(value_text: Column) -> Column:
+    """Over the parsed struct ``r`` (with the corrupt-record column) and the raw text: why this row
+    cannot become a record, or null. Never an error: ANSI mode would turn one bad cast into a batch
+    that fails on every restart, so nothing here may throw."""
+    r = F.col("r")
+    is_trade = F.col("r.kind") == F.lit("trade")
+    missing = (
+        F.col("r.product_id").isNull()
+        | F.col("r.event_time_us").isNull()
+        | (is_trade & (F.col("r.trade_id").isNull() | F.col("r.price").isNull() | F.col("r.size").isNull()))
+    )
+    event_time = F.col("r.event_time_us")
+    return (
+        F.when(value_text.isNull() | r.isNull() | F.col(f"r.{_CORRUPT}").isNotNull(), F.lit("malformed_json"))
+        .when(F.col("r.v").isNull() | (F.col("r.v") != F.lit(SCHEMA_VERSION)), F.lit("unknown_schema_version"))
+        .when(F.col("r.kind").isNull() | ~F.col("r.kind").isin("trade", "tick"), F.lit("unknown_kind"))
+        .when(missing, F.lit("missing_field"))
+        .when((event_time < 0) | (event_time >= _MAX_EVENT_TIME_US), F.lit("event_time_out_of_range"))
+        .when(is_trade & value_text.rlike(_JSON_NUMBER), F.lit("bad_decimal"))
+        .when(is_trade, F.coalesce(_decimal_problem("price"), _decimal_problem("size")))
+    )
+
+
 def parse_records(kafka_rows: DataFrame) -> DataFrame:
     """Kafka rows (binary ``value``) -> typed records.
 
     Output columns: kind, product_id, trade_id, price, size, event_time (timestamp, UTC µs),
-    is_trade, dedupe_id. Rows that do not parse, or carry another schema version, are dropped
-    here; ingestion validated every record against the same contract before producing it, so a
-    row failing here means a foreign producer wrote to the topic.
+    is_trade, dedupe_id. A row that does not fit the contract is dropped here and counted by
+    reason (``REJECT_REASONS``) in the observed metric ``rejected_rows``, which Spark reports with
+    the batch's progress (so a batch re-run after a crash is counted once, when it commits).
+    Decimals are cast only once they are known to fit: never rounded, never an ANSI error.
     """
-    parsed = kafka_rows.select(F.from_json(F.col("value").cast("string"), record_schema()).alias("r")).select("r.*")
+    schema = record_schema().add(_CORRUPT, T.StringType())
+    text = F.col("value").cast("string")
+    parsed = kafka_rows.select(
+        text.alias("text"),
+        F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}).alias("r"),
+    )
+    checked = parsed.select(F.col("r"), reject_reason(F.col("text")).alias("reason")).observe(
+        REJECTED_METRIC, *[F.count_if(F.col("reason") == F.lit(r)).alias(r) for r in REJECT_REASONS]
+    )
     is_trade = F.col("kind") == F.lit("trade")
-    return parsed.where(
-        (F.col("v") == F.lit(SCHEMA_VERSION))
-        & F.col("product_id").isNotNull()
-        & F.col("event_time_us").isNotNull()
-        & (
-            (is_trade & F.col("trade_id").isNotNull() & F.col("price").isNotNull() & F.col("size").isNotNull())
-            | (F.col("kind") == F.lit("tick"))
+    return (
+        checked.where(F.col("reason").isNull())
+        .select("r.*")
+        .select(
+            F.col("kind"),
+            F.col("product_id"),
+            F.col("trade_id"),
+            # exact and in range (checked above); ticks carry no price
+            F.col("price").try_cast(PRICE_TYPE).alias("price"),
+            F.col("size").try_cast(PRICE_TYPE).alias("size"),
+            F.timestamp_micros(F.col("event_time_us")).alias("event_time"),
+            is_trade.alias("is_trade"),
+            # trades are unique by (product, trade_id); ticks by (product, time)
+            F.coalesce(F.col("trade_id"), F.col("event_time_us")).alias("dedupe_id"),
         )
-    ).select(
-        F.col("kind"),
-        F.col("product_id"),
-        F.col("trade_id"),
-        F.col("price").cast(PRICE_TYPE).alias("price"),
-        F.col("size").cast(PRICE_TYPE).alias("size"),
-        F.timestamp_micros(F.col("event_time_us")).alias("event_time"),
-        is_trade.alias("is_trade"),
-        # trades are unique by (product, trade_id); ticks by (product, time)
-        F.coalesce(F.col("trade_id"), F.col("event_time_us")).alias("dedupe_id"),
     )
 
 

@@ -132,16 +132,21 @@ def test_late_rows_are_dropped_and_counted(job_scenarios):
 
 
 def test_duckdb_reads_the_same_lake(job_scenarios, s3):
-    """Every file in the lake is committed, so a plain DuckDB scan needs no commit log. DuckDB
-    reads the S3 server's folder directly (its httpfs extension would be a download)."""
+    """DuckDB given the committed files (those the batch manifests name) reads what the project's
+    reader reads. DuckDB reads the S3 server's folder directly (its httpfs extension would be a
+    download)."""
     import duckdb
 
+    from cryptopipe.lake.layout import LakeLocation
+    from cryptopipe.lake.reader import committed_paths
+
     table = job_scenarios["final"]
-    lake = s3.root / "lake" / job_scenarios["prefix"]
+    lake = LakeLocation("lake", job_scenarios["prefix"])
+    files = [str(s3.root / path) for path in committed_paths(lake, s3.connection.arrow_filesystem())]
     rows = duckdb.sql(
         # epoch_us: DuckDB hands timestamptz to Python through pytz, which this project does not need
         f"select product_id, epoch_us(window_start), open, close, volume, trade_count, vwap "
-        f"from read_parquet('{lake}/candles/window=1m/*/*/*.parquet', hive_partitioning=true) "
+        f"from read_parquet({files!r}, hive_partitioning=true) "
         f"order by product_id, window_start"
     ).fetchall()
     expected = [

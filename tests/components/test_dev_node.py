@@ -30,7 +30,7 @@ from cryptopipe_dev.commands.dev_cluster import pid_runs
 from cryptopipe_dev.stack import node as nodemod
 from cryptopipe_dev.stack.kube import control_plane_bin
 from cryptopipe_dev.stack.paths import MissingDependency
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO as REPO_ROOT
 
 pytestmark = pytest.mark.node
 

@@ -77,3 +77,17 @@ def test_exposition_passes_promtool_check_metrics() -> None:
     progress.on_written("1m", 0, candles=4, files=2)
     result = promtool("check", "metrics", input_text=generate_latest(progress.registry).decode())
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
+
+
+def test_rejected_rows_are_counted_by_reason_from_the_observed_metrics() -> None:
+    progress = JobProgress()
+    event = progress_event(0, watermark="2026-11-26T10:00:00.000Z", end={"0": 10}, latest=None)
+    event["observedMetrics"] = {"rejected_rows": {"malformed_json": 2, "bad_decimal": 1, "unknown_kind": 0}}
+    progress.on_progress(event)
+    progress.on_progress(event | {"batchId": 1, "observedMetrics": {"rejected_rows": {"bad_decimal": 3}}})
+    progress.on_progress(event | {"batchId": 2, "observedMetrics": {}})  # a batch without the metric
+    assert sample(progress, "cryptopipe_job_rejected_rows_total", window="1m", reason="malformed_json") == 2
+    assert sample(progress, "cryptopipe_job_rejected_rows_total", window="1m", reason="bad_decimal") == 4
+    # every reason exists from the first batch on, so increase() sees its first rejection
+    assert sample(progress, "cryptopipe_job_rejected_rows_total", window="1m", reason="decimal_too_precise") == 0
+    assert progress.snapshot()["queries"]["1m"]["rejected_rows"]["bad_decimal"] == 4

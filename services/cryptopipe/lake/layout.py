@@ -2,11 +2,15 @@
 the operator (checkpoint generations) and the tests.
 
     s3://BUCKET/PREFIX/candles/window=1m/product_id=BTC-USD/date=2026-11-26/part-g0001-b0000000042.parquet
+    s3://BUCKET/PREFIX/candles/_manifests/window=1m/g0001-b0000000042.json
+    s3://BUCKET/PREFIX/candles/_complete_through/window=1m/g0001.json
     s3://BUCKET/PREFIX/_checkpoints/gen-1/window=1m/
 
 A candle file is named by (checkpoint generation, window, batch id): when Spark replays a batch after
 a crash it recomputes the same rows from the same offsets and state, and writes them under the same
 name, so the replay overwrites instead of adding. That is what makes the sink exactly-once.
+A batch's manifest, named the same way and written after its files, is what makes them visible to
+the reader (lake/commits.py); the complete-through object says up to when a window size is final.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ class LakeLocation:
             f"{self.candles_root}/window={window}/product_id={product_id}/date={date}/"
             f"part-g{generation:04d}-b{batch_id:010d}.parquet"
         )
+
+    def manifests_dir(self, window: str) -> str:
+        return f"{self.candles_root}/_manifests/window={window}"
+
+    def manifest_file(self, *, window: str, generation: int, batch_id: int) -> str:
+        return f"{self.manifests_dir(window)}/g{generation:04d}-b{batch_id:010d}.json"
+
+    def complete_through_dir(self, window: str) -> str:
+        return f"{self.candles_root}/_complete_through/window={window}"
+
+    def complete_through_file(self, *, window: str, generation: int) -> str:
+        return f"{self.complete_through_dir(window)}/g{generation:04d}.json"
 
 
 def utc_date(value: datetime) -> str:

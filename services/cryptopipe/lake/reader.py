@@ -1,6 +1,6 @@
 """Read candles back from the lake with pyarrow: what `cryptopipe candles`, the replay command, the
-lake monitor and the tests use. Every file in the lake is committed (see candles_job/sink.py), so
-reading is a plain Hive-partitioned dataset scan.
+lake monitor and the tests use. Only committed batches are read: the files their manifests name
+(lake/commits.py), never a batch being written. ``complete_through`` says which windows are final.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from cryptopipe.contracts import CANDLE_CSV_COLUMNS, candle_arrow_schema
-from cryptopipe.lake.layout import LakeLocation
+from cryptopipe.lake.commits import committed_files, complete_through
+from cryptopipe.lake.layout import LakeLocation, utc_date
+
+__all__ = ["read_candles", "committed_paths", "complete_through", "candle_rows", "to_csv"]
 
 
 def _partitioning() -> ds.Partitioning:
@@ -33,20 +36,32 @@ def read_candles(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> pa.Table:
-    """Candles of one window size, sorted by (product_id, window_start).
+    """Candles of one window size from committed batches, sorted by (product_id, window_start).
 
     ``start``/``end`` select windows with start <= window_start < end (timezone-aware datetimes).
     An empty lake gives an empty table with the contract's columns.
     """
-    from pyarrow import fs
-
     schema = candle_arrow_schema()
-    root = f"{lake.candles_root}/window={window}"
-    if filesystem.get_file_info(root).type == fs.FileType.NotFound:
-        return schema.empty_table()
-    dataset = ds.dataset(lake.candles_root, filesystem=filesystem, format="parquet", partitioning=_partitioning())
-    expr = pc.field("window") == window
     product_list = list(products or [])
+    files = committed_files(
+        lake,
+        filesystem,
+        window=window,
+        products=product_list or None,
+        # a file's date partition is its windows' start date: only these can hold [start, end)
+        first_date=utc_date(start) if start is not None else None,
+        last_date=utc_date(end) if end is not None else None,
+    )
+    if not files:
+        return schema.empty_table()
+    dataset = ds.dataset(
+        [f.path for f in files],
+        filesystem=filesystem,
+        format="parquet",
+        partitioning=_partitioning(),
+        partition_base_dir=lake.candles_root,
+    )
+    expr = pc.field("window") == window
     if product_list:
         expr &= pc.field("product_id").isin(product_list)
     if start is not None:
@@ -55,6 +70,14 @@ def read_candles(
         expr &= pc.field("window_start") < pa.scalar(end, type=pa.timestamp("us", tz="UTC"))
     table = dataset.to_table(filter=expr, columns=[f.name for f in schema])
     return table.cast(schema).sort_by([("product_id", "ascending"), ("window_start", "ascending")])
+
+
+def committed_paths(lake: LakeLocation, filesystem, *, window: str = "1m", scheme: str = "") -> list[str]:
+    """Paths of the committed candle files of one window size, for other readers: DuckDB's
+    ``read_parquet([...], hive_partitioning=true)``, ``pyarrow.dataset.dataset([...])``, Spark.
+    ``scheme`` ("s3://") is prefixed to each path; a glob over the folders would also see files of a
+    batch that is still being written."""
+    return [scheme + f.path for f in committed_files(lake, filesystem, window=window)]
 
 
 def _iso(value: datetime) -> str:

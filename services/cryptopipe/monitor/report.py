@@ -18,6 +18,7 @@ def summary(scan: WindowScan, start: datetime, end: datetime) -> dict:
         "to": iso(end),
         "products": list(scan.products),
         "candles": scan.candles,
+        "complete_through": iso(scan.complete_through) if scan.complete_through else None,
         "anomalies": len(scan.anomalies),
         "by_kind": {kind: by_kind[kind] for kind in KINDS if by_kind[kind]},
     }

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 from pyarrow import fs
 
 from cryptopipe.contracts import parse_duration
+from cryptopipe.lake.commits import committed_files, complete_through
 from cryptopipe.lake.layout import LakeLocation, utc_date
 from cryptopipe.lake.reader import read_candles
 from cryptopipe.monitor.anomalies import Anomaly, Thresholds, find_anomalies, iso
@@ -28,6 +29,9 @@ class WindowScan:
     products: tuple[str, ...]  # every product judged: expected or found in the range
     newest_end: dict[str, datetime]  # product -> window_end of its newest candle before the range's end
     anomalies: list[Anomaly]
+    # every window ending at or before this is final (None: the job has published none yet): a
+    # missing window before it had no trade, one after it may not be written yet
+    complete_through: datetime | None = None
 
 
 def check_bucket(lake: LakeLocation, filesystem) -> None:
@@ -51,19 +55,16 @@ def lake_products(lake: LakeLocation, filesystem, window: str) -> list[str]:
 
 
 def newest_window_end(lake: LakeLocation, filesystem, window: str, product: str, before: datetime) -> datetime | None:
-    """window_end of the product's newest candle starting before ``before``, from its newest date partitions."""
-    selector = fs.FileSelector(f"{lake.candles_root}/window={window}/product_id={product}", allow_not_found=True)
-    last_date = utc_date(before)
-    dates = sorted(
-        (
-            info.path
-            for info in filesystem.get_file_info(selector)
-            if info.type == fs.FileType.Directory and info.base_name.split("=", 1)[-1] <= last_date
-        ),
-        reverse=True,
-    )
-    for path in dates[:NEWEST_LOOKUP_DAYS]:
-        table = pq.read_table(path, filesystem=filesystem, columns=["window_start", "window_end"])
+    """window_end of the product's newest committed candle starting before ``before``, from its newest
+    date partitions."""
+    files = committed_files(lake, filesystem, window=window, products=[product], last_date=utc_date(before))
+    by_date: dict[str, list[str]] = {}
+    for file in files:
+        by_date.setdefault(file.date, []).append(file.path)
+    for date in sorted(by_date, reverse=True)[:NEWEST_LOOKUP_DAYS]:
+        table = ds.dataset(by_date[date], filesystem=filesystem, format="parquet").to_table(
+            columns=["window_start", "window_end"]
+        )
         table = table.filter(pc.less(table["window_start"], before))
         if table.num_rows:
             return pc.max(table["window_end"]).as_py()
@@ -85,6 +86,8 @@ def scan_window(
     check_bucket(lake, filesystem)
     wanted = list(products)
     expected = wanted or lake_products(lake, filesystem, window)
+    # before the candles: every candle it promises is then in what is read
+    final_through = complete_through(lake, filesystem, window=window)
     table = read_candles(lake, filesystem, window=window, products=wanted or None, start=start, end=end)
     window_seconds = parse_duration(window)
     anomalies = find_anomalies(
@@ -99,13 +102,31 @@ def scan_window(
         if (found := newest_window_end(lake, filesystem, window, product, before=end)) is not None:
             newest[product] = found
     judged = [_judge_absent(a, newest, now, window_seconds, thresholds) for a in anomalies]
+    judged = [_explain_stale(a, final_through, now, window_seconds, thresholds) for a in judged]
     return WindowScan(
         window,
         table.num_rows,
         tuple(sorted(set(expected) | set(newest))),
         newest,
         [a for a in judged if a is not None],
+        final_through,
     )
+
+
+def _explain_stale(
+    anomaly: Anomaly | None, final_through: datetime | None, now: datetime, window_seconds: int, thresholds: Thresholds
+) -> Anomaly | None:
+    """Say whether a stale product had no trades (the job's complete-through is recent: every window
+    up to it is written) or its candles are not written yet (complete-through is old or unknown)."""
+    if anomaly is None or anomaly.kind != "stale_product":
+        return anomaly
+    if final_through is None:
+        note = "the job has published no complete-through: its candles may not be written yet"
+    elif (now - final_through).total_seconds() > window_seconds + thresholds.stale_after_s:
+        note = f"the lake is complete only through {iso(final_through)}: newer windows are not written yet"
+    else:
+        note = f"the lake is complete through {iso(final_through)}: {anomaly.product_id} had no trades until then"
+    return dataclasses.replace(anomaly, message=f"{anomaly.message}; {note}")
 
 
 def _judge_absent(

@@ -50,6 +50,12 @@ class MonitorMetrics:
             ["product_id", "window"],
             registry=r,
         )
+        self.complete_through = Gauge(
+            PREFIX + "complete_through_timestamp_seconds",
+            "The job's complete-through: every window ending at or before it is final in the lake.",
+            ["window"],
+            registry=r,
+        )
         self.candles_scanned = Gauge(
             PREFIX + "candles_scanned", "Candles read by the latest successful scan.", ["window"], registry=r
         )
@@ -74,6 +80,8 @@ class MonitorMetrics:
         series = set()
         for scan in scans:
             self.candles_scanned.labels(scan.window).set(scan.candles)
+            if scan.complete_through is not None:
+                self.complete_through.labels(scan.window).set(scan.complete_through.timestamp())
             counts = {(a.product_id, a.kind): 0 for a in scan.anomalies}
             for a in scan.anomalies:
                 counts[(a.product_id, a.kind)] += 1

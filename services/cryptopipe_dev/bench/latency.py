@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs
 
 from cryptopipe.contracts import parse_duration, window_label
+from cryptopipe.lake.commits import committed_files
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name
@@ -60,13 +61,15 @@ class LiveClockSource(SyntheticSource):
 
 
 class LakeWatcher:
-    """Lists one window's candle files every ``poll`` s; reads each new file once to learn which
-    candles it holds. ``seen[(product, window_end_us)]`` = wall time of the listing that first
-    showed it (taken after the listing returned: the figure errs on the late side, by < poll)."""
+    """Lists one window's committed candle files (those a batch manifest names: what readers see)
+    every ``poll`` s; reads each new file once to learn which candles it holds.
+    ``seen[(product, window_end_us)]`` = wall time of the listing that first showed it (taken after
+    the listing returned: the figure errs on the late side, by < poll)."""
 
     def __init__(self, filesystem: fs.FileSystem, lake: LakeLocation, window: str, poll: float) -> None:
         self._fs = filesystem
-        self._root = f"{lake.candles_root}/window={window}"
+        self._lake = lake
+        self._window = window
         self._poll = poll
         self._files: set[str] = set()
         self.seen: dict[tuple[str, int], float] = {}
@@ -75,15 +78,14 @@ class LakeWatcher:
         self._thread = threading.Thread(target=self._run, name="bench-lake-watcher", daemon=True)
 
     def _run(self) -> None:
-        selector = fs.FileSelector(self._root, recursive=True, allow_not_found=True)
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                infos = self._fs.get_file_info(selector)
+                files = committed_files(self._lake, self._fs, window=self._window)
                 at = time.time()
-                for info in infos:
-                    if info.path.endswith(".parquet") and info.path not in self._files:
-                        self._read(info.path, at)
+                for file in files:
+                    if file.path not in self._files:
+                        self._read(file.path, at)
             except OSError as exc:  # S3 hiccup: the next listing catches up, a bit later
                 log.warning("lake listing failed", extra={"error": repr(exc)})
             self.listings += 1
