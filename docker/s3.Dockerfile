@@ -9,8 +9,8 @@ ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BASE_IMAGE}
 COPY versitygw/versitygw /usr/local/bin/versitygw
-RUN chmod 0755 /usr/local/bin/versitygw \
- && groupadd --system --gid 10001 s3 \
+# (its mode comes from the staged file: a chmod here would store the binary twice)
+RUN groupadd --system --gid 10001 s3 \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp s3 \
  && mkdir -p /data && chown 10001:10001 /data
 USER 10001:10001
