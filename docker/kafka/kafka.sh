@@ -60,6 +60,11 @@ PROPS
       printf '%s=%s\n' "$name" "${!var}"
     done
   } >"$CONFIG_DIR/server.properties"
+}
+
+# log4j2 to stdout, for every command (without it log4j prints an error before the tool's output)
+write_log4j() {
+  mkdir -p "$CONFIG_DIR"
   cat >"$CONFIG_DIR/log4j2.properties" <<'LOG'
 status = warn
 shutdownHook = disable
@@ -77,17 +82,19 @@ LOG
 }
 
 java_bin="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+case "${1:-start}" in version | storage | start) write_log4j ;; esac
 case "${1:-start}" in
   version)
-    exec "$java_bin" -cp "$CLASSPATH" kafka.Kafka --version ;;
+    exec "$java_bin" -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" -cp "$CLASSPATH" kafka.Kafka --version ;;
   storage)
     shift
-    exec "$java_bin" -Dlog4j2.configurationFile="${CONFIG_DIR}/log4j2.properties" -cp "$CLASSPATH" kafka.tools.StorageTool "$@" ;;
+    exec "$java_bin" -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" -cp "$CLASSPATH" kafka.tools.StorageTool "$@" ;;
   start)
     write_config
     mkdir -p "$KAFKA_DATA"
     if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
-      cluster_id="${KAFKA_CLUSTER_ID:-$("$java_bin" -cp "$CLASSPATH" kafka.tools.StorageTool random-uuid)}"
+      cluster_id="${KAFKA_CLUSTER_ID:-$("$java_bin" -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" \
+        -cp "$CLASSPATH" kafka.tools.StorageTool random-uuid)}"
       echo "kafka.sh: formatting $KAFKA_DATA (cluster id $cluster_id)"
       "$java_bin" -Dlog4j2.configurationFile="$CONFIG_DIR/log4j2.properties" -cp "$CLASSPATH" \
         kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" -c "$CONFIG_DIR/server.properties"
