@@ -8,7 +8,7 @@ CACHE ?= $(or $(CRYPTOPIPE_CACHE),$(HOME)/.cache/cryptopipe)
 HELM ?= $(CACHE)/control-plane/bin/helm
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap up test lint fmt typecheck bench bench-operator chaos chart-lint kind-up kind-down
+.PHONY: help bootstrap up test lint fmt typecheck bench bench-operator chaos chart-lint images kind-up kind-down
 
 help: ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ chaos: ## the fault-injection tests (tests marked `chaos`): killed drivers, brok
 chart-lint: ## helm lint of the operator chart, strict with each ci/*-values.yaml scenario
 	$(HELM) lint charts/cryptopipe-operator
 	for f in charts/cryptopipe-operator/ci/*-values.yaml; do $(HELM) lint --strict charts/cryptopipe-operator -f $$f || exit 1; done
+
+images: ## the images, built here with a local dockerd and Debian base (scripts/build-images.sh; ARGS="--load-into SOCK")
+	scripts/build-images.sh $(ARGS)
 
 kind-up: ## a kind cluster with Strimzi, the Spark operator and MinIO (needs Docker and a registry)
 	scripts/kind-up.sh

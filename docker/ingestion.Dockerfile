@@ -3,17 +3,25 @@
 # ingestion Deployment the operator renders sets `command` to the same thing). The lake monitor runs
 # from the same image as `python -m cryptopipe.monitor`. Only the product package (services/cryptopipe)
 # and the `ingestion` extra are installed: no dev harness, no test library.
-# Build from the repo root: docker build -f docker/ingestion.Dockerfile -t cryptopipe-ingestion .
+# scripts/build-images.sh builds it (`make images`); with a registry, from the repo root:
+#   docker build -f docker/ingestion.Dockerfile -t cryptopipe-ingestion .
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+# a folder of wheels in the build context to install from, offline (--no-index); the default has none,
+# so pip uses PyPI. scripts/build-images.sh passes a host-built one with a local Debian base:
+#   --build-arg PYTHON_IMAGE=cryptopipe-debian:bookworm-python3 --build-arg WHEELHOUSE=wheelhouse
+ARG WHEELHOUSE=docker/no-wheelhouse
 
 FROM ${PYTHON_IMAGE} AS build
+ARG WHEELHOUSE
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY ${WHEELHOUSE}/ /wheels/
 COPY pyproject.toml README.md ./
 COPY services/cryptopipe/ services/cryptopipe/
 # one distribution serves every image, so its console script `cryptopipe` (the dev CLI, whose
 # package this image does not hold) is removed rather than left dangling
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[ingestion]" \
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install $(ls /wheels/*.whl >/dev/null 2>&1 && echo --no-index --find-links=/wheels) ".[ingestion]" \
  && rm /opt/venv/bin/cryptopipe
 
 FROM ${PYTHON_IMAGE}

@@ -1,11 +1,18 @@
 # syntax=docker/dockerfile:1
 # The CryptoPipeline operator: `python -m cryptopipe_operator` (kopf), the command the tests run.
-# Build from the repo root: docker build -f docker/operator.Dockerfile -t cryptopipe-operator .
+# scripts/build-images.sh builds it (`make images`); with a registry, from the repo root:
+#   docker build -f docker/operator.Dockerfile -t cryptopipe-operator .
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+# a folder of wheels in the build context to install from, offline (--no-index); the default has none,
+# so pip uses PyPI. scripts/build-images.sh passes a host-built one with a local Debian base:
+#   --build-arg PYTHON_IMAGE=cryptopipe-debian:bookworm-python3 --build-arg WHEELHOUSE=wheelhouse
+ARG WHEELHOUSE=docker/no-wheelhouse
 
 FROM ${PYTHON_IMAGE} AS build
+ARG WHEELHOUSE
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY ${WHEELHOUSE}/ /wheels/
 COPY pyproject.toml README.md ./
 # the operator and the part of the product core it renders from: the wiring contract, the lake
 # layout and the Spark conf (import-linter keeps it to these; tests/unit/test_packaging.py checks
@@ -16,7 +23,8 @@ COPY services/cryptopipe/lake/ services/cryptopipe/lake/
 COPY operator/ operator/
 # one distribution serves every image, so its console script `cryptopipe` (the dev CLI, whose
 # package this image does not hold) is removed rather than left dangling
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]" \
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install $(ls /wheels/*.whl >/dev/null 2>&1 && echo --no-index --find-links=/wheels) ".[operator]" \
  && rm /opt/venv/bin/cryptopipe
 
 FROM ${PYTHON_IMAGE}
