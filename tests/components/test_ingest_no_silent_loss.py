@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from cryptopipe.contracts import Trade
@@ -119,3 +120,33 @@ def test_a_size_in_exponent_form_is_taken_exactly_from_the_socket_and_from_rest(
     assert produced[over_rest][0].source == "rest" and produced[over_rest][0].size == Decimal("0.00000001")
     assert produced[over_ws][0].source == "ws" and produced[over_ws][0].size == Decimal("0.00000025")
     assert read_topic(kafka.bootstrap, dlq) == []
+
+
+# --- hole 4: a partial REST answer -----------------------------------------------------------------
+
+
+def test_a_partial_rest_answer_keeps_what_it_found_and_counts_exactly_what_it_could_not(
+    kafka: Any, tmp_path: Path
+) -> None:
+    gap = list(range(FIRST_ID + 20, FIRST_ID + 26))  # withheld from the socket, one gap of six ids
+    absent, bad = gap[2], gap[4]  # REST never had `absent`; it serves `bad` with a price that is no number
+    ids = [i for i in range(FIRST_ID, FIRST_ID + 40) if i != absent]
+    recording = write_recording(tmp_path / "partial.jsonl", ids, {bad: {"price": "abc"}})
+    topic, dlq = unique_topics(kafka, "partial")
+    with (
+        ReplayServer([recording], speed="max", faults={"skip_trade_ids": gap}) as server,
+        running(settings_for(kafka, server, topic, dlq, products=[PRODUCT], watchdog_s=10.0)) as service,
+    ):
+        run_to_the_end(service, server, gaps=1)
+        assert metric_value(service, "cryptopipe_ingest_trades_unfilled_total", product_id=PRODUCT) == 2
+        for reason in ("not_returned", "bad_row"):
+            assert (
+                metric_value(service, "cryptopipe_ingest_gaps_unfilled_total", product_id=PRODUCT, reason=reason) == 1
+            )
+    produced = trades_in(kafka, topic)
+    assert sorted(produced) == sorted(set(ids) - {bad}), f"missing {sorted(set(ids) - {bad} - set(produced))}"
+    assert all(len(copies) == 1 for copies in produced.values())
+    assert {i for i, (t,) in produced.items() if t.source == "rest"} == set(gap) - {absent, bad}
+    (letter,) = [orjson.loads(value) for _key, value, _p in read_topic(kafka.bootstrap, dlq)]
+    assert "price" in letter["reason"] and PRODUCT in letter["reason"], letter
+    assert orjson.loads(letter["raw"])["trade_id"] == bad

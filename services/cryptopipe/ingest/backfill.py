@@ -4,7 +4,10 @@ The reader reports a gap with ``submit``; its ids become *missing*. A missing id
 once, by whichever comes first: the REST fetch, or the WebSocket delivering it late (a reordered
 frame), which asks ``claim`` before producing a trade id at or below the newest it produced. What
 REST does not return is retried a few times (the REST trades endpoint can lag the socket by a
-moment), then given up, counted and logged.
+moment), then given up, counted and logged. A partial answer keeps what it found: every id REST
+returned is produced, a row that breaks the contract is dead-lettered with the reason and its id
+counted as unfillable (reason ``bad_row``), and only the ids still missing are asked for again, so
+``trades_unfilled_total`` counts exactly the ids that never reached Kafka.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Sequence
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from cryptopipe.coinbase.rest import FetchedRange, RejectedRow
 from cryptopipe.contracts import Trade
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
@@ -25,7 +29,8 @@ from cryptopipe.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-FetchTrades = Callable[..., Sequence[Trade]]  # fetch_trades_range(base_url, product, first, last, *, timeout)
+# fetch_trades(base_url, product, first, last, *, timeout) -> FetchedRange (or just the trades found)
+FetchTrades = Callable[..., FetchedRange | Sequence[Trade]]
 # Gaps queued beyond this are refused: something is badly wrong upstream and memory must stay bounded.
 MAX_QUEUED_GAPS = 1000
 # Records per partition read back on start to find where the previous run left off.
@@ -130,12 +135,14 @@ class Backfiller:
     def _fill(self, product_id: str, first: int, last: int) -> None:
         settings = self._settings
         delay = settings.backfill_retry_delay_s
+        rejected_ids: list[int] = []  # ids REST returned in a shape that breaks the contract
+        dead_lettered: set[bytes] = set()
         for attempt in range(1, settings.backfill_retries + 1):
             if not self._still_missing(product_id, first, last):
                 break
             try:
-                trades = self._fetch(settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s)
-            except Exception as exc:  # HTTP failure, timeout, malformed response: retry
+                fetched = self._fetch(settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s)
+            except Exception as exc:  # HTTP failure, timeout, body not a list: retry
                 self._metrics.error("backfill")
                 log.warning(
                     "backfill request failed",
@@ -148,6 +155,11 @@ class Backfiller:
                     },
                 )
             else:
+                # Keep whatever came back: good rows are produced, bad rows dead-lettered (their ids
+                # counted as unfillable at once: a retry would not repair them), the rest retried.
+                trades, rejected = (
+                    (fetched.trades, fetched.rejected) if isinstance(fetched, FetchedRange) else (fetched, ())
+                )
                 produced = 0
                 for trade in trades:
                     if (
@@ -156,6 +168,14 @@ class Backfiller:
                         and self.claim(product_id, trade.trade_id)
                     ) and self._send(trade):
                         produced += 1
+                for row in rejected:
+                    in_gap = row.trade_id is not None and first <= row.trade_id <= last
+                    if in_gap and self.claim(product_id, row.trade_id):
+                        rejected_ids.append(row.trade_id)
+                    elif in_gap or row.raw in dead_lettered:
+                        continue  # already produced, or already dead-lettered on an earlier attempt
+                    dead_lettered.add(row.raw)
+                    self._dead_letter(product_id, row)
                 if produced:
                     self._backfilled[product_id] += produced
                     log.info(
@@ -172,7 +192,21 @@ class Backfiller:
                 if self._stopping.wait(delay):
                     break
                 delay *= 2
-        self._finish(product_id, first, last, reason="shutdown" if self._stopping.is_set() else "not_returned")
+        self._finish(
+            product_id,
+            first,
+            last,
+            reason="shutdown" if self._stopping.is_set() else "not_returned",
+            rejected=rejected_ids,
+        )
+
+    def _dead_letter(self, product_id: str, row: RejectedRow) -> None:
+        reason = f"rest backfill of {product_id}: {row.reason}"
+        try:
+            self._producer.send_dead_letter(reason, row.raw, "exchange", time.time_ns() // 1_000)
+        except Exception as exc:  # the DLQ failing must not stop the backfill
+            self._metrics.error("dead_letter")
+            log.error("could not dead-letter a REST row", extra={"reason": reason, "error": repr(exc)})
 
     def _send(self, trade: Trade) -> bool:
         try:
@@ -190,8 +224,9 @@ class Backfiller:
             missing = self._missing.get(product_id, ())
             return any(i in missing for i in range(first, last + 1))
 
-    def _finish(self, product_id: str, first: int, last: int, *, reason: str) -> None:
-        """Forget the gap's ids; whatever is still missing is given up."""
+    def _finish(self, product_id: str, first: int, last: int, *, reason: str, rejected: Sequence[int] = ()) -> None:
+        """Forget the gap's ids; whatever is still missing is given up, and so are the ``rejected``
+        ids (REST rows that broke the contract, already dead-lettered)."""
         with self._lock:
             missing = self._missing.get(product_id, set())
             left = [i for i in range(first, last + 1) if i in missing]
@@ -199,19 +234,14 @@ class Backfiller:
             self._pending -= 1
             self._idle.notify_all()
         self._metrics.backfill_pending.dec()
-        if not left:
+        fields = {"product_id": product_id, "first_missing": first, "last_missing": last}
+        if not left and not rejected:
             self._metrics.gaps_backfilled.labels(product_id).inc()
-        else:
+        if left:
+            self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]})
+        if rejected:
             self._give_up(
-                product_id,
-                len(left),
-                reason,
-                {
-                    "product_id": product_id,
-                    "first_missing": first,
-                    "last_missing": last,
-                    "unfilled_trade_ids_sample": left[:10],
-                },
+                product_id, len(rejected), "bad_row", {**fields, "unfilled_trade_ids_sample": sorted(rejected)[:10]}
             )
 
     def _give_up(self, product_id: str, count: int, reason: str, fields: dict) -> None:

@@ -20,7 +20,7 @@ CONNECTION_STATES = ("disconnected", "connecting", "connected", "subscribed")
 # Why a gap was given up (ingest/backfill.py). Declared up front with the products so every series
 # exists at 0 from the first scrape: increase() cannot see a counter's first step from "absent" to 1,
 # and the gap alert is built on increase().
-UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "internal_error")
+UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "bad_row", "internal_error")
 # Frame types come from the wire; past this many distinct ones, further types count as "other"
 # so a misbehaving server cannot blow up the label cardinality.
 MAX_FRAME_TYPES = 32

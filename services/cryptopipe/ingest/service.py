@@ -98,7 +98,7 @@ class IngestService:
             if not self._wait_for_topics(producer):
                 return
             # 1000 trades per REST page (Coinbase's maximum): a large gap costs few requests against the rate limit
-            fetch = functools.partial(coinbase.fetch_trades_range, page_limit=REST_PAGE_LIMIT)
+            fetch = functools.partial(coinbase.fetch_trades, page_limit=REST_PAGE_LIMIT)
             backfiller = Backfiller(self.settings, producer, self.metrics, fetch)
             handler = FrameHandler(
                 self.settings, producer, backfiller, self.metrics, coinbase.GapTracker(), coinbase.parse_frame
