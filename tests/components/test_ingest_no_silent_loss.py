@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from cryptopipe.contracts import Trade
+from cryptopipe.ingest.service import IngestService
 from cryptopipe_dev.replay import ReplayServer
+from cryptopipe_dev.stack.kafka import KafkaBroker
+from tests.components.http_probe import http_get
 from tests.components.test_ingest_pipeline import (
     metric_value,
+    produced_trades,
     read_topic,
     running,
     settings_for,
@@ -150,3 +159,109 @@ def test_a_partial_rest_answer_keeps_what_it_found_and_counts_exactly_what_it_co
     (letter,) = [orjson.loads(value) for _key, value, _p in read_topic(kafka.bootstrap, dlq)]
     assert "price" in letter["reason"] and PRODUCT in letter["reason"], letter
     assert orjson.loads(letter["raw"])["trade_id"] == bad
+
+
+# --- hole 1: failed deliveries ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of this test alone: it is frozen (SIGSTOP) for a while, which the session's shared
+    broker must not be."""
+    broker = KafkaBroker(tmp_path / "kafka", die_with_parent=True).start()
+    try:
+        yield broker
+    finally:
+        if broker.alive:
+            os.kill(broker.process.pid, signal.SIGCONT)
+        broker.stop()
+
+
+def test_trades_whose_delivery_times_out_are_refilled_and_counted_only_once_acknowledged(
+    own_kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    ids = list(range(FIRST_ID, FIRST_ID + 300))  # 30 s of trades, replayed 3x faster
+    recording = write_recording(tmp_path / "outage.jsonl", ids)
+    topic, dlq = unique_topics(own_kafka, "expiry")
+    with ReplayServer([recording], speed=3.0) as server:
+        settings = settings_for(
+            own_kafka,
+            server,
+            topic,
+            dlq,
+            products=[PRODUCT],
+            watchdog_s=30.0,
+            linger_ms=5,
+            request_timeout_ms=1000,
+            delivery_timeout_ms=2500,
+            backfill_retries=8,
+            backfill_retry_delay_s=0.5,
+        )
+        with running(settings) as service:
+            wait_for(lambda: produced_trades(service) >= 20, 30, "the first trades acknowledged")
+            # the broker stops answering (a frozen JVM: connections stay open, nothing comes back)
+            # for longer than the delivery timeout, while trades keep arriving
+            os.kill(own_kafka.process.pid, signal.SIGSTOP)
+            try:
+                wait_for(
+                    lambda: metric_value(service, "cryptopipe_ingest_delivery_errors_total", topic=topic) > 0,
+                    30,
+                    "deliveries to expire",
+                )
+            finally:
+                os.kill(own_kafka.process.pid, signal.SIGCONT)
+            wait_for(lambda: server.wait_done(0), 60, "the replay")
+            # while the service runs: every trade reaches Kafka (the ones whose delivery failed
+            # fetched again over REST), and the producer keeps working after the outage
+            deadline = time.monotonic() + 90
+            while set(ids) - set(produced := trades_in(own_kafka, topic)):
+                lost = sorted(set(ids) - set(produced))
+                assert time.monotonic() < deadline, (
+                    f"{len(lost)} trades never reached Kafka, e.g. {lost[:10]}; "
+                    f"acknowledged {produced_trades(service)}, producer: {service.readiness()}"
+                )
+                time.sleep(1.0)
+            wait_for(lambda: produced_trades(service) >= len(ids), 30, "every trade acknowledged")
+            assert service.backfiller.wait_idle(60), "backfill still pending"
+            assert metric_value(service, "cryptopipe_ingest_trades_unfilled_total", product_id=PRODUCT) == 0
+            assert metric_value(service, "cryptopipe_ingest_delivery_errors_total", topic=topic) > 0
+            assert metric_value(service, "cryptopipe_ingest_trades_redelivered_total", product_id=PRODUCT) > 0
+            assert metric_value(service, "cryptopipe_ingest_trades_backfilled_total", product_id=PRODUCT) > 0
+            assert service.readiness() is None, "a broker outage the producer survived leaves it ready"
+            acknowledged = produced_trades(service)
+    produced = trades_in(own_kafka, topic)
+    assert sorted(produced) == ids
+    # "produced" means acknowledged: never more than Kafka holds. (A batch that timed out in the
+    # client may still have been written by the broker: Kafka can hold a trade twice, from the
+    # socket and from REST, which the Spark job dedupes by trade id.)
+    assert len(ids) <= acknowledged <= sum(len(copies) for copies in produced.values())
+    assert any(t.source == "rest" for copies in produced.values() for t in copies)
+
+
+def test_a_producer_gone_fatal_makes_the_service_unready_and_failed(kafka: Any, tmp_path: Path) -> None:
+    recording = write_recording(tmp_path / "fatal.jsonl", list(range(FIRST_ID, FIRST_ID + 30)))
+    topic, dlq = unique_topics(kafka, "fatal")
+    # the broker refuses every record of this topic as too large: a non-retriable error, after which
+    # kafka-python's idempotent producer is in its FATAL state and delivers nothing any more
+    admin = kafka.admin()
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": "100"})])
+    finally:
+        admin.close()
+    with ReplayServer([recording], speed="max") as server:
+        service = IngestService(settings_for(kafka, server, topic, dlq, products=[PRODUCT], watchdog_s=30.0))
+        service.start()
+        try:
+            wait_for(
+                lambda: metric_value(service, "cryptopipe_ingest_delivery_errors_total", topic=topic) > 0,
+                30,
+                "a refused record",
+            )
+            wait_for(service.failed, 10, "the service to report itself failed (the process then exits 1)")
+            reason = service.readiness()
+            assert reason is not None and "kafka producer" in reason, reason
+            status, body = http_get(f"http://127.0.0.1:{service.http_port}/readyz")
+            assert status == 503 and b"kafka producer" in body, body
+            assert produced_trades(service) == 0, "nothing was acknowledged, so nothing counts as produced"
+        finally:
+            service.stop()

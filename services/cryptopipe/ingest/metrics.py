@@ -35,11 +35,12 @@ class HotCounts:
 
     def __init__(self) -> None:
         self.frames: collections.Counter[str] = collections.Counter()
-        self.trades: collections.Counter[str] = collections.Counter()  # product -> trades produced from ws
+        # product -> trades from the socket acknowledged by Kafka (written on the producer's sender thread)
+        self.trades: collections.Counter[str] = collections.Counter()
         self.ticks: collections.Counter[str] = collections.Counter()
         self.duplicates: collections.Counter[str] = collections.Counter()
         self.last_trade_us: dict[str, int] = {}  # product -> event time of the newest trade produced
-        # written only by the backfill worker thread
+        # trades from REST acknowledged by Kafka (written on the producer's sender thread)
         self.backfilled: collections.Counter[str] = collections.Counter()
 
     def frame_type_label(self, frame_type: str) -> str:
@@ -68,7 +69,7 @@ class _HotCollector(Collector):
         )
         trades = CounterMetricFamily(
             PREFIX + "trades_produced",
-            "Trades handed to the Kafka producer, by product and source (ws or rest backfill).",
+            "Trades acknowledged by Kafka, by product and source (ws or rest backfill).",
             labels=["product_id", "source"],
         )
         for product, n in list(hot.trades.items()):
@@ -79,7 +80,7 @@ class _HotCollector(Collector):
         yield _family(
             CounterMetricFamily,
             "trades_backfilled",
-            "Trades fetched over REST to fill a gap and produced.",
+            "Trades fetched over REST to fill a gap and acknowledged by Kafka.",
             "product_id",
             hot.backfilled,
         )
@@ -168,6 +169,13 @@ class IngestMetrics:
             ["topic"],
             registry=r,
         )
+        self.redelivered = Counter(
+            PREFIX + "trades_redelivered",
+            "Trades Kafka did not acknowledge (delivery timeout, non-retriable error), handed back to be "
+            "refilled over REST; the ones that cannot be are counted in trades_unfilled_total.",
+            ["product_id"],
+            registry=r,
+        )
         self.connection_state = Gauge(
             PREFIX + "connection_state",
             "1 for the WebSocket connection's current state, 0 for the others.",
@@ -182,6 +190,7 @@ class IngestMetrics:
             self.gaps_detected.labels(product)
             self.gaps_backfilled.labels(product)
             self.trades_unfilled.labels(product)
+            self.redelivered.labels(product)
             for reason in UNFILLED_REASONS:
                 self.gaps_unfilled.labels(product, reason)
 
