@@ -1,4 +1,5 @@
-"""Issue 10, hole 12: SIGTERM or SIGINT to a ``cryptopipe`` command stops every process it started.
+"""Issue 10, hole 12: SIGTERM or SIGINT to a ``cryptopipe`` command stops every process it started,
+and a replay that cannot finish says why instead of waiting out its timeout.
 
 ``cryptopipe replay`` runs as a real subprocess with its real stack (Kafka, S3 server, ingestion,
 replay server); the test signals it mid-run and then looks for any process it had started.
@@ -15,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from cryptopipe.pipeline import PipelineConfig, ingestion_env
+from cryptopipe_dev.commands.replay import wait_caught_up
+from cryptopipe_dev.replay import ReplayServer
+from cryptopipe_dev.stack.procs import ManagedProcess, free_port
 from tests.components.test_ingest_no_silent_loss import FIRST_ID, write_recording
 
 pytestmark = pytest.mark.components
@@ -107,3 +112,27 @@ def test_a_signalled_replay_command_leaves_no_process_behind(tmp_path: Path, sig
         for pid in survivors(started):  # never leave a JVM behind on a shared machine, even on failure
             os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+def test_replay_that_cannot_finish_says_why_and_stops_before_its_timeout(tmp_path: Path) -> None:
+    """Ingestion whose Kafka never answers cannot take the recording: the wait ends with the reason
+    ingestion's /readyz gives, on the stall rule, not by running out the timeout."""
+    recording = write_recording(tmp_path / "rec.jsonl", list(range(FIRST_ID, FIRST_ID + 50)))
+    port, dead_kafka = free_port(), free_port()  # nothing listens on dead_kafka
+    with ReplayServer([recording], speed="max") as server:
+        env = ingestion_env(
+            PipelineConfig(products=("BTC-USD",)),
+            kafka_bootstrap=f"127.0.0.1:{dead_kafka}",
+            ws_url=server.url,
+            rest_url=server.rest_url,
+            http_port=port,
+            extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1"},
+        )
+        ingestion = ManagedProcess(
+            [sys.executable, "-m", "cryptopipe.ingest"], env=env, log_path=tmp_path / "ingest.log", name="ingest"
+        )
+        with ingestion, pytest.raises(SystemExit) as stopped:
+            wait_caught_up(ingestion, port, server, timeout=60)
+    message = str(stopped.value.code)
+    assert message.startswith("cryptopipe replay cannot finish"), message
+    assert f"not ready: kafka producer not connected to 127.0.0.1:{dead_kafka}" in message, message

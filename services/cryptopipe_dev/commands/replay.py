@@ -13,7 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import orjson
 
 from cryptopipe.contracts import parse_duration, us_to_iso
 from cryptopipe.lake.reader import to_csv
@@ -70,48 +74,62 @@ def flush_time_us(plan: ReplayPlan) -> int:
     return int((last_ts + margin) * 1_000_000)
 
 
+def ingestion_not_ready(port: int) -> str | None:
+    """None when ingestion's /readyz answers 200, else why not (its own reason when it gives one)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            response.read()
+            return None
+    except urllib.error.HTTPError as exc:
+        try:
+            return str(orjson.loads(exc.read()).get("reason"))
+        except (orjson.JSONDecodeError, AttributeError):
+            return f"/readyz answered {exc.code}"
+    except OSError as exc:
+        return f"/readyz not answering ({exc})"
+
+
 def wait_caught_up(ingestion: ManagedProcess, port: int, server: ReplayServer, timeout: float) -> None:
     """Until the server sent the whole recording, ingestion received it all and no gap is pending.
 
-    Never silent, never longer than needed: logs progress every PROGRESS_LOG_S, and raises
-    SystemExit saying what is outstanding when ingestion exits, makes no progress for STALL_S (or a
-    third of ``timeout``) after the server sent everything, or ``timeout`` runs out.
+    Never silent, never longer than needed: logs what is outstanding every PROGRESS_LOG_S, and
+    raises SystemExit saying it when ingestion exits, when nothing moves for STALL_S (or a third of
+    ``timeout``) while the server has sent everything or ingestion is not ready (a quiet stretch of
+    a real-time replay, with ingestion subscribed, is no stall), or when ``timeout`` runs out.
     """
     started = time.monotonic()
     stall_limit = min(STALL_S, timeout / 3)
     last_state: tuple | None = None
     last_change = last_log = started
-    done = False
-    why = "ingestion's /metrics not answering yet"
     while True:
         now = time.monotonic()
         if not ingestion.alive:
             raise SystemExit(
-                f"ingestion exited with {ingestion.returncode} while replaying ({why}); "
+                f"ingestion exited with {ingestion.returncode} while replaying; "
                 f"log {ingestion.log_path}:\n{ingestion.log_tail(20)}"
             )
+        done = server.wait_done(0)
+        not_ready = ingestion_not_ready(port)
         try:
             metrics = scrape(f"http://127.0.0.1:{port}/metrics")
         except OSError:
-            metrics = None
-        if metrics is not None:
-            done = server.wait_done(0)
-            received, pending = metrics.get(FRAMES, 0), metrics.get(BACKFILL_PENDING, 0)
-            if done and received >= server.frames_sent and pending == 0:
-                return
-            why = (
-                f"replay server {'done' if done else 'still sending'} ({server.frames_sent} frames sent), "
-                f"ingestion received {received:.0f}, {pending:.0f} gaps pending backfill, "
-                f"{metrics.get(PRODUCED, 0):.0f} trades produced, {metrics.get(UNFILLED, 0):.0f} counted unfillable, "
-                f"{metrics.get(RECONNECTS, 0):.0f} reconnects"
-            )
-            state = (server.frames_sent, received, pending, metrics.get(PRODUCED, 0), metrics.get(UNFILLED, 0))
-            if state != last_state:
-                last_state, last_change = state, now
-        # only once the server sent everything: before that, a quiet stretch of a real-time replay is no stall
-        if done and now - last_change > stall_limit:
+            metrics = {}
+        received, pending = metrics.get(FRAMES, 0), metrics.get(BACKFILL_PENDING, 0)
+        if metrics and done and received >= server.frames_sent and pending == 0:
+            return
+        why = (
+            f"replay server {'done' if done else 'still sending'} ({server.frames_sent} frames sent), "
+            f"ingestion {'ready' if not_ready is None else 'not ready: ' + not_ready}, "
+            f"received {received:.0f} frames, {pending:.0f} gaps pending backfill, "
+            f"{metrics.get(PRODUCED, 0):.0f} trades produced, {metrics.get(UNFILLED, 0):.0f} counted unfillable, "
+            f"{metrics.get(RECONNECTS, 0):.0f} reconnects"
+        )
+        state = (server.frames_sent, received, pending, metrics.get(PRODUCED, 0), metrics.get(UNFILLED, 0))
+        if state != last_state:
+            last_state, last_change = state, now
+        if (done or not_ready is not None) and now - last_change > stall_limit:
             raise SystemExit(
-                f"cryptopipe replay cannot finish: no progress for {stall_limit:.0f} s: {why}; "
+                f"cryptopipe replay cannot finish: nothing moved for {stall_limit:.0f} s: {why}; "
                 f"ingestion log {ingestion.log_path}"
             )
         if now - started > timeout:
