@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,8 +24,10 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from cryptopipe.contracts import Trade
 from cryptopipe.ingest.service import IngestService
+from cryptopipe.pipeline import PipelineConfig, ingestion_env
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.kafka import KafkaBroker
+from cryptopipe_dev.stack.procs import ManagedProcess
 from tests.components.http_probe import http_get
 from tests.components.test_ingest_pipeline import (
     metric_value,
@@ -265,3 +268,33 @@ def test_a_producer_gone_fatal_makes_the_service_unready_and_failed(kafka: Any, 
             assert produced_trades(service) == 0, "nothing was acknowledged, so nothing counts as produced"
         finally:
             service.stop()
+
+
+def test_the_ingestion_process_exits_non_zero_when_its_producer_is_broken(kafka: Any, tmp_path: Path) -> None:
+    """As the Deployment runs it: a producer gone FATAL ends the process with exit code 1 (so
+    Kubernetes restarts the pod), saying why."""
+    recording = write_recording(tmp_path / "fatal.jsonl", list(range(FIRST_ID, FIRST_ID + 30)))
+    topic, dlq = unique_topics(kafka, "fatalproc")
+    admin = kafka.admin()
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": "100"})])
+    finally:
+        admin.close()
+    with ReplayServer([recording], speed="max") as server:
+        env = ingestion_env(
+            PipelineConfig(products=(PRODUCT,), topic=topic, dlq_topic=dlq),
+            kafka_bootstrap=kafka.bootstrap,
+            ws_url=server.url,
+            rest_url=server.rest_url,
+            http_port=0,
+            extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1"},
+        )
+        log_path = tmp_path / "ingest.log"
+        with ManagedProcess(
+            [sys.executable, "-m", "cryptopipe.ingest"], env=env, log_path=log_path, name="ingest", die_with_parent=True
+        ) as process:
+            code = process.wait(60)
+    assert code == 1, log_path.read_text()[-3000:]
+    lines = [orjson.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    (failed,) = [line for line in lines if line["msg"] == "an ingestion component stopped unexpectedly; exiting"]
+    assert "kafka producer failed (fatal)" in failed["reason"], failed

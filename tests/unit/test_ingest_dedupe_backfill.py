@@ -37,9 +37,10 @@ class KafkaStandIn:
     def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
         with self.lock:
             self.records.append((product_id, value))
-            if trade_id is not None and self.metrics is not None:
+            if self.metrics is not None:
                 hot = self.metrics.hot
-                (hot.trades if source == "ws" else hot.backfilled)[product_id] += 1
+                counts = hot.ticks if trade_id is None else hot.trades if source == "ws" else hot.backfilled
+                counts[product_id] += 1
 
     def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None:
         self.dead.append((reason, raw))

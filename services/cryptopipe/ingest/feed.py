@@ -184,8 +184,6 @@ class FrameHandler:
             self._send(tick.product_id, tick.to_json())
         except Exception as exc:  # a lost tick only delays the watermark until the next one
             self._produce_failed(exc)
-            return
-        self._hot.ticks[tick.product_id] += 1
 
     def _dead_letter(self, reason: str, raw: str | bytes, receive_time_us: int) -> None:
         try:

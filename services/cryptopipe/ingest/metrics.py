@@ -37,7 +37,7 @@ class HotCounts:
         self.frames: collections.Counter[str] = collections.Counter()
         # product -> trades from the socket acknowledged by Kafka (written on the producer's sender thread)
         self.trades: collections.Counter[str] = collections.Counter()
-        self.ticks: collections.Counter[str] = collections.Counter()
+        self.ticks: collections.Counter[str] = collections.Counter()  # acknowledged (sender thread)
         self.duplicates: collections.Counter[str] = collections.Counter()
         self.last_trade_us: dict[str, int] = {}  # product -> event time of the newest trade produced
         # trades from REST acknowledged by Kafka (written on the producer's sender thread)
@@ -87,7 +87,7 @@ class _HotCollector(Collector):
         yield _family(
             CounterMetricFamily,
             "ticks_produced",
-            "Heartbeat ticks handed to the Kafka producer.",
+            "Heartbeat ticks acknowledged by Kafka.",
             "product_id",
             hot.ticks,
         )

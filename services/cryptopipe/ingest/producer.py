@@ -115,7 +115,6 @@ class RecordProducer:
         self._suppressed_errors = 0
         self._observe_latency = metrics.produce_latency.observe
         # built once: add_errback(f) with no extra args stores f as is, no allocation per record
-        self._record_errback = functools.partial(self._on_delivery_error, self._topic)
         self._dead_letter_errback = functools.partial(self._on_delivery_error, self._dlq_topic)
         self._append, self._wakeup = _accumulator_fast_path(self._producer)
         self._partitioner = config["partitioner"]
@@ -123,6 +122,7 @@ class RecordProducer:
         # trades count as produced when acknowledged (written on kafka-python's sender thread only)
         self._acked_ws = metrics.hot.trades
         self._acked_rest = metrics.hot.backfilled
+        self._acked_ticks = metrics.hot.ticks
         self._failed_trade_handler: Callable[[str, int], None] | None = None
         self._closing = False
         self._stuck: str | None = None
@@ -136,7 +136,7 @@ class RecordProducer:
     def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
         """Hand one encoded record to the producer, keyed by product (one product, one partition).
 
-        A trade (``trade_id`` given) counts as produced when Kafka acknowledges it; if its delivery
+        A trade (``trade_id`` given) or tick counts as produced when Kafka acknowledges it; if a trade's delivery
         fails (delivery timeout, a non-retriable error) the failed-trade handler gets it back, to be
         fetched again over REST. Raises kafka errors (KafkaTimeoutError) if the producer cannot
         accept it within max_block_ms.
@@ -154,8 +154,8 @@ class RecordProducer:
                 self._wakeup()
         else:
             future = self._send_raw(self._topic, value, key)
-        if trade_id is None:
-            future.add_errback(self._record_errback)
+        if trade_id is None:  # a tick: counted once acknowledged; a lost one only delays the watermark
+            future.add_both(functools.partial(self._on_tick_delivery, product_id))
         else:
             # one partial for both outcomes: the callback tells them apart by the argument's type
             counts = self._acked_ws if source == "ws" else self._acked_rest
@@ -239,6 +239,12 @@ class RecordProducer:
 
     def _on_sampled_ack(self, started: float, _metadata: object) -> None:
         self._observe_latency(time.perf_counter() - started)
+
+    def _on_tick_delivery(self, product_id: str, result: object) -> None:
+        if isinstance(result, BaseException):
+            self._on_delivery_error(self._topic, result)
+        else:
+            self._acked_ticks[product_id] += 1
 
     def _on_trade_delivery(
         self, counts: collections.Counter[str], product_id: str, trade_id: int, result: object
