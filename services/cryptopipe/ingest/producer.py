@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka.future import Future
 from kafka.partitioner import Partitioner, murmur2
 from kafka.producer.transaction_manager import TransactionState
 from kafka.structs import TopicPartition
@@ -126,6 +127,8 @@ class RecordProducer:
         self._failed_trade_handler: Callable[[str, int], None] | None = None
         self._closing = False
         self._stuck: str | None = None
+        # kafka-python's own hot path registers callback + errback under one lock; use it if it is there
+        self._one_lock_callbacks = callable(getattr(Future, "_add_cb_eb", None))
 
     @property
     def fast_path(self) -> bool:
@@ -154,12 +157,16 @@ class RecordProducer:
                 self._wakeup()
         else:
             future = self._send_raw(self._topic, value, key)
+        # one partial for both outcomes (the callback tells them apart by the argument's type)
         if trade_id is None:  # a tick: counted once acknowledged; a lost one only delays the watermark
-            future.add_both(functools.partial(self._on_tick_delivery, product_id))
+            on_delivery = functools.partial(self._on_tick_delivery, product_id)
         else:
-            # one partial for both outcomes: the callback tells them apart by the argument's type
             counts = self._acked_ws if source == "ws" else self._acked_rest
-            future.add_both(functools.partial(self._on_trade_delivery, counts, product_id, trade_id))
+            on_delivery = functools.partial(self._on_trade_delivery, counts, product_id, trade_id)
+        if self._one_lock_callbacks:
+            future._add_cb_eb(on_delivery, on_delivery)  # add_both() under one lock: ~1/3 of its cost
+        else:
+            future.add_both(on_delivery)
         if not sent & LATENCY_SAMPLE_MASK:
             future.add_callback(self._on_sampled_ack, time.perf_counter())
 
