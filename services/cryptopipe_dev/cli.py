@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -119,6 +121,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+log = logging.getLogger("cryptopipe.cli")
+
+
+class Stopped(SystemExit):
+    """Raised in the main thread by SIGTERM/SIGINT: unwinds every ``with`` block, so each process
+    the command started is stopped by its owner, and the command exits 128 + the signal number."""
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (what ``timeout`` and ``kill`` send) and SIGINT unwind the command instead of ending
+    Python at once: the default SIGTERM action skips every ``finally`` and atexit hook, leaving
+    Kafka, the S3 server and ingestion re-parented to init. A second signal while the stack stops is
+    ignored (stopping is bounded: ManagedProcess.stop SIGKILLs what ignores SIGTERM)."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        name = signal.Signals(signum).name
+        log.warning("stopping on %s: stopping every process this command started", name, extra={"signal": name})
+        raise Stopped(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+
 def default_stack_dir() -> Path:
     return cache_dir() / "stack"
 
@@ -126,6 +153,7 @@ def default_stack_dir() -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
+    _stop_on_signals()  # `cryptopipe up` installs its own handlers: it stops on its loop's next turn
     if args.command == "replay":
         from cryptopipe_dev.commands.replay import plan_replay, run_replay
 

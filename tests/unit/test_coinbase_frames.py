@@ -223,7 +223,10 @@ def test_str_and_bytes_frames_parse_alike():
 # --- decimals --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["0.00000001", "9999999999.99999999", "63514.6", "1.50000000000", "1", "0.10"])
+@pytest.mark.parametrize(
+    "value",
+    ["0.00000001", "9999999999.99999999", "63514.6", "1.50000000000", "1", "0.10", "1E-8", "2.5e-7", "1E2"],
+)
 def test_exact_decimals_stay_exact(value):
     trade = parse_frame(orjson.dumps(MATCH | {"size": value}), "exchange", RECEIVED).trades[0]
     assert trade.size == Decimal(value)
@@ -240,8 +243,9 @@ def test_smallest_increment_is_not_written_in_exponent_form():
     "value",
     [
         "1e-9",
+        "1.5E-8",
+        "1E99",
         "0.000000001",
-        "1E2",
         "10000000000",
         "0",
         "0.00000000",

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from cryptopipe.coinbase import BackfillError, fetch_trades_range, parse_trades_page
+from cryptopipe.coinbase import BackfillError, fetch_trades, fetch_trades_range, parse_trades_page
 from cryptopipe.contracts import ContractError, Trade
 from tests.support.paths import COINBASE_DATA
 
@@ -184,3 +184,16 @@ def test_unreachable_server_is_a_backfill_error():
 def test_an_empty_range_is_refused():
     with pytest.raises(ValueError, match="range"):
         fetch_trades_range("http://127.0.0.1:9", "BTC-EUR", 10, 9)
+
+
+def test_fetch_trades_keeps_what_rest_returned_and_lists_the_ids_it_did_not(base_url):
+    fetched = fetch_trades(base_url, "BTC-EUR", OLDEST - 18, OLDEST + 2)
+    assert [t.trade_id for t in fetched.trades] == [OLDEST, OLDEST + 1, OLDEST + 2]
+    assert fetched.missing == list(range(OLDEST - 18, OLDEST)) and fetched.rejected == []
+
+
+def test_fetch_trades_returns_a_row_that_breaks_the_contract_with_its_reason_never_repaired(base_url):
+    fetched = fetch_trades(base_url, "BAD-EUR", 1, 1)
+    assert fetched.trades == [] and fetched.missing == []
+    (row,) = fetched.rejected
+    assert row.trade_id == 1 and row.reason.startswith("[0].time") and orjson.loads(row.raw)["time"] == "never"

@@ -63,6 +63,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
         ("cryptopipe_ingest_backfill_pending", GAUGE, []),
         ("cryptopipe_ingest_dead_lettered_frames_total", COUNTER, []),
         ("cryptopipe_ingest_delivery_errors_total", COUNTER, ["topic"]),
+        ("cryptopipe_ingest_trades_redelivered_total", COUNTER, ["product_id"]),
         ("cryptopipe_ingest_connection_state", GAUGE, ["state"]),
         # Spark job, one query per window
         ("cryptopipe_job_input_rows_total", COUNTER, ["window"]),

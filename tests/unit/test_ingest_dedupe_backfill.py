@@ -25,16 +25,22 @@ T0 = 1_783_465_097_000_000
 
 
 class KafkaStandIn:
-    """Collects what would have been produced."""
+    """Collects what would have been produced, each record acknowledged at once (counted, as the
+    real producer counts on the broker's acknowledgement)."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: IngestMetrics | None = None) -> None:
         self.records: list[tuple[str, bytes]] = []
         self.dead: list[tuple[str, str | bytes]] = []
         self.lock = threading.Lock()
+        self.metrics = metrics
 
-    def send(self, product_id: str, value: bytes) -> None:
+    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
         with self.lock:
             self.records.append((product_id, value))
+            if self.metrics is not None:
+                hot = self.metrics.hot
+                counts = hot.ticks if trade_id is None else hot.trades if source == "ws" else hot.backfilled
+                counts[product_id] += 1
 
     def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None:
         self.dead.append((reason, raw))
@@ -95,7 +101,7 @@ def rig():
     def make(rest_ids: range = range(0), fail: int = 0, **overrides):
         settings = IngestSettings(backfill_retries=3, backfill_retry_delay_s=0.01, **overrides)
         metrics = IngestMetrics()
-        kafka = KafkaStandIn()
+        kafka = KafkaStandIn(metrics)
         rest = RestStandIn({i: rest_trade(i) for i in rest_ids}, fail=fail)
         backfiller = Backfiller(settings, kafka, metrics, rest)  # type: ignore[arg-type]
         handler = FrameHandler(settings, kafka, backfiller, metrics, GapTracker(), parse_frame)  # type: ignore[arg-type]

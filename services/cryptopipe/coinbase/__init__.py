@@ -10,16 +10,26 @@ from cryptopipe.coinbase.advtrade import parse_advanced_trade_frame
 from cryptopipe.coinbase.exchange import parse_exchange_frame
 from cryptopipe.coinbase.frames import FEED_URLS, REST_BASE_URL, FrameResult
 from cryptopipe.coinbase.gaps import Gap, GapTracker
-from cryptopipe.coinbase.rest import BackfillError, fetch_trades_range, parse_trades_page
+from cryptopipe.coinbase.rest import (
+    BackfillError,
+    FetchedRange,
+    RejectedRow,
+    fetch_trades,
+    fetch_trades_range,
+    parse_trades_page,
+)
 from cryptopipe.contracts import Feed
 
 __all__ = [
     "FEED_URLS",
     "REST_BASE_URL",
     "BackfillError",
+    "FetchedRange",
     "FrameResult",
     "Gap",
     "GapTracker",
+    "RejectedRow",
+    "fetch_trades",
     "fetch_trades_range",
     "parse_frame",
     "parse_trades_page",

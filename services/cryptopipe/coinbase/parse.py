@@ -7,6 +7,7 @@ dead-letter reason always names the exact field and shows the offending value.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,8 @@ _SHOWN_MAX = 80
 _SIDES: dict[str, Side] = {"buy": "buy", "sell": "sell"}
 # Ids and sequence numbers are int64 on Kafka and in Spark.
 _INT64_MAX = 2**63 - 1
+# "1E-8", "2.5e-7", "1E+2": ASCII digits with an exponent (exact, like the plain form)
+_EXPONENT_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]{1,3}")
 
 
 def shown(value: Any) -> str:
@@ -84,12 +87,16 @@ def read_digits(obj: dict[str, Any], name: str) -> int:
 
 def read_decimal(obj: dict[str, Any], name: str) -> Decimal:
     value = _get(obj, name)
-    # Coinbase sends prices and sizes as plain ASCII decimals ("63514.6"). Decimal() alone would
-    # also take "1e2", "1_000", " 1 ", "NaN" or non-ASCII digits: not what the exchange sends, so
-    # such a value goes to the dead-letter topic instead of being reinterpreted. (This check is a
+    # Coinbase sends prices and sizes as plain ASCII decimals ("63514.6"), and now and then a tiny
+    # size in exponent form ("1E-8"): that is the same exact number and is taken as such (written
+    # back as "0.00000001"; exact_decimal refuses what would need rounding). Decimal() alone would
+    # also take "1_000", " 1 ", "NaN" or non-ASCII digits: not what the exchange sends, so such a
+    # value goes to the dead-letter topic instead of being reinterpreted. (The first check is a
     # third of the cost of a regex fullmatch, and this runs twice per trade.)
-    if type(value) is not str or not (value.isascii() and value.replace(".", "", 1).isdigit()):
-        raise ContractError(f"{name} must be a plain decimal string: {shown(value)}")
+    if type(value) is not str or not (
+        value.isascii() and (value.replace(".", "", 1).isdigit() or _EXPONENT_DECIMAL.fullmatch(value))
+    ):
+        raise ContractError(f"{name} must be a plain or exponent-form decimal string: {shown(value)}")
     return exact_decimal(name, value)
 
 

@@ -4,7 +4,10 @@ The reader reports a gap with ``submit``; its ids become *missing*. A missing id
 once, by whichever comes first: the REST fetch, or the WebSocket delivering it late (a reordered
 frame), which asks ``claim`` before producing a trade id at or below the newest it produced. What
 REST does not return is retried a few times (the REST trades endpoint can lag the socket by a
-moment), then given up, counted and logged.
+moment), then given up, counted and logged. A partial answer keeps what it found: every id REST
+returned is produced, a row that breaks the contract is dead-lettered with the reason and its id
+counted as unfillable (reason ``bad_row``), and only the ids still missing are asked for again, so
+``trades_unfilled_total`` counts exactly the ids that never reached Kafka.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Sequence
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from cryptopipe.coinbase.rest import FetchedRange, RejectedRow
 from cryptopipe.contracts import Trade
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
@@ -25,7 +29,8 @@ from cryptopipe.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-FetchTrades = Callable[..., Sequence[Trade]]  # fetch_trades_range(base_url, product, first, last, *, timeout)
+# fetch_trades(base_url, product, first, last, *, timeout) -> FetchedRange (or just the trades found)
+FetchTrades = Callable[..., FetchedRange | Sequence[Trade]]
 # Gaps queued beyond this are refused: something is badly wrong upstream and memory must stay bounded.
 MAX_QUEUED_GAPS = 1000
 # Records per partition read back on start to find where the previous run left off.
@@ -49,8 +54,9 @@ class Backfiller:
         self._queue: queue.Queue[tuple[str, int, int] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-backfill", daemon=True)
-        self._backfilled = metrics.hot.backfilled  # only this worker thread writes it
         self._pending = 0  # gaps submitted and not finished; guarded by _idle
+        # trades whose delivery to Kafka failed, per product, until the worker turns them into gaps
+        self._redeliver: dict[str, set[int]] = {}
         self._idle = threading.Condition(self._lock)
 
     # -- called by the socket reader ----------------------------------------------------------------
@@ -74,6 +80,29 @@ class Backfiller:
         self._metrics.backfill_pending.inc()
         log.info("trade gap detected", extra={**fields, "trades": count})
         self._queue.put((product_id, first_missing, last_missing))
+
+    def redeliver(self, product_id: str, trade_id: int) -> None:
+        """A trade Kafka did not acknowledge (delivery timeout, non-retriable error): missing again,
+        refilled over REST like a gap. Called on kafka-python's sender thread, so it only records the
+        id and queues one marker per product: the worker coalesces the ids that failed together
+        into ranges, and a broker outage costs a few REST requests, not one per trade."""
+        with self._lock:
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._missing.setdefault(product_id, set()).add(trade_id)
+                ids = self._redeliver.setdefault(product_id, set())
+                ids.add(trade_id)
+                new_marker = len(ids) == 1
+                if new_marker:
+                    self._pending += 1
+        if stopping:
+            fields = {"product_id": product_id, "first_missing": trade_id, "last_missing": trade_id}
+            self._give_up(product_id, 1, "shutdown", fields)
+            return
+        self._metrics.redelivered.labels(product_id).inc()
+        if new_marker:
+            self._metrics.backfill_pending.inc()
+            self._queue.put((product_id, 0, -1))  # first > last: "the failed deliveries of this product"
 
     def claim(self, product_id: str, trade_id: int) -> bool:
         """True exactly once for a missing id (the caller then produces it); False otherwise."""
@@ -111,7 +140,10 @@ class Backfiller:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if item is not None and item[1] > item[2]:
+                for first, last in self._take_redeliveries(item[0]):
+                    self._finish(item[0], first, last, reason="shutdown")
+            elif item is not None:
                 self._finish(*item, reason="shutdown")
 
     # -- worker ------------------------------------------------------------------------------------------
@@ -121,21 +153,49 @@ class Backfiller:
             item = self._queue.get()
             if item is None:
                 return
-            try:
-                self._fill(*item)
-            except Exception:  # a bug must not kill the worker silently
-                log.exception("backfill worker failed on a gap", extra={"gap": item})
-                self._finish(*item, reason="internal_error")
+            product_id, first, last = item
+            gaps = self._take_redeliveries(product_id) if first > last else [(first, last)]
+            for gap in gaps:
+                try:
+                    self._fill(product_id, *gap)
+                except Exception:  # a bug must not kill the worker silently
+                    log.exception("backfill worker failed on a gap", extra={"gap": (product_id, *gap)})
+                    self._finish(product_id, *gap, reason="internal_error")
+
+    def _take_redeliveries(self, product_id: str) -> list[tuple[int, int]]:
+        """The failed deliveries of a product as contiguous id ranges, each counted as one pending
+        gap (the marker that brought them here counted one)."""
+        with self._lock:
+            ids = sorted(self._redeliver.pop(product_id, ()))
+            ranges: list[tuple[int, int]] = []
+            for trade_id in ids:
+                if ranges and ranges[-1][1] == trade_id - 1:
+                    ranges[-1] = (ranges[-1][0], trade_id)
+                else:
+                    ranges.append((trade_id, trade_id))
+            self._pending += len(ranges) - 1
+            if not ranges:
+                self._idle.notify_all()
+        self._metrics.backfill_pending.inc(len(ranges) - 1)
+        for first, last in ranges:
+            self._metrics.gaps_detected.labels(product_id).inc()
+            log.info(
+                "kafka did not acknowledge these trades; refilling them over REST",
+                extra={"product_id": product_id, "first_missing": first, "last_missing": last},
+            )
+        return ranges
 
     def _fill(self, product_id: str, first: int, last: int) -> None:
         settings = self._settings
         delay = settings.backfill_retry_delay_s
+        rejected_ids: list[int] = []  # ids REST returned in a shape that breaks the contract
+        dead_lettered: set[bytes] = set()
         for attempt in range(1, settings.backfill_retries + 1):
             if not self._still_missing(product_id, first, last):
                 break
             try:
-                trades = self._fetch(settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s)
-            except Exception as exc:  # HTTP failure, timeout, malformed response: retry
+                fetched = self._fetch(settings.rest_url, product_id, first, last, timeout=settings.backfill_timeout_s)
+            except Exception as exc:  # HTTP failure, timeout, body not a list: retry
                 self._metrics.error("backfill")
                 log.warning(
                     "backfill request failed",
@@ -148,6 +208,11 @@ class Backfiller:
                     },
                 )
             else:
+                # Keep whatever came back: good rows are produced, bad rows dead-lettered (their ids
+                # counted as unfillable at once: a retry would not repair them), the rest retried.
+                trades, rejected = (
+                    (fetched.trades, fetched.rejected) if isinstance(fetched, FetchedRange) else (fetched, ())
+                )
                 produced = 0
                 for trade in trades:
                     if (
@@ -156,8 +221,16 @@ class Backfiller:
                         and self.claim(product_id, trade.trade_id)
                     ) and self._send(trade):
                         produced += 1
+                for row in rejected:
+                    row_id = row.trade_id
+                    in_gap = row_id is not None and first <= row_id <= last
+                    if row_id is not None and in_gap and self.claim(product_id, row_id):
+                        rejected_ids.append(row_id)
+                    elif in_gap or row.raw in dead_lettered:
+                        continue  # already produced, or already dead-lettered on an earlier attempt
+                    dead_lettered.add(row.raw)
+                    self._dead_letter(product_id, row)
                 if produced:
-                    self._backfilled[product_id] += produced
                     log.info(
                         "gap backfilled",
                         extra={
@@ -172,11 +245,26 @@ class Backfiller:
                 if self._stopping.wait(delay):
                     break
                 delay *= 2
-        self._finish(product_id, first, last, reason="shutdown" if self._stopping.is_set() else "not_returned")
+        self._finish(
+            product_id,
+            first,
+            last,
+            reason="shutdown" if self._stopping.is_set() else "not_returned",
+            rejected=rejected_ids,
+        )
+
+    def _dead_letter(self, product_id: str, row: RejectedRow) -> None:
+        reason = f"rest backfill of {product_id}: {row.reason}"
+        try:
+            self._producer.send_dead_letter(reason, row.raw, "exchange", time.time_ns() // 1_000)
+        except Exception as exc:  # the DLQ failing must not stop the backfill
+            self._metrics.error("dead_letter")
+            log.error("could not dead-letter a REST row", extra={"reason": reason, "error": repr(exc)})
 
     def _send(self, trade: Trade) -> bool:
         try:
-            self._producer.send(trade.product_id, trade.to_json())
+            # counted as backfilled when Kafka acknowledges it; if it is not, redeliver() brings it back
+            self._producer.send(trade.product_id, trade.to_json(), trade.trade_id, "rest")
             return True
         except Exception as exc:  # Kafka refused it: missing again, so the next attempt retries it
             self._metrics.error("produce")
@@ -190,29 +278,27 @@ class Backfiller:
             missing = self._missing.get(product_id, ())
             return any(i in missing for i in range(first, last + 1))
 
-    def _finish(self, product_id: str, first: int, last: int, *, reason: str) -> None:
-        """Forget the gap's ids; whatever is still missing is given up."""
+    def _finish(self, product_id: str, first: int, last: int, *, reason: str, rejected: Sequence[int] = ()) -> None:
+        """Forget the gap's ids; whatever is still missing is given up, and so are the ``rejected``
+        ids (REST rows that broke the contract, already dead-lettered). Counted before the gap stops
+        being pending, so whoever sees the backfill idle also sees the counts."""
         with self._lock:
             missing = self._missing.get(product_id, set())
             left = [i for i in range(first, last + 1) if i in missing]
             missing.difference_update(left)
+        fields = {"product_id": product_id, "first_missing": first, "last_missing": last}
+        if not left and not rejected:
+            self._metrics.gaps_backfilled.labels(product_id).inc()
+        if left:
+            self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]})
+        if rejected:
+            self._give_up(
+                product_id, len(rejected), "bad_row", {**fields, "unfilled_trade_ids_sample": sorted(rejected)[:10]}
+            )
+        self._metrics.backfill_pending.dec()
+        with self._lock:
             self._pending -= 1
             self._idle.notify_all()
-        self._metrics.backfill_pending.dec()
-        if not left:
-            self._metrics.gaps_backfilled.labels(product_id).inc()
-        else:
-            self._give_up(
-                product_id,
-                len(left),
-                reason,
-                {
-                    "product_id": product_id,
-                    "first_missing": first,
-                    "last_missing": last,
-                    "unfilled_trade_ids_sample": left[:10],
-                },
-            )
 
     def _give_up(self, product_id: str, count: int, reason: str, fields: dict) -> None:
         self._metrics.gaps_unfilled.labels(product_id, reason).inc()

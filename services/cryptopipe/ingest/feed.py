@@ -144,14 +144,15 @@ class FrameHandler:
 
     def _produce(self, trade: Trade) -> bool:
         try:
-            self._send(trade.product_id, trade.to_json())
+            # counted as produced when Kafka acknowledges it (the producer's callback); a failed
+            # delivery comes back to the backfill (Backfiller.redeliver) to be fetched again
+            self._send(trade.product_id, trade.to_json(), trade.trade_id)
         except Exception as exc:
             # The producer refused it (no topic metadata within max_block_ms, closed): hand the id
             # to the backfill, which fetches it again and retries, instead of losing it here.
             self._produce_failed(exc)
             self._backfiller.submit(trade.product_id, trade.trade_id, trade.trade_id)
             return False
-        self._hot.trades[trade.product_id] += 1
         return True
 
     def _produce_failed(self, exc: Exception) -> None:
@@ -183,8 +184,6 @@ class FrameHandler:
             self._send(tick.product_id, tick.to_json())
         except Exception as exc:  # a lost tick only delays the watermark until the next one
             self._produce_failed(exc)
-            return
-        self._hot.ticks[tick.product_id] += 1
 
     def _dead_letter(self, reason: str, raw: str | bytes, receive_time_us: int) -> None:
         try:

@@ -20,7 +20,7 @@ CONNECTION_STATES = ("disconnected", "connecting", "connected", "subscribed")
 # Why a gap was given up (ingest/backfill.py). Declared up front with the products so every series
 # exists at 0 from the first scrape: increase() cannot see a counter's first step from "absent" to 1,
 # and the gap alert is built on increase().
-UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "internal_error")
+UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "bad_row", "internal_error")
 # Frame types come from the wire; past this many distinct ones, further types count as "other"
 # so a misbehaving server cannot blow up the label cardinality.
 MAX_FRAME_TYPES = 32
@@ -35,11 +35,12 @@ class HotCounts:
 
     def __init__(self) -> None:
         self.frames: collections.Counter[str] = collections.Counter()
-        self.trades: collections.Counter[str] = collections.Counter()  # product -> trades produced from ws
-        self.ticks: collections.Counter[str] = collections.Counter()
+        # product -> trades from the socket acknowledged by Kafka (written on the producer's sender thread)
+        self.trades: collections.Counter[str] = collections.Counter()
+        self.ticks: collections.Counter[str] = collections.Counter()  # acknowledged (sender thread)
         self.duplicates: collections.Counter[str] = collections.Counter()
         self.last_trade_us: dict[str, int] = {}  # product -> event time of the newest trade produced
-        # written only by the backfill worker thread
+        # trades from REST acknowledged by Kafka (written on the producer's sender thread)
         self.backfilled: collections.Counter[str] = collections.Counter()
 
     def frame_type_label(self, frame_type: str) -> str:
@@ -68,7 +69,7 @@ class _HotCollector(Collector):
         )
         trades = CounterMetricFamily(
             PREFIX + "trades_produced",
-            "Trades handed to the Kafka producer, by product and source (ws or rest backfill).",
+            "Trades acknowledged by Kafka, by product and source (ws or rest backfill).",
             labels=["product_id", "source"],
         )
         for product, n in list(hot.trades.items()):
@@ -79,14 +80,14 @@ class _HotCollector(Collector):
         yield _family(
             CounterMetricFamily,
             "trades_backfilled",
-            "Trades fetched over REST to fill a gap and produced.",
+            "Trades fetched over REST to fill a gap and acknowledged by Kafka.",
             "product_id",
             hot.backfilled,
         )
         yield _family(
             CounterMetricFamily,
             "ticks_produced",
-            "Heartbeat ticks handed to the Kafka producer.",
+            "Heartbeat ticks acknowledged by Kafka.",
             "product_id",
             hot.ticks,
         )
@@ -168,6 +169,13 @@ class IngestMetrics:
             ["topic"],
             registry=r,
         )
+        self.redelivered = Counter(
+            PREFIX + "trades_redelivered",
+            "Trades Kafka did not acknowledge (delivery timeout, non-retriable error), handed back to be "
+            "refilled over REST; the ones that cannot be are counted in trades_unfilled_total.",
+            ["product_id"],
+            registry=r,
+        )
         self.connection_state = Gauge(
             PREFIX + "connection_state",
             "1 for the WebSocket connection's current state, 0 for the others.",
@@ -182,6 +190,7 @@ class IngestMetrics:
             self.gaps_detected.labels(product)
             self.gaps_backfilled.labels(product)
             self.trades_unfilled.labels(product)
+            self.redelivered.labels(product)
             for reason in UNFILLED_REASONS:
                 self.gaps_unfilled.labels(product, reason)
 

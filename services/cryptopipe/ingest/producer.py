@@ -18,17 +18,21 @@ through the public ``send()``.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import functools
 import inspect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka.future import Future
 from kafka.partitioner import Partitioner, murmur2
+from kafka.producer.transaction_manager import TransactionState
 from kafka.structs import TopicPartition
 
 from cryptopipe.ingest.metrics import IngestMetrics
@@ -43,6 +47,9 @@ PARTITION_RECHECK_MASK = 4095
 _NO_HEADERS: list[tuple[str, bytes]] = []  # never mutated by kafka-python
 # While deliveries keep failing, log the first failure and then at most one line per this many seconds.
 DELIVERY_ERROR_LOG_INTERVAL_S = 10.0
+# A record unfinished this long past delivery + request timeout means kafka-python is stuck.
+STUCK_MARGIN_S = 10.0
+_READY, _UNINITIALIZED = TransactionState.READY, TransactionState.UNINITIALIZED
 
 
 class KeyHashPartitioner(Partitioner):
@@ -82,6 +89,8 @@ class RecordProducer:
             "enable_idempotence": True,
             "acks": "all",
             "linger_ms": settings.linger_ms,
+            "delivery_timeout_ms": settings.delivery_timeout_ms,
+            "request_timeout_ms": settings.request_timeout_ms,
             "batch_size": settings.batch_size,
             "compression_type": None,
             "partitioner": KeyHashPartitioner(),
@@ -107,11 +116,19 @@ class RecordProducer:
         self._suppressed_errors = 0
         self._observe_latency = metrics.produce_latency.observe
         # built once: add_errback(f) with no extra args stores f as is, no allocation per record
-        self._record_errback = functools.partial(self._on_delivery_error, self._topic)
         self._dead_letter_errback = functools.partial(self._on_delivery_error, self._dlq_topic)
         self._append, self._wakeup = _accumulator_fast_path(self._producer)
         self._partitioner = config["partitioner"]
         self._partition_of: dict[str, TopicPartition] = {}
+        # trades count as produced when acknowledged (written on kafka-python's sender thread only)
+        self._acked_ws = metrics.hot.trades
+        self._acked_rest = metrics.hot.backfilled
+        self._acked_ticks = metrics.hot.ticks
+        self._failed_trade_handler: Callable[[str, int], None] | None = None
+        self._closing = False
+        self._stuck: str | None = None
+        # kafka-python's own hot path registers callback + errback under one lock; use it if it is there
+        self._one_lock_callbacks = callable(getattr(Future, "_add_cb_eb", None))
 
     @property
     def fast_path(self) -> bool:
@@ -119,10 +136,13 @@ class RecordProducer:
 
     # -- hot path ---------------------------------------------------------------------------------
 
-    def send(self, product_id: str, value: bytes) -> None:
+    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
         """Hand one encoded record to the producer, keyed by product (one product, one partition).
 
-        Raises kafka errors (KafkaTimeoutError) if the producer cannot accept it within max_block_ms.
+        A trade (``trade_id`` given) or tick counts as produced when Kafka acknowledges it; if a trade's delivery
+        fails (delivery timeout, a non-retriable error) the failed-trade handler gets it back, to be
+        fetched again over REST. Raises kafka errors (KafkaTimeoutError) if the producer cannot
+        accept it within max_block_ms.
         """
         key = self._keys.get(product_id)
         if key is None:
@@ -137,9 +157,72 @@ class RecordProducer:
                 self._wakeup()
         else:
             future = self._send_raw(self._topic, value, key)
-        future.add_errback(self._record_errback)
+        # one partial for both outcomes (the callback tells them apart by the argument's type)
+        if trade_id is None:  # a tick: counted once acknowledged; a lost one only delays the watermark
+            on_delivery = functools.partial(self._on_tick_delivery, product_id)
+        else:
+            counts = self._acked_ws if source == "ws" else self._acked_rest
+            on_delivery = functools.partial(self._on_trade_delivery, counts, product_id, trade_id)
+        if self._one_lock_callbacks:
+            future._add_cb_eb(on_delivery, on_delivery)  # add_both() under one lock: ~1/3 of its cost
+        else:
+            future.add_both(on_delivery)
         if not sent & LATENCY_SAMPLE_MASK:
             future.add_callback(self._on_sampled_ack, time.perf_counter())
+
+    def on_failed_trade(self, handler: Callable[[str, int], None]) -> None:
+        """``handler(product_id, trade_id)`` runs (on the sender thread) for each trade whose
+        delivery failed: the caller turns it into a gap to refill."""
+        self._failed_trade_handler = handler
+
+    def failure(self) -> str | None:
+        """Why this producer can deliver nothing any more (None while it works): kafka-python's
+        idempotent producer in its FATAL state after a non-retriable error, its sender thread gone,
+        or records neither acknowledged nor failed long past the delivery timeout (stuck). Such a
+        producer is not repaired in place: the service goes unready and the process exits non-zero."""
+        manager = getattr(self._producer, "_transaction_manager", None)
+        if manager is not None and manager.has_fatal_error():
+            return f"kafka producer failed (fatal): {manager.last_error!r}"
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None and not sender.is_alive() and not self._closing:
+            return "kafka producer failed: its sender thread stopped"
+        return self._stuck
+
+    def check(self) -> None:
+        """Called every second or so (the service's watchdog thread): repairs the one stuck state
+        kafka-python leaves an idempotent producer in, and notices any other.
+
+        kafka-python 3.0.12: when a batch that was already sent expires (delivery timeout), the
+        sender resets the producer id (the broker may or may not have written the batch, so the
+        sequence numbers are void) but leaves the state READY, and it asks for a new id only from
+        UNINITIALIZED -- so it never sends again and its records never even expire. Putting the
+        state back to UNINITIALIZED makes the sender ask for a new producer id, as the Java client
+        does. Anything still unfinished well past the delivery timeout is reported by failure()."""
+        manager = getattr(self._producer, "_transaction_manager", None)
+        if manager is not None and not manager.is_transactional() and not manager.has_fatal_error():
+            with manager._lock:
+                lost_id = manager._current_state == _READY and not manager.has_producer_id()
+                if lost_id:
+                    manager._current_state = _UNINITIALIZED
+            if lost_id:
+                log.warning("kafka producer lost its producer id after a failed delivery; asking for a new one")
+                self._wakeup_sender()
+        oldest = self._oldest_unfinished_age_s()
+        limit = (self._settings.delivery_timeout_ms + self._settings.request_timeout_ms) / 1000 + STUCK_MARGIN_S
+        if oldest is not None and oldest > limit and not self._closing:
+            self._stuck = f"kafka producer stuck: a record has been neither delivered nor failed for {oldest:.0f} s"
+
+    def _oldest_unfinished_age_s(self) -> float | None:
+        try:
+            batches = self._producer._accumulator._incomplete.all()
+        except AttributeError:  # not the kafka-python this was written for: no stuck detection
+            return None
+        created = [batch.created for batch in batches]
+        return time.monotonic() - min(created) if created else None
+
+    def _wakeup_sender(self) -> None:
+        with contextlib.suppress(Exception):
+            self._producer._sender.wakeup()
 
     def _resolve_partition(self, product_id: str, key: bytes) -> TopicPartition | None:
         """The fast path's partition for a key, or None to use the public send()."""
@@ -163,6 +246,26 @@ class RecordProducer:
 
     def _on_sampled_ack(self, started: float, _metadata: object) -> None:
         self._observe_latency(time.perf_counter() - started)
+
+    def _on_tick_delivery(self, product_id: str, result: object) -> None:
+        if isinstance(result, BaseException):
+            self._on_delivery_error(self._topic, result)
+        else:
+            self._acked_ticks[product_id] += 1
+
+    def _on_trade_delivery(
+        self, counts: collections.Counter[str], product_id: str, trade_id: int, result: object
+    ) -> None:
+        if not isinstance(result, BaseException):
+            counts[product_id] += 1  # only the sender thread writes these counts
+            return
+        self._on_delivery_error(self._topic, result)
+        handler = self._failed_trade_handler
+        if handler is not None:
+            try:
+                handler(product_id, trade_id)
+            except Exception:  # never let it kill kafka-python's sender thread
+                log.exception("could not hand back a trade whose delivery failed", extra={"trade_id": trade_id})
 
     def _on_delivery_error(self, topic: str, exc: BaseException) -> None:
         self._metrics.delivery_errors.labels(topic).inc()
@@ -193,6 +296,7 @@ class RecordProducer:
 
     def close(self, timeout_s: float) -> None:
         """Flush everything accepted, then close. Raises KafkaTimeoutError if the flush times out."""
+        self._closing = True
         try:
             self._producer.flush(timeout=timeout_s)
         except Exception:

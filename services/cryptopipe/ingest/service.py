@@ -40,6 +40,8 @@ class IngestService:
         self.settings = settings
         self.metrics = IngestMetrics(registry)
         self.metrics.declare_products(settings.products)
+        for topic in (settings.topic, settings.dlq_topic):  # at 0 from the start: the delivery alert uses increase()
+            self.metrics.delivery_errors.labels(topic)
         self._stop = threading.Event()
         self._health = HealthServer(
             settings.http_host, settings.http_port, self.metrics.registry, self.readiness, name="ingest"
@@ -48,6 +50,7 @@ class IngestService:
         self.backfiller: Backfiller | None = None
         self.feed: FeedConnection | None = None
         self._starter = threading.Thread(target=self._start_pipeline, name="ingest-starter", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch_producer, name="ingest-producer-watch", daemon=True)
         self._start_failed = False
 
     @property
@@ -57,6 +60,19 @@ class IngestService:
     def start(self) -> None:
         self._health.start()
         self._starter.start()
+        self._watchdog.start()
+
+    def _watch_producer(self) -> None:
+        """Once a second: let the producer repair what it can and notice what it cannot (then
+        readiness() and failed() report it and the process exits non-zero)."""
+        while not self._stop.wait(1.0):
+            producer = self.producer
+            if producer is None:
+                continue
+            try:
+                producer.check()
+            except Exception:  # a bug here must not end the watch
+                log.exception("kafka producer check failed")
 
     def readiness(self) -> str | None:
         """None when ready, else why not (served by /readyz)."""
@@ -65,6 +81,9 @@ class IngestService:
             return "shutting down"
         if producer is None:
             return f"kafka producer not connected to {self.settings.kafka_bootstrap}"
+        failure = producer.failure()
+        if failure is not None:
+            return failure
         if not producer.has_topic_metadata():
             return f"no kafka metadata for topic {self.settings.topic}"
         if feed is None:
@@ -79,10 +98,12 @@ class IngestService:
             return False
         if self._start_failed:
             return True
+        if self.producer is not None and self.producer.failure() is not None:
+            return True  # kafka-python cannot repair it: exit non-zero so Kubernetes restarts the pod
         return self.feed is not None and not self.feed.is_alive()
 
     def totals(self) -> dict[str, dict[str, int]]:
-        """What this instance handed to the producer, per product (logged at exit; tests compare it with Kafka)."""
+        """What Kafka acknowledged from this instance, per product (logged at exit; tests compare it with Kafka)."""
         hot = self.metrics.hot
         products = set(hot.trades) | set(hot.backfilled)
         return {
@@ -100,8 +121,9 @@ class IngestService:
             if not self._wait_for_topics(producer):
                 return
             # 1000 trades per REST page (Coinbase's maximum): a large gap costs few requests against the rate limit
-            fetch = functools.partial(coinbase.fetch_trades_range, page_limit=REST_PAGE_LIMIT)
+            fetch = functools.partial(coinbase.fetch_trades, page_limit=REST_PAGE_LIMIT)
             backfiller = Backfiller(self.settings, producer, self.metrics, fetch)
+            producer.on_failed_trade(backfiller.redeliver)
             handler = FrameHandler(
                 self.settings, producer, backfiller, self.metrics, coinbase.GapTracker(), coinbase.parse_frame
             )
@@ -198,7 +220,7 @@ def run(settings: IngestSettings) -> int:
     failed = False
     while not stop.wait(0.5):
         if service.failed():
-            log.error("an ingestion component stopped unexpectedly; exiting")
+            log.error("an ingestion component stopped unexpectedly; exiting", extra={"reason": service.readiness()})
             failed = True
             break
     clean = service.stop()

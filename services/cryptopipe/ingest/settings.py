@@ -23,6 +23,8 @@ CRYPTOPIPE_INGEST_BACKOFF_JITTER               0.2                              
 CRYPTOPIPE_INGEST_LINGER_MS                    10                               producer batching delay
 CRYPTOPIPE_INGEST_BATCH_SIZE                   262144                           producer batch bytes
 CRYPTOPIPE_INGEST_FLUSH_TIMEOUT_S              20                               flush limit on shutdown
+CRYPTOPIPE_INGEST_DELIVERY_TIMEOUT_MS          120000                           send -> ack limit, then refill
+CRYPTOPIPE_INGEST_REQUEST_TIMEOUT_MS           30000                            one Kafka request's limit
 CRYPTOPIPE_INGEST_LOG_LEVEL                    INFO                             log level
 CRYPTOPIPE_INGEST_BACKFILL_MAX_TRADES          10000                            larger gaps are refused
 CRYPTOPIPE_INGEST_BACKFILL_RETRIES             5                                REST attempts per gap
@@ -110,6 +112,15 @@ class IngestSettings(BaseSettings):
         description="Kafka producer linger in ms: how long a batch waits to fill before it is sent.",
     )
     batch_size: int = Field(262_144, ge=1024, description="Kafka producer batch size in bytes per partition.")
+    delivery_timeout_ms: int = Field(
+        120_000,
+        ge=1000,
+        description="Kafka producer delivery timeout: a record not acknowledged this long after it was "
+        "sent fails; a failed trade is then fetched again over REST and produced again (a gap).",
+    )
+    request_timeout_ms: int = Field(
+        30_000, ge=500, description="Kafka producer request timeout (must be <= delivery_timeout_ms - linger_ms)."
+    )
     flush_timeout_s: float = Field(
         20.0,
         gt=0,
@@ -171,4 +182,6 @@ class IngestSettings(BaseSettings):
             object.__setattr__(self, "ws_url", FEED_URLS[self.feed])
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms:
+            raise ValueError("delivery_timeout_ms must be >= linger_ms + request_timeout_ms")
         return self

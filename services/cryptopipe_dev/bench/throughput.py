@@ -69,9 +69,9 @@ class _Capture:
     def __init__(self, keep: bool = True) -> None:
         self.records: list[tuple[bytes, bytes]] = []
         if not keep:  # for timing: 200k kept tuples would make the cyclic GC's full passes the main cost
-            self.send = lambda product_id, value: None  # type: ignore[method-assign]
+            self.send = lambda product_id, value, trade_id=None, source="ws": None  # type: ignore[method-assign]
 
-    def send(self, product_id: str, value: bytes) -> None:
+    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
         self.records.append((product_id.encode(), value))
 
     def send_dead_letter(self, *args: object) -> None:

@@ -13,7 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import orjson
 
 from cryptopipe.contracts import parse_duration, us_to_iso
 from cryptopipe.lake.reader import to_csv
@@ -23,12 +27,20 @@ from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe_dev.replay.recording import Recording, load_recording, recording_products
 from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.stack.local import LocalStack
-from cryptopipe_dev.stack.procs import ManagedProcess, wait_for
+from cryptopipe_dev.stack.procs import ManagedProcess
 
 log = logging.getLogger("cryptopipe.replay_command")
 
 FRAMES = "cryptopipe_ingest_frames_received_total"
 BACKFILL_PENDING = "cryptopipe_ingest_backfill_pending"
+PRODUCED = "cryptopipe_ingest_trades_produced_total"
+UNFILLED = "cryptopipe_ingest_trades_unfilled_total"
+RECONNECTS = "cryptopipe_ingest_reconnects_total"
+# Ingestion that moves none of its counters for this long (or a third of --timeout, if less) will not
+# finish: the command says what is outstanding and exits non-zero instead of waiting out --timeout.
+# A gap's REST retries take at most ~15 s plus their requests with the default settings.
+STALL_S = 90.0
+PROGRESS_LOG_S = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,9 +74,70 @@ def flush_time_us(plan: ReplayPlan) -> int:
     return int((last_ts + margin) * 1_000_000)
 
 
-def _caught_up(ingestion_port: int, server: ReplayServer) -> bool:
-    metrics = scrape(f"http://127.0.0.1:{ingestion_port}/metrics")
-    return metrics.get(FRAMES, 0) >= server.frames_sent and metrics.get(BACKFILL_PENDING, 0) == 0
+def ingestion_not_ready(port: int) -> str | None:
+    """None when ingestion's /readyz answers 200, else why not (its own reason when it gives one)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            response.read()
+            return None
+    except urllib.error.HTTPError as exc:
+        try:
+            return str(orjson.loads(exc.read()).get("reason"))
+        except (orjson.JSONDecodeError, AttributeError):
+            return f"/readyz answered {exc.code}"
+    except OSError as exc:
+        return f"/readyz not answering ({exc})"
+
+
+def wait_caught_up(ingestion: ManagedProcess, port: int, server: ReplayServer, timeout: float) -> None:
+    """Until the server sent the whole recording, ingestion received it all and no gap is pending.
+
+    Never silent, never longer than needed: logs what is outstanding every PROGRESS_LOG_S, and
+    raises SystemExit saying it when ingestion exits, when nothing moves for STALL_S (or a third of
+    ``timeout``) while the server has sent everything or ingestion is not ready (a quiet stretch of
+    a real-time replay, with ingestion subscribed, is no stall), or when ``timeout`` runs out.
+    """
+    started = time.monotonic()
+    stall_limit = min(STALL_S, timeout / 3)
+    last_state: tuple | None = None
+    last_change = last_log = started
+    while True:
+        now = time.monotonic()
+        if not ingestion.alive:
+            raise SystemExit(
+                f"ingestion exited with {ingestion.returncode} while replaying; "
+                f"log {ingestion.log_path}:\n{ingestion.log_tail(20)}"
+            )
+        done = server.wait_done(0)
+        not_ready = ingestion_not_ready(port)
+        try:
+            metrics = scrape(f"http://127.0.0.1:{port}/metrics")
+        except OSError:
+            metrics = {}
+        received, pending = metrics.get(FRAMES, 0), metrics.get(BACKFILL_PENDING, 0)
+        if metrics and done and received >= server.frames_sent and pending == 0:
+            return
+        why = (
+            f"replay server {'done' if done else 'still sending'} ({server.frames_sent} frames sent), "
+            f"ingestion {'ready' if not_ready is None else 'not ready: ' + not_ready}, "
+            f"received {received:.0f} frames, {pending:.0f} gaps pending backfill, "
+            f"{metrics.get(PRODUCED, 0):.0f} trades produced, {metrics.get(UNFILLED, 0):.0f} counted unfillable, "
+            f"{metrics.get(RECONNECTS, 0):.0f} reconnects"
+        )
+        state = (server.frames_sent, received, pending, metrics.get(PRODUCED, 0), metrics.get(UNFILLED, 0))
+        if state != last_state:
+            last_state, last_change = state, now
+        if (done or not_ready is not None) and now - last_change > stall_limit:
+            raise SystemExit(
+                f"cryptopipe replay cannot finish: nothing moved for {stall_limit:.0f} s: {why}; "
+                f"ingestion log {ingestion.log_path}"
+            )
+        if now - started > timeout:
+            raise SystemExit(f"cryptopipe replay: not caught up after --timeout {timeout:.0f} s: {why}")
+        if now - last_log >= PROGRESS_LOG_S:
+            last_log = now
+            log.info("waiting for ingestion to catch up", extra={"state": why})
+        time.sleep(0.2)
 
 
 def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: float = 600.0) -> int:
@@ -102,14 +175,7 @@ def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: f
                     name=f"ingestion-{feed}",
                     extra_env={"CRYPTOPIPE_INGEST_FEED": feed, "CRYPTOPIPE_INGEST_PRODUCTS": ",".join(products)},
                 )
-                server.wait_done(timeout)
-                wait_for(
-                    lambda: _caught_up(stack.ingestion_port, server),
-                    timeout,
-                    "ingestion caught up",
-                    interval=0.2,
-                    process=ingestion,
-                )
+                wait_caught_up(ingestion, stack.ingestion_port, server, timeout)
                 ingestion.stop(timeout=60)  # SIGTERM: flush everything accepted
                 if ingestion.returncode != 0:
                     raise SystemExit(f"ingestion exited with {ingestion.returncode}; see {ingestion.log_path}")
