@@ -81,7 +81,9 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
-            conditions = await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
+            conditions = await reconcile.reconcile(
+                memo.api, _plain(body), _emitter(body), spark_driver_role=CONFIG.spark_driver_cluster_role
+            )
         except kopf.PermanentError:
             metrics.RECONCILES.labels("invalid").inc()
             raise  # an invalid spec: not retried, the next change of the spec runs this again
