@@ -145,21 +145,33 @@ def test_operator_with_only_the_charts_service_account_reconciles(
         kube.kubectl("delete", "cryptopipeline", "rbac", "-n", pipeline_ns, "--timeout=60s")
 
         # deletionPolicy: Delete needs the sink Secret, which the default RBAC does not let the
-        # operator read: the deletion waits, and its Warning says how to unblock it
+        # operator read: said when the pipeline is applied, and again when its deletion waits
         kube.apply(pipeline("gone", pipeline_ns, deletionPolicy="Delete"))
+
+        def warned_at_apply() -> bool:
+            assert get(kube, "Deployment", pipeline_ns, "gone-ingestion") is not None
+            warnings = [e for e in events(kube, pipeline_ns, "gone") if e["reason"] == "SinkSecretUnreadable"]
+            assert warnings and warnings[0]["type"] == "Warning", [
+                e["reason"] for e in events(kube, pipeline_ns, "gone")
+            ]
+            assert "rbac.readSinkSecrets=true" in warnings[0]["message"], warnings[0]["message"]
+            return True
+
         eventually(
-            lambda: get(kube, "Deployment", pipeline_ns, "gone-ingestion") is not None,
-            "the Delete pipeline's children",
+            warned_at_apply,
+            "the Delete pipeline's children and its SinkSecretUnreadable",
             timeout=60,
             operator=operator,
         )
+        # a Retain pipeline never needs the Secret: no such warning
+        assert not [e for e in events(kube, pipeline_ns, "rbac") if e["reason"] == "SinkSecretUnreadable"]
         kube.kubectl("delete", "cryptopipeline", "gone", "-n", pipeline_ns, "--wait=false")
 
         def told_to_enable_secret_reading() -> bool:
             warnings = [e for e in events(kube, pipeline_ns, "gone") if e["reason"] == "LakeDeleteFailed"]
             assert warnings, [e["reason"] for e in events(kube, pipeline_ns, "gone")]
             assert "rbac.readSinkSecrets=true" in warnings[-1]["message"], warnings[-1]["message"]
-            assert get(kube, "CryptoPipeline", pipeline_ns, "gone") is not None, "the lake is not deleted yet"
+            assert get(kube, "CryptoPipeline", pipeline_ns, "gone") is not None, "the deletion waits"
             return True
 
         eventually(
