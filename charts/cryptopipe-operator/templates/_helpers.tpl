@@ -152,7 +152,9 @@ and delete it at the end; delete its driver Service at the end (spark.kubernetes
 deleteOnTermination; spark-operator's submission creates the Service, not the driver). No patch or
 update (only for spark.kubernetes.executor.deleteOnTermination=false or a decommission label,
 neither of which the operator sets), no Secrets. PersistentVolumeClaims only with
-rbac.sparkDriver.persistentVolumeClaims (executor volumes claimed OnDemand).
+rbac.sparkDriver.persistentVolumeClaims (executor volumes claimed OnDemand); without them Spark's
+look for reusable PVCs (a list, caught: "Cannot list PVC resources" at INFO) and its PVC cleanup
+at stop (caught and logged) are refused, which changes nothing when no executor volume is a PVC.
 */}}
 {{- define "cryptopipe-operator.sparkDriverRules" -}}
 - apiGroups: [""]
