@@ -60,6 +60,8 @@ if ! kubectl -n cryptopipe get secret minio-credentials >/dev/null 2>&1; then
   kubectl -n cryptopipe create secret generic minio-credentials \
     --from-literal=accessKey=cryptopipe --from-literal=secretKey="$secret_key"
 fi
+# the Secret's opt-in as sink credentials (the chart's admission policy requires it)
+kubectl -n cryptopipe label --overwrite secret minio-credentials cryptopipeline.io/sink-credentials=true
 helm repo add minio https://charts.min.io/ --force-update >/dev/null
 helm upgrade --install minio minio/minio --version "$MINIO_VERSION" -n minio \
   -f "$DEPS/minio-values.yaml" --set persistence.size=5Gi --set resources.requests.memory=256Mi --wait

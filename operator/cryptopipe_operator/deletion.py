@@ -22,6 +22,12 @@ from cryptopipe_operator.spec import SpecError, parse_pipeline
 # Strimzi's (unidirectional) topic operator leaves the Kafka topic alone, and does not delete it
 # with the KafkaTopic, when the KafkaTopic carries this annotation.
 STRIMZI_MANAGED = "strimzi.io/managed"
+# The chart's default RBAC reads no Secret (rbac.readSinkSecrets: false): a Delete pipeline's lake
+# deletion is refused with 403, and says how to unblock it.
+FORBIDDEN_SECRET_HINT = (
+    " (the operator may not read the sink Secret: enable it with the chart value rbac.readSinkSecrets=true,"
+    " or set spec.deletionPolicy: Retain to keep the lake and let the CryptoPipeline go)"
+)
 
 
 async def retain_topics(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> None:
@@ -113,7 +119,7 @@ async def delete_lake(
             delay = misconfig_retry_s
         else:
             delay = transient_delay(exc, retry_s) or retry_s
-        hint = " (is rbac.readSinkSecrets on?)" if forbidden else ""
+        hint = FORBIDDEN_SECRET_HINT if forbidden else ""
         emit("Warning", "LakeDeleteFailed", f"deletionPolicy Delete: {exc}{hint}; retrying in {delay:g}s")
         raise kopf.TemporaryError(f"lake not deleted yet: {exc}{hint}", delay=delay) from exc
     emit("Normal", "LakeDeleted", f"deletionPolicy Delete: removed {removed} objects under s3://{location.root}/")

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from cryptopipe_operator import deletion, kube_api, metrics, reconcile
+from cryptopipe_operator import deletion, kube_api, metrics, reconcile, secret_access
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -81,7 +81,10 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
-            conditions = await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
+            conditions = await reconcile.reconcile(
+                memo.api, _plain(body), _emitter(body), spark_driver_role=CONFIG.spark_driver_cluster_role
+            )
+            await secret_access.warn_if_delete_cannot_read_secret(memo.api, _plain(body), _emitter(body))
         except kopf.PermanentError:
             metrics.RECONCILES.labels("invalid").inc()
             raise  # an invalid spec: not retried, the next change of the spec runs this again

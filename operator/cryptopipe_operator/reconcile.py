@@ -22,6 +22,7 @@ from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name, trades_topic_name
 from cryptopipe_operator.render_monitor import deployment_name as monitor_deployment_name
 from cryptopipe_operator.render_spark import SPARK_API_VERSION, spark_application_name
+from cryptopipe_operator.settings import DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
 from cryptopipe_operator.spec import (
     API_GROUP,
     API_VERSION,
@@ -54,7 +55,9 @@ def _ref(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
-async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]]:
+async def reconcile(
+    api: KubeApi, body: Mapping[str, Any], emit: Emit, *, spark_driver_role: str = DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
+) -> list[Mapping[str, Any]]:
     """Bring the children in line with the spec and record what was done in status.
 
     Order matters for a crash at any point: children first, then status. A restart before the
@@ -83,7 +86,7 @@ async def reconcile(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[M
 
     checkpoint = next_checkpoint_generation(status, pipeline.spec)
     created, updated = [], []
-    for manifest in render_children(pipeline, checkpoint):
+    for manifest in render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role):
         before = await api.get(_path(manifest))  # only to say in an Event what changed
         after = await api.apply(manifest)
         if before is None:

@@ -1,4 +1,4 @@
-"""The candle job as a spark-operator SparkApplication, and the RBAC its driver needs."""
+"""The candle job as a spark-operator SparkApplication, and its driver's ServiceAccount and RoleBinding."""
 
 from __future__ import annotations
 
@@ -126,30 +126,27 @@ def render_service_account(pipeline: Pipeline) -> Manifest:
     }
 
 
-def render_role(pipeline: Pipeline) -> Manifest:
-    """What a Spark driver in cluster mode does: create and watch its executor pods, their
-    service and config maps, and the PVCs of executors' local dirs (if any are configured)."""
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": metadata(pipeline, service_account_name(pipeline), COMPONENT),
-        "rules": [
-            {
-                "apiGroups": [""],
-                "resources": ["pods", "configmaps", "persistentvolumeclaims"],
-                "verbs": ["create", "get", "list", "watch", "patch", "update", "delete", "deletecollection"],
-            },
-            {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get", "list", "watch", "delete"]},
-        ],
-    }
+def role_binding_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-spark-driver"
 
 
-def render_role_binding(pipeline: Pipeline) -> Manifest:
+def legacy_role_name(pipeline: Pipeline) -> str:
+    """The per-pipeline Role (and its RoleBinding, of the same name) that operators before the Spark
+    driver ClusterRole created: the reconcile deletes them (render.unwanted_children)."""
+    return service_account_name(pipeline)
+
+
+def render_role_binding(pipeline: Pipeline, cluster_role: str) -> Manifest:
+    """The driver's ServiceAccount bound, in the pipeline's namespace only, to the chart's Spark
+    driver ClusterRole (charts/cryptopipe-operator/templates/_helpers.tpl, sparkDriverRules: its
+    executor pods, their ConfigMap, its Service). The operator holds bind on that ClusterRole and
+    none of its rights, which a per-pipeline Role would have needed (Kubernetes lets no one grant
+    what they do not hold). A roleRef is immutable: the name differs from the old Role binding's."""
     name = service_account_name(pipeline)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": metadata(pipeline, name, COMPONENT),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "metadata": metadata(pipeline, role_binding_name(pipeline), COMPONENT),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": pipeline.namespace}],
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_SPARK_DRIVER_CLUSTER_ROLE = "cryptopipe-operator-spark-driver"
+
 
 class OperatorConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRYPTOPIPE_OPERATOR_", frozen=True)
@@ -16,6 +18,10 @@ class OperatorConfig(BaseSettings):
     # kopf's liveness probe: GET http://<host>:<port>/healthz
     health_host: str = "0.0.0.0"
     health_port: int = 8080
+    # The ClusterRole every pipeline's Spark driver is bound to (a RoleBinding in the pipeline's
+    # namespace). The chart ships it as RELEASE-cryptopipe-operator-spark-driver and passes its
+    # name; the operator holds bind on that one ClusterRole only.
+    spark_driver_cluster_role: str = Field(DEFAULT_SPARK_DRIVER_CLUSTER_ROLE, min_length=1)
     # Prometheus /metrics (reconciles, their duration, pipelines by condition); unset: not served
     metrics_port: int | None = Field(None, ge=0, le=65535)
     # How often each pipeline's status is recomputed from its children (see handlers.py for why a

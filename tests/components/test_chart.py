@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from cryptopipe_operator.render import render_children, unwanted_children
 from cryptopipe_operator.render_ingestion import COMMAND as INGEST_COMMAND
 from cryptopipe_operator.render_ingestion import HTTP_PORT as INGEST_HTTP_PORT
 from cryptopipe_operator.render_ingestion import RUN_AS_USER as INGEST_UID
-from cryptopipe_operator.render_spark import MAIN_APPLICATION_FILE, render_role
+from cryptopipe_operator.render_spark import MAIN_APPLICATION_FILE
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import MonitorSpec, NetworkPolicySpec, parse_pipeline
 from tests.support.paths import CHART, REPO
@@ -78,8 +79,24 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# ClusterRoles the chart ships for others than the operator: the Spark drivers (bound per pipeline
+# by the operator) and namespace editors and viewers (aggregated into edit/admin and view)
+NOT_THE_OPERATORS = re.compile(r"(-spark-driver|^cryptopipeline-edit|^cryptopipeline-view)$")
+
+
+def all_rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d.get("rules", [])]
+
+
+def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rules of the roles the operator's ServiceAccount is bound to."""
+    roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole")]
+    return [rule for d in roles if not NOT_THE_OPERATORS.search(d["metadata"]["name"]) for rule in d.get("rules", [])]
+
+
+def spark_driver_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (role,) = [d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-spark-driver")]
+    return role
 
 
 def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -136,12 +153,18 @@ def test_ci_scenarios_exist() -> None:
 def test_default_render(helm: Path) -> None:
     docs = template(helm)
     kinds = sorted(d["kind"] for d in docs)
-    # the two ConfigMaps are the Grafana dashboards (pipeline overview, operator)
+    # the two ConfigMaps are the Grafana dashboards (pipeline overview, operator); the ClusterRoles:
+    # the operator's, kopf's CRD observer, the Spark driver's, cryptopipeline-edit and -view
     assert kinds == sorted(
         [
             "ServiceAccount",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
@@ -196,7 +219,7 @@ def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
     assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
     # the only ClusterRole left is kopf's read-only observer: CRDs, and namespace names, which kopf
     # lists to resolve the namespaces it is confined to (refused, it retries nine times, then guesses)
-    (cluster_role,) = of_kind(docs, "ClusterRole")
+    (cluster_role,) = [r for r in of_kind(docs, "ClusterRole") if not NOT_THE_OPERATORS.search(r["metadata"]["name"])]
     assert granted(cluster_role["rules"]) == {
         *{("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")},
         *{("", "namespaces", v) for v in ("list", "watch")},
@@ -212,11 +235,13 @@ def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
         "team-b",
     ]
     assert ("", "secrets", "get") in granted(rbac_rules(docs)), "readSinkSecrets: true"
-    default_rules = granted(rbac_rules(template(helm)))
-    assert ("", "secrets", "get") in default_rules, "Secret get by default (deletionPolicy: Delete)"
-    assert not {("", "secrets", v) for v in ("list", "watch")} & default_rules, "Secrets by name only"
-    off = granted(rbac_rules(template(helm, "--set", "rbac.readSinkSecrets=false")))
-    assert not any(resource == "secrets" for _, resource, _ in off), "readSinkSecrets: false"
+    assert not {("", "secrets", v) for v in ("list", "watch")} & granted(rbac_rules(docs)), "Secrets by name only"
+    default_rules = granted(all_rbac_rules(template(helm)))
+    assert not any(resource == "secrets" for _, resource, _ in default_rules), "no Secrets by default"
+    # the admission policy applies in the watched namespaces only
+    (binding,) = of_kind(docs, "ValidatingAdmissionPolicyBinding")
+    (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector["values"] == ["team-a", "team-b"]
 
 
 def test_service_monitor_is_opt_in(helm: Path) -> None:
@@ -228,7 +253,7 @@ def test_service_monitor_is_opt_in(helm: Path) -> None:
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
 def test_rendered_rbac_has_no_wildcards(helm: Path, values: Path) -> None:
-    rules = rbac_rules(template(helm, "-f", str(values)))
+    rules = all_rbac_rules(template(helm, "-f", str(values)))
     assert rules
     for rule in rules:
         for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
@@ -242,25 +267,35 @@ def _example_pipeline() -> Any:
 
 
 def test_rbac_grants_what_the_operator_needs_and_may_grant(helm: Path) -> None:
-    """Statically: every child kind may be server-side applied and deleted, the resource and its
-    status patched, and the Spark driver Role the operator creates is a subset of its own rules
-    (Kubernetes refuses to let it grant more than it holds). The install test proves it for real."""
+    """Statically: every child kind may be server-side applied (get, create, patch) and the
+    unwanted ones deleted, the resource and its status patched, and the Spark driver ClusterRole
+    bound (bind on that one name), with none of the driver's rights held by the operator. The
+    install tests prove it against the API server."""
     for values in CI_VALUES:
-        have = granted(rbac_rules(template(helm, "-f", str(values))))
-        needed = granted(render_role(_example_pipeline())["rules"])
-        assert needed <= have, f"{values.name}: missing {sorted(needed - have)}"
-        for child in render_children(_example_pipeline(), 1):
+        docs = template(helm, "-f", str(values))
+        have = granted(rbac_rules(docs))
+        driver_role = spark_driver_role(docs)["metadata"]["name"]
+        env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+        assert env["CRYPTOPIPE_OPERATOR_SPARK_DRIVER_CLUSTER_ROLE"] == driver_role
+        binds = {json.dumps(r, sort_keys=True) for r in rbac_rules(docs) if {"bind", "escalate"} & set(r["verbs"])}
+        only = {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"]}
+        assert binds == {json.dumps(only | {"resourceNames": [driver_role]}, sort_keys=True)}, f"{values.name}: {binds}"
+        # none of the driver's rights but reading Services (the ingestion metrics Service is a child)
+        overlap = granted(spark_driver_role(docs)["rules"]) & have
+        assert overlap == {("", "services", "get")}, f"{values.name}: the operator holds {sorted(overlap)}"
+        assert not any(resource in ("pods", "configmaps", "persistentvolumeclaims") for _, resource, _ in have)
+        for child in render_children(_example_pipeline(), 1, spark_driver_role=driver_role):
             group = child["apiVersion"].rpartition("/")[0]
             plural = PLURALS[child["kind"]]
-            for verb in ("get", "list", "create", "patch"):
+            for verb in ("get", "create", "patch"):
                 assert (group, plural, verb) in have, f"{values.name}: {verb} {plural}.{group}"
-        # the optional children a spec may turn off (the lake monitor, the NetworkPolicies) are
-        # deleted by the operator
+        # the optional children a spec may turn off (the lake monitor, the NetworkPolicies) and the
+        # Spark driver's old Role and RoleBinding are deleted by the operator
         without_optional = _example_pipeline()
         update = {"monitor": MonitorSpec(), "network_policy": NetworkPolicySpec(enabled=False)}
         without_optional = dataclasses.replace(without_optional, spec=without_optional.spec.model_copy(update=update))
         unwanted = unwanted_children(without_optional)
-        assert {ref.kind for ref in unwanted} == {"Deployment", "NetworkPolicy"}
+        assert {ref.kind for ref in unwanted} == {"Deployment", "NetworkPolicy", "Role", "RoleBinding"}
         for ref in unwanted:
             group = ref.api_version.rpartition("/")[0]
             assert (group, PLURALS[ref.kind], "delete") in have, f"{values.name}: delete {PLURALS[ref.kind]}.{group}"
@@ -269,6 +304,10 @@ def test_rbac_grants_what_the_operator_needs_and_may_grant(helm: Path) -> None:
             ("", "events", "create"),
         ]:
             assert triple in have, f"{values.name}: {triple}"
+    # PersistentVolumeClaims for the drivers only when asked for
+    docs = template(helm, "--set", "rbac.sparkDriver.persistentVolumeClaims=true")
+    assert ("", "persistentvolumeclaims", "create") in granted(spark_driver_role(docs)["rules"])
+    assert not any(r == "persistentvolumeclaims" for _, r, _ in granted(spark_driver_role(template(helm))["rules"]))
 
 
 def test_validate_values_lists_every_problem_at_once(helm: Path) -> None:
@@ -428,19 +467,27 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
         assert kube.get_json("cryptopipelines", "--all-namespaces", kubeconfig=sa)["items"]
         # every child, the Spark driver Role included (the API server refuses to let the operator
         # grant what it does not hold)
-        _apply_as(kube, sa, *render_children(parse_pipeline(stored), 1))
-        kube.get_json("role", "majors-spark", "-n", pipeline_ns, kubeconfig=sa)
+        driver_role = f"{fullname}-spark-driver"
+        _apply_as(kube, sa, *render_children(parse_pipeline(stored), 1, spark_driver_role=driver_role))
+        kube.get_json("rolebinding", "majors-spark-driver", "-n", pipeline_ns, kubeconfig=sa)
         kube.get_json("sparkapplication", "majors-candles", "-n", pipeline_ns, kubeconfig=sa)
+        # a status write without reading it first, as the operator does (kubectl patch would GET
+        # the subresource, a verb the operator does not hold)
+        status = {"phase": "Pending", "observedGeneration": 1}
         kube.kubectl(
-            "patch",
-            "cryptopipeline",
-            "majors",
-            "-n",
-            pipeline_ns,
+            "apply",
+            "--server-side",
+            "--field-manager=cryptopipe-operator",
             "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"phase": "Pending", "observedGeneration": 1}}),
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    **{k: stored[k] for k in ("apiVersion", "kind")},
+                    "metadata": {"name": "majors", "namespace": pipeline_ns},
+                    "status": status,
+                }
+            ),
             kubeconfig=sa,
         )
         kube.kubectl(
@@ -479,9 +526,9 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
                 }
             ),
         )
-        # the sink Secret by name (deletionPolicy: Delete reads its S3 credentials)
+        # no Secrets by default (rbac.readSinkSecrets: false)
         answer = kube.kubectl("auth", "can-i", "get", "secrets", "-n", pipeline_ns, kubeconfig=sa, check=False)
-        assert answer.stdout.strip() == "yes", f"get secrets: {answer.stdout}"
+        assert answer.stdout.strip() == "no", f"get secrets: {answer.stdout}"
         # deployments it may delete: the lake monitor, when spec.monitor turns it off
         answer = kube.kubectl(
             "auth", "can-i", "delete", "deployments.apps", "-n", pipeline_ns, kubeconfig=sa, check=False
@@ -687,3 +734,178 @@ def test_kind_loop_files() -> None:
     subprocess.run(["bash", "-n", str(REPO / "scripts" / "kind-up.sh")], check=True)
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^kind-up:", makefile, re.M) and "scripts/kind-up.sh" in makefile
+
+
+# --- least privilege and tenant safety (issue 11, points 11 and 12) ------------------------------
+
+
+def _can_i(
+    kube: KubeControlPlane, verb: str, resource: str, namespace: str, *, kubeconfig: Path | None = None, user: str = ""
+) -> bool:
+    """``kubectl auth can-i`` against the real API server (its authorizer, not a reading of rules)."""
+    args = ["auth", "can-i", verb, resource, "-n", namespace, *([f"--as={user}"] if user else [])]
+    answer = kube.kubectl(*args, kubeconfig=kubeconfig, check=False)
+    assert answer.stdout.strip() in ("yes", "no"), answer
+    return answer.stdout.strip() == "yes"
+
+
+def test_default_install_operator_only_binds_the_spark_driver_role(
+    kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
+) -> None:
+    """The operator's ServiceAccount under the default values: no pods, no Secrets, no ConfigMaps or
+    PVCs, no binding of any ClusterRole but the chart's Spark driver one; the driver's rights come
+    from that ClusterRole, bound in the pipeline's namespace only, and hold no PVCs or Secrets."""
+    name, _ = release
+    _install(kube, helm, release, kube_namespace)
+    fullname = f"{name}-cryptopipe-operator"
+    driver_role = f"{fullname}-spark-driver"
+    kube.get_json("clusterrole", driver_role)
+    sa = kube.service_account_kubeconfig(fullname, kube_namespace)
+    pipeline_ns = f"{kube_namespace}-d"[:63]
+    kube.ensure_namespace(pipeline_ns)
+    try:
+        for ns in (pipeline_ns, "kube-system"):
+            for verb, resource in (
+                ("create", "pods"),
+                ("patch", "pods"),
+                ("update", "pods"),
+                ("delete", "pods"),
+                ("create", "pods/exec"),
+                ("get", "secrets"),
+                ("list", "secrets"),
+                ("create", "configmaps"),
+                ("create", "persistentvolumeclaims"),
+                ("delete", "persistentvolumeclaims"),
+                ("create", "roles.rbac.authorization.k8s.io"),
+                ("patch", "roles.rbac.authorization.k8s.io"),
+                ("escalate", "roles.rbac.authorization.k8s.io"),
+                ("bind", "roles.rbac.authorization.k8s.io"),
+                ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"),
+                ("bind", "clusterroles.rbac.authorization.k8s.io/admin"),
+                ("bind", "clusterroles.rbac.authorization.k8s.io/edit"),
+                ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+                ("list", "deployments.apps"),
+                ("watch", "services"),
+                ("delete", "services"),
+            ):
+                assert not _can_i(kube, verb, resource, ns, kubeconfig=sa), f"{verb} {resource} in {ns}"
+        assert _can_i(kube, "bind", f"clusterroles.rbac.authorization.k8s.io/{driver_role}", pipeline_ns, kubeconfig=sa)
+
+        # the children as the operator applies them, as its ServiceAccount: the driver's RoleBinding
+        # to the ClusterRole is accepted although the operator holds none of its rights
+        body = yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-full.yaml").read_text())
+        body["metadata"]["namespace"] = pipeline_ns
+        kube.apply(body)
+        stored = kube.get_json("cryptopipeline", "majors", "-n", pipeline_ns)
+        _apply_as(kube, sa, *render_children(parse_pipeline(stored), 1, spark_driver_role=driver_role))
+        binding = kube.get_json("rolebinding", "majors-spark-driver", "-n", pipeline_ns)
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": driver_role,
+        }
+        # and a binding to any other ClusterRole is refused
+        other = render_children(parse_pipeline(stored), 1, spark_driver_role="edit")
+        with pytest.raises(KubectlError, match="forbidden"):
+            _apply_as(kube, sa, *[c for c in other if c["kind"] == "RoleBinding"])
+
+        driver = f"system:serviceaccount:{pipeline_ns}:majors-spark"
+        for verb, resource in (
+            ("create", "pods"),
+            ("watch", "pods"),
+            ("delete", "pods"),
+            ("deletecollection", "pods"),
+            ("create", "configmaps"),
+            ("deletecollection", "services"),
+        ):
+            assert _can_i(kube, verb, resource, pipeline_ns, user=driver), f"driver: {verb} {resource}"
+        for verb, resource, ns in (
+            ("create", "persistentvolumeclaims", pipeline_ns),
+            ("delete", "persistentvolumeclaims", pipeline_ns),
+            ("get", "secrets", pipeline_ns),
+            ("patch", "pods", pipeline_ns),
+            ("create", "services", pipeline_ns),
+            ("create", "pods", kube_namespace),  # the namespace only, not the cluster
+        ):
+            assert not _can_i(kube, verb, resource, ns, user=driver), f"driver: {verb} {resource} in {ns}"
+    finally:
+        kube.kubectl("delete", "namespace", pipeline_ns, "--wait=false", check=False)
+
+
+def _eventually(check: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout:g}s: {what}") from None
+            time.sleep(0.5)
+
+
+def _sink_pipeline(name: str, namespace: str, secret: str) -> dict[str, Any]:
+    body = yaml.safe_load((MANIFESTS / "examples" / "cryptopipeline-minimal.yaml").read_text())
+    body["metadata"] = {"name": name, "namespace": namespace}
+    body["spec"]["sink"]["credentialsSecretRef"] = {"name": secret}
+    return body
+
+
+def _create(kube: KubeControlPlane, body: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
+    return kube.kubectl("create", *extra, "-f", "-", input=json.dumps(body), check=False)
+
+
+def test_tenants_get_pipeline_rights_and_only_opted_in_secrets_as_sink_credentials(
+    kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
+) -> None:
+    """Namespace editors may manage CryptoPipelines and viewers read them (the aggregated
+    cryptopipeline-edit/-view ClusterRoles); a CryptoPipeline may name as sink credentials only a
+    Secret labelled cryptopipeline.io/sink-credentials=true (the chart's admission policy)."""
+    name, _ = release
+    _install(kube, helm, release, kube_namespace)
+    ns = f"{kube_namespace}-t"[:63]
+    kube.ensure_namespace(ns)
+    try:
+        for user, role in (("alice", "edit"), ("bob", "view")):
+            kube.kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}", "-n", ns)
+
+        def aggregated() -> None:
+            for verb in ("create", "update", "patch", "delete", "get", "list", "watch"):
+                assert _can_i(kube, verb, "cryptopipelines.cryptopipeline.io", ns, user="alice"), f"editor: {verb}"
+            for verb in ("get", "list", "watch"):
+                assert _can_i(kube, verb, "cryptopipelines.cryptopipeline.io", ns, user="bob"), f"viewer: {verb}"
+            for verb in ("create", "patch", "delete"):
+                assert not _can_i(kube, verb, "cryptopipelines.cryptopipeline.io", ns, user="bob"), f"viewer: {verb}"
+
+        _eventually(aggregated, "edit and view aggregate the CryptoPipeline rights")
+
+        kube.kubectl("create", "secret", "generic", "kafka-cluster-ca", "--from-literal=ca.key=k", "-n", ns)
+        kube.kubectl("create", "secret", "generic", "lake-keys", "--from-literal=accessKey=a", "-n", ns)
+        kube.kubectl("label", "secret", "lake-keys", "cryptopipeline.io/sink-credentials=true", "-n", ns)
+
+        def refused() -> None:
+            result = _create(kube, _sink_pipeline("steal", ns, "kafka-cluster-ca"), "--dry-run=server")
+            assert result.returncode != 0 and "has not opted in" in result.stderr, result.stderr
+
+        # the API server picks a new policy up within a second or so
+        _eventually(refused, "a pipeline naming a Secret without the opt-in is refused")
+        result = _create(kube, _sink_pipeline("steal", ns, "kafka-cluster-ca"))
+        assert result.returncode != 0 and "cryptopipeline.io/sink-credentials=true" in result.stderr, result.stderr
+        # an editor is refused the same way
+        result = _create(kube, _sink_pipeline("steal", ns, "kafka-cluster-ca"), "--as=alice")
+        assert result.returncode != 0 and "has not opted in" in result.stderr, result.stderr
+        # the labelled Secret (and one that does not exist yet) may be used
+        for pipeline_name, secret in (("lake", "lake-keys"), ("later", "not-yet-created")):
+            result = _create(kube, _sink_pipeline(pipeline_name, ns, secret), "--as=alice")
+            assert result.returncode == 0, result.stderr
+        # switching an existing pipeline to the unlabelled Secret is refused too
+        patch = json.dumps({"spec": {"sink": {"credentialsSecretRef": {"name": "kafka-cluster-ca"}}}})
+        result = kube.kubectl("patch", "cryptopipeline", "lake", "-n", ns, "--type=merge", "-p", patch, check=False)
+        assert result.returncode != 0 and "has not opted in" in result.stderr, result.stderr
+        # a Secret that loses its label later does not block the pipeline's other updates (the
+        # operator's finalizer and annotation patches, its deletion)
+        kube.kubectl("label", "secret", "lake-keys", "cryptopipeline.io/sink-credentials-", "-n", ns)
+        kube.kubectl("annotate", "cryptopipeline", "lake", "-n", ns, "example.com/touched=yes")
+        kube.kubectl("delete", "cryptopipeline", "lake", "later", "-n", ns, "--timeout=30s")
+    finally:
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -296,7 +296,6 @@ def test_operator_killed_mid_create_converges(
     assert counts == {
         "KafkaTopic": 2,
         "ServiceAccount": 1,
-        "Role": 1,
         "RoleBinding": 1,
         "Service": 1,
         "Deployment": 1,

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.kube
 ONE_SET = {
     "KafkaTopic": 2,
     "ServiceAccount": 1,
-    "Role": 1,
     "RoleBinding": 1,
     "Service": 1,
     "Deployment": 1,

@@ -20,7 +20,7 @@ PATHS = {
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "CryptoPipeline": "/apis/cryptopipeline.io/v1alpha1/namespaces/{ns}/cryptopipelines",
 }
-CHILD_KINDS = ("KafkaTopic", "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "SparkApplication")
+CHILD_KINDS = ("KafkaTopic", "ServiceAccount", "RoleBinding", "Service", "Deployment", "SparkApplication")
 
 
 def get(kube: KubeControlPlane, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

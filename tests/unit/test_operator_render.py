@@ -258,15 +258,25 @@ def test_spark_credentials_come_from_the_secret() -> None:
     assert minio["spark.hadoop.fs.s3a.path.style.access"] == "true"
 
 
-def test_driver_may_manage_its_executors() -> None:
-    children = {c["kind"]: c for c in render_children(VARIANTS["base"], 1)}
+def test_driver_is_bound_to_the_spark_driver_cluster_role() -> None:
+    children = {c["kind"]: c for c in render_children(VARIANTS["base"], 1, spark_driver_role="rel-spark-driver")}
     account = children["ServiceAccount"]["metadata"]["name"]
     assert children["SparkApplication"]["spec"]["driver"]["serviceAccount"] == account
-    assert children["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "data"}]
-    assert children["RoleBinding"]["roleRef"]["name"] == children["Role"]["metadata"]["name"]
-    rules = children["Role"]["rules"]
-    assert not any("*" in rule[key] for rule in rules for key in ("apiGroups", "resources", "verbs"))
-    assert any("pods" in r["resources"] and "create" in r["verbs"] for r in rules)
+    binding = children["RoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "data"}]
+    # the chart's ClusterRole, bound in the pipeline's namespace; no Role of the operator's making
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "rel-spark-driver",
+    }
+    assert "Role" not in children
+    # a roleRef is immutable: the new binding's name is not the old Role binding's (deleted instead)
+    assert binding["metadata"]["name"] == "btc-spark-driver" != account
+    assert {(r.kind, r.name) for r in unwanted_children(VARIANTS["base"])} >= {
+        ("Role", account),
+        ("RoleBinding", account),
+    }
     service = children["Service"]
     assert service["spec"]["selector"] == children["Deployment"]["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
@@ -314,10 +324,15 @@ def test_monitor_is_rendered_only_when_enabled() -> None:
     assert monitors(VARIANTS["base"]) == [] and monitors(VARIANTS["suspended"]) == []
     assert monitors(VARIANTS["monitored"]) == ["btc-lake-monitor"]
     # off: the reconcile deletes a monitor an earlier spec created, by name and component label
-    assert unwanted_children(VARIANTS["base"]) == [
-        ChildRef("apps/v1", "Deployment", "btc-lake-monitor", "lake-monitor")
+    legacy_rbac = [
+        ChildRef("rbac.authorization.k8s.io/v1", "RoleBinding", "btc-spark", "spark"),
+        ChildRef("rbac.authorization.k8s.io/v1", "Role", "btc-spark", "spark"),
     ]
-    assert unwanted_children(VARIANTS["monitored"]) == []
+    assert unwanted_children(VARIANTS["base"]) == [
+        ChildRef("apps/v1", "Deployment", "btc-lake-monitor", "lake-monitor"),
+        *legacy_rbac,
+    ]
+    assert unwanted_children(VARIANTS["monitored"]) == legacy_rbac
     # and nothing rendered is ever in the list of children to delete
     for p in VARIANTS.values():
         rendered = {(c["kind"], c["metadata"]["name"]) for c in render_children(p, 1)}

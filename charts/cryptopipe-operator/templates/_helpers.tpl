@@ -59,69 +59,119 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* The ClusterRole the Spark drivers run with: the chart ships it, the operator only binds it. */}}
+{{- define "cryptopipe-operator.sparkDriverRole" -}}
+{{- printf "%s-spark-driver" (include "cryptopipe-operator.fullname" .) }}
+{{- end }}
+
 {{/*
 What the operator needs in every namespace it serves: the rules of its Role (namespaced mode) or
-ClusterRole (cluster mode). No wildcards; each rule says why it is there.
+ClusterRole (cluster mode). No wildcards, and no verb the operator's code does not call: each rule
+says which call needs it (operator/cryptopipe_operator: kube_api.py's get/apply/request, kopf's
+watch and patches; docs/operator.md "RBAC: what the operator holds and why" lists them all).
+Server-side apply (kube_api.apply) needs patch, and create too when the object does not exist yet;
+reconcile.py GETs every child before applying it (to say in an Event what changed) and reads the
+topics, Deployments and SparkApplication back for the status. Nothing here lists or watches a
+child (a timer reads their status), and no pod, ConfigMap or Secret is ever written.
 */}}
 {{- define "cryptopipe-operator.rules" -}}
-# its own resource: kopf watches it and patches finalizers and its progress annotations
+# its own resource: kopf lists and watches it, and patches its finalizer and progress annotations
+# (get reveals nothing list does not; kubectl-style reads of one pipeline)
 - apiGroups: ["cryptopipeline.io"]
   resources: ["cryptopipelines"]
   verbs: ["get", "list", "watch", "patch"]
-# conditions, observedGeneration, checkpointGeneration
+# conditions, observedGeneration, checkpointGeneration: merge patches of the status subresource
 - apiGroups: ["cryptopipeline.io"]
   resources: ["cryptopipelines/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # ownerReferences with blockOwnerDeletion on the children: clusters running the
 # OwnerReferencesPermissionEnforcement admission plugin require update on the owner's finalizers
 - apiGroups: ["cryptopipeline.io"]
   resources: ["cryptopipelines/finalizers"]
   verbs: ["update"]
-# kopf's and the handlers' Events about what changed
+# kopf's and the handlers' Events about what changed (POST only)
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# the children: server-side apply (patch, and create for the first apply), read back for the
-# status (get, and list KafkaTopics by label for deletionPolicy: Retain). No watch: a timer reads
-# their status. No delete either (garbage collection removes them through their ownerReferences),
-# except on deployments: an optional child the spec turns off (the lake monitor, spec.monitor)
-# is deleted by name, and only when labelled and owned as that pipeline's.
+# the topics: applied (get, create, patch), and listed by label for deletionPolicy: Retain, which
+# unowns them. No delete: garbage collection removes them through their ownerReferences.
 - apiGroups: ["kafka.strimzi.io"]
   resources: ["kafkatopics"]
   verbs: ["get", "list", "create", "patch"]
+# the candle job: applied, and read back for the status
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["sparkapplications"]
-  verbs: ["get", "list", "create", "patch"]
+  verbs: ["get", "create", "patch"]
+# ingestion and the lake monitor: applied, read back for the status; delete: the lake monitor when
+# spec.monitor turns it off (by name, and only when labelled and owned as that pipeline's)
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "create", "patch", "delete"]
-# the pipeline's NetworkPolicies (operator/cryptopipe_operator/render_network.py); delete when
-# spec.networkPolicy.enabled turns them off (by name, only when labelled and owned as that pipeline's)
+  verbs: ["get", "create", "patch", "delete"]
+# the pipeline's NetworkPolicies (render_network.py); delete when spec.networkPolicy.enabled turns
+# them off (by name, only when labelled and owned as that pipeline's)
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
+# the Spark driver's ServiceAccount and the ingestion metrics Service: applied
 - apiGroups: [""]
-  resources: ["serviceaccounts"]
-  verbs: ["get", "list", "create", "patch"]
+  resources: ["serviceaccounts", "services"]
+  verbs: ["get", "create", "patch"]
+# the driver's RoleBinding to the chart's Spark driver ClusterRole: applied; delete: the RoleBinding
+# of the same ServiceAccount to a per-pipeline Role that operators before it created (a roleRef is
+# immutable, so the new binding has a new name and the old one is deleted by name, only when
+# labelled and owned as that pipeline's)
 - apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "create", "patch"]
-# services are children too (the ingestion metrics Service); watch and delete are held only so the
-# operator may grant them to the Spark driver, whose Role (operator/cryptopipe_operator/render_spark.py,
-# render_role) holds them: Kubernetes forbids granting what the granter does not hold
-- apiGroups: [""]
-  resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# held only to grant them to the Spark driver (same reason)
-- apiGroups: [""]
-  resources: ["pods", "configmaps", "persistentvolumeclaims"]
-  verbs: ["create", "get", "list", "watch", "patch", "update", "delete", "deletecollection"]
+  resources: ["rolebindings"]
+  verbs: ["get", "create", "patch", "delete"]
+# that old per-pipeline Role: only read (is it the pipeline's?) and deleted, never created
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles"]
+  verbs: ["get", "delete"]
+# binding the Spark driver ClusterRole, and no other: Kubernetes lets a RoleBinding reference a
+# role whose rights the creator does not hold only with bind on that role, so the operator holds
+# none of the driver's pod, service and ConfigMap rights itself
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  verbs: ["bind"]
+  resourceNames: [{{ include "cryptopipe-operator.sparkDriverRole" . | quote }}]
 {{- if .Values.rbac.readSinkSecrets }}
 # the sink's S3 credentials (by name from spec.sink.credentialsSecretRef), to remove the lake
 # prefix and checkpoints under deletionPolicy: Delete; get only, never list or watch
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
+{{- end }}
+
+{{/*
+What a Spark driver in cluster mode does with its ServiceAccount (Spark's Kubernetes scheduler
+backend, through the fabric8 client): create its executor pods, watch and list them (the watch and
+the polling snapshot source), get its own driver pod (the executors' owner), delete executors by
+name and by label (deletecollection) on scale-down and at the end; create the executors' ConfigMap
+and delete it at the end; delete its driver Service at the end (spark.kubernetes.driver.service.
+deleteOnTermination; spark-operator's submission creates the Service, not the driver). No patch or
+update (only for spark.kubernetes.executor.deleteOnTermination=false or a decommission label,
+neither of which the operator sets), no Secrets. PersistentVolumeClaims only with
+rbac.sparkDriver.persistentVolumeClaims (executor volumes claimed OnDemand); without them Spark's
+look for reusable PVCs (a list, caught: "Cannot list PVC resources" at INFO) and its PVC cleanup
+at stop (caught and logged) are refused, which changes nothing when no executor volume is a PVC.
+*/}}
+{{- define "cryptopipe-operator.sparkDriverRules" -}}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["create", "get", "list", "watch", "delete", "deletecollection"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create", "get", "list", "delete", "deletecollection"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "delete", "deletecollection"]
+{{- if .Values.rbac.sparkDriver.persistentVolumeClaims }}
+# executor volumes claimed OnDemand (spark.kubernetes.executor.volumes.persistentVolumeClaim.*):
+# the driver creates them, lists them to reuse them, deletes them when it does not own them
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["create", "get", "list", "delete", "deletecollection"]
 {{- end }}
 {{- end }}
 
