@@ -17,6 +17,7 @@ import json
 import re
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -692,20 +693,39 @@ def test_ingestion_image_runs_what_the_deployment_runs() -> None:
     assert str(INGEST_HTTP_PORT) in _instruction(stage, "EXPOSE").split()
 
 
-def test_spark_image_holds_the_job_and_the_connector_jars() -> None:
-    text = (DOCKER / "spark-job.Dockerfile").read_text()
-    stage = _final_stage(DOCKER / "spark-job.Dockerfile")
-    assert re.search(r"^ARG SPARK_IMAGE=apache/spark:4\.1\.3", text, re.M)
-    assert "COPY scripts/maven/spark-connectors.pom.xml" in text and "dependency:copy-dependencies" in text
+def _stage(dockerfile: Path, name: str) -> list[str]:
+    """The lines of the build stage ``FROM ... AS name``."""
+    lines = [line for line in re.sub(r"\\\n", " ", dockerfile.read_text()).splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    (start,) = [i for i in starts if [w.upper() for w in lines[i].split()[-2:]] == ["AS", name.upper()]]
+    end = next((i for i in starts if i > start), len(lines))
+    return [line for line in lines[start:end] if not line.startswith("#")]
+
+
+def test_spark_image_holds_spark_the_job_and_the_connector_jars() -> None:
+    dockerfile = DOCKER / "spark-job.Dockerfile"
+    text = dockerfile.read_text()
+    # Spark is the pyspark wheel at the version the project pins, with the connector jars in its jars/
+    pinned = next(
+        d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["spark-job"]
+    )
+    assert pinned == "pyspark==4.1.3"
+    assert re.search(r"^ARG SPARK_VERSION=4\.1\.3$", text, re.M)
+    assert '"pyspark==${SPARK_VERSION}"' in text
+    assert "COPY spark-jars/ /jars/" in text and "cp /jars/*.jar" in text
     assert (
         "<spark.version>4.1.3</spark.version>" in (REPO / "scripts" / "maven" / "spark-connectors.pom.xml").read_text()
     )
-    assert "COPY --from=jars /jars/*.jar /opt/spark/jars/" in stage
+    # the project's own entrypoint (driver/executor as spark-operator starts them), as a non-root user
+    spark = _stage(dockerfile, "spark")
+    assert _instruction(spark, "ENTRYPOINT") == ["/opt/entrypoint.sh"]
+    assert "COPY docker/spark/entrypoint.sh /opt/entrypoint.sh" in spark
+    assert (REPO / "docker" / "spark" / "entrypoint.sh").is_file()
     # the SparkApplication's mainApplicationFile is in the image, at the path it names
+    stage = _final_stage(dockerfile)
     assert MAIN_APPLICATION_FILE == "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
     assert "COPY spark-apps/ /opt/cryptopipe/spark-apps/" in stage
     assert (REPO / "spark-apps" / "candles_job" / "main.py").is_file()
-    assert _instruction(stage, "ENTRYPOINT") == ["/opt/entrypoint.sh"]
     assert "/opt/cryptopipe/spark-apps/candles_job/main.py" in _instruction(stage, "CMD")
     assert _user(stage) != 0
 
