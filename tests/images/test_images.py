@@ -135,7 +135,7 @@ def test_operator_starts_and_stops_without_a_cluster(docker_env: dict[str, str])
         assert docker(docker_env, "stop", "-t", "30", name).returncode == 0
         logs = _wait_for_log(docker_env, name, "Operator is stopping", 30)
     finally:
-        docker(docker_env, "rm", "-f", name)
+        docker(docker_env, "rm", "-f", "-v", name)
 
 
 def test_spark_submit_runs_in_the_spark_job_image(docker_env: dict[str, str]) -> None:
@@ -245,7 +245,7 @@ def test_kafka_formats_its_storage_once_and_starts(docker_env: dict[str, str]) -
         logs = _wait_for_log(docker_env, name, "Kafka Server started", 120, count=2)
         assert logs.count("formatting /var/lib/kafka/data") == 1, logs[-3000:]
     finally:
-        docker(docker_env, "rm", "-f", name)
+        docker(docker_env, "rm", "-f", "-v", name)
 
 
 def _wait_for_log(env: dict[str, str], name: str, text: str, timeout: float, count: int = 1) -> str:
