@@ -245,15 +245,17 @@ spark_operator_bin() {
 }
 
 # --- 5. images -------------------------------------------------------------------------------------
-# stage NAME: the build context: the repo's files (as .gitignore and .dockerignore leave them) and
-# what the image installs from the host; large files are hard links into the cache
+# stage NAME: the build context: what the Dockerfiles may COPY from the repo (the package's
+# sources, pyproject.toml, README.md and docker/, as .gitignore leaves them: an edit elsewhere does
+# not rebuild anything) and what the image installs from the host; large files are hard links
+# into the cache
 CTX_ROOT="$IMG/context"
+CTX_PATHS="pyproject.toml README.md .dockerignore docker services operator spark-apps"
 stage() {
   local ctx="$CTX_ROOT/$1"
   rm -rf "$ctx"; mkdir -p "$ctx"
-  # docs/ and tests/ are in .dockerignore too: leaving them out keeps an edit there from rebuilding
-  tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.work --exclude=./docs --exclude=./tests \
-    --exclude-vcs-ignores -cf - . | tar -C "$ctx" -xf -
+  # shellcheck disable=SC2086
+  tar -C "$REPO" --exclude-vcs-ignores --exclude='__pycache__' -cf - $CTX_PATHS | tar -C "$ctx" -xf -
   echo "$ctx"
 }
 link_in() {  # link_in SRC_DIR DEST_DIR GLOB: hard links (copies across filesystems)

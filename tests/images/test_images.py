@@ -135,7 +135,7 @@ def test_operator_starts_and_stops_without_a_cluster(docker_env: dict[str, str])
         assert docker(docker_env, "stop", "-t", "30", name).returncode == 0
         logs = _wait_for_log(docker_env, name, "Operator is stopping", 30)
     finally:
-        docker(docker_env, "rm", "-f", name)
+        docker(docker_env, "rm", "-f", "-v", name)
 
 
 def test_spark_submit_runs_in_the_spark_job_image(docker_env: dict[str, str]) -> None:
@@ -153,7 +153,8 @@ def test_spark_submit_runs_in_the_spark_job_image(docker_env: dict[str, str]) ->
 
 def test_spark_entrypoint_passes_what_spark_on_kubernetes_sets(docker_env: dict[str, str]) -> None:
     """`executor`: every SPARK_JAVA_OPT_<n> in order of n, each whole; the classpath variables; the
-    backend's arguments. `java` is replaced by a script that prints its arguments."""
+    backend's arguments. `driver`: spark-submit in client mode. `java` and `spark-submit` are
+    replaced by scripts that print their arguments."""
     image = IMAGES["spark-job"]
     env = {
         "SPARK_JAVA_OPT_0": "-Dspark.a=1",
@@ -191,6 +192,25 @@ def test_spark_entrypoint_passes_what_spark_on_kubernetes_sets(docker_env: dict[
     assert "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend" in args
     for flag, value in [("--driver-url", env["SPARK_DRIVER_URL"]), ("--executor-id", "3"), ("--hostname", "10.0.0.7")]:
         assert args[args.index(flag) + 1] == value
+    # `driver ARGS`: spark-submit in client mode, bound to the pod's address, ARGS as given
+    fake_submit = (
+        "mkdir -p /tmp/fakespark/bin && printf '#!/bin/sh\\nfor a; do echo \"ARG:$a\"; done\\n'"
+        " > /tmp/fakespark/bin/spark-submit && chmod +x /tmp/fakespark/bin/spark-submit"
+        ' && SPARK_HOME=/tmp/fakespark exec /opt/entrypoint.sh driver "$@"'
+    )
+    driver_args = ["--properties-file", "/opt/spark/conf/spark.properties", "local:///job/main.py", "--flag", "a b"]
+    out = docker(
+        docker_env, "run", "--rm", *NO_NET, "-e", "SPARK_DRIVER_BIND_ADDRESS=10.0.0.5", "--entrypoint", "bash",
+        image, "-c", fake_submit, "bash", *driver_args,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    args = [line[4:] for line in out.stdout.splitlines() if line.startswith("ARG:")]
+    assert args == [
+        "--conf", "spark.driver.bindAddress=10.0.0.5",
+        "--conf", "spark.executorEnv.SPARK_DRIVER_POD_IP=10.0.0.5",
+        "--deploy-mode", "client",
+        *driver_args,
+    ], args  # fmt: skip
     # anything else is exec'd as is
     echo = run(docker_env, image, "echo", "as", "is")
     assert echo.stdout.strip() == "as is"
@@ -225,7 +245,7 @@ def test_kafka_formats_its_storage_once_and_starts(docker_env: dict[str, str]) -
         logs = _wait_for_log(docker_env, name, "Kafka Server started", 120, count=2)
         assert logs.count("formatting /var/lib/kafka/data") == 1, logs[-3000:]
     finally:
-        docker(docker_env, "rm", "-f", name)
+        docker(docker_env, "rm", "-f", "-v", name)
 
 
 def _wait_for_log(env: dict[str, str], name: str, text: str, timeout: float, count: int = 1) -> str:
