@@ -30,9 +30,23 @@ PROJECT = "cryptopipe"
 FIRST_PARTY = {"cryptopipe", "cryptopipe_dev", "cryptopipe_operator", "candles_job"}
 # libraries only the harness, the tests or the linters use: none may reach an image
 DEV_ONLY = {
-    "pytest", "pytest-timeout", "jsonschema", "s3fs", "duckdb", "boto3", "botocore", "websockets",
-    "zstandard", "mplfinance", "matplotlib", "pandas", "six", "ruff", "mypy", "import-linter",
-}  # fmt: skip
+    "pytest",
+    "pytest-timeout",
+    "jsonschema",
+    "s3fs",
+    "duckdb",
+    "boto3",
+    "botocore",
+    "websockets",
+    "zstandard",
+    "mplfinance",
+    "matplotlib",
+    "pandas",
+    "six",
+    "ruff",
+    "mypy",
+    "import-linter",
+}
 # what an image's base provides instead of its extra (the Spark image: pyspark and py4j from $SPARK_HOME)
 PROVIDED_BY_BASE = {"spark-job.Dockerfile": {"pyspark", "py4j"}}
 ALL_DOCKERFILES = sorted(p.name for p in DOCKER.glob("*.Dockerfile"))
