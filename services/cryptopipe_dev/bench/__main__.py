@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptopipe.logs import setup_logging
 from cryptopipe_dev.bench import report
 from cryptopipe_dev.bench.latency import run_latency
+from cryptopipe_dev.bench.machine import package_version
 from cryptopipe_dev.bench.throughput import run_throughput
 
 log = logging.getLogger("cryptopipe_dev.bench")
@@ -126,7 +127,7 @@ def _peers(args: argparse.Namespace) -> int:
     from cryptopipe_dev.bench.peers import run_peers
 
     began = time.monotonic()
-    env = report.environment()
+    env = {**report.environment(), **{name: package_version(name) for name in ("cryptofeed", "aiokafka")}}
     print("CryptoPipeline ingestion vs peers  " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), flush=True)
     for key, value in env.items():
         print(f"  {key}: {value}")

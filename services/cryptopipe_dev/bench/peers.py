@@ -60,6 +60,7 @@ CF_ALL = "cryptofeed, acks=all"
 PROJECT_HOT = "cryptopipe hot path"
 BARE = "bare kafka-python"
 PROJECT_HOT_EXCHANGE = "cryptopipe hot path, Exchange feed"
+WS_RECEIVE = "WebSocket receive only"
 HOW = {
     PROJECT_WS: "python -m cryptopipe.ingest, WebSocket from the replay server",
     CF_DEFAULT: "cryptofeed 2.4.1 Coinbase + TradeKafka, WebSocket from the replay server",
@@ -67,6 +68,7 @@ HOW = {
     PROJECT_HOT: "FrameHandler.handle -> RecordProducer, in-process",
     BARE: "KafkaProducer.send of (a')'s record bytes, in-process",
     PROJECT_HOT_EXCHANGE: "as (a'), on synthetic Exchange frames",
+    WS_RECEIVE: "the ingestion's websocket-client recv loop alone, no parse, no Kafka (the feed's ceiling)",
 }
 LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 BARE_SAMPLE = 50  # one send -> ack latency sample per this many records
@@ -317,6 +319,31 @@ def bare_run(broker: KafkaBroker, topic: str, records: Sequence[tuple[bytes, byt
     return PeerRun(BARE, trades, len(records), wall, cpu, latencies)
 
 
+def receive_only_run(work_dir: Path, frames: Sequence, trades: int, timeout_s: float = 600.0) -> PeerRun:
+    """The service's WebSocket receive alone (ws_drain.py, a process of its own): what it costs per
+    frame, and how fast the replay server feeds one client."""
+    source = GatedSource(frames)
+    server = ReplayServer(source, speed="max", control_port=None).start()
+    argv = [sys.executable, "-m", "cryptopipe_dev.bench.ws_drain", "--url", server.url, "--frames", str(len(frames))]
+    proc = subprocess.Popen(
+        argv, env=_child_env({}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        if not source.subscribed.wait(120):
+            raise RuntimeError(f"{WS_RECEIVE}: never subscribed")
+        time.sleep(1.0)
+        source.go.set()
+        out, _ = proc.communicate(timeout=timeout_s)
+    finally:
+        source.go.set()
+        _stop(proc)
+        server.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{WS_RECEIVE} exited with {proc.returncode}: {out.decode(errors='replace')[-2000:]}")
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    return PeerRun(WS_RECEIVE, trades, figures["frames"], figures["wall_s"], figures["cpu_s"], [])
+
+
 def cryptofeed_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -384,6 +411,7 @@ def run_peers(
                         broker, PROJECT_HOT_EXCHANGE, t, exchange_frames, "exchange"
                     ),
                 ),
+                (WS_RECEIVE, lambda: receive_only_run(work_dir, frames, n_trades)),
             ]  # fmt: skip
             for side, step in steps:
                 progress(f"  round {i + 1}/{rounds}: {side} ...")
