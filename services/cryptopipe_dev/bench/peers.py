@@ -16,6 +16,8 @@ partitions, keyed (or partitioned) by product; the sides run one after the other
   (a') the ingestion's hot path, ``FrameHandler.handle`` -> ``RecordProducer``, on the same frames;
   (c) the bare ``KafkaProducer.send`` of the very record bytes (a') produces, same settings;
   and (a') once more on Exchange frames, for the per-CPU-second target on both feeds.
+- Last, the service's WebSocket receive alone (ws_drain.py, no parse, no Kafka): its CPU per frame,
+  and the replay server's ceiling for the WebSocket sides.
 
 A run is timed from the first frame to the last record's broker append; a trade counts once it is
 in the topic. Latency is receive -> broker append of every trade (the topic's timestamps are the
