@@ -156,6 +156,8 @@ def _peers(args: argparse.Namespace) -> int:
     )
     if result.profile:
         print("\ncProfile of one Advanced Trade hot-path run (main thread; profiling slows it ~3x):\n" + result.profile)
+    if result.service_profile:
+        print("\ncProfile of one ingestion service run (every thread together):\n" + result.service_profile)
     extra = {"environment": env, "seconds": round(seconds, 1), "load_average_1m": load}
     for path in peers_report.write(result, args.json, args.chart, extra):
         print(f"wrote {path}")

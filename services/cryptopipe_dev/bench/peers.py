@@ -30,9 +30,11 @@ saturation (queueing included), not at live rates.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
+import pstats
 import signal
 import subprocess
 import sys
@@ -111,7 +113,8 @@ class PeersResult:
     frames: int
     runs: list[PeerRun]
     cryptofeed_version: str
-    profile: str | None = None
+    profile: str | None = None  # the in-process hot path's top functions (--profile)
+    service_profile: str | None = None  # the service's, every thread (--profile)
 
     def best(self, side: str) -> PeerRun | None:
         runs = [r for r in self.runs if r.side == side]
@@ -234,7 +237,12 @@ def websocket_run(
     return PeerRun(side, len(latencies), expected_records, wall_s, cpu_s, latencies)
 
 
-def project_command(broker: KafkaBroker, topic: str) -> Callable[[str], tuple[list[str], dict[str, str]]]:
+def project_command(
+    broker: KafkaBroker, topic: str, profile_to: Path | None = None
+) -> Callable[[str], tuple[list[str], dict[str, str]]]:
+    """``profile_to``: run the service under cProfile in every thread (profiled_ingest.py), the
+    stats written there when it stops."""
+
     def command(url: str) -> tuple[list[str], dict[str, str]]:
         env = {
             "CRYPTOPIPE_INGEST_FEED": "advanced_trade",
@@ -248,6 +256,8 @@ def project_command(broker: KafkaBroker, topic: str) -> Callable[[str], tuple[li
             "CRYPTOPIPE_INGEST_HTTP_PORT": "0",
             "CRYPTOPIPE_INGEST_LOG_LEVEL": "WARNING",
         }
+        if profile_to is not None:
+            return [sys.executable, "-m", "cryptopipe_dev.bench.profiled_ingest", str(profile_to)], _child_env(env)
         return [sys.executable, "-m", "cryptopipe.ingest"], _child_env(env)
 
     return command
@@ -346,6 +356,23 @@ def receive_only_run(work_dir: Path, frames: Sequence, trades: int, timeout_s: f
     return PeerRun(WS_RECEIVE, trades, figures["frames"], figures["wall_s"], figures["cpu_s"], [])
 
 
+def profile_service(
+    broker: KafkaBroker, work_dir: Path, frames: Sequence, records: int, topic: str, top: int = 30
+) -> str:
+    """Where the service's CPU goes, every thread together (its WebSocket reader, kafka-python's
+    sender, the HTTP server): one more service run under profiled_ingest.py."""
+    path = work_dir / f"{topic}.prof"
+    websocket_run(
+        broker, work_dir, PROJECT_WS, frames, topic, project_command(broker, topic, path), records, _project_receive_us
+    )
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    out = io.StringIO()
+    pstats.Stats(str(path), stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
 def cryptofeed_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -422,7 +449,11 @@ def run_peers(
                 log.info("peer run", extra={"side": side, "per_s": run.per_s, "cpu_s": run.cpu_s})
         result = PeersResult(n_trades, len(frames), runs, cf_version)
         if profile:
+            progress("  profiling the hot path and the service ...")
             result.profile = profile_hot_path(broker, raw, feed="advanced_trade", topic=f"peers-hot-profile-{suffix}")
+            result.service_profile = profile_service(
+                broker, work_dir, frames, len(records), f"peers-ingest-profile-{suffix}"
+            )
     finally:
         if own_broker:
             broker.stop()
