@@ -26,7 +26,6 @@ FIRST_PARTY = {"cryptopipe", "cryptopipe_dev", "cryptopipe_operator", "candles_j
 DEV_ONLY = {
     "pytest", "pytest-timeout", "jsonschema", "s3fs", "duckdb", "boto3", "botocore", "websockets",
     "zstandard", "mplfinance", "matplotlib", "pandas", "six", "ruff", "mypy", "import-linter",
-    "cryptofeed", "aiokafka",  # the bench extra: the peer `make bench-compare` measures against
 }  # fmt: skip
 # what an image's base provides instead of its extra (the Spark image: pyspark and py4j from $SPARK_HOME)
 PROVIDED_BY_BASE = {"spark-job.Dockerfile": {"pyspark", "py4j"}}
