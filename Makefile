@@ -8,7 +8,7 @@ CACHE ?= $(or $(CRYPTOPIPE_CACHE),$(HOME)/.cache/cryptopipe)
 HELM ?= $(CACHE)/control-plane/bin/helm
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap up test lint fmt typecheck bench bench-compare bench-operator chaos chart-lint kind-up kind-down
+.PHONY: help bootstrap up test lint fmt typecheck bench bench-operator chaos chart-lint kind-up kind-down
 
 help: ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,7 @@ typecheck: ## mypy alone (settings in pyproject.toml)
 bench: ## ingestion throughput, candle latency and memory, side by side (~5 min; docs/benchmarks.md)
 	$(PY) -m cryptopipe_dev.bench $(BENCH_ARGS)
 
+.PHONY: bench-compare
 bench-compare: ## ingestion vs cryptofeed and the bare client, ~200k trades (needs .[bench]; docs/benchmarks.md)
 	$(PY) -m cryptopipe_dev.bench --peers $(BENCH_ARGS)
 
