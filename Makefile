@@ -35,6 +35,10 @@ typecheck: ## mypy alone (settings in pyproject.toml)
 bench: ## ingestion throughput, candle latency and memory, side by side (~5 min; docs/benchmarks.md)
 	$(PY) -m cryptopipe_dev.bench $(BENCH_ARGS)
 
+.PHONY: bench-compare
+bench-compare: ## ingestion vs cryptofeed and the bare client, ~200k trades (needs .[bench]; docs/benchmarks.md)
+	$(PY) -m cryptopipe_dev.bench --peers $(BENCH_ARGS)
+
 bench-operator: ## the operator against a real kube-apiserver (~1 min; docs/benchmarks-operator.md)
 	$(PY) -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)
 

@@ -2,7 +2,7 @@
 # Installs what the tests and the local stack need, into the cache ($CRYPTOPIPE_CACHE, outside the
 # repo) and into .venv:
 #   1. java >= 17 and mvn, Prometheus + promtool (Debian's prometheus package): apt-get when missing
-#   2. .venv with `pip install -e ".[test,lint]"` (pyspark builds from its sdist once; the pip
+#   2. .venv with `pip install -e ".[test,lint,bench]"` (pyspark builds from its sdist once; the pip
 #      cache in $CRYPTOPIPE_CACHE/pip keeps the built wheel)
 #   3. the Kafka broker's runtime classpath        -> $KAFKA_LIBS  (scripts/maven/kafka-broker.pom.xml)
 #   4. Spark's Kafka and s3a connector jars        -> $SPARK_JARS  (scripts/maven/spark-connectors.pom.xml)
@@ -84,12 +84,12 @@ venv_key="$pyproject_key-$(python3 -V | tr -d ' ')-$REPO"
 if stamp_ok "$VENV/.cryptopipe-stamp" "$venv_key" && "$VENV/bin/python" -c '' 2>/dev/null; then
   say "venv: up to date"
 else
-  say "venv: pip install -e .[test,lint] (first run builds pyspark from its sdist: ~2 min)"
+  say "venv: pip install -e .[test,lint,bench] (first run builds pyspark from its sdist: ~2 min)"
   rm -f "$VENV/.cryptopipe-stamp"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>"$LOGS/venv.log" \
     || { apt_install python3-venv; python3 -m venv "$VENV"; }
   run "$LOGS/pip.log" env PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$VENV/bin/pip" install -e "$REPO[test,lint]"
+    "$VENV/bin/pip" install -e "$REPO[test,lint,bench]"
   echo "$venv_key" >"$VENV/.cryptopipe-stamp"
 fi
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptopipe.logs import setup_logging
 from cryptopipe_dev.bench import report
 from cryptopipe_dev.bench.latency import run_latency
+from cryptopipe_dev.bench.machine import package_version
 from cryptopipe_dev.bench.throughput import run_throughput
 
 log = logging.getLogger("cryptopipe_dev.bench")
@@ -29,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m cryptopipe_dev.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--trades", type=int, default=200_000, help="trades per throughput run (default 200000)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating (hot path, bare) rounds; best of each is kept")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="alternating (hot path, bare) rounds, best of each kept (default 2; --peers: rounds of every side, "
+        "default 1)",
+    )
     p.add_argument("--profile", action="store_true", help="also cProfile one hot-path run and print its top functions")
     p.add_argument("--window", default="10s", help="candle window of the latency run (default 10s)")
     p.add_argument("--watermark", default="5s")
@@ -41,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--poll", type=float, default=0.2, help="lake listing interval, s (default 0.2)")
     p.add_argument("--memory-interval", type=float, default=2.0, help="RSS sampling interval, s (default 2)")
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead: the ingestion against cryptofeed and the bare kafka-python client (issue 12 section 1; "
+        "needs the bench extra; default 200000 trades, --trades for fewer)",
+    )
+    p.add_argument(
+        "--chart", type=Path, metavar="PATH", help="--peers: PNG of the ratios (default: the --json path as .png)"
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
     p.add_argument("--work-dir", type=Path, help="keep the stacks' data and logs here (default: a temp dir, removed)")
     p.add_argument("--log-level", default="WARNING", help="diagnostic JSON logs on stderr (default WARNING)")
@@ -50,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.peers:
+        return _peers(args)
     began = time.monotonic()
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-bench-"))
     env = report.environment()
@@ -77,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         load["after stack run"] = os.getloadavg()[0]
         print(
-            f"[2/2] ingestion throughput, {args.rounds} x (hot path, bare client) of ~{args.trades:,} trades ...",
+            f"[2/2] ingestion throughput, {args.rounds or 2} x (hot path, bare client) of ~{args.trades:,} trades ...",
             flush=True,
         )
-        throughput = run_throughput(work_dir, trades=args.trades, rounds=args.rounds, profile=args.profile)
+        throughput = run_throughput(work_dir, trades=args.trades, rounds=args.rounds or 2, profile=args.profile)
         load["after throughput"] = os.getloadavg()[0]
     finally:
         if args.work_dir is None:
@@ -102,6 +119,48 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({**report.as_json(env, throughput, latency, memory, seconds), "load_average_1m": load}, indent=2)
         )
         print(f"JSON: {args.json}")
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    from cryptopipe_dev.bench import peers_report
+    from cryptopipe_dev.bench.peers import run_peers
+
+    began = time.monotonic()
+    env = {**report.environment(), **{name: package_version(name) for name in ("cryptofeed", "aiokafka")}}
+    print("CryptoPipeline ingestion vs peers  " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), flush=True)
+    for key, value in env.items():
+        print(f"  {key}: {value}")
+    load = {"start": os.getloadavg()[0]}
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-bench-peers-"))
+    try:
+        result = run_peers(
+            work_dir,
+            trades=args.trades,
+            rounds=args.rounds or 1,
+            profile=args.profile,
+            progress=lambda s: print(s, flush=True),
+        )
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    load["end"] = os.getloadavg()[0]
+    seconds = time.monotonic() - began
+    print()
+    print(peers_report.runs_text(result), end="\n\n")
+    print(peers_report.table_text(result))
+    print(
+        f"\n(run took {seconds:.0f} s; 1-min load average "
+        + ", ".join(f"{k} {v:.1f}" for k, v in load.items())
+        + f" on {os.cpu_count()} cores)"
+    )
+    if result.profile:
+        print("\ncProfile of one Advanced Trade hot-path run (main thread; profiling slows it ~3x):\n" + result.profile)
+    if result.service_profile:
+        print("\ncProfile of one ingestion service run (every thread together):\n" + result.service_profile)
+    extra = {"environment": env, "seconds": round(seconds, 1), "load_average_1m": load}
+    for path in peers_report.write(result, args.json, args.chart, extra):
+        print(f"wrote {path}")
     return 0
 
 

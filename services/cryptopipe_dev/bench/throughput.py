@@ -15,13 +15,14 @@ import io
 import logging
 import pstats
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
 from cryptopipe import coinbase
+from cryptopipe.contracts import Feed
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
@@ -115,12 +116,18 @@ def records_of(frames: Sequence[bytes], settings: IngestSettings) -> list[tuple[
 
 
 def hot_path_run(
-    broker: KafkaBroker, topic: str, frames: Sequence[bytes], wrap: Callable[[Callable[[], None]], None] = lambda f: f()
+    broker: KafkaBroker,
+    topic: str,
+    frames: Sequence[bytes],
+    wrap: Callable[[Callable[[], None]], None] = lambda f: f(),
+    *,
+    feed: Feed = "exchange",
+    topic_config: Mapping[str, str] | None = None,
 ) -> Run:
     """FrameHandler.handle -> RecordProducer on this thread, as FeedConnection._read calls it."""
-    broker.create_topic(topic, PARTITIONS)
+    broker.create_topic(topic, PARTITIONS, config=topic_config)
     broker.create_topic(topic + ".dlq", 1)
-    settings = IngestSettings(kafka_bootstrap=broker.bootstrap, topic=topic, dlq_topic=topic + ".dlq")
+    settings = IngestSettings(kafka_bootstrap=broker.bootstrap, topic=topic, dlq_topic=topic + ".dlq", feed=feed)
     metrics = IngestMetrics()
     producer = RecordProducer(settings, metrics)
     producer.wait_for_topics()
@@ -192,7 +199,7 @@ def breakdown(frames: Sequence[bytes], settings: IngestSettings) -> dict[str, fl
     now_us = time.time_ns() // 1000
     cpu = time.process_time()
     for frame in frames:
-        coinbase.parse_frame(frame, "exchange", now_us, settings.products)
+        coinbase.parse_frame(frame, settings.feed, now_us, settings.products)
     parse = time.process_time() - cpu
     handle = _handler(settings, _Capture(keep=False), IngestMetrics())[0].handle
     cpu = time.process_time()
@@ -226,14 +233,21 @@ def run_throughput(work_dir: Path, *, trades: int, rounds: int = 2, profile: boo
             log.info("throughput round", extra={"round": i, "runs": [dataclasses.asdict(r) for r in runs[-2:]]})
         result = ThroughputResult(runs, broker.startup_seconds, stages)
         if profile:
-            result.profile = _profile(broker, frames)
+            result.profile = profile_hot_path(broker, frames)
     return result
 
 
-def _profile(broker: KafkaBroker, frames: Sequence[bytes], top: int = 25) -> str:
+def profile_hot_path(
+    broker: KafkaBroker,
+    frames: Sequence[bytes],
+    top: int = 25,
+    *,
+    feed: Feed = "exchange",
+    topic: str = "bench-hot-profile",
+) -> str:
     """Where the hot path's time goes (main thread only: cProfile does not see the sender thread)."""
     profiler = cProfile.Profile()
-    hot_path_run(broker, "bench-hot-profile", frames, wrap=profiler.runcall)
+    hot_path_run(broker, topic, frames, wrap=profiler.runcall, feed=feed)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
     return out.getvalue()
