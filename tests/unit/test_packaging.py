@@ -46,6 +46,8 @@ DEV_ONLY = {
     "ruff",
     "mypy",
     "import-linter",
+    "cryptofeed",  # the bench extra: the peer of make bench-compare
+    "aiokafka",
 }
 # what an image's base provides instead of its extra (the Spark image: pyspark and py4j from $SPARK_HOME)
 PROVIDED_BY_BASE = {"spark-job.Dockerfile": {"pyspark", "py4j"}}
