@@ -81,7 +81,16 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
-            conditions = await reconcile.reconcile(memo.api, _plain(body), _emitter(body))
+            conditions = await reconcile.reconcile(
+                memo.api,
+                _plain(body),
+                _emitter(body),
+                namespaces=CONFIG.namespaces,
+                conflict_retry_s=CONFIG.misconfig_retry_s,
+            )
+        except reconcile.Conflict:
+            metrics.RECONCILES.labels("conflict").inc()
+            raise  # nothing applied; retried after its delay (the other pipeline or object may go)
         except kopf.PermanentError:
             metrics.RECONCILES.labels("invalid").inc()
             raise  # an invalid spec: not retried, the next change of the spec runs this again
