@@ -197,7 +197,19 @@ async def delete_lake(
         emit("Warning", "LakeDeleteRefused", f"deletionPolicy Delete: {reason}; the lake is left in place")
         raise kopf.PermanentError(f"lake not deleted: {reason}") from exc
 
-    requested, present = await stop_workloads(api, pipeline)
+    escape = f'; annotate {SKIP_LAKE_CLEANUP}="true" to let the deletion finish leaving the lake'
+    try:
+        requested, present = await stop_workloads(api, pipeline)
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        message = (
+            f"deletionPolicy Delete: cannot stop the Spark job and ingestion before the lake ({exc}; the operator "
+            f"needs delete on sparkapplications and deployments){escape}; retrying in {misconfig_retry_s:g}s"
+        )
+        emit("Warning", "LakeDeleteFailed", message)
+        await _report_blocked(api, body, "LakeDeleteFailed", message)
+        raise kopf.TemporaryError(f"lake not deleted yet: {exc}", delay=misconfig_retry_s) from exc
     if requested:
         emit("Normal", "StoppingWorkloads", f"deletionPolicy Delete: deleting {', '.join(requested)} before the lake")
     if present:
@@ -205,7 +217,6 @@ async def delete_lake(
             f"waiting for {', '.join(present)} to be gone before deleting the lake", delay=retry_s
         )
 
-    escape = f'; annotate {SKIP_LAKE_CLEANUP}="true" to let the deletion finish leaving the lake'
     ref = pipeline.spec.sink.credentials_secret_ref
     try:
         connection = lake_cleanup.sink_connection(pipeline, await get_secret(api, pipeline.namespace, ref.name))
