@@ -68,8 +68,9 @@ class SecretRef(_Model):
 
 # The lake prefix of a pipeline that does not set spec.sink.prefix: its own space, namespace and
 # name in it, so no two pipelines share candles or a Spark checkpoint by default (docs/operator.md,
-# "Lake space and ownership").
-DEFAULT_PREFIX_ROOT = "cryptopipe"
+# "Lake space and ownership"). Not under "cryptopipe", the older CRD's default, which pipelines
+# created before keep: a default space nested in it would be refused as overlapping.
+DEFAULT_PREFIX_ROOT = "cryptopipelines"
 
 
 class SinkSpec(_Model):
@@ -202,7 +203,7 @@ class Pipeline:
     @property
     def lake_prefix(self) -> str:
         """The pipeline's key prefix in its bucket: spec.sink.prefix as given (without edge
-        slashes), else ``cryptopipe/<namespace>/<name>``."""
+        slashes), else ``cryptopipelines/<namespace>/<name>``."""
         return effective_prefix(self.spec, self.namespace, self.name)
 
     @property

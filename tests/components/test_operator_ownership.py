@@ -7,13 +7,16 @@ plane and the session's S3 server (versitygw)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cryptopipe_dev.crd import CRD_PATH, load_crd
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.s3server import S3Server
 from tests.support.cryptopipelines import pipeline
@@ -135,13 +138,13 @@ def test_default_prefix_is_the_pipelines_own(
 
     found = eventually(paths, "both pipelines' checkpoint paths", operator=operator)
     assert found == {
-        "alpha": f"s3a://lake/cryptopipe/{ns}/alpha/_checkpoints/gen-1",
-        "beta": f"s3a://lake/cryptopipe/{ns}/beta/_checkpoints/gen-1",
+        "alpha": f"s3a://lake/cryptopipelines/{ns}/alpha/_checkpoints/gen-1",
+        "beta": f"s3a://lake/cryptopipelines/{ns}/beta/_checkpoints/gen-1",
     }
     app = get(kube, "SparkApplication", ns, "alpha-candles")
     assert app is not None
     args = app["spec"]["arguments"]
-    assert args[args.index("--prefix") + 1] == f"cryptopipe/{ns}/alpha", args
+    assert args[args.index("--prefix") + 1] == f"cryptopipelines/{ns}/alpha", args
     for name in ("alpha", "beta"):
         assert _ready(kube, ns, name).get("reason") != "LakeConflict"
 
@@ -232,6 +235,70 @@ def test_marker_claims_the_prefix_and_delete_leaves_a_nested_lake(
     assert len(_keys(s3, f"{prefix}/")) == len(mine) + len(nested) + 2, "nothing removed"
     refusal = _event(kube, ns, name, "LakeDeleteRefused")
     assert "team-y/retained" in refusal["message"], refusal
+
+
+def _defaulted_prefix(kube: KubeControlPlane, ns: str) -> str | None:
+    """spec.sink.prefix as the API server's defaulting leaves it on a pipeline that does not set it."""
+    probe = pipeline("probe", ns)
+    out = kube.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe)).stdout
+    prefix: str | None = json.loads(out)["spec"]["sink"].get("prefix")
+    return prefix
+
+
+def test_upgrade_keeps_the_stored_default_prefix_until_it_is_removed(
+    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str, tmp_path: Path
+) -> None:
+    """Pipelines created under the older CRD, which defaulted spec.sink.prefix to "cryptopipe",
+    carry that prefix as stored: nothing moves by itself after the upgrade. Two of them share it, so
+    the younger is refused (LakeConflict); removing the field gives it its own space
+    (docs/operator.md, "Upgrading ...")."""
+    ns = kube_namespace
+    crd = copy.deepcopy(load_crd())
+    (version,) = crd["spec"]["versions"]
+    sink = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["sink"]["properties"]
+    sink["prefix"]["default"] = "cryptopipe"
+    older = tmp_path / "crd-with-prefix-default.json"
+    older.write_text(json.dumps(crd))
+    kube.install_crds([older])
+    try:
+        eventually(lambda: _defaulted_prefix(kube, ns) == "cryptopipe", "older CRD in force")
+        _create(kube, pipeline("old-a", ns))
+        time.sleep(1.1)  # creationTimestamp has whole seconds: old-a is older
+        _create(kube, pipeline("old-b", ns))
+    finally:
+        kube.install_crds([CRD_PATH])
+        eventually(lambda: _defaulted_prefix(kube, ns) is None, "chart's CRD back in force")
+
+    stored = get(kube, "CryptoPipeline", ns, "old-b")
+    assert stored is not None and stored["spec"]["sink"]["prefix"] == "cryptopipe", stored["spec"]["sink"]
+
+    def a_runs_in_the_shared_folder() -> bool:
+        obj = get(kube, "CryptoPipeline", ns, "old-a")
+        assert obj is not None
+        assert (obj.get("status") or {}).get("checkpointPath") == "s3a://lake/cryptopipe/_checkpoints/gen-1"
+        return True
+
+    eventually(a_runs_in_the_shared_folder, "old-a in cryptopipe/", operator=operator)
+    ready = eventually(lambda: _ready(kube, ns, "old-b").get("reason") == "LakeConflict", "old-b refused")
+    assert ready
+    _no_children(kube, ns, "old-b")
+    # a pipeline created after the upgrade gets a default space that does not nest in cryptopipe/
+    _create(kube, pipeline("fresh", ns))
+    eventually(lambda: get(kube, "SparkApplication", ns, "fresh-candles"), "fresh's children", operator=operator)
+
+    patch = json.dumps([{"op": "remove", "path": "/spec/sink/prefix"}])
+    kube.kubectl("patch", "cryptopipeline/old-b", "-n", ns, "--type=json", "-p", patch)
+
+    def b_has_its_own_space() -> bool:
+        obj = get(kube, "CryptoPipeline", ns, "old-b")
+        assert obj is not None
+        assert (obj.get("status") or {}).get(
+            "checkpointPath"
+        ) == f"s3a://lake/cryptopipelines/{ns}/old-b/_checkpoints/gen-1"
+        return True
+
+    eventually(b_has_its_own_space, "old-b in its own space", operator=operator)
+    assert get(kube, "SparkApplication", ns, "old-b-candles") is not None
 
 
 # --- 2. no takeover of existing objects --------------------------------------------------------------

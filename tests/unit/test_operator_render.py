@@ -385,7 +385,7 @@ def test_monitor_defaults_in_env() -> None:
         "CRYPTOPIPE_MONITOR_S3_ENDPOINT": "http://minio:9000",
         "CRYPTOPIPE_MONITOR_S3_REGION": "us-east-1",
         "CRYPTOPIPE_MONITOR_BUCKET": "lake",
-        "CRYPTOPIPE_MONITOR_PREFIX": "cryptopipe/data/btc",  # the pipeline's own space
+        "CRYPTOPIPE_MONITOR_PREFIX": "cryptopipelines/data/btc",  # the pipeline's own space
         "CRYPTOPIPE_MONITOR_PRODUCTS": "BTC-USD,ETH-USD",
         "CRYPTOPIPE_MONITOR_WINDOWS": "1m,5m",
         "CRYPTOPIPE_MONITOR_LOOKBACK": "2h",

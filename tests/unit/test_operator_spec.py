@@ -66,7 +66,7 @@ def test_pipeline_config_is_what_the_local_stack_runs() -> None:
         topic="cryptopipe.btc.trades",
         dlq_topic="cryptopipe.btc.trades.dlq",
         bucket="lake",
-        prefix="cryptopipe/data/btc",  # unset spec.sink.prefix: the pipeline's own space
+        prefix="cryptopipelines/data/btc",  # unset spec.sink.prefix: the pipeline's own space
         checkpoint_generation=4,
     )
     assert pipeline.kafka_bootstrap == "lake-kafka-kafka-bootstrap:9092"
@@ -74,7 +74,12 @@ def test_pipeline_config_is_what_the_local_stack_runs() -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "expected"),
-    [(None, "cryptopipe/data/btc"), ("team/btc", "team/btc"), ("/team/btc/", "team/btc"), ("", "cryptopipe/data/btc")],
+    [
+        (None, "cryptopipelines/data/btc"),
+        ("team/btc", "team/btc"),
+        ("/team/btc/", "team/btc"),
+        ("", "cryptopipelines/data/btc"),
+    ],
 )
 def test_lake_prefix_is_the_pipelines_own_unless_set(prefix: str | None, expected: str) -> None:
     spec = spec_with() if prefix is None else spec_with(sink__prefix=prefix)
@@ -90,6 +95,8 @@ def test_lake_prefix_is_the_pipelines_own_unless_set(prefix: str | None, expecte
         ("shared", "shared-2", False),
         ("cryptopipe/ns/a", "cryptopipe/ns/ab", False),
         ("cryptopipe/ns/a", "cryptopipe/other/a", False),
+        # the older CRD's default prefix and the per-pipeline default spaces never nest
+        ("cryptopipe", "cryptopipelines/ns/a", False),
     ],
 )
 def test_lake_spaces_overlap(a: str, b: str, overlap: bool) -> None:
@@ -162,7 +169,7 @@ def test_checkpoint_generation_follows_the_recorded_state() -> None:
 def test_fingerprint_ignores_what_the_checkpoint_does_not_hold() -> None:
     assert state_fingerprint(spec_with(), P) == state_fingerprint(spec_with(trigger="1m", products=["SOL-USD"]), P)
     assert state_fingerprint(spec_with(), P) != state_fingerprint(spec_with(watermark="31s"), P)
-    assert state_fingerprint(spec_with(), P) != state_fingerprint(spec_with(), "cryptopipe/data/eth")
+    assert state_fingerprint(spec_with(), P) != state_fingerprint(spec_with(), "cryptopipelines/data/eth")
 
 
 def test_monitor_is_off_by_default_with_the_documented_defaults() -> None:
