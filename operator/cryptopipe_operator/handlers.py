@@ -82,9 +82,17 @@ async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
             conditions = await reconcile.reconcile(
-                memo.api, _plain(body), _emitter(body), spark_driver_role=CONFIG.spark_driver_cluster_role
+                memo.api,
+                _plain(body),
+                _emitter(body),
+                spark_driver_role=CONFIG.spark_driver_cluster_role,
+                namespaces=CONFIG.namespaces,
+                conflict_retry_s=CONFIG.misconfig_retry_s,
             )
             await secret_access.warn_if_delete_cannot_read_secret(memo.api, _plain(body), _emitter(body))
+        except reconcile.Conflict:
+            metrics.RECONCILES.labels("conflict").inc()
+            raise  # nothing applied; retried after its delay (the other pipeline or object may go)
         except kopf.PermanentError:
             metrics.RECONCILES.labels("invalid").inc()
             raise  # an invalid spec: not retried, the next change of the spec runs this again

@@ -11,13 +11,13 @@ REGISTRY = CollectorRegistry()
 
 RECONCILES = Counter(
     "cryptopipe_operator_reconciles",
-    "Reconciles of a CryptoPipeline, by result (applied, invalid, error)",
+    "Reconciles of a CryptoPipeline, by result (applied, invalid, conflict, error)",
     ["result"],
     registry=REGISTRY,
 )
 # every result exists at 0 from the start: the reconcile-errors alert uses increase(), which cannot
 # see a counter's first step from absent to 1
-for _result in ("applied", "invalid", "error"):
+for _result in ("applied", "invalid", "conflict", "error"):
     RECONCILES.labels(_result)
 RECONCILE_SECONDS = Histogram(
     "cryptopipe_operator_reconcile_duration_seconds",

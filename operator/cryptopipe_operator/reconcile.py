@@ -9,6 +9,7 @@ CryptoPipeline goes is deletion.py's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,8 +17,10 @@ from typing import Any
 
 import kopf
 
-from cryptopipe_operator.kube_api import Emit, KubeApi, object_path
+from cryptopipe_operator import lake_cleanup
+from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi, object_path
 from cryptopipe_operator.render import ChildRef, render_children, unwanted_children
+from cryptopipe_operator.render_common import MANAGED_BY
 from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name, trades_topic_name
 from cryptopipe_operator.render_monitor import deployment_name as monitor_deployment_name
@@ -26,13 +29,15 @@ from cryptopipe_operator.settings import DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
 from cryptopipe_operator.spec import (
     API_GROUP,
     API_VERSION,
+    PLURAL,
     Pipeline,
     SpecError,
     checkpoint_status,
+    lake_spaces_overlap,
     next_checkpoint_generation,
     parse_pipeline,
 )
-from cryptopipe_operator.status import aggregate_conditions, validation_failed_status
+from cryptopipe_operator.status import aggregate_conditions, conflict_status, validation_failed_status
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,19 @@ def _ref(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
+class Conflict(kopf.TemporaryError):
+    """Nothing applied: what the pipeline would write is someone else's. Retried after a delay
+    (the other pipeline or object may go), the condition and Event only when they change."""
+
+
 async def reconcile(
-    api: KubeApi, body: Mapping[str, Any], emit: Emit, *, spark_driver_role: str = DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
+    api: KubeApi,
+    body: Mapping[str, Any],
+    emit: Emit,
+    *,
+    spark_driver_role: str = DEFAULT_SPARK_DRIVER_CLUSTER_ROLE,
+    namespaces: list[str] | None = None,
+    conflict_retry_s: float = 60.0,
 ) -> list[Mapping[str, Any]]:
     """Bring the children in line with the spec and record what was done in status.
 
@@ -68,6 +84,12 @@ async def reconcile(
     An invalid spec is recorded (status phase Invalid, Warning InvalidSpec) and refused with
     kopf.PermanentError: no retry of the same spec can succeed; the next change of the spec runs
     the handler again.
+
+    Nothing is applied either (Ready False, phase Conflict, a Warning Event, kopf.TemporaryError
+    after ``conflict_retry_s``) when the pipeline's lake space equals or nests with an older
+    pipeline's, or its lake marker names another pipeline (LakeConflict), or an object with a
+    child's name exists and is not this pipeline's (ChildConflict). ``namespaces``: where to look
+    for other pipelines (the operator's watched namespaces; empty: the whole cluster).
     """
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
@@ -84,10 +106,34 @@ async def reconcile(
         emit("Warning", "InvalidSpec", message)
         raise kopf.PermanentError(f"invalid spec, nothing applied: {message}") from None
 
-    checkpoint = next_checkpoint_generation(status, pipeline.spec)
+    async def refuse(reason: str, message: str) -> None:
+        await api.patch_status(
+            _pipeline_path(body), conflict_status(reason, message, generation=generation, previous=previous, now=_now())
+        )
+        before = _ready(previous)
+        if (before.get("reason"), before.get("message")) != (reason, message):
+            emit("Warning", reason, message)
+        raise Conflict(f"nothing applied: {message}", delay=conflict_retry_s)
+
+    lake_conflict = await _lake_conflict(api, pipeline, body, namespaces or [])
+    if lake_conflict is not None:
+        await refuse("LakeConflict", lake_conflict)
+
+    checkpoint = next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
+    manifests = render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role)
+    existing = [await api.get(_path(manifest)) for manifest in manifests]
+    taken = [
+        _ref(m) for m, obj in zip(manifests, existing, strict=True) if obj is not None and not _ours(obj, m, pipeline)
+    ]
+    if taken:
+        await refuse(
+            "ChildConflict",
+            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} in namespace {pipeline.namespace} "
+            "and not as this pipeline's children: nothing applied (rename or delete them, or rename the pipeline)",
+        )
+
     created, updated = [], []
-    for manifest in render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role):
-        before = await api.get(_path(manifest))  # only to say in an Event what changed
+    for manifest, before in zip(manifests, existing, strict=True):
         after = await api.apply(manifest)
         if before is None:
             created.append(_ref(manifest))
@@ -101,7 +147,7 @@ async def reconcile(
         names = ", ".join(f"{ref.kind}/{ref.name}" for ref in deleted)
         emit("Normal", "ChildrenDeleted", f"no longer wanted by the spec: deleted {names}")
 
-    new_status: dict[str, Any] = checkpoint_status(pipeline.spec, checkpoint)
+    new_status: dict[str, Any] = checkpoint_status(pipeline.spec, checkpoint, pipeline.lake_prefix)
     old_checkpoint = status.get("checkpointGeneration")
     if old_checkpoint is not None and old_checkpoint != checkpoint:
         emit(
@@ -115,6 +161,91 @@ async def reconcile(
     conditions: list[Mapping[str, Any]] = new_status["conditions"]
     _emit_readiness_change(emit, previous, conditions)
     return conditions
+
+
+def _ours(obj: Mapping[str, Any], manifest: Mapping[str, Any], pipeline: Pipeline) -> bool:
+    """Whether an existing object with a child's name may be applied over: it is this pipeline's
+    (its uid among the ownerReferences), or one an earlier pipeline of this name left behind
+    (deletionPolicy Retain's topics, or children garbage collection has not removed yet): labelled
+    as that child by this operator, and owned by nothing but a CryptoPipeline of this name (which,
+    as this one exists, is gone). Anything else (another team's object, another pipeline's child)
+    is never taken over."""
+    meta = obj["metadata"]
+    owners = meta.get("ownerReferences") or []
+    if any(owner.get("uid") == pipeline.uid for owner in owners):
+        return True
+    labels = meta.get("labels") or {}
+    wanted: Mapping[str, str] = manifest["metadata"].get("labels") or {}
+    earlier_self = all(
+        owner.get("kind") == "CryptoPipeline"
+        and str(owner.get("apiVersion", "")).startswith(f"{API_GROUP}/")
+        and owner.get("name") == pipeline.name
+        for owner in owners
+    )
+    return (
+        earlier_self
+        and labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
+        and labels.get("app.kubernetes.io/instance") == pipeline.name
+        and labels.get("app.kubernetes.io/component") == wanted.get("app.kubernetes.io/component")
+    )
+
+
+async def _lake_conflict(
+    api: KubeApi, pipeline: Pipeline, body: Mapping[str, Any], namespaces: list[str]
+) -> str | None:
+    """Why the pipeline may not use its lake space, or None: an older pipeline (by creation time,
+    then namespace/name) whose space equals or nests with it, or a marker in the lake naming
+    another pipeline."""
+    mine = pipeline.lake
+    created = body["metadata"].get("creationTimestamp") or ""
+    key = (created, pipeline.namespace, pipeline.name)
+    paths = [object_path(f"{API_GROUP}/{API_VERSION}", "CryptoPipeline", ns) for ns in namespaces]
+    for path in paths or [f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}"]:
+        listing = await api.request("GET", path)
+        for other_body in (listing or {}).get("items", []):
+            other_meta = other_body["metadata"]
+            if other_meta.get("uid") == pipeline.uid:
+                continue
+            try:
+                other = parse_pipeline(other_body)
+            except (SpecError, KeyError):
+                continue
+            other_key = (other_meta.get("creationTimestamp") or "", other.namespace, other.name)
+            if other_key < key and lake_spaces_overlap(mine, other.lake):
+                return (
+                    f"lake space s3://{mine.root}/ overlaps s3://{other.lake.root}/ of CryptoPipeline "
+                    f"{other.namespace}/{other.name}: set spec.sink.prefix to a path of this pipeline's own"
+                )
+    return await _claim_lake(api, pipeline)
+
+
+async def _claim_lake(api: KubeApi, pipeline: Pipeline) -> str | None:
+    """Write (or check) the ownership marker in the lake, with the sink Secret's credentials. When
+    the Secret cannot be read (missing, RBAC) or S3 does not answer, the marker is left for a later
+    reconcile and the pipeline goes on: deletionPolicy Delete refuses a prefix without it."""
+    ref = pipeline.spec.sink.credentials_secret_ref
+    try:
+        secret = await api.get(object_path("v1", "Secret", pipeline.namespace, ref.name))
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        secret = None
+    if secret is None:
+        log.info("lake marker not checked: Secret %s/%s not readable", pipeline.namespace, ref.name)
+        return None
+    try:
+        connection = lake_cleanup.sink_connection(pipeline, secret.get("data"))
+        owner = lake_cleanup.LakeOwner.of(pipeline)
+        other = await asyncio.to_thread(lake_cleanup.claim_lake, connection, pipeline.lake, owner)
+    except (lake_cleanup.LakeCleanupError, OSError) as exc:
+        log.warning("lake marker not checked for %s/%s: %s", pipeline.namespace, pipeline.name, exc)
+        return None
+    if other is None:
+        return None
+    return (
+        f"lake space s3://{pipeline.lake.root}/ is marked as {other}'s ({lake_cleanup.OWNER_MARKER}): set "
+        "spec.sink.prefix to a path of this pipeline's own"
+    )
 
 
 async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, ref: ChildRef) -> bool:
@@ -155,7 +286,7 @@ async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> l
     they were the new spec's. Returns the current conditions, or None when it did not look.
     """
     meta, status = body["metadata"], body.get("status") or {}
-    if status.get("observedGeneration") != meta.get("generation") or status.get("phase") == "Invalid":
+    if status.get("observedGeneration") != meta.get("generation") or status.get("phase") in ("Invalid", "Conflict"):
         return None
     try:
         pipeline = parse_pipeline(body)

@@ -66,11 +66,18 @@ class SecretRef(_Model):
     secret_key_key: str = "secretKey"
 
 
+# The lake prefix of a pipeline that does not set spec.sink.prefix: its own space, namespace and
+# name in it, so no two pipelines share candles or a Spark checkpoint by default (docs/operator.md,
+# "Lake space and ownership"). Not under "cryptopipe", the older CRD's default, which pipelines
+# created before keep: a default space nested in it would be refused as overlapping.
+DEFAULT_PREFIX_ROOT = "cryptopipelines"
+
+
 class SinkSpec(_Model):
     endpoint: str | None = None
     region: str = "us-east-1"
     bucket: str
-    prefix: str = "cryptopipe"
+    prefix: str | None = None  # None: DEFAULT_PREFIX_ROOT/<namespace>/<name> (Pipeline.lake_prefix)
     credentials_secret_ref: SecretRef
 
 
@@ -194,9 +201,38 @@ class Pipeline:
         return f"{self.topic}.dlq"
 
     @property
+    def lake_prefix(self) -> str:
+        """The pipeline's key prefix in its bucket: spec.sink.prefix as given (without edge
+        slashes), else ``cryptopipelines/<namespace>/<name>``."""
+        return effective_prefix(self.spec, self.namespace, self.name)
+
+    @property
+    def lake(self) -> LakeLocation:
+        return LakeLocation(self.spec.sink.bucket, self.lake_prefix)
+
+    @property
     def kafka_bootstrap(self) -> str:
         # Strimzi's service for the cluster's plain listener
         return self.spec.kafka.bootstrap_servers or f"{self.spec.kafka.cluster_name}-kafka-bootstrap:9092"
+
+
+def effective_prefix(spec: PipelineSpec, namespace: str, name: str) -> str:
+    explicit = spec.sink.prefix
+    if explicit is not None and explicit.strip("/"):
+        return explicit.strip("/")
+    return f"{DEFAULT_PREFIX_ROOT}/{namespace}/{name}"
+
+
+def lake_spaces_overlap(a: LakeLocation, b: LakeLocation) -> bool:
+    """Whether two lake spaces are the same or one nests in the other: the same bucket, and one
+    prefix's path segments start the other's (``shared`` and ``shared/sub`` overlap, ``shared``
+    and ``shared-2`` do not). Empty segments and edge slashes do not count."""
+    if a.bucket.strip("/") != b.bucket.strip("/"):
+        return False
+    sa = [part for part in a.prefix.split("/") if part]
+    sb = [part for part in b.prefix.split("/") if part]
+    shorter = min(len(sa), len(sb))
+    return sa[:shorter] == sb[:shorter]
 
 
 def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
@@ -341,7 +377,7 @@ def to_pipeline_config(pipeline: Pipeline, checkpoint_generation: int) -> Pipeli
         topic=pipeline.topic,
         dlq_topic=pipeline.dlq_topic,
         bucket=spec.sink.bucket,
-        prefix=spec.sink.prefix,
+        prefix=pipeline.lake_prefix,
         checkpoint_generation=checkpoint_generation,
     )
 
@@ -349,20 +385,22 @@ def to_pipeline_config(pipeline: Pipeline, checkpoint_generation: int) -> Pipeli
 # -- spec changes and checkpoint generations ------------------------------------------------------
 
 
-def _state_fields(spec: PipelineSpec) -> dict[str, object]:
+def _state_fields(spec: PipelineSpec, prefix: str | None = None) -> dict[str, object]:
     """What the Spark checkpoint's state depends on, normalised: reordering windows or writing 60s
-    for 1m changes nothing Spark keeps, so it must not throw the state away."""
+    for 1m changes nothing Spark keeps, so it must not throw the state away. ``prefix``: the
+    effective lake prefix (Pipeline.lake_prefix) when known, else the spec's own."""
     return {
         "windows": sorted(parse_duration(w) for w in spec.windows),
         "watermark": parse_duration(spec.watermark),
         "bucket": spec.sink.bucket,
-        "prefix": spec.sink.prefix.strip("/"),
+        "prefix": (prefix if prefix is not None else spec.sink.prefix or "").strip("/"),
     }
 
 
-def state_fingerprint(spec: PipelineSpec) -> str:
-    """Recorded in status with the checkpoint generation it started."""
-    canonical = json.dumps(_state_fields(spec), sort_keys=True, separators=(",", ":"))
+def state_fingerprint(spec: PipelineSpec, prefix: str) -> str:
+    """Recorded in status with the checkpoint generation it started (``prefix``: the effective
+    lake prefix, Pipeline.lake_prefix)."""
+    canonical = json.dumps(_state_fields(spec, prefix), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -375,7 +413,7 @@ def classify_change(old: PipelineSpec, new: PipelineSpec) -> ChangeKind:
     return "state_breaking" if _state_fields(old) != _state_fields(new) else "compatible"
 
 
-def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec) -> int:
+def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec, prefix: str) -> int:
     """The generation to run ``spec`` with, given the status the operator last wrote.
 
     Compares with the fingerprint recorded in status rather than with the previous spec: a restart
@@ -385,14 +423,14 @@ def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec) ->
     current: int | None = status.get("checkpointGeneration")
     if current is None:
         return 1
-    return current if status.get("stateFingerprint") == state_fingerprint(spec) else current + 1
+    return current if status.get("stateFingerprint") == state_fingerprint(spec, prefix) else current + 1
 
 
-def checkpoint_status(spec: PipelineSpec, generation: int) -> dict[str, object]:
-    """The status fields that record a checkpoint generation."""
-    root = LakeLocation(spec.sink.bucket, spec.sink.prefix).checkpoint_root(generation)
+def checkpoint_status(spec: PipelineSpec, generation: int, prefix: str) -> dict[str, object]:
+    """The status fields that record a checkpoint generation (``prefix``: the effective one)."""
+    root = LakeLocation(spec.sink.bucket, prefix).checkpoint_root(generation)
     return {
         "checkpointGeneration": generation,
         "checkpointPath": f"s3a://{root}",
-        "stateFingerprint": state_fingerprint(spec),
+        "stateFingerprint": state_fingerprint(spec, prefix),
     }

@@ -200,3 +200,24 @@ def validation_failed_status(
     ready = _condition("Ready", Verdict("False", "InvalidSpec", message, failed=True), generation, previous, now)
     others = [dict(c) for c in previous if c.get("type") != "Ready"]
     return {"conditions": [ready, *others], "observedGeneration": generation, "phase": "Invalid"}
+
+
+def conflict_status(
+    reason: str, message: str, *, generation: int, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """For a pipeline the operator will not act on because what it would write belongs to someone
+    else (LakeConflict: its lake space; ChildConflict: an object with a child's name): Ready False
+    with that reason, phase Conflict, nothing applied; the other conditions keep describing the
+    children as they are."""
+    ready = _condition("Ready", Verdict("False", reason, message, failed=True), generation, previous, now)
+    others = [dict(c) for c in previous if c.get("type") != "Ready"]
+    return {"conditions": [ready, *others], "observedGeneration": generation, "phase": "Conflict"}
+
+
+def deletion_blocked_status(
+    reason: str, message: str, *, generation: int, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """For a pipeline being deleted whose deletion policy cannot finish (or gave up): Ready False
+    with that reason (LakeDeleteFailed, LakeDeleteAbandoned); the phase and other conditions kept."""
+    ready = _condition("Ready", Verdict("False", reason, message, failed=True), generation, previous, now)
+    return {"conditions": [ready, *(dict(c) for c in previous if c.get("type") != "Ready")]}

@@ -244,6 +244,14 @@ def test_secret_lacking_a_key_is_retried_after_the_misconfig_delay(
     _put(s3, *lake)
     _secret(kube, s3, ns, accessKey=s3.access_key)  # no secretKey
     assert _create(kube, pipeline(name, ns, deletionPolicy="Delete", sink=_sink(s3, prefix)))
+    # the ownership marker a reconcile wrote while the Secret was whole (docs/operator.md)
+    created = get(kube, "CryptoPipeline", ns, name)
+    assert created is not None
+    marker = {"namespace": ns, "name": name, "uid": created["metadata"]["uid"]}
+    s3.boto3_client().put_object(
+        Bucket=BUCKET, Key=f"{prefix}/_cryptopipe_owner.json", Body=json.dumps(marker).encode()
+    )
+    lake.append(f"{prefix}/_cryptopipe_owner.json")
     _finalized(kube, operator, ns, name)
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=false")
 

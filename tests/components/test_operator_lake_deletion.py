@@ -67,6 +67,16 @@ def _secret_and_pipeline(kube: KubeControlPlane, s3: S3Server, ns: str, name: st
     kube.kubectl("create", "-f", "-", input=json.dumps(body))
 
 
+MARKER = "_cryptopipe_owner.json"  # the ownership marker the reconcile writes (docs/operator.md)
+
+
+def _marked(s3: S3Server, operator: OperatorProcess, prefix: str) -> str:
+    """Wait for the reconcile's ownership marker; its key."""
+    key = f"{prefix}/{MARKER}"
+    eventually(lambda: key in _keys(s3, key), "ownership marker", operator=operator)
+    return key
+
+
 def _wait_for_finalizer(kube: KubeControlPlane, operator: OperatorProcess, ns: str, name: str) -> None:
     def finalized() -> Any:
         obj = get(kube, "CryptoPipeline", ns, name)
@@ -88,6 +98,7 @@ def test_delete_policy_removes_the_lake_prefix_only(
     _put(s3, *mine, *others)
     _secret_and_pipeline(kube, s3, ns, name, prefix, "Delete")
     _wait_for_finalizer(kube, operator, ns, name)
+    mine.append(_marked(s3, operator, prefix))
 
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=true", timeout=60)
     assert get(kube, "CryptoPipeline", ns, name) is None
@@ -114,6 +125,7 @@ def test_retain_policy_leaves_the_lake(
     _put(s3, *mine)
     _secret_and_pipeline(kube, s3, ns, name, prefix, "Retain")
     _wait_for_finalizer(kube, operator, ns, name)
+    mine.append(_marked(s3, operator, prefix))  # kept with the lake: the folder stays claimed
 
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=true", timeout=60)
     assert get(kube, "CryptoPipeline", ns, name) is None
@@ -132,6 +144,12 @@ def test_delete_without_credentials_warns_and_keeps_the_pipeline(
         name, ns, deletionPolicy="Delete", sink={"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": prefix}
     )
     kube.kubectl("create", "-f", "-", input=json.dumps(body))
+    created = get(kube, "CryptoPipeline", ns, name)
+    assert created is not None
+    # the marker a reconcile wrote while the Secret was still there
+    marker = {"namespace": ns, "name": name, "uid": created["metadata"]["uid"]}
+    s3.boto3_client().put_object(Bucket=BUCKET, Key=f"{prefix}/{MARKER}", Body=json.dumps(marker).encode())
+    mine.append(f"{prefix}/{MARKER}")
     _wait_for_finalizer(kube, operator, ns, name)
     kube.kubectl("delete", f"cryptopipeline/{name}", "-n", ns, "--wait=false")
 

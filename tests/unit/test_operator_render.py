@@ -347,7 +347,7 @@ def test_monitor_env_is_the_settings_contract(variant: str) -> None:
     assert all(name.startswith("CRYPTOPIPE_MONITOR_") for name in env)
     values = {name.removeprefix("CRYPTOPIPE_MONITOR_"): e.get("value") for name, e in env.items()}
     sink, monitor = p.spec.sink, p.spec.monitor
-    assert (values["BUCKET"], values["PREFIX"], values["S3_REGION"]) == (sink.bucket, sink.prefix, sink.region)
+    assert (values["BUCKET"], values["PREFIX"], values["S3_REGION"]) == (sink.bucket, p.lake_prefix, sink.region)
     assert values.get("S3_ENDPOINT") == sink.endpoint  # unset for AWS
     assert values["PRODUCTS"].split(",") == list(p.spec.products)
     assert values["WINDOWS"].split(",") == list(p.spec.windows)
@@ -375,7 +375,7 @@ def test_monitor_reads_the_spec_back_from_its_env(variant: str) -> None:
     settings = load_settings(env)
     assert (settings.bucket, settings.prefix, settings.s3_region) == (
         p.spec.sink.bucket,
-        p.spec.sink.prefix,
+        p.lake_prefix,
         p.spec.sink.region,
     )
     assert settings.s3_endpoint == p.spec.sink.endpoint
@@ -400,7 +400,7 @@ def test_monitor_defaults_in_env() -> None:
         "CRYPTOPIPE_MONITOR_S3_ENDPOINT": "http://minio:9000",
         "CRYPTOPIPE_MONITOR_S3_REGION": "us-east-1",
         "CRYPTOPIPE_MONITOR_BUCKET": "lake",
-        "CRYPTOPIPE_MONITOR_PREFIX": "cryptopipe",
+        "CRYPTOPIPE_MONITOR_PREFIX": "cryptopipelines/data/btc",  # the pipeline's own space
         "CRYPTOPIPE_MONITOR_PRODUCTS": "BTC-USD,ETH-USD",
         "CRYPTOPIPE_MONITOR_WINDOWS": "1m,5m",
         "CRYPTOPIPE_MONITOR_LOOKBACK": "2h",

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_operator.spec import (
     Pipeline,
     SpecError,
     checkpoint_status,
     classify_change,
+    lake_spaces_overlap,
     next_checkpoint_generation,
     parse_pipeline,
     parse_spec,
@@ -64,10 +66,43 @@ def test_pipeline_config_is_what_the_local_stack_runs() -> None:
         topic="cryptopipe.btc.trades",
         dlq_topic="cryptopipe.btc.trades.dlq",
         bucket="lake",
-        prefix="cryptopipe",
+        prefix="cryptopipelines/data/btc",  # unset spec.sink.prefix: the pipeline's own space
         checkpoint_generation=4,
     )
     assert pipeline.kafka_bootstrap == "lake-kafka-kafka-bootstrap:9092"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        (None, "cryptopipelines/data/btc"),
+        ("team/btc", "team/btc"),
+        ("/team/btc/", "team/btc"),
+        ("", "cryptopipelines/data/btc"),
+    ],
+)
+def test_lake_prefix_is_the_pipelines_own_unless_set(prefix: str | None, expected: str) -> None:
+    spec = spec_with() if prefix is None else spec_with(sink__prefix=prefix)
+    assert Pipeline("btc", "data", "u-1", spec).lake_prefix == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("shared", "shared", True),
+        ("shared", "shared/sub", True),
+        ("shared/sub/", "/shared", True),
+        ("shared", "shared-2", False),
+        ("cryptopipe/ns/a", "cryptopipe/ns/ab", False),
+        ("cryptopipe/ns/a", "cryptopipe/other/a", False),
+        # the older CRD's default prefix and the per-pipeline default spaces never nest
+        ("cryptopipe", "cryptopipelines/ns/a", False),
+    ],
+)
+def test_lake_spaces_overlap(a: str, b: str, overlap: bool) -> None:
+    assert lake_spaces_overlap(LakeLocation("lake", a), LakeLocation("lake", b)) is overlap
+    assert lake_spaces_overlap(LakeLocation("lake", b), LakeLocation("lake", a)) is overlap
+    assert not lake_spaces_overlap(LakeLocation("lake", a), LakeLocation("other-bucket", b))
 
 
 def test_explicit_topic_and_bootstrap_win() -> None:
@@ -110,27 +145,31 @@ def test_classify_change(change: dict, expected: str) -> None:
     assert classify_change(spec_with(), spec_with(**change)) == expected
 
 
+P = "cryptopipe"  # the effective lake prefix (Pipeline.lake_prefix)
+
+
 def test_checkpoint_generation_follows_the_recorded_state() -> None:
     first = spec_with()
-    assert next_checkpoint_generation({}, first) == 1
-    status = checkpoint_status(first, 1)
+    assert next_checkpoint_generation({}, first, P) == 1
+    status = checkpoint_status(first, 1, P)
     assert status["checkpointPath"] == "s3a://lake/cryptopipe/_checkpoints/gen-1"
     # compatible change: same generation
-    assert next_checkpoint_generation(status, spec_with(products=["SOL-USD"])) == 1
+    assert next_checkpoint_generation(status, spec_with(products=["SOL-USD"]), P) == 1
     # state-breaking change: the next one, and again the same answer when asked again before
     # status was written (an operator restarted mid-change must not skip a generation)
     changed = spec_with(windows=["1m", "15m"])
-    assert next_checkpoint_generation(status, changed) == 2
-    assert next_checkpoint_generation(status, changed) == 2
-    recorded = checkpoint_status(changed, 2)
-    assert next_checkpoint_generation(recorded, changed) == 2
+    assert next_checkpoint_generation(status, changed, P) == 2
+    assert next_checkpoint_generation(status, changed, P) == 2
+    recorded = checkpoint_status(changed, 2, P)
+    assert next_checkpoint_generation(recorded, changed, P) == 2
     # going back to the old windows is a new state too: the old checkpoint has moved on meanwhile
-    assert next_checkpoint_generation(recorded, first) == 3
+    assert next_checkpoint_generation(recorded, first, P) == 3
 
 
 def test_fingerprint_ignores_what_the_checkpoint_does_not_hold() -> None:
-    assert state_fingerprint(spec_with()) == state_fingerprint(spec_with(trigger="1m", products=["SOL-USD"]))
-    assert state_fingerprint(spec_with()) != state_fingerprint(spec_with(watermark="31s"))
+    assert state_fingerprint(spec_with(), P) == state_fingerprint(spec_with(trigger="1m", products=["SOL-USD"]), P)
+    assert state_fingerprint(spec_with(), P) != state_fingerprint(spec_with(watermark="31s"), P)
+    assert state_fingerprint(spec_with(), P) != state_fingerprint(spec_with(), "cryptopipelines/data/eth")
 
 
 def test_monitor_is_off_by_default_with_the_documented_defaults() -> None:

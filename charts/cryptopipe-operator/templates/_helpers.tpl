@@ -98,12 +98,14 @@ child (a timer reads their status), and no pod, ConfigMap or Secret is ever writ
 - apiGroups: ["kafka.strimzi.io"]
   resources: ["kafkatopics"]
   verbs: ["get", "list", "create", "patch"]
-# the candle job: applied, and read back for the status
+# the candle job: applied, and read back for the status; delete: deletionPolicy Delete stops the
+# pipeline's own job (uid precondition) before it touches the lake, so nothing refills it
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["sparkapplications"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 # ingestion and the lake monitor: applied, read back for the status; delete: the lake monitor when
-# spec.monitor turns it off (by name, and only when labelled and owned as that pipeline's)
+# spec.monitor turns it off (by name, and only when labelled and owned as that pipeline's), and the
+# pipeline's own ingestion before deletionPolicy Delete touches the lake
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "create", "patch", "delete"]
