@@ -218,17 +218,21 @@ def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
     roles = of_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
-    # the only ClusterRole left is kopf's read-only observer: CRDs, and namespace names, which kopf
-    # lists to resolve the namespaces it is confined to (refused, it retries nine times, then guesses)
+    # the only ClusterRole left is the read-only observer: CRDs, and namespace names, which kopf
+    # lists to resolve the namespaces it is confined to (refused, it retries nine times, then guesses),
+    # and get on a namespace (is it being deleted? then a missing sink Secret cannot come back)
     (cluster_role,) = [r for r in of_kind(docs, "ClusterRole") if not NOT_THE_OPERATORS.search(r["metadata"]["name"])]
     assert granted(cluster_role["rules"]) == {
         *{("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")},
-        *{("", "namespaces", v) for v in ("list", "watch")},
+        *{("", "namespaces", v) for v in ("get", "list", "watch")},
     }
     cluster_wide_observer = next(
         r for r in of_kind(template(helm), "ClusterRole") if r["metadata"]["name"].endswith("-crd-observer")
     )
-    assert not {rule for rule in granted(cluster_wide_observer["rules"]) if rule[1] == "namespaces"}
+    # cluster-wide, kopf needs no namespace list: only the get by name remains
+    assert {rule for rule in granted(cluster_wide_observer["rules"]) if rule[1] == "namespaces"} == {
+        ("", "namespaces", "get")
+    }
     env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
     assert json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"]) == ["team-a", "team-b"]
     assert OperatorConfig(namespaces=json.loads(env["CRYPTOPIPE_OPERATOR_NAMESPACES"])).namespaces == [
@@ -535,6 +539,18 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
             "auth", "can-i", "delete", "deployments.apps", "-n", pipeline_ns, kubeconfig=sa, check=False
         )
         assert answer.stdout.strip() == "yes", f"delete deployments: {answer.stdout}"
+        # and the candle job: deletionPolicy Delete stops it before it touches the lake
+        answer = kube.kubectl(
+            "auth",
+            "can-i",
+            "delete",
+            "sparkapplications.sparkoperator.k8s.io",
+            "-n",
+            pipeline_ns,
+            kubeconfig=sa,
+            check=False,
+        )
+        assert answer.stdout.strip() == "yes", f"delete sparkapplications: {answer.stdout}"
         # and no more than that (the other children go by garbage collection, not by the operator)
         for verb, resource in (
             ("create", "clusterroles"),
@@ -542,7 +558,6 @@ def test_helm_install_creates_crd_serviceaccount_rbac_and_the_rbac_suffices(
             ("list", "secrets"),
             ("watch", "secrets"),
             ("create", "namespaces"),
-            ("delete", "sparkapplications.sparkoperator.k8s.io"),
             ("delete", "kafkatopics.kafka.strimzi.io"),
         ):
             answer = kube.kubectl("auth", "can-i", verb, resource, "-n", pipeline_ns, kubeconfig=sa, check=False)
