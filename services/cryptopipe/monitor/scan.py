@@ -16,6 +16,7 @@ from cryptopipe.contracts import parse_duration
 from cryptopipe.lake.layout import LakeLocation, utc_date
 from cryptopipe.lake.reader import read_candles
 from cryptopipe.monitor.anomalies import Anomaly, Thresholds, find_anomalies, iso
+from cryptopipe.monitor.continuity import IdGap, Unfillable, find_id_gaps
 
 # How many date partitions back to look for the newest candle of a product with none in the range.
 NEWEST_LOOKUP_DAYS = 7
@@ -28,6 +29,13 @@ class WindowScan:
     products: tuple[str, ...]  # every product judged: expected or found in the range
     newest_end: dict[str, datetime]  # product -> window_end of its newest candle before the range's end
     anomalies: list[Anomaly]
+    # the trade-id continuity audit of the candles in the range (continuity.py)
+    id_gaps: list[IdGap] = dataclasses.field(default_factory=list)
+
+    @property
+    def ids_lost(self) -> int:
+        """Trade ids missing that nobody counted (silent losses) or counted twice."""
+        return sum(g.count for g in self.id_gaps if g.kind != "unfillable")
 
 
 def check_bucket(lake: LakeLocation, filesystem) -> None:
@@ -80,8 +88,12 @@ def scan_window(
     end: datetime,
     now: datetime,
     thresholds: Thresholds,
+    unfillable: Unfillable | None = None,
 ) -> WindowScan:
-    """Anomalies of candles with start <= window_start < end. ``products`` empty = every product in the lake."""
+    """Anomalies of candles with start <= window_start < end. ``products`` empty = every product in the lake.
+
+    ``unfillable``: product -> trade-id ranges the ingestion counted as unfillable; missing ids in
+    them are reported as "unfillable", every other missing id as "lost"."""
     check_bucket(lake, filesystem)
     wanted = list(products)
     expected = wanted or lake_products(lake, filesystem, window)
@@ -105,6 +117,7 @@ def scan_window(
         tuple(sorted(set(expected) | set(newest))),
         newest,
         [a for a in anomalies if a is not None],
+        find_id_gaps(table, unfillable=unfillable) if table.num_rows else [],
     )
 
 
