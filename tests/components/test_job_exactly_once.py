@@ -13,7 +13,7 @@ from cryptopipe.coinbase import parse_frame
 from cryptopipe.contracts import Tick
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
-from tests.reference import reference_candles
+from cryptopipe_dev.reference import reference_candles
 
 from .candle_job_harness import JobRun, produce, unique_name
 

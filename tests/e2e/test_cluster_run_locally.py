@@ -26,7 +26,7 @@ from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.spark_job import spark_job_process
 from tests.components.candle_job_harness import produce
 from tests.components.operator_harness import eventually, get, pipeline, run_operator
-from tests.reference import recorded_trades, reference_candles
+from cryptopipe_dev.reference import recorded_trades, reference_candles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.spark]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reference import csv_candles, recorded_trades, reference_candles
+from cryptopipe_dev.reference import csv_candles, recorded_trades, reference_candles
 
 pytestmark = pytest.mark.e2e
 
