@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from collections.abc import Iterable
 from pathlib import Path
 
 EIGHT_PLACES = Decimal("0.00000001")

@@ -12,8 +12,8 @@ import pytest
 from cryptopipe.coinbase import parse_frame
 from cryptopipe.contracts import Tick
 from cryptopipe.pipeline import PipelineConfig
-from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
 from cryptopipe_dev.reference import reference_candles
+from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
 
 from .candle_job_harness import JobRun, produce, unique_name
 

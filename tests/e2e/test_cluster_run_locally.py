@@ -21,12 +21,12 @@ import pytest
 from cryptopipe.contracts import Tick
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.reader import read_candles
+from cryptopipe_dev.reference import recorded_trades, reference_candles
 from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.spark_job import spark_job_process
 from tests.components.candle_job_harness import produce
 from tests.components.operator_harness import eventually, get, pipeline, run_operator
-from cryptopipe_dev.reference import recorded_trades, reference_candles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.spark]
 
