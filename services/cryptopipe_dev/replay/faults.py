@@ -45,6 +45,11 @@ class Faults:
     # k-th non-snapshot trade of the source (ordinals k-1, 2k-1, ...).
     skip_trade_ids: frozenset[int] = frozenset()
     skip_every: int | None = None
+    # REST: these trade ids are missing from the REST history too (a trade that can never be
+    # backfilled: combine with skip_trade_ids), and every REST answer waits rest_delay_s first
+    # (a slow REST endpoint: the backfill arrives after later live trades).
+    rest_missing_ids: frozenset[int] = frozenset()
+    rest_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("drop_after", "stall_after", "malformed_after", "skip_every"):
@@ -56,9 +61,10 @@ class Faults:
                 raise ValueError(f"{name} must be within 0..1: {getattr(self, name)!r}")
         if self.malformed_kind not in _MALFORMED_KINDS:
             raise ValueError(f"malformed_kind must be one of {_MALFORMED_KINDS}: {self.malformed_kind!r}")
-        if self.stall_seconds < 0 or self.drop_lose < 0:
-            raise ValueError("stall_seconds and drop_lose must be >= 0")
+        if self.stall_seconds < 0 or self.drop_lose < 0 or self.rest_delay_s < 0:
+            raise ValueError("stall_seconds, drop_lose and rest_delay_s must be >= 0")
         object.__setattr__(self, "skip_trade_ids", frozenset(int(i) for i in self.skip_trade_ids))
+        object.__setattr__(self, "rest_missing_ids", frozenset(int(i) for i in self.rest_missing_ids))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -76,6 +82,7 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["skip_trade_ids"] = sorted(self.skip_trade_ids)
+        out["rest_missing_ids"] = sorted(self.rest_missing_ids)
         return out
 
     @property
