@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from cryptopipe.logs import setup_logging
 from cryptopipe_dev.chaos.runner import Options, Row, Suite
 from cryptopipe_dev.chaos.scenarios import BY_NAME, SCENARIOS
 
@@ -70,7 +71,8 @@ def render(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    setup_logging("INFO")  # JSON lines on stderr, with each event's fields
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     chosen = [BY_NAME[n] for n in args.only] if args.only else list(SCENARIOS)
     options = Options(seed=args.seed, speed=args.speed, rate=args.rate)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-chaos-"))

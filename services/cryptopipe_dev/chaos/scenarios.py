@@ -65,8 +65,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "websocket-error-frame",
         10,
         "faults",
-        "an error frame from the feed",
-        not_yet="the replay server has no error-frame fault hook yet",
+        "an error frame from the feed among the data (nothing replaced)",
+        {"error_after": 40},
     ),
     Scenario(
         "websocket-duplicate-snapshot",

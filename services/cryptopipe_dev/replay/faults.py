@@ -1,6 +1,6 @@
 """Fault injection for the replay server: what can go wrong on a Coinbase connection, on demand.
 
-Counted faults (``drop_after``, ``stall_after``, ``malformed_after``) fire once per arming: when a
+Counted faults (``drop_after``, ``stall_after``, ``malformed_after``, ``error_after``) fire once per arming: when a
 connection has sent N data frames (acks and error frames are not counted). Setting faults again
 (Python API or ``POST /_replay/faults``) re-arms them. Reconnecting clients are therefore not
 dropped again and again.
@@ -39,6 +39,10 @@ class Faults:
     # of the last trade frame sent with an unparseable price.
     malformed_after: int | None = None
     malformed_kind: MalformedKind = "truncated"
+    # After N data frames send one error frame, as Coinbase does ({"type": "error", "message": ...});
+    # nothing is replaced and the stream goes on (the client decides whether to reconnect).
+    error_after: int | None = None
+    error_message: str = "Failed to process request"
     duplicate_rate: float = 0.0  # probability a data frame is sent twice in a row
     reorder_rate: float = 0.0  # probability a data frame is held back and sent after the next one
     # Withheld from the WebSocket stream (still served over REST): these trade ids, and every
@@ -52,7 +56,7 @@ class Faults:
     rest_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("drop_after", "stall_after", "malformed_after", "skip_every"):
+        for name in ("drop_after", "stall_after", "malformed_after", "error_after", "skip_every"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < (1 if name == "skip_every" else 0)):
                 raise ValueError(f"{name} must be a non-negative integer (skip_every >= 1): {value!r}")
