@@ -44,7 +44,7 @@ WEIGHTS = (0.45, 0.3, 0.17, 0.05, 0.03)
 PARTITIONS = 3
 WATERMARK = "30s"
 # real seconds between two injections, by action (time for the previous one to settle)
-SPACING = {"ingestion-kill": 9.0, "driver-kill": 15.0, "broker-restart": 25.0, "faults": 5.0, "source": 5.0}
+SPACING = {"ingestion-kill": 9.0, "driver-kill": 15.0, "broker-restart": 30.0, "faults": 5.0, "source": 5.0}
 LEAD_S = 12.0  # real seconds of market before the first injection
 TAIL_S = 8.0  # ...and after the last one
 ENV = {"CRYPTOPIPE_INGEST_WATCHDOG_S": "5"}  # a stalled socket is reopened after 5 s of silence
@@ -158,8 +158,6 @@ class _Run:
         o, sc = self.options, self.scenario
         spacing = SPACING[sc.action]
         real_s = LEAD_S + self.runs * spacing + TAIL_S
-        if sc.action == "driver-kill":
-            real_s += 30.0  # the driver's first batch comes late on a busy machine
         market = SyntheticConfig(
             products=PRODUCTS,
             weights=WEIGHTS,
@@ -189,10 +187,12 @@ class _Run:
         try:
             with ReplayServer(source, speed=o.speed, faults=faults or None) as server:
                 self.server = server
+                # the job first, up and through one batch before the market opens, so that every
+                # fault meets a job that is processing (Spark takes a minute to start on a busy machine)
                 self.job = self._start_job()
+                self.stack.produce_ticks(PRODUCTS, int(market.start_time * 1_000_000))
+                self._wait(lambda: self._batch() is not None, "the Spark job's first batch")
                 self.ingestion = self._start_ingestion()
-                if sc.action == "driver-kill":
-                    self._wait(lambda: self._batch() is not None, "the Spark job's first batch")
                 self._inject_all(spacing)
                 self._wait(lambda: server.wait_done(0.5), "the market streamed to its end")
                 self._drain()
@@ -322,6 +322,9 @@ class _Run:
             self.job.kill(signal.SIGKILL)
             self.job.wait(30)
             self.job = self._start_job()
+            # a batch needs new records: ticks at the market's current time (they move no watermark)
+            now_us = int((self.frames[max(0, self._position() - 1)].ts - 1) * 1_000_000)
+            self.stack.produce_ticks(PRODUCTS, now_us)
             self._recovered(t0, lambda: (self._batch() or 0) > batch, f"a batch after {batch}")
         elif action == "broker-restart":
             self.stack.kafka.kill()
@@ -332,7 +335,7 @@ class _Run:
                 produced = self._trades_produced()
             self._recovered(
                 t0,
-                lambda: self._ingestion_settled() and self._trades_produced() > produced,
+                lambda: self._ingestion_settled() and (self._trades_produced() > produced or self.server.wait_done(0)),
                 "trades produced after the broker restart",
             )
         elif action == "faults":

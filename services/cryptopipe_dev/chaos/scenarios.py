@@ -101,9 +101,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "rest-slow",
         1,
         "faults",
-        "every REST answer delayed 20 s while trades are withheld: the backfill arrives after later live "
-        "trades moved the watermark",
-        {"skip_every": 50, "rest_delay_s": 20.0},
+        "every REST answer delayed 8 s (32 market seconds at 4x, past the 30 s watermark) while trades are "
+        "withheld: the backfill arrives after later live trades moved the watermark",
+        {"skip_every": 50, "rest_delay_s": 8.0},
     ),
     Scenario(
         "future-timestamp",
