@@ -19,7 +19,8 @@ SCENARIOS = ("websocket-trade-id-gap", "websocket-drop")
 KEYS = {"scenario", "runs", "sent", "in_lake", "lost_counted", "lost_silent", "duplicated", "recover_s"}
 
 
-# ~4 min on an idle 2-core machine (two Spark job start-ups dominate); 12 min was seen on a loaded one
+# two Spark job start-ups dominate: one scenario took 2 min here on a quiet machine, these two took
+# 12 min under a load average of ~25 on 2 cores
 @pytest.mark.timeout(1800)
 def test_quick_fault_suite_loses_nothing_in_silence_and_doubles_nothing(tmp_path: Path) -> None:
     result = subprocess.run(

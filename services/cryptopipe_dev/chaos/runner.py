@@ -201,6 +201,9 @@ class _Run:
             target = us_to_iso(flush_us - 30_000_000)[:19]
             self._wait(lambda: self._watermark() >= target, f"the job's watermark >= {target}")
             lake = self.stack.candles("1m").to_pylist()
+            ahead = us_to_iso(int((time.time() + 3600) * 1_000_000))[:19]
+            if self._watermark()[:19] > ahead:  # a wild timestamp moved it: later trades would be late
+                self.notes.append(f"the job's watermark ended at {self._watermark()}, past the wall clock")
         finally:
             for proc in (self.ingestion, self.job):
                 if proc is not None:
