@@ -285,6 +285,9 @@ class _Run:
         subscribed = m.get(("cryptopipe_ingest_connection_state", (("state", "subscribed"),)), 0) == 1
         return subscribed and m.get(("cryptopipe_ingest_backfill_pending", ()), 1) == 0
 
+    def _reconnects(self) -> float:
+        return sum(v for (n, _), v in self._metrics().items() if n == "cryptopipe_ingest_reconnects_total")
+
     def _trades_produced(self) -> float:
         return sum(v for (n, _), v in self._metrics().items() if n == "cryptopipe_ingest_trades_produced_total")
 
@@ -367,13 +370,18 @@ class _Run:
             index = self._frame_ahead(int(status["position"]) + 40)
             self.rest_missing.add(self.frames[index].trades[0].trade_id)
             faults.update(skip_trade_ids=sorted(self.rest_missing), rest_missing_ids=sorted(self.rest_missing))
+        breaks = [k for k in counted if k in ("drop_after", "stall_after")]  # the connection must be reopened
+        reconnects = self._reconnects() if breaks else 0.0
         self.server.set_faults(faults)
         if counted:
             key = counted[0]
             self._wait(lambda: key in self.server.status()["faults_fired"], f"the {key} fault fired")
             fired = time.monotonic()
-            self._wait(self._ingestion_settled, "the ingestion settled after the fault")
-            self.recoveries.append(time.monotonic() - fired)
+            if breaks:  # recovered: reconnected, subscribed, no gap pending (a malformed or error
+                # frame breaks nothing to recover from: no time is reported for those)
+                self._wait(lambda: self._reconnects() > reconnects, "the ingestion reconnected")
+                self._wait(self._ingestion_settled, "the ingestion settled after the fault")
+                self.recoveries.append(time.monotonic() - fired)
 
     def _frame_ahead(self, index: int) -> int:
         """The first non-snapshot match frame at or after ``index``."""
