@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("INFO")  # JSON lines on stderr, with each event's fields
     logging.getLogger("kafka").setLevel(logging.WARNING)
     chosen = [BY_NAME[n] for n in args.only] if args.only else list(SCENARIOS)
-    options = Options(seed=args.seed, speed=args.speed, rate=args.rate)
+    options = Options(seed=args.seed, speed=args.speed, rate=args.rate, timeout=args.timeout)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-chaos-"))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

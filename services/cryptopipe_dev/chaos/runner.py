@@ -78,7 +78,7 @@ class Options:
     seed: int = 7
     speed: float = 4.0
     rate: float = 6.0  # trades per market second, all products
-    timeout: float = 300.0  # per wait (drain, watermark)
+    timeout: float = 600.0  # per wait (a Spark start, the drain, the watermark); a loaded machine needs minutes
 
 
 class Suite:
