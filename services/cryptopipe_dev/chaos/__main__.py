@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=4.0, help="market seconds per real second")
     parser.add_argument("--rate", type=float, default=6.0, help="trades per market second, all products")
     parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds allowed for each wait (a Spark start, ...)"
+    )
+    parser.add_argument(
         "--work-dir", type=Path, default=None, help="where the stack and logs live (default: a temp dir)"
     )
     parser.add_argument("--report", type=Path, default=Path(REPORT), help=f"JSON report path (default ./{REPORT})")
