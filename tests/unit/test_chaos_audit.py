@@ -98,3 +98,16 @@ def test_the_scenarios_are_the_issues() -> None:
         5,
         10,
     )
+
+
+def test_the_cli_parses_its_options_and_renders_n_a() -> None:
+    from cryptopipe_dev.chaos.__main__ import parse_args, render
+    from cryptopipe_dev.chaos.runner import Row
+
+    args = parse_args(["--quick", "--only", "websocket-drop", "--timeout", "90"])
+    assert (args.quick, args.only, args.timeout, args.speed) == (True, ["websocket-drop"], 90.0, 4.0)
+    table = render([Row("websocket-drop", 1, 10, 10, 0, 0, 0, 0.5, True), Row("rest-slow", reason="not run: x")])
+    lines = table.splitlines()
+    assert lines[1].split()[:8] == ["websocket-drop", "1", "10", "10", "0", "0", "0", "0.5"]
+    assert lines[2].split()[1:3] == ["n/a", "n/a"]
+    assert "- rest-slow: not run: x" in table
