@@ -42,8 +42,8 @@ bench-compare: ## ingestion vs cryptofeed and the bare client, ~200k trades (nee
 bench-operator: ## the operator against a real kube-apiserver (~1 min; docs/benchmarks-operator.md)
 	$(PY) -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)
 
-chaos: ## the fault-injection tests (tests marked `chaos`): killed drivers, broken sockets, lost deliveries
-	scripts/test.sh -m chaos $(ARGS)
+chaos: ## the fault suite: every scenario on the real stack, table + ./chaos-report.json (CHAOS_ARGS="--quick"; docs/reliability.md)
+	$(PY) -m cryptopipe_dev.chaos $(CHAOS_ARGS)
 
 chart-lint: ## helm lint of the operator chart, strict with each ci/*-values.yaml scenario
 	$(HELM) lint charts/cryptopipe-operator

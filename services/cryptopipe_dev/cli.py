@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--stale-after", default=None, help="flag products with no candle this long before --to, e.g. 5m"
     )
+    report.add_argument(
+        "--unfillable",
+        default=None,
+        metavar="FILE",
+        help='JSON {"PRODUCT": [[first_id, last_id], ...]}: trade ids the ingestion counted as unfillable; '
+        "missing ids outside them are reported as lost",
+    )
     report.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
     monitor_sub.add_parser("serve", help="scan the lake every interval and serve metrics (CRYPTOPIPE_MONITOR_* env)")
 

@@ -12,9 +12,9 @@ import pytest
 from cryptopipe.coinbase import parse_frame
 from cryptopipe.contracts import Tick
 from cryptopipe.pipeline import PipelineConfig
+from cryptopipe_dev.reference import reference_candles
 from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
 from tests.support.candle_job_process import JobRun, produce, unique_name
-from tests.support.reference_candles import reference_candles
 
 pytestmark = [pytest.mark.components, pytest.mark.spark]
 

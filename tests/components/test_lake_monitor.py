@@ -44,6 +44,7 @@ def lakes(s3: Any) -> dict[str, Any]:
         eth = candle_rows("ETH-USD", start, MINUTES, price=1800.0, seed=2)
         if name == "planted":
             shift_prices(btc[30:], "1.02")
+            eth_gap_ids = (eth[42]["first_trade_id"], eth[42]["last_trade_id"])
             del eth[42]
         prefixes[name] = f"monitor-{run}/{name}"
         written = write_candles(btc + eth, lake=LakeLocation(LAKE_BUCKET, prefixes[name]), filesystem=filesystem)
@@ -54,6 +55,7 @@ def lakes(s3: Any) -> dict[str, Any]:
         "prefixes": prefixes,
         "jump": start + timedelta(minutes=30),
         "gap": start + timedelta(minutes=42),
+        "eth_gap_ids": eth_gap_ids,
     }
 
 
@@ -83,27 +85,72 @@ def test_report_names_the_planted_jump_and_gap_and_is_clean_without_them(s3: Any
 
     as_json = cryptopipe("monitor", "report", "--work-dir", str(planted), "--format", "json", *window)
     assert as_json.returncode == 1, as_json.stderr
-    *anomalies, summary = [json.loads(line) for line in as_json.stdout.splitlines()]
+    *found, summary = [json.loads(line) for line in as_json.stdout.splitlines()]
+    anomalies = [a for a in found if "trade_ids" not in a]
     assert [(a["kind"], a["product_id"], a["window_start"]) for a in anomalies] == [
         ("price_move", "BTC-USD", iso(lakes["jump"])),
         ("missing_window", "ETH-USD", iso(lakes["gap"])),
     ]
+    # the deleted ETH-USD minute is also a range of trade ids in no candle, lost (nobody counted it)
+    (gap,) = [a["trade_ids"] for a in found if "trade_ids" in a]
+    assert (gap["kind"], gap["where"], gap["product_id"]) == ("lost", "between", "ETH-USD")
+    assert gap["count"] == lakes["eth_gap_ids"][1] - lakes["eth_gap_ids"][0] + 1
+    assert (gap["first_trade_id"], gap["last_trade_id"]) == lakes["eth_gap_ids"]
     assert summary["summary"]["candles"] == 2 * MINUTES - 1
     assert summary["summary"]["by_kind"] == {"missing_window": 1, "price_move": 1}
+    assert summary["summary"]["trade_ids"] == {"lost": gap["count"], "unfillable": 0, "duplicated": 0}
 
     as_text = cryptopipe("monitor", "report", "--work-dir", str(planted), *window)
     assert as_text.returncode == 1, as_text.stderr
     lines = as_text.stdout.strip().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 5
     assert "price_move" in lines[0] and "BTC-USD" in lines[0] and iso(lakes["jump"]) in lines[0]
     assert "missing_window" in lines[1] and "ETH-USD" in lines[1] and iso(lakes["gap"]) in lines[1]
-    assert lines[2].startswith("2 anomalies")
+    assert lines[2].startswith("trade_ids_lost") and "ETH-USD" in lines[2]
+    assert lines[3].startswith("2 anomalies")
+    assert lines[4] == f"trade ids: {gap['count']} lost, 0 counted as unfillable, 0 counted twice"
 
     clean = cryptopipe(
         "monitor", "report", "--work-dir", str(stack_dir(tmp_path, s3, lakes["prefixes"]["clean"])), *window
     )
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.startswith("clean: no anomalies in 120 1m candles of BTC-USD, ETH-USD")
+    assert clean.stdout.splitlines()[1] == "trade ids: continuous, none missing"
+
+
+def test_report_tells_lost_trade_ids_from_counted_unfillable_ones(s3: Any, tmp_path: Path) -> None:
+    """A real lake with a hole in BTC-USD's trade ids inside the minutes (no missing window): ids 3 of
+    them counted as unfillable by the ingestion, the rest lost in silence; then all counted: exit 0."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=10)
+    rows = candle_rows("BTC-USD", start, 10, seed=3)
+    for row in rows[5:]:  # the trades after minute 5 start 7 ids later: 7 ids went missing
+        row["first_trade_id"] += 7
+        row["last_trade_id"] += 7
+    hole = (rows[4]["last_trade_id"] + 1, rows[5]["first_trade_id"] - 1)
+    prefix = f"monitor-{uuid.uuid4().hex[:8]}/ids"
+    write_candles(rows, lake=LakeLocation(LAKE_BUCKET, prefix), filesystem=s3.connection.arrow_filesystem())
+    work = stack_dir(tmp_path, s3, prefix)
+    window = ["--from", iso(start), "--to", iso(end), "--format", "json"]
+
+    counted = tmp_path / "unfillable.json"
+    counted.write_text(json.dumps({"BTC-USD": [[hole[0], hole[0] + 2]]}))
+    report = cryptopipe("monitor", "report", "--work-dir", str(work), "--unfillable", str(counted), *window)
+    assert report.returncode == 1, report.stderr
+    *found, summary = [json.loads(line) for line in report.stdout.splitlines()]
+    assert [
+        (g["trade_ids"]["kind"], g["trade_ids"]["first_trade_id"], g["trade_ids"]["last_trade_id"]) for g in found
+    ] == [
+        ("unfillable", hole[0], hole[0] + 2),
+        ("lost", hole[0] + 3, hole[1]),
+    ]
+    assert summary["summary"]["trade_ids"] == {"lost": 4, "unfillable": 3, "duplicated": 0}
+    assert summary["summary"]["anomalies"] == 0
+
+    counted.write_text(json.dumps({"BTC-USD": [list(hole)]}))
+    report = cryptopipe("monitor", "report", "--work-dir", str(work), "--unfillable", str(counted), *window)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert json.loads(report.stdout.splitlines()[-1])["summary"]["trade_ids"]["unfillable"] == 7
 
 
 def test_report_without_a_stack_or_with_bad_arguments_exits_2(s3: Any, lakes: dict, tmp_path: Path) -> None:
@@ -198,6 +245,18 @@ def test_serve_exports_the_planted_anomalies_and_stops_on_sigterm(s3: Any, lakes
         expected = {f"{p} {kind}": 0.0 for p in ("BTC-USD", "ETH-USD") for kind in KINDS}
         expected |= {"BTC-USD price_move": 1.0, "ETH-USD missing_window": 1.0}
         assert anomalies == expected
+        missing = {
+            dict(k)["product_id"] + " " + dict(k)["kind"]: v
+            for (name, k), v in values.items()
+            if name == "cryptopipe_lake_trade_ids_missing"
+        }
+        eth_lost = lakes["eth_gap_ids"][1] - lakes["eth_gap_ids"][0] + 1
+        assert missing == {
+            "BTC-USD lost": 0.0,
+            "BTC-USD unfillable": 0.0,
+            "ETH-USD lost": float(eth_lost),
+            "ETH-USD unfillable": 0.0,
+        }
         assert values[("cryptopipe_lake_candles_scanned", (("window", "1m"),))] == 2 * MINUTES - 1
         newest = values[
             ("cryptopipe_lake_newest_candle_end_timestamp_seconds", (("product_id", "BTC-USD"), ("window", "1m")))

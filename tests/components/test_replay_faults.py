@@ -230,3 +230,25 @@ def test_a_synthetic_feed_resumes_after_a_drop_where_it_stopped():
     for product in PRODUCTS:
         ids = [i for p, i in before + after[2:] if p == product]
         assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_error_frame_is_inserted_after_n_frames_and_the_stream_goes_on():
+    with ReplayServer([EXCHANGE], faults={"error_after": 20, "error_message": "boom"}) as server:
+        with subscribe(server) as client:
+            client.read_sent(server)
+        assert server.status()["faults_fired"] == {"error_after": 1}
+    data = data_of(client)
+    assert len(data) == DATA_FRAMES + 1, "inserted, nothing replaced"
+    assert orjson.loads(data[20])["type"] == "error" and orjson.loads(data[20])["message"] == "boom"
+
+
+def test_rest_missing_ids_are_never_served_and_rest_delay_s_slows_every_answer():
+    product, trades = "BTC-USD", TRADES["BTC-USD"]
+    missing = trades[len(trades) // 2].trade_id
+    faults = {"skip_trade_ids": [missing], "rest_missing_ids": [missing], "rest_delay_s": 0.3}
+    with ReplayServer([EXCHANGE], faults=faults) as server:
+        url = f"{server.rest_url}/products/{product}/trades?limit=3&after={missing + 2}"
+        page = orjson.loads(urllib.request.urlopen(url).read())  # answered after the delay, not lost
+        assert [t["trade_id"] for t in page] == [missing + 1, missing - 1]  # the page around it, without it
+        assert server.status()["faults"]["rest_missing_ids"] == [missing]
+        assert server.status()["faults"]["rest_delay_s"] == 0.3

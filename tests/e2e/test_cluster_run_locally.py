@@ -20,6 +20,7 @@ import pytest
 from cryptopipe.contracts import Tick
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.reader import read_candles
+from cryptopipe_dev.reference import recorded_trades, reference_candles
 from cryptopipe_dev.replay.server import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port, wait_for
 from cryptopipe_dev.stack.spark_job import spark_job_process
@@ -28,7 +29,6 @@ from tests.support.cryptopipelines import pipeline
 from tests.support.kube_objects import get
 from tests.support.operator_process import eventually, run_operator
 from tests.support.paths import DERIVED_RECORDINGS
-from tests.support.reference_candles import recorded_trades, reference_candles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.spark]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cryptopipe_dev.reference import csv_candles, recorded_trades, reference_candles
 from tests.support.paths import DERIVED_RECORDINGS
-from tests.support.reference_candles import csv_candles, recorded_trades, reference_candles
 
 pytestmark = pytest.mark.e2e
 

@@ -12,6 +12,6 @@ first three for every test; the rest are plain helpers to import.
 - ``candle_job_process``: the real Spark candle job against the session's Kafka and S3 server.
 - ``http_probe``: GET a component's /healthz, /readyz or /metrics.
 - ``synthetic_candles``: realistic candles made up for a test and planted in a lake.
-- ``reference_candles``: candles computed from a recording independently of the pipeline.
+- (the independent reference candles live in ``cryptopipe_dev.reference``: the fault suite uses them too)
 - ``alert_rules``, ``grafana_dashboards``: the chart's alert rules and dashboards as tests read them.
 """

@@ -83,6 +83,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
         # lake monitor
         ("cryptopipe_lake_anomalies", GAUGE, ["product_id", "window", "kind"]),
         ("cryptopipe_lake_newest_candle_end_timestamp_seconds", GAUGE, ["product_id", "window"]),
+        ("cryptopipe_lake_trade_ids_missing", GAUGE, ["product_id", "window", "kind"]),
         ("cryptopipe_lake_candles_scanned", GAUGE, ["window"]),
         ("cryptopipe_lake_complete_through_timestamp_seconds", GAUGE, ["window"]),
         ("cryptopipe_lake_scans_total", COUNTER, ["result"]),

@@ -17,6 +17,7 @@ from cryptopipe.lake.commits import committed_files, complete_through
 from cryptopipe.lake.layout import LakeLocation, utc_date
 from cryptopipe.lake.reader import read_candles
 from cryptopipe.monitor.anomalies import Anomaly, Thresholds, find_anomalies, iso
+from cryptopipe.monitor.continuity import IdGap, Unfillable, find_id_gaps
 
 # How many date partitions back to look for the newest candle of a product with none in the range.
 NEWEST_LOOKUP_DAYS = 7
@@ -29,9 +30,16 @@ class WindowScan:
     products: tuple[str, ...]  # every product judged: expected or found in the range
     newest_end: dict[str, datetime]  # product -> window_end of its newest candle before the range's end
     anomalies: list[Anomaly]
+    # the trade-id continuity audit of the candles in the range (continuity.py)
+    id_gaps: list[IdGap] = dataclasses.field(default_factory=list)
     # every window ending at or before this is final (None: the job has published none yet): a
     # missing window before it had no trade, one after it may not be written yet
     complete_through: datetime | None = None
+
+    @property
+    def ids_lost(self) -> int:
+        """Trade ids missing that nobody counted (silent losses) or counted twice."""
+        return sum(g.count for g in self.id_gaps if g.kind != "unfillable")
 
 
 def check_bucket(lake: LakeLocation, filesystem) -> None:
@@ -81,8 +89,12 @@ def scan_window(
     end: datetime,
     now: datetime,
     thresholds: Thresholds,
+    unfillable: Unfillable | None = None,
 ) -> WindowScan:
-    """Anomalies of candles with start <= window_start < end. ``products`` empty = every product in the lake."""
+    """Anomalies of candles with start <= window_start < end. ``products`` empty = every product in the lake.
+
+    ``unfillable``: product -> trade-id ranges the ingestion counted as unfillable; missing ids in
+    them are reported as "unfillable", every other missing id as "lost"."""
     check_bucket(lake, filesystem)
     wanted = list(products)
     expected = wanted or lake_products(lake, filesystem, window)
@@ -109,6 +121,7 @@ def scan_window(
         tuple(sorted(set(expected) | set(newest))),
         newest,
         [a for a in judged if a is not None],
+        find_id_gaps(table, unfillable=unfillable) if table.num_rows else [],
         final_through,
     )
 

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from cryptopipe.http_server import HealthServer
 from cryptopipe.logs import setup_logging
 from cryptopipe.monitor.anomalies import KINDS
+from cryptopipe.monitor.continuity import MISSING_KINDS
 from cryptopipe.monitor.scan import WindowScan, scan_window
 from cryptopipe.monitor.settings import MonitorSettings
 
@@ -56,6 +57,13 @@ class MonitorMetrics:
             ["window"],
             registry=r,
         )
+        self.trade_ids_missing = Gauge(
+            PREFIX + "trade_ids_missing",
+            "Trade ids missing between or inside the product's candles in the scanned range (continuity "
+            "audit), by kind: lost (nobody counted them) or unfillable (counted by the ingestion).",
+            ["product_id", "window", "kind"],
+            registry=r,
+        )
         self.candles_scanned = Gauge(
             PREFIX + "candles_scanned", "Candles read by the latest successful scan.", ["window"], registry=r
         )
@@ -85,15 +93,23 @@ class MonitorMetrics:
             counts = {(a.product_id, a.kind): 0 for a in scan.anomalies}
             for a in scan.anomalies:
                 counts[(a.product_id, a.kind)] += 1
-            for product in {*scan.products, *(p for p, _ in counts)}:
+            missing = {(g.product_id, g.kind): 0 for g in scan.id_gaps}
+            for g in scan.id_gaps:
+                missing[(g.product_id, g.kind)] += g.count
+            for product in {*scan.products, *(p for p, _ in counts), *(p for p, _ in missing)}:
                 series.add((product, scan.window))
                 for kind in KINDS:
                     self.anomalies.labels(product, scan.window, kind).set(counts.get((product, kind), 0))
+                for kind in MISSING_KINDS:
+                    self.trade_ids_missing.labels(product, scan.window, kind).set(missing.get((product, kind), 0))
             for product, end in scan.newest_end.items():
                 self.newest_end.labels(product, scan.window).set(end.timestamp())
         for product, window in self._series - series:
             for kind in KINDS:
                 self.anomalies.remove(product, window, kind)
+            for kind in MISSING_KINDS:
+                with contextlib.suppress(KeyError):
+                    self.trade_ids_missing.remove(product, window, kind)
             with contextlib.suppress(KeyError):  # a product never seen with a candle has no freshness series
                 self.newest_end.remove(product, window)
         self._series = series

@@ -31,7 +31,7 @@ def _serve() -> int:
 
 def _report(args, work_dir: Path) -> int:
     from cryptopipe.monitor.anomalies import Thresholds
-    from cryptopipe.monitor.report import render_json, render_text
+    from cryptopipe.monitor.report import failed, render_json, render_text
     from cryptopipe.monitor.scan import scan_window
     from cryptopipe_dev.commands.lake_access import NoStackError, open_stack_lake, parse_time
 
@@ -49,7 +49,8 @@ def _report(args, work_dir: Path) -> int:
         )
         if thresholds.price_sigma <= 0 or thresholds.volume_factor <= 1:
             raise ValueError("--price-sigma must be > 0 and --volume-factor > 1")
-    except (ValueError, ContractError) as exc:
+        unfillable = _unfillable(args.unfillable) if getattr(args, "unfillable", None) else None
+    except (ValueError, ContractError, OSError) as exc:
         print(f"cryptopipe monitor report: {exc}", file=sys.stderr)
         return 2
     try:
@@ -63,6 +64,7 @@ def _report(args, work_dir: Path) -> int:
                 end=end,
                 now=end,
                 thresholds=thresholds,
+                unfillable=unfillable,
             )
     except NoStackError as exc:
         print(exc, file=sys.stderr)
@@ -75,4 +77,17 @@ def _report(args, work_dir: Path) -> int:
         print(f"no {window} candles in the lake {opened.lake.root} of the stack in {work_dir}", file=sys.stderr)
         return 2
     print(render_json(scan, start, end) if args.format == "json" else render_text(scan, start, end))
-    return 1 if scan.anomalies else 0
+    return 1 if failed(scan) else 0
+
+
+def _unfillable(path: str) -> dict[str, list[tuple[int, int]]]:
+    """--unfillable FILE: {"BTC-USD": [[first, last], ...], ...}, inclusive trade-id ranges."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"--unfillable {path}: expected a JSON object of product -> [[first, last], ...]")
+    try:
+        return {str(p): [(int(a), int(b)) for a, b in ranges] for p, ranges in data.items()}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--unfillable {path}: ranges must be [first, last] integer pairs ({exc})") from None

@@ -3,7 +3,8 @@
 - ``GET /products/{id}/trades?limit=N&after=X|before=X`` as Coinbase Exchange: newest first,
   ``after=X`` -> trade ids < X, ``before=X`` -> ids > X; ``CB-AFTER`` / ``CB-BEFORE`` headers are
   the smallest / largest id of the page; limit 1..1000 (larger is clamped), default 100.
-  Served from every trade of the source, including trades a fault withheld from the WebSocket.
+  Served from every trade of the source, including trades a fault withheld from the WebSocket,
+  except the ``rest_missing_ids`` fault's (never served); ``rest_delay_s`` delays each answer (server.py).
 - ``GET /_replay/status``: frames sent, done, connections, faults.
 - ``GET /_replay/faults``, ``POST /_replay/faults`` (JSON body: replaces the faults and re-arms
   them), ``POST /_replay/reset`` (timeline back to the first frame, faults re-armed).
@@ -108,6 +109,8 @@ class HttpApi:
         if after is not None and before is not None:
             return _error(400, "after and before are mutually exclusive")
         page = book.page(product_id, min(limit, MAX_LIMIT), after=after, before=before)
+        if missing := self.controls.faults_now().rest_missing_ids:
+            page = [t for t in page if t.trade_id not in missing]
         rows = [
             {"time": t.time, "trade_id": t.trade_id, "price": t.price, "size": t.size, "side": t.side} for t in page
         ]

@@ -1,6 +1,6 @@
 """Fault injection for the replay server: what can go wrong on a Coinbase connection, on demand.
 
-Counted faults (``drop_after``, ``stall_after``, ``malformed_after``) fire once per arming: when a
+Counted faults (``drop_after``, ``stall_after``, ``malformed_after``, ``error_after``) fire once per arming: when a
 connection has sent N data frames (acks and error frames are not counted). Setting faults again
 (Python API or ``POST /_replay/faults``) re-arms them. Reconnecting clients are therefore not
 dropped again and again.
@@ -39,15 +39,24 @@ class Faults:
     # of the last trade frame sent with an unparseable price.
     malformed_after: int | None = None
     malformed_kind: MalformedKind = "truncated"
+    # After N data frames send one error frame, as Coinbase does ({"type": "error", "message": ...});
+    # nothing is replaced and the stream goes on (the client decides whether to reconnect).
+    error_after: int | None = None
+    error_message: str = "Failed to process request"
     duplicate_rate: float = 0.0  # probability a data frame is sent twice in a row
     reorder_rate: float = 0.0  # probability a data frame is held back and sent after the next one
     # Withheld from the WebSocket stream (still served over REST): these trade ids, and every
     # k-th non-snapshot trade of the source (ordinals k-1, 2k-1, ...).
     skip_trade_ids: frozenset[int] = frozenset()
     skip_every: int | None = None
+    # REST: these trade ids are missing from the REST history too (a trade that can never be
+    # backfilled: combine with skip_trade_ids), and every REST answer waits rest_delay_s first
+    # (a slow REST endpoint: the backfill arrives after later live trades).
+    rest_missing_ids: frozenset[int] = frozenset()
+    rest_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("drop_after", "stall_after", "malformed_after", "skip_every"):
+        for name in ("drop_after", "stall_after", "malformed_after", "error_after", "skip_every"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < (1 if name == "skip_every" else 0)):
                 raise ValueError(f"{name} must be a non-negative integer (skip_every >= 1): {value!r}")
@@ -56,9 +65,10 @@ class Faults:
                 raise ValueError(f"{name} must be within 0..1: {getattr(self, name)!r}")
         if self.malformed_kind not in _MALFORMED_KINDS:
             raise ValueError(f"malformed_kind must be one of {_MALFORMED_KINDS}: {self.malformed_kind!r}")
-        if self.stall_seconds < 0 or self.drop_lose < 0:
-            raise ValueError("stall_seconds and drop_lose must be >= 0")
+        if self.stall_seconds < 0 or self.drop_lose < 0 or self.rest_delay_s < 0:
+            raise ValueError("stall_seconds, drop_lose and rest_delay_s must be >= 0")
         object.__setattr__(self, "skip_trade_ids", frozenset(int(i) for i in self.skip_trade_ids))
+        object.__setattr__(self, "rest_missing_ids", frozenset(int(i) for i in self.rest_missing_ids))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -76,6 +86,7 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["skip_trade_ids"] = sorted(self.skip_trade_ids)
+        out["rest_missing_ids"] = sorted(self.rest_missing_ids)
         return out
 
     @property

@@ -6,6 +6,7 @@ due after its n-th data frame, with the malformed frame to send. It decides; the
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterator
 
@@ -17,6 +18,8 @@ _PRICE = re.compile(r'"price":\s*"[^"]*"')
 
 @dataclasses.dataclass(frozen=True)
 class SendMalformed:
+    """A frame that is not data: malformed (kind truncated, garbage, bad_price) or an error frame."""
+
     text: str
     kind: str
 
@@ -66,6 +69,9 @@ class FaultInjector:
         faults = self.faults
         if faults.malformed_after == data_sent and self.state.take("malformed_after", self.connection_id):
             yield SendMalformed(self._malformed_frame(faults.malformed_kind), faults.malformed_kind)
+        if faults.error_after == data_sent and self.state.take("error_after", self.connection_id):
+            error = {"type": "error", "message": faults.error_message, "reason": "injected by the replay server"}
+            yield SendMalformed(json.dumps(error), "error_frame")
         if faults.stall_after == data_sent and self.state.take("stall_after", self.connection_id):
             yield Stall(faults.stall_seconds)
         if faults.drop_after == data_sent and self.state.take("drop_after", self.connection_id):

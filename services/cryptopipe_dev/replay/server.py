@@ -25,7 +25,7 @@ import asyncio
 import http
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -239,9 +239,21 @@ class ReplayServer:
                 extra={"connection": session.id, "state": session.state, "data_frames_sent": session.data_sent},
             )
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None | Awaitable[Response | None]:
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return None
+        delay = self.state.faults_now().rest_delay_s
+        if delay > 0 and request.path.startswith("/products/"):
+            return self._answer_later(delay, request)  # websockets awaits it; other clients go on
+        return self._answer(request)
+
+    async def _answer_later(self, delay: float, request: Request) -> Response:
+        await asyncio.sleep(delay)
+        return self._answer(request)
+
+    def _answer(self, request: Request) -> Response:
         answer = self.api.handle(request.method, request.path)
         headers = Headers({**answer.headers, "Content-Length": str(len(answer.body)), "Connection": "close"})
         return Response(answer.status, http.HTTPStatus(answer.status).phrase, headers, answer.body)

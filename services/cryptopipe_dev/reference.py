@@ -1,12 +1,14 @@
-"""An independent reference for the end-to-end tests: candles computed straight from a recording's
-raw frames with plain Python decimals. Deliberately shares no code with the pipeline (not the
-parser, not the contracts), so a bug there cannot hide in the expectation.
+"""An independent reference for the end-to-end tests and the fault suite (cryptopipe_dev.chaos):
+candles computed straight from a recording's (or the synthetic generator's) raw frames with plain
+Python decimals. Deliberately shares no code with the pipeline (not the parser, not the contracts),
+so a bug there cannot hide in the expectation.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -20,16 +22,25 @@ def _time_us(text: str) -> int:
     return int(base.timestamp()) * 1_000_000 + int((frac + "000000")[:6])
 
 
-def recorded_trades(
-    path: Path, products: set[str] | None = None
-) -> dict[tuple[str, int], tuple[int, Decimal, Decimal]]:
+Trades = dict[tuple[str, int], tuple[int, Decimal, Decimal]]
+
+
+def recorded_trades(path: Path, products: set[str] | None = None) -> Trades:
     """Unique trades of a derived JSONL recording: (product, trade_id) -> (time_us, price, size)."""
-    trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]] = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row["dir"] != "recv":
+    rows = (json.loads(line) for line in path.read_text().splitlines())
+    return frame_trades((row["data"] for row in rows if row["dir"] == "recv"), products)
+
+
+def frame_trades(raw_frames: Iterable[str], products: set[str] | None = None) -> Trades:
+    """Unique trades of raw feed frames (JSON text, either feed): (product, trade_id) -> (time_us, price, size)."""
+    trades: Trades = {}
+    for raw in raw_frames:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            continue  # a malformed frame carries no trade
+        if not isinstance(frame, dict):
             continue
-        frame = json.loads(row["data"])
         found = []
         if frame.get("type") in ("match", "last_match"):
             found.append(frame)
@@ -47,8 +58,9 @@ def recorded_trades(
     return trades
 
 
-def reference_candles(trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]], window_s: int = 60) -> list[dict]:
-    """One dict per (product, window), sorted, with the CSV's columns as exact values."""
+def reference_candles(trades: Trades, window_s: int = 60, *, with_ids: bool = False) -> list[dict]:
+    """One dict per (product, window), sorted, with the CSV's columns as exact values
+    (and ``first_trade_id`` / ``last_trade_id`` with ``with_ids``)."""
     groups: dict[tuple[str, int], list[tuple[int, int, Decimal, Decimal]]] = defaultdict(list)
     for (product, trade_id), (time_us, price, size) in trades.items():
         groups[(product, time_us // (window_s * 1_000_000))].append((time_us, trade_id, price, size))
@@ -72,6 +84,10 @@ def reference_candles(trades: dict[tuple[str, int], tuple[int, Decimal, Decimal]
                 "vwap": (notional / volume).quantize(EIGHT_PLACES, rounding=ROUND_HALF_UP),
             }
         )
+        if with_ids:
+            out[-1]["first_trade_id"] = min(r[1] for r in rows)
+            out[-1]["last_trade_id"] = max(r[1] for r in rows)
+            out[-1]["vwap_exact"] = notional / volume
     return out
 
 
