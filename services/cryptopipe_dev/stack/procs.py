@@ -93,6 +93,21 @@ def _stop_all() -> None:
         proc.stop(timeout=5)
 
 
+# how long stop() waits for the members of a SIGKILLed group to be gone (reaped by their parent)
+GROUP_EXIT_TIMEOUT_S = 5.0
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+    log.warning("process group outlived SIGKILL", extra={"pgid": pgid, "timeout_s": timeout})
+
+
 class ManagedProcess:
     """A child process in its own process group, with stdout and stderr appended to ``log_path``.
 
@@ -185,9 +200,12 @@ class ManagedProcess:
                 log.warning("process ignored SIGTERM, killing", extra={"service": self.name, "child_pid": self.pid})
                 self.kill(signal.SIGKILL)
                 self._popen.wait()
-        # The leader is gone; reap stragglers that stayed in its group (e.g. a JVM under a shell).
+        # The leader is gone; reap stragglers that stayed in its group (e.g. a JVM under a shell),
+        # and return only once none is left: a signal is delivered asynchronously, and a caller
+        # that stops the stack must not leave a process behind it, even for a moment.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._popen.pid, signal.SIGKILL)
+        _wait_group_gone(self._popen.pid, GROUP_EXIT_TIMEOUT_S)
         self._closed()
         log.info("process stopped", extra={"service": self.name, "child_pid": self.pid, "code": self._popen.returncode})
         return self._popen.returncode
