@@ -111,7 +111,9 @@ def write_progress_events(queries, path: str) -> None:
     with open(path, "w") as f:
         for query in queries:
             for event in query.recentProgress:
-                f.write(json.dumps(event if isinstance(event, dict) else json.loads(event.json)) + "\n")
+                # PySpark's progress object (a dict of Python values, UUIDs included) renders itself
+                text = event.json if hasattr(event, "json") else json.dumps(event, default=str)
+                f.write(json.dumps(json.loads(text)) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
