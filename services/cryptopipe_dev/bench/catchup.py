@@ -150,13 +150,13 @@ def _tick_json(product: str, at_us: int) -> bytes:
 def produce_backlog(
     bootstrap: str, topic: str, parquet: Path, *, trades: int, seed: int = 5, start_time: float = DEFAULT_START_TIME
 ) -> Backlog:
-    """``trades`` synthetic trades (a day's rate: ``trades`` / DAY_RATE s of market) and a tick per
-    product per second into ``topic``, keyed by product; the trades also into ``parquet``."""
+    """Exactly ``trades`` synthetic trades at a day's mean rate (DAY_RATE: about ``trades`` / DAY_RATE s
+    of market) and a tick per product per second into ``topic``, keyed by product; the trades also
+    into ``parquet``."""
     config = SyntheticConfig(products=PRODUCTS, rate=DAY_RATE, duration=None, seed=seed, start_time=start_time)
     rng = random.Random(seed)
     products = [_Product(config, i, 1 / len(PRODUCTS), rng) for i in range(len(PRODUCTS))]
     start_us = round(start_time * 1e6)
-    end_s = trades / DAY_RATE
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50, batch_size=1 << 20)
     cols: dict[str, list] = {k: [] for k in ("product_id", "trade_id", "price", "size", "event_time_us")}
     keys = [p.name.encode() for p in products]
@@ -176,8 +176,6 @@ def produce_backlog(
                     ticks += 1
                 next_tick += 1.0
                 continue
-            if t > end_s and made > 0:
-                break
             p = products[i]
             trade_id, price, size, side, sequence = p.trade()
             at_us = start_us + round(t * 1e6)
