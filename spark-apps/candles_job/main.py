@@ -7,6 +7,7 @@ mainApplicationFile. Thin: settings -> session -> one streaming query per window
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -80,15 +81,18 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             batch_watermark_ms=functools.partial(offset_log_watermark_ms, spark, settings.checkpoint_location(window)),
             on_written=functools.partial(progress.on_written, window),
         )
-        query = (
+        stream = (
             candles(source.load(), seconds, spark_duration(settings.watermark))
             .writeStream.queryName(f"candles-{window}")
             .outputMode("append")
             .foreachBatch(writer)
             .option("checkpointLocation", settings.checkpoint_location(window))
-            .trigger(processingTime=spark_duration(settings.trigger))
-            .start()
         )
+        if settings.available_now:
+            stream = stream.trigger(availableNow=True)
+        else:
+            stream = stream.trigger(processingTime=spark_duration(settings.trigger))
+        query = stream.start()
         log.info(
             "query started",
             extra={
@@ -99,6 +103,17 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
         )
         queries.append(query)
     return queries
+
+
+def write_progress_events(queries, path: str) -> None:
+    """Every query's recent progress events (durationMs breakdown, batch sizes), one JSON a line.
+    Read from the queries once they stopped: the listener bus may drop the last events at exit."""
+    with open(path, "w") as f:
+        for query in queries:
+            for event in query.recentProgress:
+                # PySpark's progress object (a dict of Python values, UUIDs included) renders itself
+                text = event.json if hasattr(event, "json") else json.dumps(event, default=str)
+                f.write(json.dumps(json.loads(text)) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,11 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        spark.streams.awaitAnyTermination()
+        if settings.available_now:  # every query stops by itself once it has caught up
+            for query in queries:
+                query.awaitTermination()
+        else:
+            spark.streams.awaitAnyTermination()
     finally:
         for query in queries:
             if query.isActive:
                 query.stop()
+    if settings.progress_events_file:
+        write_progress_events(queries, settings.progress_events_file)
     failed = [q for q in queries if q.exception() is not None]
     for query in failed:
         log.error("query failed", extra={"query": query.name, "error": str(query.exception())[:2000]})

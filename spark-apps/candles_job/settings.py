@@ -25,6 +25,11 @@ class JobSettings(BaseSettings):
     windows: list[str] = Field(["1m"], description="Candle window sizes, e.g. 1m,5m,1h; one streaming query each")
     watermark: str = Field("30s", description="How late a trade may arrive and still count")
     trigger: str = Field("5s", description="Micro-batch trigger interval")
+    available_now: bool = Field(
+        False,
+        description="Run once: process what the topic holds now (in maxOffsetsPerTrigger batches), then stop "
+        "(Spark's availableNow trigger; for catching up on a backlog and benchmarks)",
+    )
     s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO); unset for AWS")
     s3_access_key: str = Field(description="S3 access key")
     s3_secret_key: str = Field(description="S3 secret key")
@@ -37,6 +42,9 @@ class JobSettings(BaseSettings):
     )
     shuffle_partitions: int = Field(2, ge=1, description="spark.sql.shuffle.partitions: about the core count")
     progress_file: str | None = Field(None, description="Local JSON file the job rewrites after every batch")
+    progress_events_file: str | None = Field(
+        None, description="Local file the job appends every query progress event to, one JSON per line (profiling)"
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus metrics port (driver)")
     log_level: str = Field("INFO", description="Log level of the job's own logs")
 

@@ -56,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chart", type=Path, metavar="PATH", help="--peers: PNG of the ratios (default: the --json path as .png)"
     )
+    p.add_argument(
+        "--catchup",
+        action="store_true",
+        help="instead: a day of backlog through the job (availableNow) against DuckDB on the same trades "
+        "(issue 12 section 3; --catchup-trades for a quick run)",
+    )
+    p.add_argument(
+        "--catchup-trades", type=int, default=1_250_000, help="--catchup: trades of backlog (default 1250000: a day)"
+    )
+    p.add_argument(
+        "--catchup-batch", type=int, default=250_000, help="--catchup: records per micro-batch (default 250000)"
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
     p.add_argument("--work-dir", type=Path, help="keep the stacks' data and logs here (default: a temp dir, removed)")
     p.add_argument("--log-level", default="WARNING", help="diagnostic JSON logs on stderr (default WARNING)")
@@ -67,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.peers:
         return _peers(args)
+    if args.catchup:
+        return _catchup(args)
     began = time.monotonic()
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-bench-"))
     env = report.environment()
@@ -120,6 +134,37 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"JSON: {args.json}")
     return 0
+
+
+def _catchup(args: argparse.Namespace) -> int:
+    from cryptopipe_dev.bench.catchup import as_json, result_text, run_catchup
+
+    began = time.monotonic()
+    env = report.environment()
+    print("CryptoPipeline catch-up vs DuckDB  " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), flush=True)
+    for key, value in env.items():
+        print(f"  {key}: {value}")
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-bench-catchup-"))
+    try:
+        result = run_catchup(
+            work_dir,
+            trades=args.catchup_trades,
+            max_offsets=args.catchup_batch,
+            progress=lambda s: print(s, flush=True),
+        )
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    seconds = time.monotonic() - began
+    print()
+    print(result_text(result))
+    print(f"\n(run took {seconds:.0f} s)")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"environment": env, "seconds": round(seconds, 1), **as_json(result)}, indent=2)
+        )
+        print(f"JSON: {args.json}")
+    return 0 if not result.mismatches else 1
 
 
 def _peers(args: argparse.Namespace) -> int:

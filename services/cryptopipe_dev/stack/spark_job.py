@@ -17,9 +17,19 @@ from cryptopipe_dev.stack.procs import ManagedProcess
 JOB_MAIN = SPARK_JOB_MAIN
 
 
+# The local-mode JVM (driver and executor in one) with the heap kept near its live set: G1, the
+# default, grew the 1 GiB heap to nearly all of it at 20 trades/s (935 MiB RSS) and kept it, plus its
+# remembered sets. SerialGC gives the heap back down to MaxHeapFreeRatio after a collection; on 2
+# cores its single-threaded collections cost little. -Xmx (spark.driver.memory) is unchanged: the
+# job's state and a catch-up batch still have the whole 1 GiB.
+LOCAL_DRIVER_JAVA_OPTIONS = "-XX:+UseSerialGC -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=30"
+
+
 def local_spark_conf(cores: int = 2, driver_memory: str = "1g") -> dict[str, str]:
     """What local mode needs on top of the job's own conf (the cluster gets these from spark-operator)."""
-    return spark_conf(jars=spark_jars(), cores=cores, driver_memory=driver_memory, python=sys.executable)
+    conf = spark_conf(jars=spark_jars(), cores=cores, driver_memory=driver_memory, python=sys.executable)
+    conf["spark.driver.extraJavaOptions"] = LOCAL_DRIVER_JAVA_OPTIONS
+    return conf
 
 
 def spark_submit_command(
