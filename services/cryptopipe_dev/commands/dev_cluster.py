@@ -200,8 +200,11 @@ def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, ou
                 }
                 topics = node_addons.topic_controller_for(kube, deps, log_path=work_dir / "topic-controller.log")
                 started.append(topics.start())
-        operator = _start_operator(kube, work_dir)
-        started.append(operator)
+                # the operator as a user installs it: its chart, its image, in a pod (not on the host)
+                addons["operator_install_s"] = node_addons.install_operator(kube)
+        operator = None if platform else _start_operator(kube, work_dir)
+        if operator is not None:
+            started.append(operator)
     except BaseException:
         _stop_started(started, kube_node, kube)
         raise
@@ -255,7 +258,15 @@ def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, ou
                 f"bucket {p['lake_bucket']}; from the host {p['s3_endpoint_from_host']}), KafkaTopic stand-in on the host",
                 file=out,
             )
-    print(f"operator log: {operator.log_path}; stop everything with `cryptopipe dev cluster down`", file=out)
+    if operator is not None:
+        print(f"operator log: {operator.log_path}; stop everything with `cryptopipe dev cluster down`", file=out)
+    else:
+        print(
+            f"operator: helm release {node_addons.OPERATOR_RELEASE} in {node_addons.OPERATOR_NAMESPACE} "
+            f"(kubectl -n {node_addons.OPERATOR_NAMESPACE} logs deploy/{node_addons.OPERATOR_RELEASE}); "
+            "stop everything with `cryptopipe dev cluster down`",
+            file=out,
+        )
     return 0
 
 

@@ -11,7 +11,10 @@ the chart.
   Kafka broker (KRaft) as a StatefulSet with Strimzi's bootstrap Service name, and the S3 server
   (versitygw, standing in for MinIO) as a Deployment over an emptyDir, with its Service, its
   credentials Secret and the lake bucket. The KafkaTopic stand-in (cryptopipe_dev.topic_controller)
-  runs on the host against that broker: ``topic_controller_for``.
+  runs on the host against that broker: ``topic_controller_for``. Then the user's path: the operator
+  by ``helm upgrade --install`` of its chart with the image built here (``install_operator``; it
+  replaces the operator process ``up`` runs on the host without --platform), and the dev replay
+  server in a pod serving recordings (``deploy_replay``), which a CryptoPipeline's wsUrl/restUrl name.
 """
 
 from __future__ import annotations
@@ -44,8 +47,12 @@ S3_SECRET = "s3-credentials"  # spec.sink.credentialsSecretRef.name (keys access
 S3_ACCESS_KEY = "cryptopipe"
 S3_SECRET_KEY = "cryptopipe-dev-secret"  # a dev cluster's, on this machine only
 LAKE_BUCKET = "lake"
-# the images of scripts/build-images.sh (its NAME) each part needs
-DEPS_IMAGES = ("kafka", "s3")
+# the images of scripts/build-images.sh (its NAME) each part needs: the dependencies, the operator,
+# the pipeline's ingestion (and lake monitor) and the dev replay server
+DEPS_IMAGES = ("kafka", "s3", "operator", "ingestion", "dev-replay")
+OPERATOR_NAMESPACE = "cryptopipe-system"
+OPERATOR_RELEASE = "cryptopipe-operator"
+REPLAY_PORT = 8765
 
 
 def render(manifest: str, **values: object) -> str:
@@ -239,16 +246,90 @@ def topic_controller_for(kube: KubeControlPlane, deps: PlatformDeps, *, log_path
     )
 
 
-def wait_pod_ready(kube: KubeControlPlane, namespace: str, name: str, timeout: float) -> None:
-    kube.kubectl(
-        "-n",
-        namespace,
-        "wait",
-        f"pod/{name}",
-        "--for=condition=Ready",
-        f"--timeout={int(timeout)}s",
-        timeout=timeout + 15,
+# --- the operator, by its chart -------------------------------------------------------------------
+
+
+def helm(kube: KubeControlPlane, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(kube.helm_path), *args], capture_output=True, text=True, timeout=timeout, env=kube.env()
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def install_operator(
+    kube: KubeControlPlane, *, tag: str | None = None, namespace: str = OPERATOR_NAMESPACE, timeout: float = 300
+) -> float:
+    """``helm upgrade --install`` of charts/cryptopipe-operator with the operator image built here
+    (already in the node's containerd: pullPolicy Never). The chart's CRD is already installed by
+    ``up``, so helm leaves it alone. Returns the seconds until the operator's Deployment is rolled out."""
+    from cryptopipe_dev.repo import REPO_ROOT
+
+    began = time.monotonic()
+    repository, built_tag = image_refs()["operator"].rsplit(":", 1)
+    helm(
+        kube,
+        "upgrade",
+        "--install",
+        OPERATOR_RELEASE,
+        str(REPO_ROOT / "charts" / "cryptopipe-operator"),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag or built_tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--wait",
+        "--timeout",
+        f"{int(timeout)}s",
+        timeout=timeout + 30,
+    )
+    return round(time.monotonic() - began, 1)
+
+
+# --- the replay server ------------------------------------------------------------------------------
+
+
+def deploy_replay(
+    kube: KubeControlPlane,
+    recordings: list[Path],
+    *,
+    name: str = "replay",
+    namespace: str = PLATFORM_NAMESPACE,
+    speed: str = "max",
+    timeout: float = 120,
+) -> dict[str, str]:
+    """The dev replay server in a pod, serving ``recordings`` (files on this machine, put in a
+    ConfigMap: each must be well under 1 MiB). Returns the in-cluster ``ws_url`` and ``rest_url``
+    for a CryptoPipeline's spec.ingestion."""
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-recordings", "namespace": namespace},
+        "data": {p.name: p.read_text() for p in recordings},
+    }
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(configmap))
+    args = [
+        "serve",
+        *[f"/recordings/{p.name}" for p in recordings],
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(REPLAY_PORT),
+        "--control-port",
+        str(REPLAY_PORT + 1),
+        "--speed",
+        speed,
+    ]
+    image = image_refs()["dev-replay"]
+    _apply(kube, render("replay.yaml", NAME=name, NAMESPACE=namespace, IMAGE=image, ARGS=json.dumps(args)))
+    _rollout(kube, namespace, f"deployment/{name}", timeout)
+    host = f"{name}.{namespace}.svc"
+    return {"ws_url": f"ws://{host}:{REPLAY_PORT}", "rest_url": f"http://{host}:{REPLAY_PORT}"}
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -259,6 +340,8 @@ __all__ = [
     "PlatformDeps",
     "deploy_dns",
     "deploy_platform_deps",
+    "deploy_replay",
+    "install_operator",
     "load_images",
     "render",
     "topic_controller_for",
