@@ -45,6 +45,90 @@ def _pod(name: str, image: str, command: list[str], *, restricted: bool = True) 
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS}, "spec": spec}
 
 
+RECORDING = "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"  # in DERIVED_RECORDINGS
+
+
+def _pipeline(urls: dict[str, str], platform: dict[str, str]) -> dict[str, Any]:
+    refs = node_addons.image_refs()
+    return {
+        "apiVersion": "cryptopipeline.io/v1alpha1",
+        "kind": "CryptoPipeline",
+        "metadata": {"name": "btc-eth", "namespace": NS},
+        "spec": {
+            "feed": "exchange",
+            "products": ["BTC-USD", "ETH-USD"],
+            "kafka": {"clusterName": platform["kafka_cluster"], "replicas": 1},
+            "sink": {
+                "endpoint": platform["s3_endpoint"],
+                "bucket": platform["lake_bucket"],
+                "credentialsSecretRef": {"name": platform["s3_secret"]},
+            },
+            "ingestion": {
+                "image": refs["ingestion"],
+                "imagePullPolicy": "Never",
+                "wsUrl": urls["ws_url"],
+                "restUrl": urls["rest_url"],
+            },
+            "spark": {"image": refs["spark-job"], "imagePullPolicy": "Never"},
+        },
+    }
+
+
+def _conditions(kubeconfig: str) -> dict[str, str]:
+    got = _kubectl(kubeconfig, "-n", NS, "get", "cryptopipeline", "btc-eth", "-o", "json")
+    if got.returncode != 0:
+        return {}
+    return {c["type"]: c["status"] for c in json.loads(got.stdout).get("status", {}).get("conditions") or []}
+
+
+def _user_path(kubeconfig: str, work_dir: Path, platform: dict[str, str]) -> dict[str, float]:
+    """The replay server in a pod, then ``kubectl apply`` of a CryptoPipeline pointing at it: the
+    operator in its pod makes the children, the stand-in makes the topics, kubelet runs the
+    ingestion, which streams the recording's trades into Kafka. Status comes from the children's
+    real status (nothing here writes any)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from cryptopipe_dev.stack.kube import KubeControlPlane
+    from tests.support.paths import DERIVED_RECORDINGS
+
+    kube = KubeControlPlane(Path(kubeconfig).parent, crds=[], die_with_parent=False)
+    urls = node_addons.deploy_replay(kube, [DERIVED_RECORDINGS / RECORDING], speed="max")
+    applied = time.monotonic()
+    created = _kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(_pipeline(urls, platform)))
+    assert created.returncode == 0, created.stderr
+    deadline = time.monotonic() + 240
+    conditions: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        conditions = _conditions(kubeconfig)
+        if conditions.get("TopicReady") == "True" and conditions.get("IngestionReady") == "True":
+            break
+        time.sleep(1)
+    assert conditions.get("TopicReady") == "True" and conditions.get("IngestionReady") == "True", (
+        conditions,
+        _kubectl(kubeconfig, "-n", NS, "get", "pods,deploy,kafkatopics", "-o", "wide").stdout,
+    )
+    ready_s = time.monotonic() - applied
+    topic = _kubectl(
+        kubeconfig, "-n", NS, "get", "kafkatopic", "btc-eth-trades", "-o", "jsonpath={.status.topicName}"
+    ).stdout
+    consumer = KafkaConsumer(bootstrap_servers=platform["kafka_bootstrap_from_host"])
+    try:
+        trades = 0
+        while time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            trades = sum(consumer.end_offsets([TopicPartition(topic, p) for p in partitions]).values())
+            if trades > 0:
+                break
+            time.sleep(1)
+    finally:
+        consumer.close()
+    assert trades > 0, _kubectl(kubeconfig, "-n", NS, "logs", "deploy/btc-eth-ingestion").stdout[-3000:]
+    return {
+        "apply_to_children_ready_s": round(ready_s, 1),
+        "apply_to_trades_in_kafka_s": round(time.monotonic() - applied, 1),
+    }
+
+
 def test_up_node_platform_dependencies_in_restricted_namespace(tmp_path: Path) -> None:
     _require_node()
     work_dir = tmp_path / "dev"
@@ -73,6 +157,21 @@ def test_up_node_platform_dependencies_in_restricted_namespace(tmp_path: Path) -
         pods = json.loads(_kubectl(kubeconfig, "-n", NS, "get", "pods", "-o", "json").stdout)["items"]
         phases = {p["metadata"]["name"]: p["status"]["phase"] for p in pods}
         assert len(phases) == 2 and set(phases.values()) == {"Running"}, phases
+        # the operator runs in a pod, installed by its chart with the image built here
+        operator = json.loads(
+            _kubectl(
+                kubeconfig,
+                "-n",
+                node_addons.OPERATOR_NAMESPACE,
+                "get",
+                "deploy",
+                node_addons.OPERATOR_RELEASE,
+                "-o",
+                "json",
+            ).stdout
+        )
+        assert operator["status"].get("availableReplicas") == 1, operator["status"]
+        assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == node_addons.image_refs()["operator"]
         assert any(n.startswith("cryptopipe-kafka-") for n in phases), phases
 
         # a pod resolves cluster names through CoreDNS (its nameserver is kube-dns 10.96.0.10)
@@ -129,7 +228,8 @@ def test_up_node_platform_dependencies_in_restricted_namespace(tmp_path: Path) -
         s3.put_object(Bucket=platform["lake_bucket"], Key="probe/hello.txt", Body=b"hello")
         got = s3.get_object(Bucket=platform["lake_bucket"], Key="probe/hello.txt")["Body"].read()
         assert got == b"hello"
-        print(f"\nup --node --platform {up_seconds:.1f} s; {state['node']}")
+        timings = _user_path(kubeconfig, work_dir, platform)
+        print(f"\nup --node --platform {up_seconds:.1f} s; {state['node']}; user's path: {timings}")
     finally:
         down = _cli("down", "--work-dir", str(work_dir), timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
