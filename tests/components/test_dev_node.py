@@ -113,7 +113,10 @@ def host_snapshot(work_dir: Path) -> dict[str, Any]:
         "mounts": sorted(mounts),
         "cgroups": cgroups,
         "links": links,
-        "dirs": {d: os.path.lexists(d) for d in (*nodemod.HOST_DIRS, "/var/log/pods", "/var/lib/kubelet")},
+        "dirs": {
+            d: os.path.lexists(d)
+            for d in (*nodemod.HOST_DIRS, "/var/log/pods", str(nodemod.KUBELET_DEVICE_PLUGIN_SOCKET))
+        },
     }
 
 
