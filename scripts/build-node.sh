@@ -11,6 +11,7 @@
 #   3. coredns  v1.12.4  go install (its go.mod has no replace lines)
 #   4. pause: a static C binary (gcc -static), and an image holding only it (FROM scratch, written
 #      as a `docker save` archive without any daemon), for the node's containerd to import
+#   5. the CoreDNS image, made the same way from the coredns binary (FROM scratch, user 65532)
 # See ../shared/docs/infra-recipes.md section 10 for what worked on this kind of machine.
 #
 # scripts/bootstrap.sh runs it as its last step (not with --data-plane-only); it can also be run
@@ -58,6 +59,47 @@ run() {
   fi
 }
 sizes() { local f; for f in "$@"; do printf '%s %s  ' "$(basename "$f")" "$(du -h "$f" | cut -f1)"; done; }
+
+# scratch_image ARCHIVE BINARY REF USER: an image of one layer holding only BINARY (at /NAME, its
+# entrypoint), as the archive `docker save` writes (manifest.json with RepoTags), which
+# `ctr images import` reads. No daemon, no registry; byte-reproducible (fixed mtimes and owners),
+# so its digest only changes when the binary does. Used for pause and CoreDNS.
+scratch_image() {
+  python3 - "$@" <<'EOF'
+import hashlib, io, json, os, sys, tarfile
+archive, binary, ref, user = sys.argv[1:5]
+name = os.path.basename(binary)
+layer = io.BytesIO()
+with tarfile.open(fileobj=layer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    info = tarfile.TarInfo(name)
+    data = open(binary, "rb").read()
+    info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o755, 0, 0, 0
+    tar.addfile(info, io.BytesIO(data))
+layer_bytes = layer.getvalue()
+diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+config = {
+    "architecture": "amd64",
+    "os": "linux",
+    "created": "1970-01-01T00:00:00Z",
+    "config": {"Entrypoint": ["/" + name], "User": user, "WorkingDir": "/"},
+    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "cryptopipe scripts/build-node.sh"}],
+}
+config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+layer_name = diff_id.split(":")[1] + "/layer.tar"
+manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": [layer_name]}]
+with tarfile.open(archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    for member, blob in (
+        (config_name, config_bytes),
+        (layer_name, layer_bytes),
+        ("manifest.json", json.dumps(manifest).encode()),
+    ):
+        info = tarfile.TarInfo(member)
+        info.size, info.mode, info.mtime = len(blob), 0o644, 0
+        tar.addfile(info, io.BytesIO(blob))
+EOF
+}
 
 exec 7>"$CACHE/.node.lock"
 flock -w 3600 7 || die "another build holds $CACHE/.node.lock"
@@ -193,46 +235,32 @@ else
   run "$PAUSE_LOG" gcc -Os -static -Wall -o "$out/pause" "$out/pause.c"
   run "$PAUSE_LOG" strip "$out/pause"
   run "$PAUSE_LOG" "$out/pause" -v
-  # The image: one layer holding /pause, as the archive `docker save` writes (manifest.json with
-  # RepoTags), which `ctr images import` reads. No daemon, no registry; byte-reproducible (fixed
-  # mtimes and owners), so its digest only changes when the binary does.
-  run "$PAUSE_LOG" python3 - "$out" "$PAUSE_IMAGE" <<'EOF'
-import hashlib, io, json, os, sys, tarfile
-out, ref = sys.argv[1], sys.argv[2]
-layer = io.BytesIO()
-with tarfile.open(fileobj=layer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-    info = tarfile.TarInfo("pause")
-    data = open(os.path.join(out, "pause"), "rb").read()
-    info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o755, 0, 0, 0
-    tar.addfile(info, io.BytesIO(data))
-layer_bytes = layer.getvalue()
-diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-config = {
-    "architecture": "amd64",
-    "os": "linux",
-    "created": "1970-01-01T00:00:00Z",
-    "config": {"Entrypoint": ["/pause"], "User": "65535:65535", "WorkingDir": "/"},
-    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "cryptopipe scripts/build-node.sh"}],
-}
-config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
-layer_name = diff_id.split(":")[1] + "/layer.tar"
-manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": [layer_name]}]
-with tarfile.open(os.path.join(out, "image.tar"), mode="w", format=tarfile.USTAR_FORMAT) as tar:
-    for name, blob in (
-        (config_name, config_bytes),
-        (layer_name, layer_bytes),
-        ("manifest.json", json.dumps(manifest).encode()),
-    ):
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(blob), 0o644, 0
-        tar.addfile(info, io.BytesIO(blob))
-EOF
+  # The image: one layer holding /pause (see scratch_image)
+  run "$PAUSE_LOG" scratch_image "$out/image.tar" "$out/pause" "$PAUSE_IMAGE" 65535:65535
   mv -f "$out/pause" "$BIN/pause" && mv -f "$out/image.tar" "$PAUSE_TAR" && rm -rf "$out"
   echo "$PAUSE_IMAGE" >"$IMAGES/pause.ref"
   echo "$pause_key" >"$NODE/.stamp-pause"
   say "pause: $(sizes "$BIN/pause" "$PAUSE_TAR")image $PAUSE_IMAGE"
+fi
+
+# --- 5. CoreDNS image ------------------------------------------------------------------------------
+# FROM scratch like pause: only the static coredns binary, non-root (65532, the upstream image's
+# user). The Corefile comes from a ConfigMap; binding :53 as non-root needs the pod sysctl
+# net.ipv4.ip_unprivileged_port_start=0 (stack/node_addons.py's Deployment sets it).
+COREDNS_IMAGE="cryptopipe-coredns:${COREDNS_VERSION#v}"
+COREDNS_TAR="$IMAGES/coredns-${COREDNS_VERSION#v}.tar"
+dns_image_key="coredns-image $COREDNS_IMAGE $(sha256sum "$BIN/coredns" | cut -c1-16)"
+if stamp_ok "$NODE/.stamp-coredns-image" "$dns_image_key" && [ -f "$COREDNS_TAR" ]; then
+  say "coredns image: up to date ($COREDNS_IMAGE)"
+else
+  rm -f "$NODE/.stamp-coredns-image"
+  out="$NODE/out-coredns-image"; rm -rf "$out"; mkdir -p "$out"
+  cp "$BIN/coredns" "$out/coredns"
+  run "$DNS_LOG" scratch_image "$out/image.tar" "$out/coredns" "$COREDNS_IMAGE" 65532:65532
+  mv -f "$out/image.tar" "$COREDNS_TAR" && rm -rf "$out"
+  echo "$COREDNS_IMAGE" >"$IMAGES/coredns.ref"
+  echo "$dns_image_key" >"$NODE/.stamp-coredns-image"
+  say "coredns image: $(sizes "$COREDNS_TAR")image $COREDNS_IMAGE"
 fi
 
 say "done: $BIN, $IMAGES"

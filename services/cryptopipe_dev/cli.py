@@ -24,6 +24,7 @@ DESCRIPTION = """The `cryptopipe` command.
     cryptopipe monitor serve                                                   lake monitor service (env settings)
     cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
     cryptopipe dev cluster up --node [--work-dir DIR]                          ... + one real node (root)
+    cryptopipe dev cluster up --node --platform [--work-dir DIR]               ... + Kafka, S3 in pods
 """
 
 
@@ -125,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         help="up: also kube-scheduler and one real node (containerd, kubelet, kube-proxy, CNI bridge); "
         "needs root and scripts/build-node.sh; `down` restores the host",
     )
+    cluster.add_argument(
+        "--platform",
+        action="store_true",
+        help="up --node: also the platform's dependencies in pods (images loaded, the restricted "
+        "namespace 'cryptopipe', Kafka, the S3 server) and the KafkaTopic stand-in on the host",
+    )
     return parser
 
 
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         from cryptopipe_dev.commands.dev_cluster import run_dev_cluster
 
-        return run_dev_cluster(args.action, args.work_dir, node=args.node)
+        return run_dev_cluster(args.action, args.work_dir, node=args.node, platform=args.platform)
     raise AssertionError(args.command)
 
 

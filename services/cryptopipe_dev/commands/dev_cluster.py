@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptopipe_dev.stack import node as nodemod
-from cryptopipe_dev.stack import paths, procs
+from cryptopipe_dev.stack import node_addons, paths, procs
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 
@@ -44,6 +44,7 @@ STATE_FILE = "state.json"
 # (with a node: nothing may create or bind pods while it drains; kubelet stops each sandbox, then
 # containerd; the apiserver last but etcd)
 STOP_ORDER = (
+    "topic-controller",
     "cryptopipe-operator",
     "kube-scheduler",
     "kube-controller-manager",
@@ -55,6 +56,7 @@ STOP_ORDER = (
 )
 # what /proc/<pid>/cmdline must contain for a recorded pid to still be ours (pids get reused)
 CMDLINE_MARKERS = {
+    "topic-controller": "cryptopipe_dev.topic_controller",
     "cryptopipe-operator": "cryptopipe_operator",
     "kube-controller-manager": "kube-controller-manager",
     "kube-apiserver": "kube-apiserver",
@@ -136,8 +138,11 @@ def _write_state(work_dir: Path, state: dict[str, Any]) -> None:
 # --- commands ---------------------------------------------------------------------------------------
 
 
-def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
+def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, out: Any = None) -> int:
     out = out or sys.stdout
+    if platform and not node:
+        print("error: --platform needs --node (the platform runs in pods)", file=sys.stderr)
+        return 1
     if node:
         try:
             nodemod.require_root()
@@ -156,6 +161,7 @@ def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
     kube_node = nodemod.KubeNode(work_dir) if node else None
     started: list[ManagedProcess] = []
     kube: KubeControlPlane | None = None
+    addons: dict[str, Any] = {}
     try:
         if kube_node is None:
             kube = KubeControlPlane(work_dir / "kube", crds=crd_files(), die_with_parent=False)
@@ -179,8 +185,26 @@ def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
                 kube_node.start(kube)
             finally:
                 started += kube_node.processes
-        operator = _start_operator(kube, work_dir)
-        started.append(operator)
+            addons["coredns_ready_s"] = node_addons.deploy_dns(kube, kube_node)
+            if platform:
+                deps = node_addons.deploy_platform_deps(kube, kube_node, log_path=work_dir / "images-load.log")
+                addons.update(deps.timings)
+                addons["platform"] = {
+                    "namespace": deps.namespace,
+                    "kafka_bootstrap_from_host": deps.kafka_bootstrap_from_host,
+                    "s3_endpoint": deps.s3_endpoint_in_cluster,
+                    "s3_endpoint_from_host": deps.s3_endpoint_from_host,
+                    "s3_secret": node_addons.S3_SECRET,
+                    "lake_bucket": node_addons.LAKE_BUCKET,
+                    "kafka_cluster": node_addons.KAFKA_CLUSTER,
+                }
+                topics = node_addons.topic_controller_for(kube, deps, log_path=work_dir / "topic-controller.log")
+                started.append(topics.start())
+                # the operator as a user installs it: its chart, its image, in a pod (not on the host)
+                addons["operator_install_s"] = node_addons.install_operator(kube)
+        operator = None if platform else _start_operator(kube, work_dir)
+        if operator is not None:
+            started.append(operator)
     except BaseException:
         _stop_started(started, kube_node, kube)
         raise
@@ -205,6 +229,7 @@ def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
             "pause_image": kube_node.pause_image,
             "up_seconds": round(time.monotonic() - began, 1),
             **{k: v for k, v in kube_node.timings.items() if k.endswith("_s")},
+            **addons,
         }
     _write_state(work_dir, state)
 
@@ -224,7 +249,24 @@ def cluster_up(work_dir: Path, *, node: bool = False, out: Any = None) -> int:
             f"images: ctr --address {kube_node.containerd_socket} -n k8s.io images import IMAGE.tar",
             file=out,
         )
-    print(f"operator log: {operator.log_path}; stop everything with `cryptopipe dev cluster down`", file=out)
+        print(f"CoreDNS: kube-dns {nodemod.CLUSTER_DNS_IP} (ready in {addons['coredns_ready_s']} s)", file=out)
+        if platform:
+            p = addons["platform"]
+            print(
+                f"platform: namespace {p['namespace']} (restricted), Kafka {p['kafka_cluster']}-kafka-bootstrap:9092 "
+                f"(from the host {p['kafka_bootstrap_from_host']}), S3 {p['s3_endpoint']} (Secret {p['s3_secret']}, "
+                f"bucket {p['lake_bucket']}; from the host {p['s3_endpoint_from_host']}), KafkaTopic stand-in on the host",
+                file=out,
+            )
+    if operator is not None:
+        print(f"operator log: {operator.log_path}; stop everything with `cryptopipe dev cluster down`", file=out)
+    else:
+        print(
+            f"operator: helm release {node_addons.OPERATOR_RELEASE} in {node_addons.OPERATOR_NAMESPACE} "
+            f"(kubectl -n {node_addons.OPERATOR_NAMESPACE} logs deploy/{node_addons.OPERATOR_RELEASE}); "
+            "stop everything with `cryptopipe dev cluster down`",
+            file=out,
+        )
     return 0
 
 
@@ -368,11 +410,11 @@ def _print_status(work_dir: Path, state: dict[str, Any], out: Any) -> bool:
     return all_alive
 
 
-def run_dev_cluster(action: str, work_dir: Path | None, *, node: bool = False) -> int:
+def run_dev_cluster(action: str, work_dir: Path | None, *, node: bool = False, platform: bool = False) -> int:
     work_dir = work_dir or default_work_dir()
     if action == "up":
         try:
-            return cluster_up(work_dir, node=node)
+            return cluster_up(work_dir, node=node, platform=platform)
         except paths.MissingDependency as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

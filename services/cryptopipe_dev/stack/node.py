@@ -91,7 +91,10 @@ CHAIN_PREFIXES = ("KUBE-", "CNI-")
 # Directories outside the work dir that kubelet, containerd's shims and libcni create and use
 # (kubelet hard-codes /var/log/containers; the shims' sockets live in /run/containerd/s; libcni
 # caches results in /var/lib/cni): removed on teardown when they did not exist before.
-HOST_DIRS = ("/var/log/containers", "/run/containerd", "/var/lib/cni", "/run/netns")
+HOST_DIRS = ("/var/log/containers", "/run/containerd", "/var/lib/cni", "/run/netns", "/var/lib/kubelet")
+# kubelet's device manager listens here whatever --root-dir says (hard-coded in kubelet); the socket
+# stays behind when kubelet stops
+KUBELET_DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -865,7 +868,8 @@ def _remove_links(before: dict[str, Any]) -> None:
 
 
 def _remove_stale_files(node_dir: Path) -> None:
-    """What only a crash leaves (no shim exited cleanly, no CNI DEL ran): the shims' sockets in
+    """kubelet's device-plugin socket (/var/lib/kubelet/device-plugins, outside --root-dir), and what
+    only a crash leaves (no shim exited cleanly, no CNI DEL ran): the shims' sockets in
     /run/containerd/s (each task's ``address`` file in the state dir names its own) and libcni's
     cached results for this node's network (``cryptopipe-<id>-eth0``, ``cni-loopback-<id>-lo``)."""
     tasks = node_dir.resolve() / "containerd" / "state" / "io.containerd.runtime.v2.task"
@@ -874,6 +878,9 @@ def _remove_stale_files(node_dir: Path) -> None:
             sock = address.read_text().strip().removeprefix("unix://")
             if sock.startswith("/run/containerd/s/"):
                 Path(sock).unlink(missing_ok=True)
+    # called once kubelet has stopped: the device manager's socket is its leftover
+    if KUBELET_DEVICE_PLUGIN_SOCKET.is_socket():
+        KUBELET_DEVICE_PLUGIN_SOCKET.unlink(missing_ok=True)
     results = Path("/var/lib/cni/results")
     for cached in results.glob("cryptopipe-*-eth0"):
         sandbox = cached.name.removeprefix("cryptopipe-").removesuffix("-eth0")
