@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -122,10 +123,12 @@ def merge(plan: Plan, filesystem) -> int:
     """Step 1: write the merged file (invisible until ``commit``). Returns its rows."""
     schema = candle_arrow_schema()
     columns = [f.name for f in schema]
-    tables = []
-    for source in plan.sources:
-        table = pq.read_table(source.path, filesystem=filesystem, columns=columns, partitioning=None)
-        tables.append(table.cast(schema))
+
+    def read(source: CommittedFile) -> pa.Table:
+        return pq.read_table(source.path, filesystem=filesystem, columns=columns, partitioning=None).cast(schema)
+
+    with ThreadPoolExecutor(max_workers=min(16, len(plan.sources))) as pool:
+        tables = list(pool.map(read, plan.sources))
     merged = pa.concat_tables(tables).sort_by([("window_start", "ascending")])
     # one candle per window: the sink never writes one twice; if two generations did, keep one
     starts = merged.column("window_start").to_pylist()
@@ -194,13 +197,19 @@ def clean_up(lake: LakeLocation, filesystem, *, window: str, date: str, product_
             doomed_files |= {f"{lake.candles_root}/{p}" for p in body["superseded_files"]}
             doomed_manifests.append(f"{lake.manifests_dir(window)}/{rel}")
     doomed_files -= keep
-    present = [i.path for i in filesystem.get_file_info(sorted(doomed_files)) if i.type == fs.FileType.File]
-    for path in present:
+
+    def delete_if_there(path: str) -> int:
+        if filesystem.get_file_info(path).type != fs.FileType.File:
+            return 0
         filesystem.delete_file(path)
+        return 1
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        deleted = sum(pool.map(delete_if_there, sorted(doomed_files)))
     # the manifests last: until then their supersession is still written down twice
     for path in doomed_manifests:
         filesystem.delete_file(path)
-    return len(present) + len(doomed_manifests)
+    return deleted + len(doomed_manifests)
 
 
 def products_of_day(lake: LakeLocation, filesystem, *, window: str, date: str) -> list[str]:
