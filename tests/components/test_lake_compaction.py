@@ -300,3 +300,36 @@ def test_a_late_batch_races_a_compaction(s3: Any) -> None:
     assert only.startswith("compacted-") and only != second.merged_path.rsplit("/", 1)[-1]
     manifests = filesystem.get_file_info(fs.FileSelector(lake.manifest_date_dir("1m", DAYS[0])))
     assert len([i for i in manifests if i.base_name.startswith("c-AAA-USD-")]) == 1
+
+
+def test_the_lake_compact_command(s3: Any, tmp_path, capsys) -> None:
+    import argparse
+    import json
+
+    from cryptopipe_dev.commands.lake import run_lake
+
+    lake, filesystem = build_lake(s3)
+    before = snapshot(lake, filesystem)
+    state = {"s3_endpoint": s3.endpoint, "s3_root": str(s3.root), "bucket": lake.bucket, "prefix": lake.prefix}
+    (tmp_path / "stack.json").write_text(json.dumps(state))
+
+    def compact(date: str, products: list[str] | None = None) -> int:
+        args = argparse.Namespace(
+            lake_command="compact", date=date, window="1m", products=products, keep_superseded=False
+        )
+        return run_lake(args, work_dir=tmp_path)
+
+    assert compact(DAYS[2]) == 1
+    assert "not all final" in capsys.readouterr().err
+    assert compact(DAYS[0], ["BBB-USD"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) | {"deleted": None} == {
+        "product_id": "BBB-USD",
+        "date": DAYS[0],
+        "action": "compacted",
+        "files_merged": BATCHES_PER_DAY,
+        "rows": BATCHES_PER_DAY * CANDLES_PER_BATCH,
+        "deleted": None,
+    }
+    assert len(partition_files(lake, filesystem, "BBB-USD", DAYS[0])) == 1
+    assert snapshot(lake, filesystem) == before
