@@ -38,6 +38,9 @@ bench: ## ingestion throughput, candle latency and memory, side by side (~5 min;
 bench-operator: ## the operator against a real kube-apiserver (~1 min; docs/benchmarks-operator.md)
 	$(PY) -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)
 
+bench-lake: ## the lake as it grows: 108k small files, one product-day read before/after compaction (~15 min)
+	$(PY) -m cryptopipe_dev.bench.lake_growth $(BENCH_LAKE_ARGS)
+
 chaos: ## the fault-injection tests (tests marked `chaos`): killed drivers, broken sockets, lost deliveries
 	scripts/test.sh -m chaos $(ARGS)
 
