@@ -333,3 +333,27 @@ def test_the_lake_compact_command(s3: Any, tmp_path, capsys) -> None:
     }
     assert len(partition_files(lake, filesystem, "BBB-USD", DAYS[0])) == 1
     assert snapshot(lake, filesystem) == before
+
+
+def test_a_reader_that_listed_before_the_deletes_lists_again(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader resolves the manifests, then a compaction commits and deletes the small files, then
+    the reader opens them: it finds them gone, resolves again and reads the merged file."""
+    import cryptopipe.lake.reader as reader
+    from cryptopipe.lake.commits import committed_files
+
+    lake, filesystem = build_lake(s3)
+    query = {"products": ["AAA-USD"], "start": day(0), "end": day(1)}
+    before = read_candles(lake, filesystem, **query).to_pylist()
+    stale = committed_files(lake, filesystem, window="1m", products=["AAA-USD"], first_date=DAYS[0], last_date=DAYS[0])
+    assert len(stale) == BATCHES_PER_DAY
+    compaction.compact_day(lake, filesystem, window="1m", date=DAYS[0], products=["AAA-USD"])
+
+    calls: list[int] = []
+
+    def listed_before_the_compaction(*args: Any, **kwargs: Any) -> list[CommittedFile]:
+        calls.append(1)
+        return stale if len(calls) == 1 else committed_files(*args, **kwargs)
+
+    monkeypatch.setattr(reader, "committed_files", listed_before_the_compaction)
+    assert read_candles(lake, filesystem, **query).to_pylist() == before
+    assert len(calls) == 2
