@@ -8,7 +8,7 @@ CACHE ?= $(or $(CRYPTOPIPE_CACHE),$(HOME)/.cache/cryptopipe)
 HELM ?= $(CACHE)/control-plane/bin/helm
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap up test lint fmt typecheck bench bench-operator chaos chart-lint images kind-up kind-down
+.PHONY: help bootstrap up test lint fmt typecheck bench bench-operator bench-lake chaos chart-lint images kind-up kind-down
 
 help: ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ bench-compare: ## ingestion vs cryptofeed and the bare client, ~200k trades (nee
 
 bench-operator: ## the operator against a real kube-apiserver (~1 min; docs/benchmarks-operator.md)
 	$(PY) -m cryptopipe_dev.bench_operator $(BENCH_OPERATOR_ARGS)
+
+bench-lake: ## the lake as it grows: 108k small files, one product-day read before/after compaction (~15 min)
+	$(PY) -m cryptopipe_dev.bench.lake_growth $(BENCH_LAKE_ARGS)
 
 chaos: ## the fault suite: every scenario on the real stack, table + ./chaos-report.json (CHAOS_ARGS="--quick"; docs/reliability.md)
 	$(PY) -m cryptopipe_dev.chaos $(CHAOS_ARGS)

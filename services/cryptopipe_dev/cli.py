@@ -21,6 +21,7 @@ DESCRIPTION = """The `cryptopipe` command.
     cryptopipe candles [--product P] [--window 1m] [--from T] [--to T] [--format table|csv|json]
     cryptopipe plot PRODUCT [--window 1m] [--from T] [--to T] [--output FILE.png]  candlestick chart from the lake
     cryptopipe monitor report [--product P] [--from T] [--to T] [--format text|json]  lake anomaly report
+    cryptopipe lake compact --date YYYY-MM-DD [--window 1m] [--product P]       one file per partition of a final day
     cryptopipe monitor serve                                                   lake monitor service (env settings)
     cryptopipe dev cluster up|down|status [--work-dir DIR]                     local kube-apiserver + operator
     cryptopipe dev cluster up --node [--work-dir DIR]                          ... + one real node (root)
@@ -116,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
     monitor_sub.add_parser("serve", help="scan the lake every interval and serve metrics (CRYPTOPIPE_MONITOR_* env)")
 
+    lake = sub.add_parser("lake", help="lake maintenance").add_subparsers(dest="lake_command", required=True)
+    compact = lake.add_parser(
+        "compact", help="merge a final day's small files into one per (window, product, date) (lake/compaction.py)"
+    )
+    compact.add_argument("--date", required=True, help="UTC date, YYYY-MM-DD (every window of it must be final)")
+    compact.add_argument("--window", default="1m")
+    compact.add_argument("--product", action="append", dest="products", help="repeat for several (default: all)")
+    compact.add_argument(
+        "--keep-superseded", action="store_true", help="merge and commit, but leave the small files (delete later)"
+    )
+    compact.add_argument("--work-dir", type=Path, default=None, help="the stack's work dir (default: the last `up`)")
+
     dev = sub.add_parser("dev", help="developer tools").add_subparsers(dest="dev_command", required=True)
     cluster = dev.add_parser("cluster", help="a local kube-apiserver with the CRDs and the operator, for kubectl")
     cluster.add_argument("action", choices=["up", "down", "status"])
@@ -198,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         from cryptopipe_dev.commands.monitor import run_monitor
 
         return run_monitor(args, work_dir=getattr(args, "work_dir", None) or default_stack_dir())
+    if args.command == "lake":
+        from cryptopipe_dev.commands.lake import run_lake
+
+        return run_lake(args, work_dir=args.work_dir or default_stack_dir())
     if args.command == "dev":
         from cryptopipe_dev.commands.dev_cluster import run_dev_cluster
 

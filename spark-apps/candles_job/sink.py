@@ -49,8 +49,8 @@ def write_batch(
     batch_id: int,
     complete_through_us: int | None = None,
 ) -> list[str]:
-    """Write one file per (window, product, date) partition, then each window's manifest naming
-    them: the batch's commit. Returns the files written."""
+    """Write one file per (window, product, date) partition, then a manifest per (window, date)
+    naming them: the batch's commit (of each date). Returns the files written."""
     if table.num_rows == 0:
         return []
     partitions: dict[tuple[str, str, str], list[int]] = {}
@@ -64,14 +64,15 @@ def write_batch(
     ):
         partitions.setdefault((window, product_id, utc_date(start)), []).append(i)
     columns = [f.name for f in candle_arrow_schema()]
-    written: dict[str, list[CommittedFile]] = {}
+    written: dict[tuple[str, str], list[CommittedFile]] = {}
     for (window, product_id, date), rows in sorted(partitions.items()):
         path = lake.candle_file(
             window=window, product_id=product_id, date=date, generation=generation, batch_id=batch_id
         )
         pq.write_table(table.take(rows).select(columns), path, filesystem=filesystem, compression="zstd")
-        written.setdefault(window, []).append(CommittedFile(path, product_id, date, len(rows)))
-    for window, files in sorted(written.items()):
+        written.setdefault((window, date), []).append(CommittedFile(path, product_id, date, len(rows)))
+    # one manifest per (window, date) the batch wrote (two only across midnight), in date order
+    for (window, date), files in sorted(written.items()):
         write_manifest(
             filesystem,
             lake,
@@ -80,6 +81,7 @@ def write_batch(
             batch_id=batch_id,
             files=files,
             complete_through_us=complete_through_us,
+            date=date,
         )
     return [f.path for files in written.values() for f in files]
 

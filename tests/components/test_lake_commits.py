@@ -101,7 +101,7 @@ def test_a_replayed_batch_overwrites_its_manifest(s3: Any) -> None:
     filesystem = s3.connection.arrow_filesystem()
     rows = batch_rows(0)
     write_candles(rows, lake=lake, filesystem=filesystem, batch_id=7)
-    manifest = lake.manifest_file(window="1m", generation=1, batch_id=7)
+    manifest = lake.manifest_file(window="1m", generation=1, batch_id=7, date=utc_date(START))
     with filesystem.open_input_stream(manifest) as stream:
         before = stream.read()
     write_candles(rows, lake=lake, filesystem=filesystem, batch_id=7)  # the replay

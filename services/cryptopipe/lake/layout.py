@@ -2,7 +2,9 @@
 the operator (checkpoint generations) and the tests.
 
     s3://BUCKET/PREFIX/candles/window=1m/product_id=BTC-USD/date=2026-11-26/part-g0001-b0000000042.parquet
-    s3://BUCKET/PREFIX/candles/_manifests/window=1m/g0001-b0000000042.json
+    s3://BUCKET/PREFIX/candles/window=1m/product_id=BTC-USD/date=2026-11-26/compacted-<token>.parquet
+    s3://BUCKET/PREFIX/candles/_manifests/window=1m/date=2026-11-26/g0001-b0000000042.json
+    s3://BUCKET/PREFIX/candles/_manifests/window=1m/date=2026-11-26/c-BTC-USD-<token>.json
     s3://BUCKET/PREFIX/candles/_complete_through/window=1m/g0001.json
     s3://BUCKET/PREFIX/_checkpoints/gen-1/window=1m/
 
@@ -11,6 +13,9 @@ a crash it recomputes the same rows from the same offsets and state, and writes 
 name, so the replay overwrites instead of adding. That is what makes the sink exactly-once.
 A batch's manifest, named the same way and written after its files, is what makes them visible to
 the reader (lake/commits.py); the complete-through object says up to when a window size is final.
+Manifests sit in one folder per date (the dates of the files they name), so a reader lists only the
+dates it needs. Manifests written before that (``_manifests/window=1m/g0001-b…json``, no date
+folder) are still read. ``c-PRODUCT-TOKEN.json`` is a compaction's manifest (lake/compaction.py).
 """
 
 from __future__ import annotations
@@ -49,8 +54,20 @@ class LakeLocation:
     def manifests_dir(self, window: str) -> str:
         return f"{self.candles_root}/_manifests/window={window}"
 
-    def manifest_file(self, *, window: str, generation: int, batch_id: int) -> str:
-        return f"{self.manifests_dir(window)}/g{generation:04d}-b{batch_id:010d}.json"
+    def manifest_date_dir(self, window: str, date: str) -> str:
+        return f"{self.manifests_dir(window)}/date={date}"
+
+    def manifest_file(self, *, window: str, generation: int, batch_id: int, date: str | None = None) -> str:
+        """A batch's manifest of one date's files (``date=None``: the flat name manifests had before
+        they were organised by date, still read)."""
+        folder = self.manifests_dir(window) if date is None else self.manifest_date_dir(window, date)
+        return f"{folder}/g{generation:04d}-b{batch_id:010d}.json"
+
+    def compaction_manifest_file(self, *, window: str, date: str, product_id: str, token: str) -> str:
+        return f"{self.manifest_date_dir(window, date)}/c-{product_id}-{token}.json"
+
+    def compacted_file(self, *, window: str, product_id: str, date: str, token: str) -> str:
+        return f"{self.candles_root}/window={window}/product_id={product_id}/date={date}/compacted-{token}.parquet"
 
     def complete_through_dir(self, window: str) -> str:
         return f"{self.candles_root}/_complete_through/window={window}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +19,9 @@ from cryptopipe.lake.commits import committed_files, complete_through
 from cryptopipe.lake.layout import LakeLocation, utc_date
 
 __all__ = ["read_candles", "committed_paths", "complete_through", "candle_rows", "to_csv"]
+
+
+_ATTEMPTS = 3
 
 
 def _partitioning() -> ds.Partitioning:
@@ -39,28 +42,14 @@ def read_candles(
     """Candles of one window size from committed batches, sorted by (product_id, window_start).
 
     ``start``/``end`` select windows with start <= window_start < end (timezone-aware datetimes).
-    An empty lake gives an empty table with the contract's columns.
+    An empty lake gives an empty table with the contract's columns. Only the manifests of the dates
+    in [start, end) (all dates if open) and the files of those products and dates are read.
     """
     schema = candle_arrow_schema()
     product_list = list(products or [])
-    files = committed_files(
-        lake,
-        filesystem,
-        window=window,
-        products=product_list or None,
-        # a file's date partition is its windows' start date: only these can hold [start, end)
-        first_date=utc_date(start) if start is not None else None,
-        last_date=utc_date(end) if end is not None else None,
-    )
-    if not files:
-        return schema.empty_table()
-    dataset = ds.dataset(
-        [f.path for f in files],
-        filesystem=filesystem,
-        format="parquet",
-        partitioning=_partitioning(),
-        partition_base_dir=lake.candles_root,
-    )
+    # a file's date partition is its windows' start date: only these can hold [start, end)
+    first_date = utc_date(start) if start is not None else None
+    last_date = utc_date(end - timedelta(microseconds=1)) if end is not None else None
     expr = pc.field("window") == window
     if product_list:
         expr &= pc.field("product_id").isin(product_list)
@@ -68,8 +57,29 @@ def read_candles(
         expr &= pc.field("window_start") >= pa.scalar(start, type=pa.timestamp("us", tz="UTC"))
     if end is not None:
         expr &= pc.field("window_start") < pa.scalar(end, type=pa.timestamp("us", tz="UTC"))
-    table = dataset.to_table(filter=expr, columns=[f.name for f in schema])
-    return table.cast(schema).sort_by([("product_id", "ascending"), ("window_start", "ascending")])
+    for attempt in range(_ATTEMPTS):
+        files = committed_files(
+            lake, filesystem, window=window, products=product_list or None, first_date=first_date, last_date=last_date
+        )
+        if not files:
+            return schema.empty_table()
+        try:
+            dataset = ds.dataset(
+                [f.path for f in files],
+                filesystem=filesystem,
+                format="parquet",
+                partitioning=_partitioning(),
+                partition_base_dir=lake.candles_root,
+            )
+            table = dataset.to_table(filter=expr, columns=[f.name for f in schema])
+        except OSError:
+            # a compaction deleted files it had superseded after we listed: list again, and the
+            # compaction's manifest now names its merged file instead (lake/compaction.py)
+            if attempt + 1 == _ATTEMPTS:
+                raise
+            continue
+        return table.cast(schema).sort_by([("product_id", "ascending"), ("window_start", "ascending")])
+    raise AssertionError("unreachable")
 
 
 def committed_paths(lake: LakeLocation, filesystem, *, window: str = "1m", scheme: str = "") -> list[str]:
