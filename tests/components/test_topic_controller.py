@@ -20,7 +20,8 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, free_port
-from cryptopipe_dev.topic_controller import FINALIZER, TopicController, topic_controller_process
+from cryptopipe_dev.stack.topic_controller import topic_controller_process
+from cryptopipe_dev.topic_controller import FINALIZER, TopicController
 from cryptopipe_dev.topic_controller.kube_api import KubeApi, load_kubeconfig
 from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic
 from cryptopipe_operator.spec import parse_pipeline

@@ -234,7 +234,7 @@ def topic_controller_for(kube: KubeControlPlane, deps: PlatformDeps, *, log_path
     """The KafkaTopic stand-in (not Strimzi) on the host, for the pipelines' namespace, against the
     broker in the cluster (bootstrap through the Service's ClusterIP; the broker then advertises
     its pod IP, which the host reaches over the node's bridge). Not started yet."""
-    from cryptopipe_dev.topic_controller.process import topic_controller_process
+    from cryptopipe_dev.stack.topic_controller import topic_controller_process
 
     return topic_controller_process(
         deps.kafka_bootstrap_from_host,

@@ -13,10 +13,10 @@ for Strimzi") lists what it does and does not do compared with the real thing.
     python -m cryptopipe_dev.topic_controller --bootstrap 127.0.0.1:9092 --namespace demo
 
 or in-process: ``TopicController(bootstrap, kubeconfig=path, namespaces=["demo"]).start()``, or as
-a child process: ``topic_controller_process(...)`` (process.py).
+a child process: ``cryptopipe_dev.stack.topic_controller.topic_controller_process(...)`` (the stack
+starts it; the stand-in itself does not depend on the stack).
 """
 
 from cryptopipe_dev.topic_controller.controller import FINALIZER, STAND_IN, TopicController, TopicError
-from cryptopipe_dev.topic_controller.process import topic_controller_process
 
-__all__ = ["FINALIZER", "STAND_IN", "TopicController", "TopicError", "topic_controller_process"]
+__all__ = ["FINALIZER", "STAND_IN", "TopicController", "TopicError"]

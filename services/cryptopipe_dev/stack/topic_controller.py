@@ -1,4 +1,4 @@
-"""The dev stand-in for Strimzi's topic operator as a child process (what a dev cluster starts
+"""The dev stand-in for Strimzi's topic operator (cryptopipe_dev.topic_controller) as a child process (what a dev cluster starts
 next to the operator): ``topic_controller_process(...).start()``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptopipe_dev.stack.procs import ManagedProcess
 
-SERVICES_DIR = Path(__file__).resolve().parents[2]
+SERVICES_DIR = Path(__file__).resolve().parents[2]  # services/, for the child's PYTHONPATH
 PROCESS_NAME = "topic-controller"
 # what /proc/<pid>/cmdline contains while it runs (for a dev cluster's recorded-pid checks)
 CMDLINE_MARKER = "cryptopipe_dev.topic_controller"
