@@ -5,10 +5,17 @@ Ingestion encodes with these, the Spark job derives its schemas from ``RECORD_FI
 spells out a field list.
 
 Money is exact: prices and sizes are ``Decimal`` in Python, decimal strings on the wire and
-``DECIMAL(18,8)`` in Spark and Parquet. 18 digits with 8 decimals holds every Coinbase increment
-(the smallest is 1e-8) and values below 1e10, and keeps price*size (37,16) and its window sum
-(38,16) exact inside Spark's 38-digit decimals. A value that does not fit is rejected at
-ingestion (to the dead-letter topic) rather than rounded.
+decimals in Spark and Parquet, typed from what Coinbase lists (docs/data-plane.md, "Decimal types"):
+
+- price ``DECIMAL(22,12)``: below 1e10, increments down to 1e-12 (Coinbase's finest today is 1e-8);
+- size ``DECIMAL(23,8)``: below 1e15 tokens (micro-priced tokens trade 1e10+ at once), 1e-8 steps;
+- a trade's notional price*size below 1e12 (in the quote currency), exact at 20 decimals;
+- volume ``DECIMAL(33,8)`` (Spark's sum of sizes), notional ``DECIMAL(38,20)`` (the exact window
+  sum of price*size), vwap ``DECIMAL(38,28)`` (notional/volume: >= 17 significant digits at any price).
+
+A value that does not fit is rejected with a reason (ingestion: to the dead-letter topic; the job:
+counted by reason) rather than rounded. Only vwap is rounded, once, at 28 decimals, and the exact
+notional beside it recomputes it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
+from fractions import Fraction
 from typing import TYPE_CHECKING, Literal, cast
 
 import orjson
@@ -26,12 +34,28 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
-# Exact decimal shape shared by price, size, open/high/low/close and vwap.
-DECIMAL_PRECISION = 18
-DECIMAL_SCALE = 8
+# Prices: below 1e10 (BTC-USD is ~1e5), to 12 decimals (micro-priced tokens quote in 1e-8 or finer).
+PRICE_PRECISION = 22
+PRICE_SCALE = 12
+# Sizes: below 1e15 tokens (a SHIB or PEPE trade can exceed 1e10), to 8 decimals (Coinbase's
+# base_increment is never finer than 1e-8).
+SIZE_PRECISION = 23
+SIZE_SCALE = 8
+# One trade's notional price*size: below 1e12 in the quote currency (no real trade comes near),
+# exact at PRICE_SCALE + SIZE_SCALE decimals. The bound is what keeps the window sum inside Spark's
+# 38 digits: 18 integer digits hold 1e6 trades of the largest notional in one window.
+MAX_TRADE_NOTIONAL = Decimal(10) ** 12
+NOTIONAL_SCALE = PRICE_SCALE + SIZE_SCALE
+NOTIONAL_PRECISION = 38
 # Spark's sum() of DECIMAL(p, s) is DECIMAL(p + 10, s): volume keeps that type so it never rounds.
-VOLUME_PRECISION = DECIMAL_PRECISION + 10
-_MAX_ABS = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
+VOLUME_PRECISION = SIZE_PRECISION + 10
+VOLUME_SCALE = SIZE_SCALE
+# vwap = notional / volume, rounded half-even once at 28 decimals: below 1e10 like any price, and at
+# the smallest price (1e-12) still 17 significant digits.
+VWAP_PRECISION = 38
+VWAP_SCALE = 28
+_MAX_PRICE = Decimal(10) ** (PRICE_PRECISION - PRICE_SCALE)
+_MAX_SIZE = Decimal(10) ** (SIZE_PRECISION - SIZE_SCALE)
 
 Side = Literal["buy", "sell"]
 Feed = Literal["exchange", "advanced_trade"]
@@ -45,15 +69,19 @@ class ContractError(ValueError):
     """A value does not fit the contract; the message names the field and the value."""
 
 
-# A plain decimal that fits DECIMAL(18,8) by its shape alone: up to 10 integer digits, up to 8
-# decimals, not all zero. Every Coinbase price and size has this shape, so the full checks below
-# run only for the odd value (and for the zero that must be refused).
-_PLAIN_DECIMAL = re.compile(r"(?!0+(?:\.0*)?$)[0-9]{1,10}(?:\.[0-9]{1,8})?")
+# A plain decimal that fits its type by its shape alone (integer digits, decimals, not all zero).
+# Every Coinbase price and size has this shape, so the full checks below run only for the odd value
+# (and for the zero that must be refused).
+def _plain_shape(integer_digits: int, scale: int) -> re.Pattern[str]:
+    return re.compile(rf"(?!0+(?:\.0*)?$)[0-9]{{1,{integer_digits}}}(?:\.[0-9]{{1,{scale}}})?")
 
 
-def exact_decimal(field: str, raw: str | int | Decimal) -> Decimal:
-    """Parse a positive exact decimal that fits DECIMAL(18,8), or raise ContractError naming ``field``."""
-    if type(raw) is str and _PLAIN_DECIMAL.fullmatch(raw):
+_PLAIN_PRICE = _plain_shape(PRICE_PRECISION - PRICE_SCALE, PRICE_SCALE)
+_PLAIN_SIZE = _plain_shape(SIZE_PRECISION - SIZE_SCALE, SIZE_SCALE)
+
+
+def _exact(field: str, raw: str | int | Decimal, plain: re.Pattern[str], precision: int, scale: int) -> Decimal:
+    if type(raw) is str and plain.fullmatch(raw):
         return Decimal(raw)
     try:
         value = Decimal(str(raw))
@@ -62,14 +90,37 @@ def exact_decimal(field: str, raw: str | int | Decimal) -> Decimal:
     if not value.is_finite() or value <= 0:
         raise ContractError(f"{field} must be a positive finite decimal: {raw!r}")
     # a finite Decimal's exponent is an int (only NaN and infinities have 'n', 'N', 'F')
-    if -cast(int, value.as_tuple().exponent) > DECIMAL_SCALE:
+    if -cast(int, value.as_tuple().exponent) > scale:
         # normalize() drops trailing zeros: "1.500000000" is still exact at 8 places
         value = value.normalize()
-        if -cast(int, value.as_tuple().exponent) > DECIMAL_SCALE:
-            raise ContractError(f"{field} has more than {DECIMAL_SCALE} decimal places: {raw!r}")
-    if value >= _MAX_ABS:
-        raise ContractError(f"{field} is too large for DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}): {raw!r}")
+        if -cast(int, value.as_tuple().exponent) > scale:
+            raise ContractError(f"{field} has more than {scale} decimal places: {raw!r}")
+    if value >= Decimal(10) ** (precision - scale):
+        raise ContractError(f"{field} is too large for DECIMAL({precision},{scale}): {raw!r}")
     return value
+
+
+def exact_price(field: str, raw: str | int | Decimal) -> Decimal:
+    """Parse a positive exact decimal that fits the price type DECIMAL(22,12), or raise ContractError."""
+    return _exact(field, raw, _PLAIN_PRICE, PRICE_PRECISION, PRICE_SCALE)
+
+
+def exact_size(field: str, raw: str | int | Decimal) -> Decimal:
+    """Parse a positive exact decimal that fits the size type DECIMAL(23,8), or raise ContractError."""
+    return _exact(field, raw, _PLAIN_SIZE, SIZE_PRECISION, SIZE_SCALE)
+
+
+def check_notional(price: Decimal, size: Decimal) -> None:
+    """Raise ContractError unless price*size is below MAX_TRADE_NOTIONAL (exact: Decimal's default
+    context holds the 22 + 23 digits of the product only approximately, so this compares exactly)."""
+    # price < 1e10 and size < 1e15: the product has at most 45 digits; compare without rounding
+    if price * size >= MAX_TRADE_NOTIONAL and _exact_product(price, size) >= MAX_TRADE_NOTIONAL:
+        raise ContractError(f"price*size {_plain(price)}*{_plain(size)} is not below {MAX_TRADE_NOTIONAL:f}")
+
+
+def _exact_product(a: Decimal, b: Decimal) -> Decimal:
+    with localcontext(prec=80):
+        return a * b
 
 
 # Trades arrive in time order, so consecutive timestamps share their second: the epoch seconds of
@@ -156,6 +207,9 @@ class Trade:
     exchange: str = "coinbase"
 
     kind = "trade"
+
+    def __post_init__(self) -> None:
+        check_notional(self.price, self.size)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -261,7 +315,8 @@ def decode_record(raw: bytes | str) -> Record:
 
 # ---------------------------------------------------------------------------------------------
 # Field lists: the single source the Spark and Arrow schemas are derived from.
-# Logical types: "string", "int64", "decimal" (18,8), "volume" (28,8), "timestamp_us" (UTC).
+# Logical types: "string", "int64", "price" (22,12), "volume" (33,8), "notional" (38,20),
+# "vwap" (38,28), "timestamp_us" (UTC).
 
 # The Kafka record (trade or tick) as the Spark job parses it. Decimals travel as strings.
 RECORD_FIELDS: tuple[tuple[str, str], ...] = (
@@ -286,15 +341,17 @@ CANDLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("product_id", "string"),
     ("window_start", "timestamp_us"),
     ("window_end", "timestamp_us"),
-    ("open", "decimal"),
-    ("high", "decimal"),
-    ("low", "decimal"),
-    ("close", "decimal"),
+    ("open", "price"),
+    ("high", "price"),
+    ("low", "price"),
+    ("close", "price"),
     ("volume", "volume"),
     ("trade_count", "int64"),
-    ("vwap", "decimal"),
+    ("vwap", "vwap"),
     ("first_trade_id", "int64"),
     ("last_trade_id", "int64"),
+    # sum(price*size) of the window, exact: vwap = notional / volume
+    ("notional", "notional"),
 )
 
 # Hive-style partition columns of the lake: candles/window=1m/product_id=BTC-USD/date=2026-11-26/
@@ -312,6 +369,7 @@ CANDLE_CSV_COLUMNS: tuple[str, ...] = (
     "volume",
     "trade_count",
     "vwap",
+    "notional",
 )
 
 
@@ -322,8 +380,10 @@ def candle_arrow_schema() -> pa.Schema:
     types = {
         "string": pa.string(),
         "int64": pa.int64(),
-        "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
-        "volume": pa.decimal128(VOLUME_PRECISION, DECIMAL_SCALE),
+        "price": pa.decimal128(PRICE_PRECISION, PRICE_SCALE),
+        "volume": pa.decimal128(VOLUME_PRECISION, VOLUME_SCALE),
+        "notional": pa.decimal128(NOTIONAL_PRECISION, NOTIONAL_SCALE),
+        "vwap": pa.decimal128(VWAP_PRECISION, VWAP_SCALE),
         "timestamp_us": pa.timestamp("us", tz="UTC"),
     }
     return pa.schema([pa.field(name, types[kind], nullable=False) for name, kind in CANDLE_FIELDS])
@@ -345,9 +405,18 @@ class Candle:
     vwap: Decimal
     first_trade_id: int
     last_trade_id: int
+    notional: Decimal
 
 
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def vwap_of(notional: Decimal, volume: Decimal) -> Decimal:
+    """notional / volume rounded half-even at VWAP_SCALE decimals: the one rounding of a candle.
+
+    Computed on exact fractions and rounded once (no intermediate rounding of a Decimal context)."""
+    units = round(Fraction(notional) / Fraction(volume) * 10**VWAP_SCALE)  # round() of a Fraction: half-even
+    return Decimal(f"{units}E-{VWAP_SCALE}")
 
 
 def parse_duration(text: str) -> int:

@@ -10,10 +10,12 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Context, Decimal
+from fractions import Fraction
 from pathlib import Path
 
-EIGHT_PLACES = Decimal("0.00000001")
+# vwap is the one rounded value of a candle: half-even at this many decimals (the lake's DECIMAL(38,28))
+VWAP_PLACES = 28
 
 
 def _time_us(text: str) -> int:
@@ -67,8 +69,8 @@ def reference_candles(trades: Trades, window_s: int = 60, *, with_ids: bool = Fa
     out = []
     for (product, bucket), rows in sorted(groups.items()):
         rows.sort()
-        volume = sum(r[3] for r in rows)
-        notional = sum(r[2] * r[3] for r in rows)
+        volume = sum(Fraction(r[3]) for r in rows)
+        notional = sum(Fraction(r[2]) * Fraction(r[3]) for r in rows)  # exact: no Decimal context rounds
         start = bucket * window_s
         out.append(
             {
@@ -79,9 +81,10 @@ def reference_candles(trades: Trades, window_s: int = 60, *, with_ids: bool = Fa
                 "high": max(r[2] for r in rows),
                 "low": min(r[2] for r in rows),
                 "close": rows[-1][2],
-                "volume": volume,
+                "volume": _decimal(volume),
                 "trade_count": len(rows),
-                "vwap": (notional / volume).quantize(EIGHT_PLACES, rounding=ROUND_HALF_UP),
+                "vwap": Decimal(round(notional / volume * 10**VWAP_PLACES)).scaleb(-VWAP_PLACES, _WIDE),
+                "notional": _decimal(notional),
             }
         )
         if with_ids:
@@ -89,6 +92,17 @@ def reference_candles(trades: Trades, window_s: int = 60, *, with_ids: bool = Fa
             out[-1]["last_trade_id"] = max(r[1] for r in rows)
             out[-1]["vwap_exact"] = notional / volume
     return out
+
+
+_WIDE = Context(prec=100)
+
+
+def _decimal(value: Fraction) -> Decimal:
+    """An exact Fraction whose denominator is a power of ten (a sum of decimals) as a Decimal."""
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    return Decimal((value * 10**places).numerator).scaleb(-places, _WIDE)
 
 
 def csv_candles(text: str) -> list[dict]:
@@ -103,7 +117,7 @@ def csv_candles(text: str) -> list[dict]:
                 "product_id": row["product_id"],
                 "window_start": datetime.fromisoformat(row["window_start"].replace("Z", "+00:00")),
                 "window_end": datetime.fromisoformat(row["window_end"].replace("Z", "+00:00")),
-                **{k: Decimal(row[k]) for k in ("open", "high", "low", "close", "volume", "vwap")},
+                **{k: Decimal(row[k]) for k in ("open", "high", "low", "close", "volume", "vwap", "notional")},
                 "trade_count": int(row["trade_count"]),
             }
         )

@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
-from cryptopipe.contracts import candle_arrow_schema
+from cryptopipe.contracts import (
+    NOTIONAL_PRECISION,
+    NOTIONAL_SCALE,
+    VWAP_PRECISION,
+    VWAP_SCALE,
+    candle_arrow_schema,
+    vwap_of,
+)
 from cryptopipe.lake.commits import CommittedFile, write_complete_through, write_manifest
 from cryptopipe.lake.layout import LakeLocation, utc_date
 
@@ -34,10 +41,25 @@ def candle_table(batch: DataFrame) -> pa.Table:
         return candle_arrow_schema().empty_table()
     table = table.sort_by([("product_id", "ascending"), ("window_start", "ascending")])
     window_col = table.column("window")
-    columns = {field.name: table.column(field.name) for field in candle_arrow_schema()}
+    notional = notional_column(table.column("notional_units"))
+    vwap = pa.array(
+        [vwap_of(n, v) for n, v in zip(notional.to_pylist(), table.column("volume").to_pylist(), strict=True)],
+        pa.decimal128(VWAP_PRECISION, VWAP_SCALE),
+    )
+    derived = {"notional": notional, "vwap": vwap}
+    columns = {f.name: derived[f.name] if f.name in derived else table.column(f.name) for f in candle_arrow_schema()}
     # Spark hands timestamps over as UTC-adjusted timestamp[us, tz=session tz]; the contract says UTC
     out = pa.table(columns).cast(candle_arrow_schema())
     return out.append_column("window", window_col)
+
+
+def notional_column(units: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The job's ``notional_units`` (DECIMAL(38,0), integer units of 1e-NOTIONAL_SCALE) as the
+    notional DECIMAL(38, NOTIONAL_SCALE): the same unscaled integers read at another scale, exact."""
+    notional_type = pa.decimal128(NOTIONAL_PRECISION, NOTIONAL_SCALE)
+    if units.type != pa.decimal128(NOTIONAL_PRECISION, 0):
+        raise TypeError(f"notional_units must be decimal128({NOTIONAL_PRECISION}, 0), not {units.type}")
+    return pa.chunked_array([chunk.view(notional_type) for chunk in units.chunks], notional_type)
 
 
 def write_batch(
@@ -153,4 +175,4 @@ def make_batch_writer(
     return write
 
 
-__all__ = ["candle_table", "write_batch", "make_batch_writer", "offset_log_watermark_ms"]
+__all__ = ["candle_table", "notional_column", "write_batch", "make_batch_writer", "offset_log_watermark_ms"]

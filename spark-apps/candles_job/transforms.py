@@ -8,19 +8,35 @@ a trade -> one candle row per (product, window).
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cryptopipe.contracts import (
-    DECIMAL_PRECISION,
-    DECIMAL_SCALE,
+    MAX_TRADE_NOTIONAL,
+    NOTIONAL_PRECISION,
+    NOTIONAL_SCALE,
+    PRICE_PRECISION,
+    PRICE_SCALE,
     RECORD_FIELDS,
     SCHEMA_VERSION,
+    SIZE_PRECISION,
+    SIZE_SCALE,
     window_label,
 )
 
-PRICE_TYPE = T.DecimalType(DECIMAL_PRECISION, DECIMAL_SCALE)
+PRICE_TYPE = T.DecimalType(PRICE_PRECISION, PRICE_SCALE)
+SIZE_TYPE = T.DecimalType(SIZE_PRECISION, SIZE_SCALE)
+# A trade's notional in units of 1e-NOTIONAL_SCALE, an integer: price and size are first made
+# integers (DECIMAL(22,0), DECIMAL(23,0)), whose product Spark types DECIMAL(38,0) whatever
+# spark.sql.decimalOperations.allowPrecisionLoss says (the product of DECIMAL(22,12) by
+# DECIMAL(23,8) would be (46,20), which Spark cuts to (38,12): rounded). A checked trade's units are
+# below MAX_TRADE_NOTIONAL * 1e20 = 1e32, their window sum DECIMAL(38,0) below 1e38 (1e6 trades at
+# the bound); the sink reads the sum back at scale NOTIONAL_SCALE (``notional``), exactly.
+NOTIONAL_UNITS_TYPE = T.DecimalType(NOTIONAL_PRECISION, 0)
+_MAX_NOTIONAL_UNITS = Decimal(int(MAX_TRADE_NOTIONAL) * 10**NOTIONAL_SCALE)  # 1e32, as DECIMAL(33,0)
 
 _SPARK_TYPES = {
     "string": T.StringType(),
@@ -45,8 +61,9 @@ REJECT_REASONS: tuple[str, ...] = (
     "missing_field",  # product_id or event_time_us missing; a trade without trade_id, price or size
     "event_time_out_of_range",  # before 1970 or from 2100 on (a candle's end must stay a datetime)
     "bad_decimal",  # price/size not a plain decimal string ("abc", "1e30", "-1", a JSON number)
-    "decimal_too_precise",  # more than DECIMAL_SCALE decimals that are not zero: a cast would round
-    "decimal_out_of_range",  # zero, or too large for DECIMAL(DECIMAL_PRECISION, DECIMAL_SCALE)
+    "decimal_too_precise",  # more decimals that are not zero than PRICE_SCALE/SIZE_SCALE: a cast would round
+    # zero, too large for PRICE_TYPE/SIZE_TYPE, or price*size not below MAX_TRADE_NOTIONAL
+    "decimal_out_of_range",
 )
 # The name of the observed metric (Dataset.observe) that carries the counts to the progress events.
 REJECTED_METRIC = "rejected_rows"
@@ -54,7 +71,8 @@ _CORRUPT = "_corrupt_record"
 # a fixed bound, not the wall clock: a batch re-run after a crash must reject the same rows
 _MAX_EVENT_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 _PLAIN = r"^[0-9]+(\.[0-9]+)?$"
-_EXACT = rf"^[0-9]+(\.[0-9]{{0,{DECIMAL_SCALE}}}0*)?$"
+_EXACT = {name: rf"^[0-9]+(\.[0-9]{{0,{scale}}}0*)?$" for name, scale in (("price", PRICE_SCALE), ("size", SIZE_SCALE))}
+_TYPES = {"price": PRICE_TYPE, "size": SIZE_TYPE}
 # a price or size written as a JSON number: the JSON parser reads it as a double, which may round
 _JSON_NUMBER = r'"(price|size)"\s*:\s*[-+0-9.]'
 
@@ -62,12 +80,33 @@ _JSON_NUMBER = r'"(price|size)"\s*:\s*[-+0-9.]'
 def _decimal_problem(name: str) -> Column:
     """The reject reason of one decimal string field, or null when it is exact and in range."""
     text = F.col(f"r.{name}")
-    value = text.try_cast(PRICE_TYPE)
+    value = text.try_cast(_TYPES[name])
     return (
         F.when(~text.rlike(_PLAIN), F.lit("bad_decimal"))
-        .when(~text.rlike(_EXACT), F.lit("decimal_too_precise"))
+        .when(~text.rlike(_EXACT[name]), F.lit("decimal_too_precise"))
         .when(value.isNull() | (value <= 0), F.lit("decimal_out_of_range"))
     )
+
+
+def notional_units(price: Column, size: Column, *, checked: bool = True) -> Column:
+    """price*size (PRICE_TYPE, SIZE_TYPE) as an exact integer count of 1e-NOTIONAL_SCALE, DECIMAL(38,0).
+
+    Each operand is scaled by a decimal literal (DECIMAL(13,0), DECIMAL(9,0): products (36,12) and
+    (33,8), no precision loss) and cast to scale 0, exact because the value is then an integer.
+    ``checked=False`` (the reject check) multiplies with try_multiply: past 38 digits it is null,
+    never an ANSI error."""
+    price_units = (price * F.lit(Decimal(10**PRICE_SCALE))).cast(T.DecimalType(PRICE_PRECISION, 0))
+    size_units = (size * F.lit(Decimal(10**SIZE_SCALE))).cast(T.DecimalType(SIZE_PRECISION, 0))
+    product = price_units * size_units if checked else F.try_multiply(price_units, size_units)
+    return product.cast(NOTIONAL_UNITS_TYPE)
+
+
+def _notional_problem() -> Column:
+    """decimal_out_of_range when price*size of a trade whose price and size fit is not below
+    MAX_TRADE_NOTIONAL."""
+    price, size = F.col("r.price").try_cast(PRICE_TYPE), F.col("r.size").try_cast(SIZE_TYPE)
+    units = notional_units(price, size, checked=False)
+    return F.when(units.isNull() | (units >= F.lit(_MAX_NOTIONAL_UNITS)), F.lit("decimal_out_of_range"))
 
 
 def reject_reason(value_text: Column) -> Column:
@@ -89,7 +128,7 @@ def reject_reason(value_text: Column) -> Column:
         .when(missing, F.lit("missing_field"))
         .when((event_time < 0) | (event_time >= _MAX_EVENT_TIME_US), F.lit("event_time_out_of_range"))
         .when(is_trade & value_text.rlike(_JSON_NUMBER), F.lit("bad_decimal"))
-        .when(is_trade, F.coalesce(_decimal_problem("price"), _decimal_problem("size")))
+        .when(is_trade, F.coalesce(_decimal_problem("price"), _decimal_problem("size"), _notional_problem()))
     )
 
 
@@ -121,7 +160,7 @@ def parse_records(kafka_rows: DataFrame) -> DataFrame:
             F.col("trade_id"),
             # exact and in range (checked above); ticks carry no price
             F.col("price").try_cast(PRICE_TYPE).alias("price"),
-            F.col("size").try_cast(PRICE_TYPE).alias("size"),
+            F.col("size").try_cast(SIZE_TYPE).alias("size"),
             F.timestamp_micros(F.col("event_time_us")).alias("event_time"),
             is_trade.alias("is_trade"),
             # trades are unique by (product, trade_id); ticks by (product, time)
@@ -164,8 +203,8 @@ def candles_for_window(records: DataFrame, window_seconds: int) -> DataFrame:
         F.min(_trade_only(F.col("price"))).alias("low"),
         F.max_by(_trade_only(F.col("price")), order).alias("close"),
         F.sum(_trade_only(F.col("size"))).alias("volume"),
-        # price*size of DECIMAL(18,8) is DECIMAL(37,16), its sum DECIMAL(38,16): exact
-        F.sum(_trade_only(F.col("price") * F.col("size"))).alias("notional"),
+        # exact: integer units of 1e-20 (see NOTIONAL_UNITS_TYPE), the sum DECIMAL(38,0)
+        F.sum(_trade_only(notional_units(F.col("price"), F.col("size")))).alias("notional_units"),
         F.count(_trade_only(F.lit(1))).alias("trade_count"),
         F.min_by(_trade_only(F.col("trade_id")), order).alias("first_trade_id"),
         F.max_by(_trade_only(F.col("trade_id")), order).alias("last_trade_id"),
@@ -181,10 +220,11 @@ def candles_for_window(records: DataFrame, window_seconds: int) -> DataFrame:
         F.col("close"),
         F.col("volume"),
         F.col("trade_count"),
-        # Spark divides decimals with HALF_UP rounding at the result scale (8 here)
-        (F.col("notional") / F.col("volume")).cast(PRICE_TYPE).alias("vwap"),
         F.col("first_trade_id"),
         F.col("last_trade_id"),
+        # the sink makes notional (this at scale NOTIONAL_SCALE) and vwap (notional / volume) from
+        # it: Spark's decimal division would round to 12 decimals at best
+        F.col("notional_units"),
     )
 
 

@@ -51,9 +51,14 @@ BAD_RECORDS: list[tuple[str, bytes | None]] = [
     # a JSON number: the JSON parser reads it as a double, which can round
     ("bad_decimal", raw_trade(110, price=1e30)),
     ("bad_decimal", raw_trade(111, price=100.5)),
-    ("decimal_too_precise", raw_trade(112, price="100.123456789")),
+    ("decimal_too_precise", raw_trade(112, price="100.1234567890123")),  # 13 decimals: prices keep 12
+    ("decimal_too_precise", raw_trade(117, size="1.123456789")),  # 9 decimals: sizes keep 8
     ("decimal_out_of_range", raw_trade(113, price="12345678901")),
     ("decimal_out_of_range", raw_trade(114, size="0")),
+    ("decimal_out_of_range", raw_trade(118, size="1000000000000000")),  # 1e15
+    # price and size fit, price*size does not: 1e12 exactly, and ~1e25 (45 digits, past Spark's 38)
+    ("decimal_out_of_range", raw_trade(119, price="1000000000", size="1000")),
+    ("decimal_out_of_range", raw_trade(121, price="9999999999.999999999999", size="999999999999999.99999999")),
     ("event_time_out_of_range", raw_trade(115, event_time_us=-1)),
     ("event_time_out_of_range", raw_trade(116, event_time_us=4_102_444_800_000_000)),  # 2100-01-01
 ]
@@ -110,8 +115,9 @@ def test_the_good_candle_is_exact(bad_rows_run):
     assert (candle["open"], candle["close"]) == (Decimal("100"), Decimal("99.00000001"))
     assert (candle["low"], candle["high"]) == (Decimal("99.00000001"), Decimal("101.5"))
     assert candle["volume"] == Decimal("3.25")
-    # (100 + 25.375 + 198.00000002) / 3.25 = 99.50000000615..., half-up at 8 places
-    assert candle["vwap"] == Decimal("99.50000001")
+    assert candle["notional"] == Decimal("323.37500002")  # 100 + 25.375 + 198.00000002, exact
+    # 323.37500002 / 3.25 = 99.500000006153846..., rounded half-even once at 28 places
+    assert candle["vwap"] == Decimal("99.5000000061538461538461538462")
 
 
 def test_every_rejected_row_is_counted_by_reason(bad_rows_run):

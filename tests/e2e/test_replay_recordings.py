@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,19 @@ def test_a_removed_match_is_detected_and_backfilled_over_rest(tmp_path: Path) ->
     ]
     assert any(e["msg"] == "trade gap detected" and e["first_missing"] == removed for e in log)
     assert not any(e["msg"] == "trade gap not backfilled" for e in log)
+
+
+def test_a_low_priced_pair_keeps_its_vwap_digits(tmp_path: Path) -> None:
+    """Issue 10, hole 11: BAND-BTC trades near 3.3e-4 BTC. Rounded to 8 decimals its 16:44 vwap was
+    0.00033417 (5 significant digits); it must be the exact 0.000334171096866096866... rounded only
+    at 28 decimals, with the exact notional beside it."""
+    source = DERIVED / "exchange_2021-04-17_matches-ticker-subs.jsonl"
+    got = csv_candles(replay(source, tmp_path, "--products", "BAND-BTC"))
+
+    assert got == reference_candles(recorded_trades(source, {"BAND-BTC"}))
+    minute = next(c for c in got if _iso(c["window_start"]) == "2021-04-17T16:44:00Z")
+    assert minute["vwap"] == Decimal("0.0003341710968660968660968661")
+    assert len(minute["vwap"].normalize().as_tuple().digits) >= 12
+    assert minute["notional"] == Decimal("0.070376433")
+    exact = Fraction(minute["notional"]) / Fraction(minute["volume"])
+    assert abs(Fraction(minute["vwap"]) - exact) <= Fraction(1, 2 * 10**28)

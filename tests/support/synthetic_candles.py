@@ -62,6 +62,7 @@ def candle_rows(
                 "last_trade_id": trade_id + trades - 1,
             }
         )
+        rows[-1]["notional"] = rows[-1]["vwap"] * rows[-1]["volume"]
         trade_id += trades
     return rows
 
@@ -73,6 +74,7 @@ def shift_prices(rows: list[dict], factor: str) -> None:
         for key in ("open", "high", "low", "close"):
             row[key] = (row[key] * f).quantize(CENT)
         row["vwap"] = ((row["low"] + row["high"]) / 2).quantize(SATOSHI)
+        row["notional"] = row["vwap"] * row["volume"]
 
 
 def candle_table(rows: list[dict], *, window: str = "1m") -> pa.Table:

@@ -225,10 +225,22 @@ def test_str_and_bytes_frames_parse_alike():
 
 @pytest.mark.parametrize(
     "value",
-    ["0.00000001", "9999999999.99999999", "63514.6", "1.50000000000", "1", "0.10", "1E-8", "2.5e-7", "1E2"],
+    [
+        "0.00000001",
+        "9999999999.99999999",
+        "999999999999999.99999999",  # the largest size (a micro-priced token's trade)
+        "63514.6",
+        "1.50000000000",
+        "1",
+        "0.10",
+        "1E-8",
+        "2.5e-7",
+        "1E2",
+    ],
 )
 def test_exact_decimals_stay_exact(value):
-    trade = parse_frame(orjson.dumps(MATCH | {"size": value}), "exchange", RECEIVED).trades[0]
+    # a micro-token's price, so that every size here keeps price*size below MAX_TRADE_NOTIONAL
+    trade = parse_frame(orjson.dumps(MATCH | {"price": "0.000001", "size": value}), "exchange", RECEIVED).trades[0]
     assert trade.size == Decimal(value)
     on_the_wire = orjson.loads(trade.to_json())["size"]
     assert Decimal(on_the_wire) == Decimal(value) and "E" not in on_the_wire
@@ -239,13 +251,32 @@ def test_smallest_increment_is_not_written_in_exponent_form():
     assert orjson.loads(trade.to_json())["size"] == "0.00000001"
 
 
+@pytest.mark.parametrize("value", ["0.000000000001", "1E-12", "0.000012345678", "9999999999.999999999999"])
+def test_prices_to_twelve_decimals_stay_exact(value):
+    trade = parse_frame(orjson.dumps(MATCH | {"price": value, "size": "1"}), "exchange", RECEIVED).trades[0]
+    on_the_wire = orjson.loads(trade.to_json())["price"]
+    assert Decimal(on_the_wire) == Decimal(value) and "E" not in on_the_wire
+
+
+@pytest.mark.parametrize("value", ["1e-9", "0.000000001", "1000000000000000", "1E15"])
+def test_sizes_past_their_type_are_rejected(value):
+    result = parse_frame(orjson.dumps(MATCH | {"size": value}), "exchange", RECEIVED)
+    assert result.trades == () and result.error.startswith("size "), result.error
+
+
+@pytest.mark.parametrize(("price", "size"), [("1000000000", "1000"), ("63514.6", "999999999999999")])
+def test_a_notional_not_below_the_bound_is_rejected(price, size):
+    result = parse_frame(orjson.dumps(MATCH | {"price": price, "size": size}), "exchange", RECEIVED)
+    assert result.trades == () and result.error.startswith("price*size "), result.error
+
+
 @pytest.mark.parametrize(
     "value",
     [
-        "1e-9",
-        "1.5E-8",
+        "1e-13",
+        "1.5E-12",
         "1E99",
-        "0.000000001",
+        "0.0000000000001",
         "10000000000",
         "0",
         "0.00000000",

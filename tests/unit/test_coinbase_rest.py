@@ -52,7 +52,7 @@ def test_parse_sample_page():
         (b'{"message":"NotFound"}', "body is not a JSON array"),
         (b"[7]", "[0] must be an object"),
         (b'[{"time":"2020-02-17T07:23:16.353Z","trade_id":"1","price":"1","size":"1","side":"sell"}]', "[0].trade_id"),
-        (b'[{"time":"2020-02-17T07:23:16.353Z","trade_id":1,"price":"1e-9","size":"1","side":"sell"}]', "[0].price"),
+        (b'[{"time":"2020-02-17T07:23:16.353Z","trade_id":1,"price":"1e-13","size":"1","side":"sell"}]', "[0].price"),
         (b'[{"time":"2020-02-17T07:23:16.353Z","trade_id":1,"price":"1","side":"sell"}]', "[0].size is missing"),
         (b'[{"time":"2020-02-17","trade_id":1,"price":"1","size":"1","side":"sell"}]', "[0].time"),
         (b'[{"time":"2020-02-17T07:23:16.353Z","trade_id":1,"price":"1","size":"1","side":"both"}]', "[0].side"),

@@ -50,6 +50,7 @@ def candle_table(rows, product_id: str = "BTC-USD") -> pa.Table:
                 "volume": Decimal(v),
                 "trade_count": 10 + i,
                 "vwap": Decimal(c),
+                "notional": Decimal(c) * Decimal(v),
                 "first_trade_id": 1000 + 100 * i,
                 "last_trade_id": 1009 + 100 * i,
             }

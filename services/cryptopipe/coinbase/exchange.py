@@ -7,7 +7,7 @@ detection (gaps.py) and REST backfill (rest.py) exact on this feed.
 
 Speed matters: ingestion aims at >= 50,000 trades/s on one core including the Kafka produce, so a
 ``match`` frame is one ``orjson.loads`` plus direct dict reads, no validation framework: ~7 µs on
-the 2-core dev machine, ~5 µs of which are the contract's own parse_time_us, two exact_decimal
+the 2-core dev machine, ~5 µs of which are the contract's own parse_time_us, two exact_price/exact_size
 calls and the Trade and FrameResult constructors. The benchmark is the comment above
 parse_exchange_frame.
 """

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cryptopipe.contracts import ContractError, Side, exact_decimal, parse_time_us
+from cryptopipe.contracts import ContractError, Side, exact_price, exact_size, parse_time_us
 
 _MISSING = object()
 _SHOWN_MAX = 80
@@ -89,7 +89,7 @@ def read_decimal(obj: dict[str, Any], name: str) -> Decimal:
     value = _get(obj, name)
     # Coinbase sends prices and sizes as plain ASCII decimals ("63514.6"), and now and then a tiny
     # size in exponent form ("1E-8"): that is the same exact number and is taken as such (written
-    # back as "0.00000001"; exact_decimal refuses what would need rounding). Decimal() alone would
+    # back as "0.00000001"; exact_price/exact_size refuse what would need rounding). Decimal() alone would
     # also take "1_000", " 1 ", "NaN" or non-ASCII digits: not what the exchange sends, so such a
     # value goes to the dead-letter topic instead of being reinterpreted. (The first check is a
     # third of the cost of a regex fullmatch, and this runs twice per trade.)
@@ -97,7 +97,8 @@ def read_decimal(obj: dict[str, Any], name: str) -> Decimal:
         value.isascii() and (value.replace(".", "", 1).isdigit() or _EXPONENT_DECIMAL.fullmatch(value))
     ):
         raise ContractError(f"{name} must be a plain or exponent-form decimal string: {shown(value)}")
-    return exact_decimal(name, value)
+    # "price" has the price type, every other decimal field ("size") the size type
+    return exact_price(name, value) if name == "price" else exact_size(name, value)
 
 
 def read_side(obj: dict[str, Any], name: str) -> Side:
