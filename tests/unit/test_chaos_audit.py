@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from cryptopipe_dev.chaos.audit import judge
 from cryptopipe_dev.chaos.scenarios import SCENARIOS
@@ -64,14 +64,20 @@ def test_a_trade_counted_twice_and_a_second_row_are_duplicates() -> None:
     assert (v.duplicate_rows, v.duplicated) == (1, rows[-1]["trade_count"]) and not v.holds
 
 
-def test_a_wrong_price_or_vwap_is_a_wrong_candle_but_more_vwap_digits_are_fine() -> None:
+def test_a_wrong_price_vwap_or_notional_is_a_wrong_candle() -> None:
     rows = lake(market())
     rows[0] = {**rows[0], "close": rows[0]["close"] + 1}
     assert judge(market(), rows).wrong_candles == 1
-    exact = reference_candles(market(), with_ids=True)
-    rows = lake(market())
-    rows[0] = {**rows[0], "vwap": exact[0]["vwap_exact"].quantize(Decimal("1e-18"))}
-    assert judge(market(), rows).holds
+    # the lake keeps vwap at 28 places and the exact notional: one unit off in the last place is wrong
+    with localcontext() as wide:
+        wide.prec = 60  # the default 28 digits would round the one-unit change away
+        rows = lake(market())
+        rows[0] = {**rows[0], "vwap": rows[0]["vwap"] + Decimal("1e-28")}
+        assert judge(market(), rows).wrong_candles == 1
+        rows = lake(market())
+        rows[0] = {**rows[0], "notional": rows[0]["notional"] + Decimal("1e-20")}
+        assert judge(market(), rows).wrong_candles == 1
+    assert judge(market(), lake(market())).holds
 
 
 def test_the_scenarios_are_the_issues() -> None:

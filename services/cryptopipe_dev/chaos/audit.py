@@ -19,7 +19,6 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 
 from cryptopipe.monitor.continuity import find_id_gaps, merge_ranges
 from cryptopipe_dev.reference import Trades, reference_candles
@@ -123,9 +122,6 @@ def _same_values(row: dict, want: dict) -> bool:
         return False
     if (row["first_trade_id"], row["last_trade_id"]) != (want["first_trade_id"], want["last_trade_id"]):
         return False
-    vwap = row["vwap"]
-    if vwap is None:
-        return False
-    # the exact vwap rounded to the lake's own scale: right whatever precision the lake keeps
-    scale = Decimal(1).scaleb(vwap.as_tuple().exponent)
-    return vwap == want["vwap_exact"].quantize(scale, rounding=ROUND_HALF_UP)
+    # the reference rounds vwap as the lake does (half-even at its 28 places), and both keep the
+    # exact notional it is computed from
+    return row["vwap"] == want["vwap"] and row.get("notional", want["notional"]) == want["notional"]
