@@ -190,8 +190,9 @@ class KubeApi:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        # the object's response type: the JSON as plain dicts and lists, no generated model
-        result: dict[str, Any] = await self._client.call_api(
+        # response type "object": the JSON as plain dicts and lists, no generated model; 202 is a
+        # DELETE the garbage collector finishes later (foreground propagation, finalizers)
+        result: dict[str, Any] | None = await self._client.call_api(
             path,
             method,
             query_params=list((params or {}).items()),
@@ -199,11 +200,11 @@ class KubeApi:
             # JSON is valid YAML: the apply content type takes a dict as is (the client dumps it)
             body=dict(body) if body is not None else None,
             auth_settings=["BearerToken"],
-            response_types_map={200: "object", 201: "object"},
+            response_types_map={200: "object", 201: "object", 202: "object"},
             _return_http_data_only=True,
             _request_timeout=self._timeout,
         )
-        return result
+        return result or {}  # any other success (no content): still not None, which means missing
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None if it does not exist."""
