@@ -45,16 +45,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     settings.watching.connect_timeout = CONFIG.watch_connect_timeout_s
     settings.networking.request_timeout = CONFIG.request_timeout_s
     settings.networking.connect_timeout = CONFIG.request_connect_timeout_s
+    settings.queueing.worker_limit = CONFIG.worker_limit  # see settings.py for why bounded
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STATE_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=STATE_PREFIX)
     settings.persistence.finalizer = FINALIZER
     # kopf would turn every "Handler succeeded" log line into an Event; ours say what changed
     settings.posting.level = logging.WARNING
-    memo.api = kube_api.KubeApi(
-        kube_api.login(settings, logger),
-        total_timeout=CONFIG.request_timeout_s,
-        connect_timeout=CONFIG.request_connect_timeout_s,
+    memo.api = await kube_api.KubeApi.connect(
+        total_timeout=CONFIG.request_timeout_s, connect_timeout=CONFIG.request_connect_timeout_s
     )
+
+
+# kopf's watches log in as memo.api does ($KUBECONFIG, else the pod's ServiceAccount), again on a 401
+kopf.on.login()(kube_api.login)
 
 
 @kopf.on.cleanup()

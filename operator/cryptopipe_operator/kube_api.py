@@ -1,8 +1,24 @@
 """Kubernetes API access: the few calls the operator makes, and its login.
 
-Plain HTTP through aiohttp (kopf's own HTTP library, so no second Kubernetes client and its ~40 MB
-of generated models) with the credentials kopf's login functions read from the pod's
-ServiceAccount or from $KUBECONFIG.
+Through ``kubernetes_asyncio`` (the asyncio twin of the official ``kubernetes`` client; kopf's
+handlers are async): its config loaders read the credentials, build the TLS context and keep the
+token fresh, its ApiClient sends the requests. Only the REST transport is used (``call_api`` with
+the object's path, the body as a plain dict, the answer as a plain dict): the generated models
+would add a conversion for nothing, and CRDs (KafkaTopic, SparkApplication) have none.
+
+Credentials (``load_configuration``), the same for these calls and for kopf's watches (``login``,
+registered as kopf's login handler):
+
+- ``$KUBECONFIG`` when set (explicit wins: tests, ``cryptopipe dev cluster``, an operator run
+  outside a pod), with everything a kubeconfig may hold: a ``token``, a ``tokenFile`` (re-read on
+  a reload), client certificates, ``exec`` and OIDC plugins;
+- else the pod's ServiceAccount: the projected token file, which the kubelet rewrites before the
+  token expires; the loader re-reads it every minute.
+
+A 401 reloads the credentials and retries the request once: a rotated token (a new projected
+token, a new ``tokenFile`` content, a re-created ServiceAccount) is picked up at the first
+request it fails, not only at the next periodic re-read. kopf does the same for its watches: on
+a 401 it calls ``login`` again.
 
 Children are written with server-side apply (field manager ``cryptopipe-operator``, ``force``):
 the same request creates or updates, names are deterministic, so a reconcile repeated after a
@@ -11,18 +27,21 @@ crash converges on the same objects and never duplicates one.
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import logging
 import os
-import ssl
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from cryptopipe_operator.spec import PLURAL
+
+log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "cryptopipe-operator"
 # The plural of every kind the operator reads or writes (no discovery round-trip needed).
@@ -81,19 +100,56 @@ def object_path(api_version: str, kind: str, namespace: str, name: str | None = 
     return f"{path}/{name}" if name else path
 
 
-class KubeApi:
-    """The few API calls the operator makes, over one pooled aiohttp session."""
-
-    def __init__(self, info: kopf.ConnectionInfo, *, total_timeout: float, connect_timeout: float) -> None:
-        self._server = info.server.rstrip("/")
-        self._headers = info.as_http_headers()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=_ssl_context(info), limit=50),
-            timeout=aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout),
+async def load_configuration() -> Configuration:
+    """The client's configuration (server, TLS, credentials): $KUBECONFIG when set, else the pod's
+    ServiceAccount. Read anew on each call: a token file's current content, a kubeconfig's."""
+    configuration = Configuration()
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if kubeconfig:
+        # persist_config=False: never write a refreshed OIDC token back into the user's file
+        await kube_config.load_kube_config(
+            config_file=kubeconfig, client_configuration=configuration, persist_config=False
         )
+    else:
+        try:
+            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration, try_refresh_token=True
+            )
+        except kube_config.ConfigException as exc:
+            raise kopf.LoginError(f"neither $KUBECONFIG nor a ServiceAccount token is available: {exc}") from exc
+    return configuration
+
+
+class KubeApi:
+    """The few API calls the operator makes, over one pooled ``kubernetes_asyncio`` ApiClient."""
+
+    def __init__(self, configuration: Configuration, *, total_timeout: float, connect_timeout: float) -> None:
+        configuration.connection_pool_maxsize = 50
+        self._client = ApiClient(configuration)
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout)
+        self._reload_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, *, total_timeout: float, connect_timeout: float) -> KubeApi:
+        return cls(await load_configuration(), total_timeout=total_timeout, connect_timeout=connect_timeout)
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._client.close()
+
+    async def _reload_credentials(self, rejected: str | None) -> None:
+        """After a 401: the credentials read anew into the live configuration (the TLS context and
+        pooled connections stay). Once for a burst of 401s: a request that failed with the token
+        another one has already replaced only retries."""
+        async with self._reload_lock:
+            live = self._client.configuration
+            if await live.get_api_key_with_prefix("BearerToken") != rejected:
+                return  # already reloaded by a concurrent request
+            fresh = await load_configuration()
+            live.api_key = fresh.api_key
+            live.api_key_prefix = fresh.api_key_prefix
+            live.refresh_api_key_hook = fresh.refresh_api_key_hook
+            live.username, live.password = fresh.username, fresh.password
+            log.info("credentials reloaded after HTTP 401")
 
     async def request(
         self,
@@ -105,19 +161,50 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
     ) -> dict[str, Any] | None:
-        headers = {**self._headers, "Accept": "application/json"}
+        for attempt in (1, 2):
+            token = await self._client.configuration.get_api_key_with_prefix("BearerToken")
+            try:
+                return await self._call(method, path, body=body, content_type=content_type, params=params)
+            except ApiException as exc:
+                if exc.status == 401 and attempt == 1:
+                    await self._reload_credentials(token)
+                    continue
+                if exc.status == 404 and missing_ok:
+                    return None
+                headers: Mapping[str, str] = exc.headers or {}
+                text = exc.body if isinstance(exc.body, str) else (exc.body or b"").decode(errors="replace")
+                raise ApiError(
+                    method, path, exc.status or 0, text, retry_after=_retry_after(headers.get("Retry-After"))
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None,
+        content_type: str,
+        params: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        async with self._session.request(
-            method, self._server + path, json=body, headers=headers, params=params
-        ) as resp:
-            if resp.status == 404 and missing_ok:
-                return None
-            if resp.status >= 400:
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
-                raise ApiError(method, path, resp.status, await resp.text(), retry_after=retry_after)
-            result: dict[str, Any] = await resp.json()
-            return result
+        # response type "object": the JSON as plain dicts and lists, no generated model; 202 is a
+        # DELETE the garbage collector finishes later (foreground propagation, finalizers)
+        result: dict[str, Any] | None = await self._client.call_api(
+            path,
+            method,
+            query_params=list((params or {}).items()),
+            header_params=headers,
+            # JSON is valid YAML: the apply content type takes a dict as is (the client dumps it)
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],
+            response_types_map={200: "object", 201: "object", 202: "object"},
+            _return_http_data_only=True,
+            _request_timeout=self._timeout,
+        )
+        return result or {}  # any other success (no content): still not None, which means missing
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None if it does not exist."""
@@ -129,7 +216,6 @@ class KubeApi:
         meta = manifest["metadata"]
         path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        # JSON is valid YAML: the apply content type takes it as is
         result = await self.request(
             "PATCH", path, body=manifest, content_type="application/apply-patch+yaml", params=params
         )
@@ -144,42 +230,23 @@ class KubeApi:
         )
 
 
-def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
-    if info.ca_data:
-        ctx = ssl.create_default_context(cadata=base64.b64decode(info.ca_data).decode())
-    else:
-        ctx = ssl.create_default_context(cafile=info.ca_path and str(info.ca_path))
-    if info.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    cert, key = (
-        _pem_file(info.certificate_path, info.certificate_data),
-        _pem_file(info.private_key_path, info.private_key_data),
+async def login(logger: kopf.Logger, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's login handler: the credentials of ``load_configuration``, so kopf's watches and the
+    operator's calls use the same identity. kopf calls it at start and again after a 401."""
+    configuration = await load_configuration()
+    header = await configuration.get_api_key_with_prefix("BearerToken")
+    scheme, _sep, token = header.partition(" ") if header else ("", "", "")
+    if not configuration.host:
+        raise kopf.LoginError("no API server in the Kubernetes configuration")
+    logger.debug("logged in to %s", configuration.host)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
     )
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def _pem_file(path: Any, data: str | bytes | None) -> str | None:
-    """ssl wants files: kubeconfig's base64 ``*-data`` is written to a private temporary one."""
-    if path:
-        return str(path)
-    if not data:
-        return None
-    f = tempfile.NamedTemporaryFile(prefix="cryptopipe-operator-", suffix=".pem", delete=False)  # noqa: SIM115
-    with f:
-        f.write(base64.b64decode(data))
-    return f.name
-
-
-def login(settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> kopf.ConnectionInfo:
-    """$KUBECONFIG when set (explicit wins: tests, ``cryptopipe dev cluster``), else the pod's
-    ServiceAccount: kopf's own login functions, so the operator and kopf see the same identity."""
-    info = None
-    if os.environ.get("KUBECONFIG"):
-        info = kopf.login_with_kubeconfig(logger=logger, settings=settings)
-    info = info or kopf.login_with_service_account(logger=logger, settings=settings)
-    if info is None:
-        raise kopf.LoginError("neither $KUBECONFIG nor a ServiceAccount token is available")
-    return info

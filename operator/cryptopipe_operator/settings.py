@@ -35,6 +35,12 @@ class OperatorConfig(BaseSettings):
     # readable for RBAC) is retried after this: soon enough to pick up the fix, seldom enough that
     # its LakeDeleteFailed Warning does not repeat every few seconds until someone looks.
     misconfig_retry_s: float = Field(30.0, gt=0)
+    # How many pipelines kopf handles at once (settings.queueing.worker_limit; kopf's default is no
+    # limit). A reconcile is ~17 sequential API requests, ~0.1 s alone; unbounded, a burst of 100
+    # pipelines starts 100 reconciles that share the API server and all finish near the end, each
+    # taking seconds. Bounded, they are served about first come first served in about the same total
+    # time, each one fast, and fewer in flight keep the operator's memory high-water mark lower.
+    worker_limit: int = Field(20, ge=1)
 
     # Watch and request timeouts, pinned rather than left at kopf's defaults (no server timeout,
     # no client timeout): a watch stream that a proxy or load balancer silently drops otherwise

@@ -42,7 +42,7 @@ DEV_ONLY = {
     "mplfinance",
     "matplotlib",
     "pandas",
-    "six",
+    # (not six: python-dateutil's and kubernetes_asyncio's, the operator's API client, need it)
     "ruff",
     "mypy",
     "import-linter",
