@@ -45,6 +45,11 @@ class Faults:
     # k-th non-snapshot trade of the source (ordinals k-1, 2k-1, ...).
     skip_trade_ids: frozenset[int] = frozenset()
     skip_every: int | None = None
+    # Sent with a wild clock: these trade ids go out on the WebSocket with their "time" set to the
+    # server's wall clock plus future_timestamp_s (a day by default), however old the recording;
+    # REST still serves them with their recorded time.
+    future_timestamp_ids: frozenset[int] = frozenset()
+    future_timestamp_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         for name in ("drop_after", "stall_after", "malformed_after", "skip_every"):
@@ -59,6 +64,7 @@ class Faults:
         if self.stall_seconds < 0 or self.drop_lose < 0:
             raise ValueError("stall_seconds and drop_lose must be >= 0")
         object.__setattr__(self, "skip_trade_ids", frozenset(int(i) for i in self.skip_trade_ids))
+        object.__setattr__(self, "future_timestamp_ids", frozenset(int(i) for i in self.future_timestamp_ids))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -76,6 +82,7 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["skip_trade_ids"] = sorted(self.skip_trade_ids)
+        out["future_timestamp_ids"] = sorted(self.future_timestamp_ids)
         return out
 
     @property
