@@ -25,6 +25,11 @@ class JobSettings(BaseSettings):
     windows: list[str] = Field(["1m"], description="Candle window sizes, e.g. 1m,5m,1h; one streaming query each")
     watermark: str = Field("30s", description="How late a trade may arrive and still count")
     trigger: str = Field("5s", description="Micro-batch trigger interval")
+    max_clock_skew: str = Field(
+        "60s",
+        description="A record whose event time is more than this ahead of its receive time is rejected "
+        "(event_time_ahead_of_receipt) instead of moving the watermark; at least ingestion's max_clock_skew_s",
+    )
     s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO); unset for AWS")
     s3_access_key: str = Field(description="S3 access key")
     s3_secret_key: str = Field(description="S3 secret key")
@@ -62,7 +67,7 @@ class JobSettings(BaseSettings):
             raise ValueError(f"windows: duplicate window sizes in {value}")
         return [window_label(s) for s in seconds]
 
-    @field_validator("watermark", "trigger")
+    @field_validator("watermark", "trigger", "max_clock_skew")
     @classmethod
     def _valid_duration(cls, value: str, info) -> str:
         try:
@@ -74,6 +79,10 @@ class JobSettings(BaseSettings):
     @property
     def window_seconds(self) -> list[int]:
         return [parse_duration(w) for w in self.windows]
+
+    @property
+    def max_clock_skew_us(self) -> int:
+        return parse_duration(self.max_clock_skew) * 1_000_000
 
     @property
     def lake(self) -> LakeLocation:
