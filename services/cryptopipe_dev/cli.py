@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="JSON",
         help="replay server faults, e.g. '{\"skip_trade_ids\": [1052119415]}' withholds a match "
-        "from the WebSocket while REST still serves it (a gap to backfill)",
+        "from the WebSocket while REST still serves it (a gap to backfill); '{\"future_timestamp_ids\": [ID]}' "
+        "sends that trade stamped a day ahead (ingestion dead-letters it and refills it over REST)",
     )
 
     candles = sub.add_parser("candles", help="print candles from the lake of the last `cryptopipe up`")

@@ -82,7 +82,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             on_written=functools.partial(progress.on_written, window),
         )
         stream = (
-            candles(source.load(), seconds, spark_duration(settings.watermark))
+            candles(source.load(), seconds, spark_duration(settings.watermark), settings.max_clock_skew_us)
             .writeStream.queryName(f"candles-{window}")
             .outputMode("append")
             .foreachBatch(writer)
@@ -99,6 +99,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
                 "window": window,
                 "checkpoint": settings.checkpoint_location(window),
                 "watermark": settings.watermark,
+                "max_clock_skew": settings.max_clock_skew,
             },
         )
         queries.append(query)

@@ -30,6 +30,11 @@ class JobSettings(BaseSettings):
         description="Run once: process what the topic holds now (in maxOffsetsPerTrigger batches), then stop "
         "(Spark's availableNow trigger; for catching up on a backlog and benchmarks)",
     )
+    max_clock_skew: str = Field(
+        "60s",
+        description="A record whose event time is more than this ahead of its receive time is rejected "
+        "(event_time_ahead_of_receipt) instead of moving the watermark; at least ingestion's max_clock_skew_s",
+    )
     s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO); unset for AWS")
     s3_access_key: str = Field(description="S3 access key")
     s3_secret_key: str = Field(description="S3 secret key")
@@ -70,7 +75,7 @@ class JobSettings(BaseSettings):
             raise ValueError(f"windows: duplicate window sizes in {value}")
         return [window_label(s) for s in seconds]
 
-    @field_validator("watermark", "trigger")
+    @field_validator("watermark", "trigger", "max_clock_skew")
     @classmethod
     def _valid_duration(cls, value: str, info) -> str:
         try:
@@ -82,6 +87,10 @@ class JobSettings(BaseSettings):
     @property
     def window_seconds(self) -> list[int]:
         return [parse_duration(w) for w in self.windows]
+
+    @property
+    def max_clock_skew_us(self) -> int:
+        return parse_duration(self.max_clock_skew) * 1_000_000
 
     @property
     def lake(self) -> LakeLocation:

@@ -58,8 +58,11 @@ REJECT_REASONS: tuple[str, ...] = (
     "malformed_json",  # not a JSON object, empty, a tombstone, or a field of the wrong JSON type
     "unknown_schema_version",  # ``v`` missing or not contracts.SCHEMA_VERSION
     "unknown_kind",  # ``kind`` neither trade nor tick
-    "missing_field",  # product_id or event_time_us missing; a trade without trade_id, price or size
+    "missing_field",  # product_id, event_time_us or receive_time_us missing; a trade without trade_id, price or size
     "event_time_out_of_range",  # before 1970 or from 2100 on (a candle's end must stay a datetime)
+    # more than the clock-skew bound after its own receive_time_us: one such row would move the
+    # watermark for good and make every later trade "late" (ingestion dead-letters these too)
+    "event_time_ahead_of_receipt",
     "bad_decimal",  # price/size not a plain decimal string ("abc", "1e30", "-1", a JSON number)
     "decimal_too_precise",  # more decimals that are not zero than PRICE_SCALE/SIZE_SCALE: a cast would round
     # zero, too large for PRICE_TYPE/SIZE_TYPE, or price*size not below MAX_TRADE_NOTIONAL
@@ -70,6 +73,9 @@ REJECTED_METRIC = "rejected_rows"
 _CORRUPT = "_corrupt_record"
 # a fixed bound, not the wall clock: a batch re-run after a crash must reject the same rows
 _MAX_EVENT_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+# How far a record's event time may be ahead of its receive time (both in the record, so a replayed
+# batch rejects the same rows); the default of JobSettings.max_clock_skew and of ingestion's.
+DEFAULT_MAX_CLOCK_SKEW_US = 60_000_000
 _PLAIN = r"^[0-9]+(\.[0-9]+)?$"
 _EXACT = {name: rf"^[0-9]+(\.[0-9]{{0,{scale}}}0*)?$" for name, scale in (("price", PRICE_SCALE), ("size", SIZE_SCALE))}
 _TYPES = {"price": PRICE_TYPE, "size": SIZE_TYPE}
@@ -109,15 +115,16 @@ def _notional_problem() -> Column:
     return F.when(units.isNull() | (units >= F.lit(_MAX_NOTIONAL_UNITS)), F.lit("decimal_out_of_range"))
 
 
-def reject_reason(value_text: Column) -> Column:
+def reject_reason(value_text: Column, max_clock_skew_us: int = DEFAULT_MAX_CLOCK_SKEW_US) -> Column:
     """Over the parsed struct ``r`` (with the corrupt-record column) and the raw text: why this row
     cannot become a record, or null. Never an error: ANSI mode would turn one bad cast into a batch
-    that fails on every restart, so nothing here may throw."""
+    that fails on every restart, so nothing here may throw (hence try_subtract below)."""
     r = F.col("r")
     is_trade = F.col("r.kind") == F.lit("trade")
     missing = (
         F.col("r.product_id").isNull()
         | F.col("r.event_time_us").isNull()
+        | F.col("r.receive_time_us").isNull()
         | (is_trade & (F.col("r.trade_id").isNull() | F.col("r.price").isNull() | F.col("r.size").isNull()))
     )
     event_time = F.col("r.event_time_us")
@@ -127,12 +134,16 @@ def reject_reason(value_text: Column) -> Column:
         .when(F.col("r.kind").isNull() | ~F.col("r.kind").isin("trade", "tick"), F.lit("unknown_kind"))
         .when(missing, F.lit("missing_field"))
         .when((event_time < 0) | (event_time >= _MAX_EVENT_TIME_US), F.lit("event_time_out_of_range"))
+        .when(
+            F.col("r.receive_time_us") < F.try_subtract(event_time, F.lit(max_clock_skew_us)),
+            F.lit("event_time_ahead_of_receipt"),
+        )
         .when(is_trade & value_text.rlike(_JSON_NUMBER), F.lit("bad_decimal"))
         .when(is_trade, F.coalesce(_decimal_problem("price"), _decimal_problem("size"), _notional_problem()))
     )
 
 
-def parse_records(kafka_rows: DataFrame) -> DataFrame:
+def parse_records(kafka_rows: DataFrame, max_clock_skew_us: int = DEFAULT_MAX_CLOCK_SKEW_US) -> DataFrame:
     """Kafka rows (binary ``value``) -> typed records.
 
     Output columns: kind, product_id, trade_id, price, size, event_time (timestamp, UTC µs),
@@ -147,7 +158,7 @@ def parse_records(kafka_rows: DataFrame) -> DataFrame:
         text.alias("text"),
         F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}).alias("r"),
     )
-    checked = parsed.select(F.col("r"), reject_reason(F.col("text")).alias("reason")).observe(
+    checked = parsed.select(F.col("r"), reject_reason(F.col("text"), max_clock_skew_us).alias("reason")).observe(
         REJECTED_METRIC, *[F.count_if(F.col("reason") == F.lit(r)).alias(r) for r in REJECT_REASONS]
     )
     is_trade = F.col("kind") == F.lit("trade")
@@ -228,11 +239,13 @@ def candles_for_window(records: DataFrame, window_seconds: int) -> DataFrame:
     )
 
 
-def candles(kafka_rows: DataFrame, window_seconds: int, watermark: str) -> DataFrame:
+def candles(
+    kafka_rows: DataFrame, window_seconds: int, watermark: str, max_clock_skew_us: int = DEFAULT_MAX_CLOCK_SKEW_US
+) -> DataFrame:
     """The whole transform for one window size: Kafka rows -> finished candles.
 
     One streaming query per window size, not a union of several aggregations in one query: on
     PySpark 4.1 the second branch of such a union never saw the watermark advance, so its
     windows were never emitted (measured: its state kept growing while the first branch evicted).
     """
-    return candles_for_window(deduplicate(parse_records(kafka_rows), watermark), window_seconds)
+    return candles_for_window(deduplicate(parse_records(kafka_rows, max_clock_skew_us), watermark), window_seconds)

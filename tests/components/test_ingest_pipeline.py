@@ -358,6 +358,33 @@ def test_malformed_frame_goes_to_the_dlq_with_its_reason_and_ingestion_continues
     assert_each_trade_once(read_topic(kafka.bootstrap, topic), expected)
 
 
+def test_a_trade_a_day_ahead_goes_to_the_dlq_with_its_reason_and_the_others_flow(kafka: Any) -> None:
+    # issue 10, hole 6: one trade stamped a day ahead of the wall clock would move the job's watermark
+    # for good; ingestion dead-letters it, and REST (which has its true time) fills its id
+    expected = recorded_trade_ids(EXCHANGE)
+    wild = expected["BTC-USD"][40]
+    topic, dlq = unique_topics(kafka, "future")
+    with (
+        ReplayServer([EXCHANGE], speed="max", faults={"future_timestamp_ids": [wild]}) as server,
+        running(settings_for(kafka, server, topic, dlq, watchdog_s=10.0)) as service,
+    ):
+        run_until_all_produced(service, server, expected)
+        assert service.backfiller.wait_idle(10), "backfill did not finish"
+        assert metric_value(service, "cryptopipe_ingest_dead_lettered_frames_total") == 1
+        ahead = "cryptopipe_ingest_records_ahead_of_receipt_total"
+        assert metric_value(service, ahead, product_id="BTC-USD", kind="trade", source="ws") == 1
+        assert metric_value(service, ahead, product_id="ETH-USD", kind="trade", source="ws") == 0
+    (dead,) = read_topic(kafka.bootstrap, dlq)
+    letter = orjson.loads(dead[1])
+    assert letter["reason"].startswith("event_time_ahead_of_receipt: trade of BTC-USD"), letter
+    assert "max_clock_skew_s=60" in letter["reason"], letter
+    assert orjson.loads(letter["raw"])["trade_id"] == wild
+    trades = assert_each_trade_once(read_topic(kafka.bootstrap, topic), expected)
+    (refilled,) = [t for t in trades["BTC-USD"] if t.trade_id == wild]
+    assert refilled.source == "rest"
+    assert all(t.event_time_us - t.receive_time_us <= 60_000_000 for ts in trades.values() for t in ts)
+
+
 def test_readyz_reports_why_until_subscribed_and_metrics_are_served(kafka: Any) -> None:
     topic, dlq = unique_topics(kafka, "ready")
     server = ReplayServer([EXCHANGE], speed=1.0)  # real time: the feed stays open for the whole test

@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaProducer
 
 from cryptopipe.pipeline import PipelineConfig
-from tests.support.candle_job_process import JobRun, at, produce, rows_by_product, tick, trade, unique_name
+from tests.support.candle_job_process import JobRun, at, produce, rows_by_product, tick, trade, unique_name, us
 
 pytestmark = [pytest.mark.components, pytest.mark.spark]
 
@@ -32,6 +32,14 @@ def raw_trade(id_: int, **override) -> bytes:
             record[key] = value
     return json.dumps(record).encode()
 
+
+def raw_tick(**override) -> bytes:
+    record = json.loads(tick(PRODUCT, f"{M}:30Z").to_json())
+    record.update(override)
+    return json.dumps(record).encode()
+
+
+DAY_US = 86_400 * 1_000_000
 
 # (reason the job must count it under, the Kafka record value)
 BAD_RECORDS: list[tuple[str, bytes | None]] = [
@@ -61,6 +69,11 @@ BAD_RECORDS: list[tuple[str, bytes | None]] = [
     ("decimal_out_of_range", raw_trade(121, price="9999999999.999999999999", size="999999999999999.99999999")),
     ("event_time_out_of_range", raw_trade(115, event_time_us=-1)),
     ("event_time_out_of_range", raw_trade(116, event_time_us=4_102_444_800_000_000)),  # 2100-01-01
+    # hole 6: a day ahead of its own receive time (a wild exchange clock that slipped past
+    # ingestion); had it reached the watermark, the trades and ticks below would all be "late"
+    ("event_time_ahead_of_receipt", raw_trade(117, event_time_us=us(f"{M}:30Z") + DAY_US)),
+    ("event_time_ahead_of_receipt", raw_tick(event_time_us=us(f"{M}:30Z") + DAY_US)),
+    ("missing_field", raw_trade(118, receive_time_us=None)),  # no receive time: cannot be bounded
 ]
 
 
@@ -86,6 +99,9 @@ def bad_rows_run(kafka, s3, tmp_path_factory):
         # the query runs before the first bad row arrives (a generous bound: it includes the start)
         run.wait_input(sent, timeout=600)
         sent += produce_raw(kafka, topic, [value for _, value in BAD_RECORDS])
+        # the good trades come in later batches: had a record a day ahead moved the watermark, they
+        # would all be dropped as late
+        run.wait_input(sent)
         sent += produce(
             kafka,
             topic,

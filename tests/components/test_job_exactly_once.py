@@ -24,7 +24,9 @@ def synthetic_records(minutes: int):
     config = SyntheticConfig(products=("BTC-USD", "ETH-USD"), rate=20.0, duration=minutes * 60.0, seed=11)
     records = []
     for frame in synthetic_frames(config):
-        result = parse_frame(frame.raw, "exchange", 0)
+        # received when sent: a receive time far behind the event time would be rejected by the job
+        # (event_time_ahead_of_receipt)
+        result = parse_frame(frame.raw, "exchange", int(frame.ts * 1_000_000))
         assert result.error is None, result.error
         records += [*result.trades, *result.ticks]
     return records
@@ -41,7 +43,7 @@ def test_sigkill_and_restart_leaves_the_lake_equal_to_an_uninterrupted_run(kafka
     trades = [r for r in records if r.kind == "trade"]
     last = max(r.event_time_us for r in records)
     # heartbeat-like ticks two minutes past the last record: every window closes
-    closing = [Tick(p, last + 120_000_000, last, "exchange") for p in ("BTC-USD", "ETH-USD")]
+    closing = [Tick(p, last + 120_000_000, last + 120_000_000, "exchange") for p in ("BTC-USD", "ETH-USD")]
     produce(kafka, topic, records + closing)
     watermark_target = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((last + 90_000_000) // 1_000_000))
 

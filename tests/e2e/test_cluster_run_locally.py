@@ -129,7 +129,11 @@ def test_the_operators_deployment_and_spark_application_produce_candles(kube, ku
 
     # a tick past the last window, so that every candle of the recording closes
     last_us = max(t for t, _, _ in expected.values())
-    produce(kafka, topic_name, [Tick(p, last_us + 120_000_000, last_us, "exchange") for p in ("BTC-USD", "ETH-USD")])
+    produce(
+        kafka,
+        topic_name,
+        [Tick(p, last_us + 120_000_000, last_us + 120_000_000, "exchange") for p in ("BTC-USD", "ETH-USD")],
+    )
 
     # the Spark job, with the SparkApplication's arguments, sparkConf and env
     spec = app["spec"]

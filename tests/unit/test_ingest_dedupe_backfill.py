@@ -273,3 +273,75 @@ def test_partitioner_picks_what_kafkas_default_partitioner_picks() -> None:
             expected = reference.partition("t", key, key, None, None, Cluster(n))
             assert ours.partition("t", key, key, None, None, Cluster(n)) == expected
             assert ours.partition("t", key, key, None, None, Cluster(n)) == expected  # cached
+
+
+DAY_US = 86_400 * 1_000_000
+
+
+def at(frame: bytes, time: str) -> bytes:
+    record = orjson.loads(frame)
+    record["time"] = time
+    return orjson.dumps(record)
+
+
+def test_a_trade_a_day_ahead_of_its_receipt_is_dead_lettered_and_refilled_over_rest(rig) -> None:
+    handler, backfiller, kafka, _rest, metrics = rig(rest_ids=range(10, 13))
+    wild = at(match(11), "2026-07-08T22:58:17.000000Z")  # a day after T0, the receive time
+    feed(handler, match(10), wild, match(12))
+    ((reason, raw),) = kafka.dead
+    assert reason.startswith("event_time_ahead_of_receipt: trade of BTC-USD") and "max_clock_skew_s=60" in reason
+    assert raw == wild
+    sample = metrics.registry.get_sample_value
+    assert (
+        sample(
+            "cryptopipe_ingest_records_ahead_of_receipt_total",
+            {"product_id": "BTC-USD", "kind": "trade", "source": "ws"},
+        )
+        == 1
+    )
+    finish(backfiller)  # the next trade revealed its id as a gap: REST has it with a sane time
+    assert ids(kafka) == Counter({10: 1, 11: 1, 12: 1})
+    assert all(t.event_time_us - t.receive_time_us <= 60_000_000 for t in kafka.trades())
+
+
+def test_a_heartbeat_ahead_of_its_receipt_is_not_a_tick(rig) -> None:
+    handler, _backfiller, kafka, _rest, metrics = rig(max_clock_skew_s=30)
+    feed(handler, match(5), at(heartbeat(5), "2026-07-07T22:59:30.000000Z"))  # 73 s after receipt
+    assert [decode_record(v).kind for _k, v in kafka.records] == ["trade"]
+    assert "max_clock_skew_s=30" in kafka.dead[0][0]
+    sample = metrics.registry.get_sample_value
+    assert (
+        sample(
+            "cryptopipe_ingest_records_ahead_of_receipt_total",
+            {"product_id": "BTC-USD", "kind": "tick", "source": "ws"},
+        )
+        == 1
+    )
+
+
+def test_old_trades_are_not_bounded(rig) -> None:
+    # REST backfill, last_match and replayed recordings are legitimately old: only the future is bounded
+    handler, _backfiller, kafka, _rest, _metrics = rig()
+    feed(handler, at(match(10), "2021-01-01T00:00:00.000000Z"))
+    assert ids(kafka) == Counter({10: 1}) and kafka.dead == []
+
+
+def test_a_rest_trade_ahead_of_its_fetch_is_a_bad_row(rig) -> None:
+    handler, backfiller, kafka, rest, metrics = rig(rest_ids=range(10, 13))
+    good = rest.trades[11]
+    rest.trades[11] = Trade(good.product_id, 11, good.price, good.size, good.side, T0 + DAY_US, T0, "exchange", "rest")
+    feed(handler, match(10), match(12))
+    finish(backfiller)
+    assert ids(kafka) == Counter({10: 1, 12: 1})
+    ((reason, _raw),) = kafka.dead
+    assert reason.startswith("rest backfill of BTC-USD: event_time_ahead_of_receipt")
+    sample = metrics.registry.get_sample_value
+    assert sample("cryptopipe_ingest_gaps_unfilled_total", {"product_id": "BTC-USD", "reason": "bad_row"}) == 1
+    assert sample("cryptopipe_ingest_trades_unfilled_total", {"product_id": "BTC-USD"}) == 1
+    assert (
+        sample(
+            "cryptopipe_ingest_records_ahead_of_receipt_total",
+            {"product_id": "BTC-USD", "kind": "trade", "source": "rest"},
+        )
+        == 1
+    )

@@ -96,3 +96,32 @@ def test_pacer_spaces_frames_by_recorded_time_over_speed_with_gaps_capped():
     # Recording offsets 1, 1, 3, 3 (a step back adds nothing), 3 + min(10, 5) = 8, halved; each
     # frame is asked to wait for its own due time, as none of the waits really slept.
     assert asyncio.run(run()) == pytest.approx([0.5, 0.5, 1.5, 1.5, 4.0], abs=0.05)
+
+
+def test_future_timestamp_ids_set_the_trade_time_ahead_of_the_wall_clock():
+    import time as _time
+
+    import orjson
+
+    from cryptopipe.contracts import parse_time_us
+    from cryptopipe_dev.replay.injector import FaultInjector
+    from cryptopipe_dev.replay.source import SourceFrame
+
+    faults = Faults.from_dict({"future_timestamp_ids": [7]})
+    assert Faults.from_dict(faults.to_dict()) == faults and faults.future_timestamp_s == 86_400
+    injector = FaultInjector(FaultState(faults), 1)
+    raw = '{"type":"match","trade_id":7,"product_id":"BTC-USD","time":"2021-01-01T00:00:00.000000Z"}'
+    frame = SourceFrame(
+        0, 0.0, raw, "match", ("BTC-USD",), (TradeRef("BTC-USD", 7, "2021-01-01T00:00:00.000000Z", "1", "1", "buy"),)
+    )
+    ahead_s = parse_time_us("time", orjson.loads(injector.retimed(raw, frame))["time"]) / 1e6 - _time.time()
+    assert 86_300 < ahead_s <= 86_400
+    other = SourceFrame(
+        1,
+        0.0,
+        raw.replace(":7,", ":8,"),
+        "match",
+        ("BTC-USD",),
+        (TradeRef("BTC-USD", 8, "2021-01-01T00:00:00.000000Z", "1", "1", "buy"),),
+    )
+    assert injector.retimed(other.raw, other) == other.raw  # untouched, byte for byte

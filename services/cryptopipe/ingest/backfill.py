@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe.coinbase.rest import FetchedRange, RejectedRow
 from cryptopipe.contracts import Trade
+from cryptopipe.ingest.clock import ahead_of_receipt
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
@@ -58,6 +59,7 @@ class Backfiller:
         # trades whose delivery to Kafka failed, per product, until the worker turns them into gaps
         self._redeliver: dict[str, set[int]] = {}
         self._idle = threading.Condition(self._lock)
+        self._max_ahead_us = round(settings.max_clock_skew_s * 1_000_000)
 
     # -- called by the socket reader ----------------------------------------------------------------
 
@@ -210,8 +212,9 @@ class Backfiller:
             else:
                 # Keep whatever came back: good rows are produced, bad rows dead-lettered (their ids
                 # counted as unfillable at once: a retry would not repair them), the rest retried.
-                trades, rejected = (
-                    (fetched.trades, fetched.rejected) if isinstance(fetched, FetchedRange) else (fetched, ())
+                trades, rejected = self._bound_event_time(
+                    product_id,
+                    *((fetched.trades, fetched.rejected) if isinstance(fetched, FetchedRange) else (fetched, ())),
                 )
                 produced = 0
                 for trade in trades:
@@ -252,6 +255,29 @@ class Backfiller:
             reason="shutdown" if self._stopping.is_set() else "not_returned",
             rejected=rejected_ids,
         )
+
+    def _bound_event_time(
+        self, product_id: str, trades: Sequence[Trade], rejected: Sequence[RejectedRow]
+    ) -> tuple[Sequence[Trade], Sequence[RejectedRow]]:
+        """REST trades are legitimately old, but one stamped more than max_clock_skew_s after it was
+        fetched would move the job's watermark: it breaks the contract like a bad row (dead-lettered
+        with the reason, its id counted unfillable as ``bad_row``)."""
+        max_ahead_us = self._max_ahead_us
+        if all(t.event_time_us - t.receive_time_us <= max_ahead_us for t in trades):
+            return trades, rejected
+        kept: list[Trade] = []
+        refused = list(rejected)
+        for trade in trades:
+            reason = ahead_of_receipt(trade, max_ahead_us)
+            if reason is None:
+                kept.append(trade)
+                continue
+            with self._lock:  # counted once: a retried gap may fetch it again, when it is no longer missing
+                first_time = trade.product_id == product_id and trade.trade_id in self._missing.get(product_id, ())
+            if first_time:
+                self._metrics.ahead_of_receipt.labels(product_id, "trade", "rest").inc()
+            refused.append(RejectedRow(trade.trade_id, reason, trade.to_json()))
+        return kept, refused
 
     def _dead_letter(self, product_id: str, row: RejectedRow) -> None:
         reason = f"rest backfill of {product_id}: {row.reason}"

@@ -33,6 +33,7 @@ from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.gaps import GapTracker
 from cryptopipe.contracts import Feed, Tick, Trade
 from cryptopipe.ingest.backfill import Backfiller
+from cryptopipe.ingest.clock import ahead_of_receipt
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
@@ -77,6 +78,7 @@ class FrameHandler:
         self._observe_trade = gap_tracker.observe_trade
         self._observe_tick = gap_tracker.observe_tick
         self._parse = parse
+        self._max_ahead_us = round(settings.max_clock_skew_s * 1_000_000)
         # Per product, every id in oldest..newest was produced, is missing (backfill owns it) or was
         # given up; an id in that range that is not claimable is therefore a known duplicate.
         self._newest: dict[str, int] = {}
@@ -85,6 +87,7 @@ class FrameHandler:
         # last_match): few, and capped so a pathological stream cannot grow it without bound
         self._older: dict[str, set[int]] = collections.defaultdict(set)
         self._last_produce_error_log = 0.0
+        self._last_ahead_log = 0.0
 
     def resume_after(self, product_id: str, lowest: int, highest: int) -> None:
         """Continue from a previous run that produced trade ids lowest..highest of a product (read
@@ -102,14 +105,25 @@ class FrameHandler:
             if result.server_error is not None:
                 self._metrics.error("server_error")
                 log.error("feed sent an error frame", extra={"error": result.server_error})
+            max_ahead_us = self._max_ahead_us
+            lettered = False  # the frame goes to the DLQ once, however many of its records are wild
             trades: Sequence[Trade] = result.trades
             if trades:
                 if len(trades) > 1:
                     # the duplicate check needs ascending ids per product (Advanced Trade frames hold many)
                     trades = sorted(trades, key=_by_product_and_id)
                 for trade in trades:
+                    if trade.event_time_us - trade.receive_time_us > max_ahead_us:
+                        # Not produced, not seen by the gap tracker: the next trade or heartbeat of the
+                        # product reveals its id as a gap, refilled over REST (where the bound applies
+                        # again) or counted as unfilled. Never silent, never moving the watermark.
+                        lettered = self._ahead_of_receipt(trade, raw, lettered)
+                        continue
                     self._trade(trade)
             for tick in result.ticks:
+                if tick.event_time_us - tick.receive_time_us > max_ahead_us:
+                    lettered = self._ahead_of_receipt(tick, raw, lettered)  # ticks move the watermark too
+                    continue
                 self._tick(tick)
         # counted once handled: a scrape that sees the frame also sees the records and gaps it caused
         frames = self._hot.frames
@@ -184,6 +198,18 @@ class FrameHandler:
             self._send(tick.product_id, tick.to_json())
         except Exception as exc:  # a lost tick only delays the watermark until the next one
             self._produce_failed(exc)
+
+    def _ahead_of_receipt(self, record: Trade | Tick, raw: str | bytes, lettered: bool) -> bool:
+        """Count a record stamped too far ahead of its receipt and dead-letter its frame (once)."""
+        self._metrics.ahead_of_receipt.labels(record.product_id, record.kind, "ws").inc()
+        reason = ahead_of_receipt(record, self._max_ahead_us) or ""
+        now = time.monotonic()
+        if now - self._last_ahead_log >= PRODUCE_ERROR_LOG_INTERVAL_S:  # a skewed server: one line, not one a frame
+            self._last_ahead_log = now
+            log.warning("record ahead of its receive time dead-lettered", extra={"reason": reason})
+        if not lettered:
+            self._dead_letter(reason, raw, record.receive_time_us)
+        return True
 
     def _dead_letter(self, reason: str, raw: str | bytes, receive_time_us: int) -> None:
         try:

@@ -160,6 +160,14 @@ class IngestMetrics:
             "Gaps waiting for or being backfilled (a count of gaps, not trades).",
             registry=r,
         )
+        self.ahead_of_receipt = Counter(
+            PREFIX + "records_ahead_of_receipt",
+            "Trades and ticks dead-lettered because their event time was more than max_clock_skew_s ahead "
+            "of their receive time (source ws or rest); a trade's id is then refilled over REST or counted "
+            "in trades_unfilled_total.",
+            ["product_id", "kind", "source"],
+            registry=r,
+        )
         self.dead_lettered = Counter(
             PREFIX + "dead_lettered_frames", "Frames sent to the dead-letter topic.", registry=r
         )
@@ -191,6 +199,8 @@ class IngestMetrics:
             self.gaps_backfilled.labels(product)
             self.trades_unfilled.labels(product)
             self.redelivered.labels(product)
+            for kind, source in (("trade", "ws"), ("trade", "rest"), ("tick", "ws")):
+                self.ahead_of_receipt.labels(product, kind, source)
             for reason in UNFILLED_REASONS:
                 self.gaps_unfilled.labels(product, reason)
 

@@ -31,6 +31,7 @@ CRYPTOPIPE_INGEST_BACKFILL_RETRIES             5                                
 CRYPTOPIPE_INGEST_BACKFILL_RETRY_DELAY_S       1                                first wait; doubles
 CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S           10                               one REST request's limit
 CRYPTOPIPE_INGEST_RESUME_FROM_TOPIC            true                             continue after the topic's last trade
+CRYPTOPIPE_INGEST_MAX_CLOCK_SKEW_S             60                               event time ahead of receipt -> DLQ
 =============================================  ===============================  =========================
 """
 
@@ -149,6 +150,15 @@ class IngestSettings(BaseSettings):
         description="On start, read the topic's tail to find the last trade id produced per product: the "
         "trades missed while the service was down are then backfilled (up to backfill_max_trades) and "
         "replays of trades already in the topic are not produced again.",
+    )
+
+    max_clock_skew_s: float = Field(
+        60.0,
+        gt=0,
+        description="A trade or heartbeat tick whose event time is more than this many seconds ahead of "
+        "the time it was received is dead-lettered (reason event_time_ahead_of_receipt), not produced: one "
+        "such record would move the Spark job's watermark for good. Only the future is bounded (backfill "
+        "and last_match are legitimately old). Keep the job's max_clock_skew at least this large.",
     )
 
     @field_validator("products", mode="before")

@@ -54,6 +54,11 @@ class Faults:
     # (a slow REST endpoint: the backfill arrives after later live trades).
     rest_missing_ids: frozenset[int] = frozenset()
     rest_delay_s: float = 0.0
+    # Sent with a wild clock: these trade ids go out on the WebSocket with their "time" set to the
+    # server's wall clock plus future_timestamp_s (a day by default), however old the recording;
+    # REST still serves them with their recorded time.
+    future_timestamp_ids: frozenset[int] = frozenset()
+    future_timestamp_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         for name in ("drop_after", "stall_after", "malformed_after", "error_after", "skip_every"):
@@ -69,6 +74,7 @@ class Faults:
             raise ValueError("stall_seconds, drop_lose and rest_delay_s must be >= 0")
         object.__setattr__(self, "skip_trade_ids", frozenset(int(i) for i in self.skip_trade_ids))
         object.__setattr__(self, "rest_missing_ids", frozenset(int(i) for i in self.rest_missing_ids))
+        object.__setattr__(self, "future_timestamp_ids", frozenset(int(i) for i in self.future_timestamp_ids))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -87,6 +93,7 @@ class Faults:
         out = dataclasses.asdict(self)
         out["skip_trade_ids"] = sorted(self.skip_trade_ids)
         out["rest_missing_ids"] = sorted(self.rest_missing_ids)
+        out["future_timestamp_ids"] = sorted(self.future_timestamp_ids)
         return out
 
     @property

@@ -8,7 +8,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 from cryptopipe_dev.replay.faults import Faults, FaultState
 from cryptopipe_dev.replay.source import SourceFrame
@@ -56,6 +61,17 @@ class FaultInjector:
             t.trade_id for t in frame.trades if faults.skips_trades and faults.skip_trade(t.trade_id, t.ordinal)
         )
 
+    def retimed(self, text: str, frame: SourceFrame) -> str:
+        """``text`` with the "time" of each ``future_timestamp_ids`` trade set ahead of the wall clock."""
+        faults = self.faults
+        ids = faults.future_timestamp_ids
+        if not ids or not any(t.trade_id in ids for t in frame.trades):
+            return text
+        wild = datetime.fromtimestamp(time.time() + faults.future_timestamp_s, UTC)
+        data = orjson.loads(text)
+        _retime(data, ids, wild.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        return orjson.dumps(data).decode()
+
     def sent(self, text: str, frame: SourceFrame) -> None:
         """A data frame went out: what a malformed frame copies."""
         self._last_text = text
@@ -83,3 +99,16 @@ class FaultInjector:
         if kind in ("truncated", "bad_price") and self._last_text:
             return self._last_text[: max(1, len(self._last_text) // 2)]
         return "this is not JSON {"
+
+
+def _retime(node: Any, ids: frozenset[int], when: str) -> None:
+    """Set "time" on every trade object (Exchange match, Advanced Trade trade) whose id is in ``ids``."""
+    if isinstance(node, dict):
+        trade_id = node.get("trade_id")
+        if "time" in node and trade_id is not None and str(trade_id).isdigit() and int(trade_id) in ids:
+            node["time"] = when
+        for value in node.values():
+            _retime(value, ids, when)
+    elif isinstance(node, list):
+        for value in node:
+            _retime(value, ids, when)

@@ -173,6 +173,7 @@ class Session:
                 text = self.dialect.select(frame, self.faults.withheld(frame))
                 if text is None:
                     continue
+                text = self.faults.retimed(text, frame)
                 await pacer.wait(frame.ts, self.conn.pause)
                 faults = self.faults.faults
                 if held is None and faults.reorder(frame.index):

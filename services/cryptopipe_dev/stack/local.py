@@ -162,10 +162,12 @@ class LocalStack:
         """Control records that move the job's watermark to ``event_time_us`` - watermark delay."""
         producer = KafkaProducer(bootstrap_servers=self.kafka.bootstrap, enable_idempotence=True, acks="all")
         try:
-            now_us = int(time.time() * 1_000_000)
+            # a control record made here, not received: stamped no earlier than its own time, so the job
+            # does not reject it as ahead of receipt when a recent recording's flush time is in the future
+            receive_us = max(int(time.time() * 1_000_000), event_time_us)
             for product in products:
                 tick = Tick(
-                    product_id=product, event_time_us=event_time_us, receive_time_us=now_us, feed=self.config.feed
+                    product_id=product, event_time_us=event_time_us, receive_time_us=receive_us, feed=self.config.feed
                 )
                 producer.send(self.config.topic, key=product.encode(), value=tick.to_json())
             producer.flush()
