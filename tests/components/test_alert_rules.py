@@ -34,7 +34,7 @@ def test_rules_pass_promtool_check_rules(helm: Path, tmp_path: Path) -> None:
     rules = write_rules_file(render_rule_groups(helm), tmp_path / "rules.yml")
     result = promtool("check", "rules", str(rules))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 15 rules found" in result.stdout
+    assert "SUCCESS: 17 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass(helm: Path, tmp_path: Path) -> None:

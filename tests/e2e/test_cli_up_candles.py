@@ -95,7 +95,7 @@ def test_up_on_a_recording_then_candles_while_running_and_after_stop(tmp_path: P
             "up's Prometheus scraping ingestion, Spark job and lake monitor",
         )
         rules = [r for g in _prometheus_api(prometheus, "rules")["groups"] for r in g["rules"]]
-        assert len(rules) == 15 and all(r["health"] in ("ok", "unknown") for r in rules), rules
+        assert len(rules) == 17 and all(r["health"] in ("ok", "unknown") for r in rules), rules
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=120)
