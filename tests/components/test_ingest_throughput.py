@@ -35,9 +35,12 @@ def test_hot_path_at_volume_uses_fast_path_and_loses_nothing(kafka: Any) -> None
     backfiller = Backfiller(settings, producer, metrics, coinbase.fetch_trades_range)
     handler = FrameHandler(settings, producer, backfiller, metrics, coinbase.GapTracker(), coinbase.parse_frame)
     handle = handler.handle
+    # received now: the synthetic market is stamped in the past (2026-01-01), as a backlog; a receive
+    # time before the event time would make every trade "ahead of its receipt" and dead-letter it
+    received_us = time.time_ns() // 1000
     try:
         for frame in frames:
-            handle(frame, 0)
+            handle(frame, received_us)
         producer.close(30)
     finally:
         backfiller.stop(1)
