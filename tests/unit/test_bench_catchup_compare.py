@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cryptopipe_dev.bench.catchup import WINDOW_US, compare, duckdb_candles, spark_vwap
+from cryptopipe_dev.bench.catchup import WINDOW_US, compare, duckdb_candles, exact_vwap
 
 pytest.importorskip("duckdb")
 
@@ -50,7 +50,8 @@ def _as_lake(duck: pa.Table) -> pa.Table:
                 "window_start": datetime.fromtimestamp(start / 1e6, UTC),
                 "window_end": datetime.fromtimestamp((start + WINDOW_US) / 1e6, UTC),
                 **{k: row[k] for k in ("open", "high", "low", "close", "volume", "trade_count")},
-                "vwap": spark_vwap(row["notional"], row["volume"]),
+                "vwap": exact_vwap(row["notional"], row["volume"]),
+                "notional": row["notional"],
                 "first_trade_id": row["first_trade_id"],
                 "last_trade_id": row["last_trade_id"],
             }
@@ -81,7 +82,9 @@ def test_compare_is_exact(tmp_path: Path) -> None:
     assert any("missing" in p for p in compare(lake.slice(1), duck))
 
 
-def test_spark_vwap_rounds_half_up_at_8_decimals() -> None:
-    assert spark_vwap(Decimal("1"), Decimal("3")) == Decimal("0.33333333")
-    assert spark_vwap(Decimal("2"), Decimal("3")) == Decimal("0.66666667")
-    assert spark_vwap(Decimal("0.000000005"), Decimal("1")) == Decimal("0.00000001")
+def test_exact_vwap_rounds_once_half_even_at_the_lakes_28_places() -> None:
+    assert exact_vwap(Decimal("1"), Decimal("3")) == Decimal("0." + "3" * 28)
+    assert exact_vwap(Decimal("2"), Decimal("3")) == Decimal("0." + "6" * 27 + "7")
+    # a tie goes to the even digit: 0.5e-28 -> 0, 1.5e-28 -> 2e-28
+    assert exact_vwap(Decimal("0.5e-28"), Decimal("1")) == Decimal("0E-28")
+    assert exact_vwap(Decimal("1.5e-28"), Decimal("1")) == Decimal("2E-28")

@@ -11,9 +11,9 @@
    from the processing (the batches' ``triggerExecution``); steady state is every batch but the
    first (JIT, first-use class loading and S3 connections land in the first).
 3. DuckDB computes the same 1-minute candles from the Parquet file (best of ``duckdb_rounds``), and
-   every column of every candle is compared, decimal-exactly. The lake holds vwap, not the notional:
-   vwap is recomputed from DuckDB's exact sum(price*size) and sum(size) the way Spark divides
-   decimals (HALF_UP to 38 decimals, then HALF_UP to 8), so the check is exact too.
+   every column of every candle is compared, decimal-exactly: the lake's exact notional against
+   DuckDB's sum(price*size), and its vwap against notional/volume rounded once, half-even, at the
+   lake's 28 places (computed here on fractions, sharing no code with the job's sink).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import orjson
@@ -49,8 +50,6 @@ DAY_TRADES = 1_250_000  # a day at ~14.5 trades/s, BTC-USD + ETH-USD together
 DAY_RATE = DAY_TRADES / DAY_S
 WINDOW_US = 60_000_000
 PRODUCTS = ("BTC-USD", "ETH-USD")
-_Q8 = decimal.Decimal("1e-8")
-_Q38 = decimal.Decimal("1e-38")
 
 
 @dataclasses.dataclass
@@ -258,10 +257,13 @@ def duckdb_candles(parquet: Path, threads: int = 2) -> tuple[pa.Table, float]:
         con.close()
 
 
-def spark_vwap(notional: decimal.Decimal, volume: decimal.Decimal) -> decimal.Decimal:
-    """Spark's DECIMAL division as the job's vwap: HALF_UP to 38 decimals, then to the column's 8."""
-    with decimal.localcontext(decimal.Context(prec=120)):
-        return (notional / volume).quantize(_Q38, decimal.ROUND_HALF_UP).quantize(_Q8, decimal.ROUND_HALF_UP)
+VWAP_PLACES = 28  # the lake's vwap: DECIMAL(38,28), rounded half-even once
+
+
+def exact_vwap(notional: decimal.Decimal, volume: decimal.Decimal) -> decimal.Decimal:
+    """notional / volume rounded once, half-even, at the lake's vwap scale (round() of a Fraction)."""
+    units = round(Fraction(notional) / Fraction(volume) * 10**VWAP_PLACES)
+    return decimal.Decimal(f"{units}E-{VWAP_PLACES}")
 
 
 def compare(lake: pa.Table, duck: pa.Table, limit: int = 10) -> list[str]:
@@ -278,7 +280,8 @@ def compare(lake: pa.Table, duck: pa.Table, limit: int = 10) -> list[str]:
             "close": row["close"],
             "volume": row["volume"],
             "trade_count": row["trade_count"],
-            "vwap": spark_vwap(row["notional"], row["volume"]),
+            "vwap": exact_vwap(row["notional"], row["volume"]),
+            "notional": row["notional"],
             "first_trade_id": row["first_trade_id"],
             "last_trade_id": row["last_trade_id"],
         }
