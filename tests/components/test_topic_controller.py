@@ -171,15 +171,17 @@ def test_replicas_are_capped_at_the_broker_count_and_a_second_claim_on_a_topic_i
     assert kafka_topic(admin, kafka_name)["replicas"] == {1}  # type: ignore[index]
 
     second = copy.deepcopy(first)
-    second["metadata"]["name"] = "tc-claim-again"  # type: ignore[index]
+    second["metadata"]["name"] = "tc-claim-trades-again"  # type: ignore[index]
+    # created within the same second the claims tie on creationTimestamp and the name decides (as in
+    # Strimzi): this name sorts after the first one's, so the first claim stays the owner either way
     kube.apply(second)
-    conflict = eventually(lambda: ready(kafka_topics(kube, ns, "tc-claim-again")), "conflict reported", TIMEOUT)
+    conflict = eventually(lambda: ready(kafka_topics(kube, ns, "tc-claim-trades-again")), "conflict reported", TIMEOUT)
     assert (conflict["status"], conflict["reason"]) == ("False", "ResourceConflict"), conflict
     assert f"name='{first['metadata']['name']}'" in conflict["message"]  # type: ignore[index]
 
     # the loser going away does not take the winner's topic with it
-    kube.kubectl("delete", "kafkatopic", "tc-claim-again", "-n", ns, "--wait=false")
-    eventually(lambda: kafka_topics(kube, ns, "tc-claim-again") is None, "second KafkaTopic gone", TIMEOUT)
+    kube.kubectl("delete", "kafkatopic", "tc-claim-trades-again", "-n", ns, "--wait=false")
+    eventually(lambda: kafka_topics(kube, ns, "tc-claim-trades-again") is None, "second KafkaTopic gone", TIMEOUT)
     assert kafka_topic(admin, kafka_name) is not None
 
 
