@@ -878,8 +878,9 @@ def _remove_stale_files(node_dir: Path) -> None:
             sock = address.read_text().strip().removeprefix("unix://")
             if sock.startswith("/run/containerd/s/"):
                 Path(sock).unlink(missing_ok=True)
-    # called once kubelet has stopped: the device manager's socket is its leftover
-    if KUBELET_DEVICE_PLUGIN_SOCKET.is_socket():
+    # called once kubelet has stopped: the device manager's socket is its leftover (whatever its
+    # file type reads as while kubelet's last writes settle: never a directory of ours)
+    if KUBELET_DEVICE_PLUGIN_SOCKET.exists() and not KUBELET_DEVICE_PLUGIN_SOCKET.is_dir():
         KUBELET_DEVICE_PLUGIN_SOCKET.unlink(missing_ok=True)
     results = Path("/var/lib/cni/results")
     for cached in results.glob("cryptopipe-*-eth0"):
