@@ -38,8 +38,10 @@ from cryptopipe_dev.stack.procs import ManagedProcess
 
 log = logging.getLogger("cryptopipe_dev.chaos")
 
-# Two busy products, one medium, two quiet: quiet ones go minutes without a trade.
-PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD", "LTC-USD", "DOGE-USD")
+# Two busy products, one medium, two quiet: quiet ones go minutes without a trade. Chosen so that the
+# ingestion's key hash (murmur2 of the product id) puts products on all 3 partitions: BTC-USD and
+# LTC-USD on 0, XRP-USD on 1, ETH-USD and DOGE-USD on 2 (tests/unit/test_chaos_products.py).
+PRODUCTS = ("BTC-USD", "ETH-USD", "XRP-USD", "LTC-USD", "DOGE-USD")
 WEIGHTS = (0.45, 0.3, 0.17, 0.05, 0.03)
 PARTITIONS = 3
 WATERMARK = "30s"
