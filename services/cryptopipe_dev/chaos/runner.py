@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cryptopipe.contracts import us_to_iso
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.chaos.audit import Verdict, judge
+from cryptopipe_dev.chaos.proxy import LOOPBACK, FaultProxy
 from cryptopipe_dev.chaos.scenarios import Scenario
 from cryptopipe_dev.reference import frame_trades
 from cryptopipe_dev.replay import ReplayServer, SourceFrame, SyntheticConfig, SyntheticSource, synthetic_frames
@@ -46,7 +47,16 @@ WEIGHTS = (0.45, 0.3, 0.17, 0.05, 0.03)
 PARTITIONS = 3
 WATERMARK = "30s"
 # real seconds between two injections, by action (time for the previous one to settle)
-SPACING = {"ingestion-kill": 9.0, "driver-kill": 15.0, "broker-restart": 30.0, "faults": 5.0, "source": 5.0}
+SPACING = {
+    "ingestion-kill": 9.0,
+    "driver-kill": 15.0,
+    "broker-restart": 30.0,
+    "proxy": 45.0,
+    "faults": 5.0,
+    "source": 5.0,
+}
+CUT_S = 20.0  # real seconds the fault proxy blackholes the ingestion's way to the broker
+PROXIED_LISTENER = "CHAOS"  # the broker's listener that advertises the fault proxy's port
 LEAD_S = 12.0  # real seconds of market before the first injection
 TAIL_S = 8.0  # ...and after the last one
 ENV = {"CRYPTOPIPE_INGEST_WATCHDOG_S": "5"}  # a stalled socket is reopened after 5 s of silence
@@ -91,13 +101,26 @@ class Suite:
         self.options = options or Options()
         base = PipelineConfig(products=PRODUCTS, windows=("1m",), watermark=WATERMARK, trigger="2s", prefix="chaos")
         self.stack = LocalStack(self.work_dir, base, partitions=PARTITIONS)
+        # A listener whose metadata sends clients to the proxy: an ingestion bootstrapped there has
+        # no way to the broker but through it (partition-unreachable).
+        self.proxy = FaultProxy()
+        self.stack.kafka.add_listener(PROXIED_LISTENER, self.proxy.port)
 
     def __enter__(self) -> Suite:
-        self.stack.start()
+        self.proxy.start()
+        try:
+            self.stack.start()
+        except BaseException:
+            self.proxy.stop()
+            raise
+        self.proxy.upstream = (LOOPBACK, self.stack.kafka.listener_ports[PROXIED_LISTENER])
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stack.stop()
+        try:
+            self.stack.stop()
+        finally:
+            self.proxy.stop()
 
     def run(self, scenario: Scenario, runs: int) -> Row:
         if scenario.not_yet:
@@ -242,7 +265,11 @@ class _Run:
     # -- processes ----------------------------------------------------------------------------
     def _start_ingestion(self) -> ManagedProcess:
         proc = self.stack.start_ingestion(
-            ws_url=self.server.url, rest_url=self.server.rest_url, name=f"{self.name}/ingestion", extra_env=ENV
+            ws_url=self.server.url,
+            rest_url=self.server.rest_url,
+            name=f"{self.name}/ingestion",
+            extra_env={**ENV, **self.scenario.env},
+            kafka_bootstrap=self.suite.proxy.address if self.scenario.action == "proxy" else None,
         )
         self.port = self.stack.ingestion_port
         return proc
@@ -345,6 +372,25 @@ class _Run:
                 t0,
                 lambda: self._ingestion_settled() and (self._trades_produced() > produced or self.server.wait_done(0)),
                 "trades produced after the broker restart",
+            )
+        elif action == "proxy":
+            self.suite.proxy.blackhole()
+            try:
+                while time.monotonic() < t0 + CUT_S:
+                    self._supervise()  # an ingestion that exits in the cut is restarted (into the cut)
+                    time.sleep(0.25)
+            finally:
+                self.suite.proxy.heal()
+            healed = time.monotonic()
+            self.notes.append(f"the ingestion's way to the broker blackholed for {healed - t0:.0f} s")
+            produced = 0.0
+            with contextlib.suppress(OSError, ValueError):
+                produced = self._trades_produced()
+            # recovered (timed from the heal): subscribed, no gap pending, producing again
+            self._recovered(
+                healed,
+                lambda: self._ingestion_settled() and (self._trades_produced() > produced or self.server.wait_done(0)),
+                "trades produced after the partition healed",
             )
         elif action == "faults":
             self._arm(i, t0)

@@ -14,9 +14,10 @@ import dataclasses
 class Scenario:
     name: str
     runs: int  # fault injections in a full run (`--quick`: 1)
-    action: str  # ingestion-kill, driver-kill, broker-restart, faults, source
+    action: str  # ingestion-kill, driver-kill, broker-restart, proxy, faults, source
     what: str  # one line for the docs and the table's legend
     faults: dict = dataclasses.field(default_factory=dict)  # replay-server faults armed per injection
+    env: dict = dataclasses.field(default_factory=dict)  # extra ingestion env for this scenario
     not_yet: str | None = None
 
 
@@ -37,8 +38,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "partition-unreachable",
         1,
         "proxy",
-        "a partition (or the broker) unreachable longer than the delivery timeout and the watermark",
-        not_yet="needs a fault proxy on loopback in front of the broker (not written yet)",
+        "the broker unreachable from the ingestion for 20 s (80 market seconds at 4x: past the 30 s watermark "
+        "and the 10 s delivery timeout set here): a loopback proxy, the only way in for the ingestion, "
+        "blackholes its connections (no reset, no close), then heals",
+        env={"CRYPTOPIPE_INGEST_DELIVERY_TIMEOUT_MS": "10000", "CRYPTOPIPE_INGEST_REQUEST_TIMEOUT_MS": "4000"},
     ),
     Scenario(
         "websocket-drop",

@@ -137,6 +137,9 @@ class KafkaBroker:
         self.cluster_id = ""
         self.startup_seconds = 0.0
         self.process: ManagedProcess | None = None
+        # name -> advertised port of listeners added with add_listener(); their real ports
+        self._advertised: dict[str, int] = {}
+        self.listener_ports: dict[str, int] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -148,12 +151,34 @@ class KafkaBroker:
     def alive(self) -> bool:
         return self.process is not None and self.process.alive
 
+    def add_listener(self, name: str, advertised_port: int) -> None:
+        """Before start(): one more plaintext listener, on a port of its own, that tells its clients
+        (in every metadata answer) to connect to ``advertised_port`` instead: a fault proxy listening
+        there and forwarding to ``listener_ports[name]`` is then the only way in for them."""
+        if self.port:
+            raise RuntimeError("add listeners before the broker's first start")
+        if not name.isupper() or name in ("PLAINTEXT", "CONTROLLER"):
+            raise ValueError(f"listener name {name!r}: upper case, not PLAINTEXT or CONTROLLER")
+        self._advertised[name] = advertised_port
+
     def config(self) -> dict[str, str]:
         """The server.properties this broker runs with."""
+        extra = {name: self.listener_ports.get(name, 0) for name in self._advertised}
         return {
             **_BASE_CONFIG,
-            "listeners": f"PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{self.port}",
+            "listener.security.protocol.map": ",".join(
+                [_BASE_CONFIG["listener.security.protocol.map"], *(f"{n}:PLAINTEXT" for n in extra)]
+            ),
+            "listeners": ",".join(
+                [
+                    f"PLAINTEXT://{LOOPBACK}:{self.port}",
+                    f"CONTROLLER://{LOOPBACK}:{self.controller_port}",
+                    *(f"{n}://{LOOPBACK}:{p}" for n, p in extra.items()),
+                ]
+            ),
+            "advertised.listeners": ",".join(
+                [f"PLAINTEXT://{LOOPBACK}:{self.port}", *(f"{n}://{LOOPBACK}:{a}" for n, a in self._advertised.items())]
+            ),
             "controller.quorum.voters": f"{NODE_ID}@{LOOPBACK}:{self.controller_port}",
             "log.dirs": str(self.data_dir),
             **self.extra_config,
@@ -175,6 +200,9 @@ class KafkaBroker:
         for attempt in range(3):
             if fresh or not self.port:
                 self.port, self.controller_port = _two_free_ports()
+                self.listener_ports = {
+                    name: _free_port_besides(self.port, self.controller_port) for name in self._advertised
+                }
             self._write_config()
             if fresh:
                 self._format(classpath)
@@ -326,6 +354,12 @@ def _two_free_ports() -> tuple[int, int]:
         a, b = free_port(), free_port()
         if a != b:
             return a, b
+
+
+def _free_port_besides(*taken: int) -> int:
+    while (port := free_port()) in taken:
+        pass
+    return port
 
 
 def _megabytes(size: str) -> int:

@@ -77,11 +77,13 @@ class LocalStack:
         rest_url: str | None = None,
         extra_env: dict[str, str] | None = None,
         name: str = "ingestion",
+        kafka_bootstrap: str | None = None,
     ) -> ManagedProcess:
+        """``kafka_bootstrap``: another way to the broker (a fault proxy's listener); default its own."""
         self.ingestion_port = free_port()
         env = ingestion_env(
             self.config,
-            kafka_bootstrap=self.kafka.bootstrap,
+            kafka_bootstrap=kafka_bootstrap or self.kafka.bootstrap,
             ws_url=ws_url,
             rest_url=rest_url,
             http_port=self.ingestion_port,
