@@ -100,6 +100,10 @@ class FaultProxy:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:  # connections still pumping (or held by a cut): ended, not abandoned
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
