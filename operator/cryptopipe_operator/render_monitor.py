@@ -44,6 +44,8 @@ def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
         min_history=monitor.min_history,
         http_host="0.0.0.0",
         http_port=HTTP_PORT,
+        # the ingestion's counted-unfillable trade ids are in its dead-letter topic (issue 10)
+        kafka_bootstrap=pipeline.kafka_bootstrap,
     )
     return env_with_sink_secret_refs(pipeline, env)
 

@@ -1,4 +1,5 @@
-"""The data contracts, defined once: the trade and tick records on Kafka, and the candle in the lake.
+"""The data contracts, defined once: the trade and tick records on Kafka, the candle in the lake, and
+the ingestion's record of the trade ids it could not fill (dead-letter topic; the lake monitor reads it).
 
 Ingestion encodes with these, the Spark job derives its schemas from ``RECORD_FIELDS`` and
 ``CANDLE_FIELDS``, the lake reader and the tests read with ``candle_arrow_schema()``. Nothing else
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
@@ -433,3 +435,93 @@ def window_label(seconds: int) -> str:
         if seconds % WINDOW_UNITS[unit] == 0:
             return f"{seconds // WINDOW_UNITS[unit]}{unit}"
     raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Counted-unfillable trade ids: the ingestion's record, in the dead-letter topic, of ids it gave
+# up on (not backfilled, or a REST row that broke the contract). The lake monitor reads them so
+# that its continuity audit classes those ids as "unfillable", not "lost".
+
+UNFILLABLE_KIND = "unfillable_trade_ids"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnfillableTradeIds:
+    """Every trade id in ``first_trade_id..last_trade_id`` (inclusive) of a product was given up:
+    it never reached the trades topic, and the ingestion counted it (``trades_unfilled_total``)."""
+
+    product_id: str
+    first_trade_id: int
+    last_trade_id: int
+    reason: str  # the ingestion's give-up reason: not_returned, bad_row, too_large, queue_full, shutdown
+    counted_at_us: int  # when the ingestion gave up, UTC epoch microseconds
+    feed: Feed = "exchange"
+
+    def __post_init__(self) -> None:
+        if not PRODUCT_PATTERN.match(self.product_id):
+            raise ContractError(f"unfillable trade ids: not a product id like BTC-USD: {self.product_id!r}")
+        if not 0 <= self.first_trade_id <= self.last_trade_id:
+            raise ContractError(
+                f"unfillable trade ids of {self.product_id}: bad range {self.first_trade_id}..{self.last_trade_id}"
+            )
+        if not self.reason:
+            raise ContractError(f"unfillable trade ids of {self.product_id}: no reason")
+
+    @property
+    def count(self) -> int:
+        return self.last_trade_id - self.first_trade_id + 1
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "kind": UNFILLABLE_KIND,
+                "product_id": self.product_id,
+                "first_trade_id": self.first_trade_id,
+                "last_trade_id": self.last_trade_id,
+                "count": self.count,
+                "reason": self.reason,
+                "counted_at_us": self.counted_at_us,
+                "feed": self.feed,
+            }
+        )
+
+
+def unfillable_ranges(
+    product_id: str, ids: Iterable[int], reason: str, counted_at_us: int, feed: Feed = "exchange"
+) -> list[UnfillableTradeIds]:
+    """``ids`` given up, as one record per run of consecutive ids."""
+    out: list[UnfillableTradeIds] = []
+    run: list[int] = []
+    for trade_id in sorted(set(ids)):
+        if run and trade_id != run[-1] + 1:
+            out.append(UnfillableTradeIds(product_id, run[0], run[-1], reason, counted_at_us, feed))
+            run = []
+        run.append(trade_id)
+    if run:
+        out.append(UnfillableTradeIds(product_id, run[0], run[-1], reason, counted_at_us, feed))
+    return out
+
+
+def decode_unfillable(raw: bytes | str) -> UnfillableTradeIds | None:
+    """A dead-letter topic record as UnfillableTradeIds; None for the topic's other records (dead
+    letters); ContractError naming what is wrong for one that claims the kind but breaks it."""
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(d, dict) or d.get("kind") != UNFILLABLE_KIND:
+        return None
+    if d.get("v") != SCHEMA_VERSION:
+        raise ContractError(f"unfillable trade ids: unsupported schema version {d.get('v')!r}")
+    try:
+        return UnfillableTradeIds(
+            product_id=str(d["product_id"]),
+            first_trade_id=int(d["first_trade_id"]),
+            last_trade_id=int(d["last_trade_id"]),
+            reason=str(d["reason"]),
+            counted_at_us=int(d["counted_at_us"]),
+            feed=d.get("feed", "exchange"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ContractError(f"unfillable trade ids: bad record ({type(exc).__name__}: {exc})") from None

@@ -131,6 +131,7 @@ def monitor_env(
     min_history: int = 20,
     http_host: str | None = None,
     http_port: int = 8080,
+    kafka_bootstrap: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment of the lake monitor (``cryptopipe monitor serve``): the pipeline's lake (bucket,
@@ -157,5 +158,8 @@ def monitor_env(
         env["CRYPTOPIPE_MONITOR_S3_ENDPOINT"] = s3.endpoint
     if http_host:
         env["CRYPTOPIPE_MONITOR_HTTP_HOST"] = http_host
+    if kafka_bootstrap:  # the ingestion's counted-unfillable trade ids, in its dead-letter topic
+        env["CRYPTOPIPE_MONITOR_KAFKA_BOOTSTRAP"] = kafka_bootstrap
+        env["CRYPTOPIPE_MONITOR_DLQ_TOPIC"] = config.dlq_topic
     env.update(extra or {})
     return env

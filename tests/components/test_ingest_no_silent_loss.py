@@ -159,9 +159,13 @@ def test_a_partial_rest_answer_keeps_what_it_found_and_counts_exactly_what_it_co
     assert sorted(produced) == sorted(set(ids) - {bad}), f"missing {sorted(set(ids) - {bad} - set(produced))}"
     assert all(len(copies) == 1 for copies in produced.values())
     assert {i for i, (t,) in produced.items() if t.source == "rest"} == set(gap) - {absent, bad}
-    (letter,) = [orjson.loads(value) for _key, value, _p in read_topic(kafka.bootstrap, dlq)]
+    records = [orjson.loads(value) for _key, value, _p in read_topic(kafka.bootstrap, dlq)]
+    (letter,) = [r for r in records if r["kind"] == "dead_letter"]
     assert "price" in letter["reason"] and PRODUCT in letter["reason"], letter
     assert orjson.loads(letter["raw"])["trade_id"] == bad
+    # the two ids given up, published for the lake monitor (its continuity audit counts them)
+    given_up = sorted((r["first_trade_id"], r["last_trade_id"], r["reason"]) for r in records if r is not letter)
+    assert given_up == [(absent, absent, "not_returned"), (bad, bad, "bad_row")]
 
 
 # --- hole 1: failed deliveries ---------------------------------------------------------------------

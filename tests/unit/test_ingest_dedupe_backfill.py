@@ -14,7 +14,7 @@ import pytest
 from kafka.partitioner import DefaultPartitioner
 
 from cryptopipe.coinbase import GapTracker, parse_frame
-from cryptopipe.contracts import Trade, decode_record
+from cryptopipe.contracts import Trade, UnfillableTradeIds, decode_record
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
@@ -31,6 +31,7 @@ class KafkaStandIn:
     def __init__(self, metrics: IngestMetrics | None = None) -> None:
         self.records: list[tuple[str, bytes]] = []
         self.dead: list[tuple[str, str | bytes]] = []
+        self.unfillable: list[UnfillableTradeIds] = []
         self.lock = threading.Lock()
         self.metrics = metrics
 
@@ -44,6 +45,9 @@ class KafkaStandIn:
 
     def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None:
         self.dead.append((reason, raw))
+
+    def send_unfillable(self, record: UnfillableTradeIds) -> None:
+        self.unfillable.append(record)
 
     def trades(self) -> list[Trade]:
         return [r for r in (decode_record(v) for _k, v in self.records) if isinstance(r, Trade)]
@@ -196,6 +200,10 @@ def test_a_gap_rest_cannot_fill_is_given_up_and_counted(rig) -> None:
     assert sample("cryptopipe_ingest_trades_unfilled_total", {"product_id": "BTC-USD"}) == 2
     assert sample("cryptopipe_ingest_gaps_backfilled_total", {"product_id": "BTC-USD"}) is None
     assert backfiller.missing_count() == 0
+    # ...and published for the lake monitor, exactly the ids given up
+    assert [(r.product_id, r.first_trade_id, r.last_trade_id, r.reason) for r in kafka.unfillable] == [
+        ("BTC-USD", 11, 12, "not_returned")
+    ]
 
 
 def test_gap_series_exist_at_zero_before_any_gap() -> None:
@@ -216,6 +224,7 @@ def test_an_absurd_gap_is_refused_without_asking_rest(rig) -> None:
     assert rest.calls == [] and backfiller.missing_count() == 0
     sample = metrics.registry.get_sample_value
     assert sample("cryptopipe_ingest_gaps_unfilled_total", {"product_id": "BTC-USD", "reason": "too_large"}) == 1
+    assert [(r.first_trade_id, r.last_trade_id, r.reason) for r in kafka.unfillable] == [(11, 499, "too_large")]
 
 
 def test_malformed_frame_is_dead_lettered_and_the_next_frame_still_produced(rig) -> None:

@@ -293,6 +293,8 @@ def test_only_the_spark_application_depends_on_the_checkpoint_generation() -> No
 
 # the monitor's settings contract (CRYPTOPIPE_MONITOR_*, read by `cryptopipe monitor serve`)
 MONITOR_SETTINGS = {
+    "KAFKA_BOOTSTRAP",
+    "DLQ_TOPIC",
     "S3_ENDPOINT",
     "S3_ACCESS_KEY",
     "S3_SECRET_KEY",
@@ -361,6 +363,8 @@ def test_monitor_env_is_the_settings_contract(variant: str) -> None:
     )
     assert int(values["MIN_HISTORY"]) == monitor.min_history
     assert values["HTTP_HOST"] == "0.0.0.0"
+    # the ingestion's counted-unfillable trade ids are read from its dead-letter topic
+    assert (values["KAFKA_BOOTSTRAP"], values["DLQ_TOPIC"]) == (p.kafka_bootstrap, p.dlq_topic)
     (port,) = container(render_monitor_deployment(p))["ports"]
     assert (port["name"], str(port["containerPort"])) == ("metrics", values["HTTP_PORT"])
 

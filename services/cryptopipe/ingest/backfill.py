@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -27,6 +27,7 @@ from cryptopipe.ingest.clock import ahead_of_receipt
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
+from cryptopipe.ingest.unfillable import publish_unfillable
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,11 @@ class Backfiller:
         self._metrics.gaps_detected.labels(product_id).inc()
         fields = {"product_id": product_id, "first_missing": first_missing, "last_missing": last_missing}
         if count > self._settings.backfill_max_trades:
-            self._give_up(product_id, count, "too_large", fields)
+            self._give_up(product_id, count, "too_large", fields, range(first_missing, last_missing + 1))
             return
         if self._queue.qsize() >= MAX_QUEUED_GAPS or self._stopping.is_set():
-            self._give_up(product_id, count, "queue_full" if not self._stopping.is_set() else "shutdown", fields)
+            reason = "queue_full" if not self._stopping.is_set() else "shutdown"
+            self._give_up(product_id, count, reason, fields, range(first_missing, last_missing + 1))
             return
         with self._lock:
             self._missing.setdefault(product_id, set()).update(range(first_missing, last_missing + 1))
@@ -99,7 +101,7 @@ class Backfiller:
                     self._pending += 1
         if stopping:
             fields = {"product_id": product_id, "first_missing": trade_id, "last_missing": trade_id}
-            self._give_up(product_id, 1, "shutdown", fields)
+            self._give_up(product_id, 1, "shutdown", fields, (trade_id,))
             return
         self._metrics.redelivered.labels(product_id).inc()
         if new_marker:
@@ -316,20 +318,25 @@ class Backfiller:
         if not left and not rejected:
             self._metrics.gaps_backfilled.labels(product_id).inc()
         if left:
-            self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]})
+            self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]}, left)
         if rejected:
             self._give_up(
-                product_id, len(rejected), "bad_row", {**fields, "unfilled_trade_ids_sample": sorted(rejected)[:10]}
+                product_id,
+                len(rejected),
+                "bad_row",
+                {**fields, "unfilled_trade_ids_sample": sorted(rejected)[:10]},
+                rejected,
             )
         self._metrics.backfill_pending.dec()
         with self._lock:
             self._pending -= 1
             self._idle.notify_all()
 
-    def _give_up(self, product_id: str, count: int, reason: str, fields: dict) -> None:
+    def _give_up(self, product_id: str, count: int, reason: str, fields: dict, ids: Iterable[int]) -> None:
         self._metrics.gaps_unfilled.labels(product_id, reason).inc()
         self._metrics.trades_unfilled.labels(product_id).inc(count)
         log.error("trade gap not backfilled", extra={**fields, "reason": reason, "trades": count})
+        publish_unfillable(self._producer, product_id, ids, reason)  # the lake monitor's input (issue 10)
 
 
 def trade_ids_in_topic_tail(

@@ -35,6 +35,7 @@ from kafka.partitioner import Partitioner, murmur2
 from kafka.producer.transaction_manager import TransactionState
 from kafka.structs import TopicPartition
 
+from cryptopipe.contracts import UnfillableTradeIds
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.settings import IngestSettings
 
@@ -241,6 +242,12 @@ class RecordProducer:
         future = self._send_raw(self._dlq_topic, dead_letter_value(reason, raw, feed, receive_time_us))
         future.add_errback(self._dead_letter_errback)
         self._metrics.dead_lettered.inc()
+
+    def send_unfillable(self, record: UnfillableTradeIds) -> None:
+        """The trade ids given up, to the dead-letter topic keyed by product: the lake monitor reads
+        them so that its continuity audit counts these ids as unfillable, not lost."""
+        future = self._send_raw(self._dlq_topic, record.to_json(), key=record.product_id.encode())
+        future.add_errback(self._dead_letter_errback)
 
     # -- callbacks (run on kafka-python's sender thread) -------------------------------------------
 

@@ -3,7 +3,10 @@
 Each scan reads [now - lookback, now) of every configured window and replaces the previous scan's
 values all at once. A scan that fails (S3 unreachable, bad credentials, missing bucket) changes no
 gauge: the last good picture stays, ``cryptopipe_lake_scans_total{result="error"}`` counts it, one
-JSON error line says why, and the next interval tries again. /healthz is 200 while the process
+JSON error line says why, and the next interval tries again. With CRYPTOPIPE_MONITOR_KAFKA_BOOTSTRAP
+and _DLQ_TOPIC set, each scan first reads the ingestion's counted-unfillable trade ids from the
+dead-letter topic (monitor/unfillable.py), so the continuity audit tells them from lost ones; a
+topic it cannot read fails the scan like the lake. /healthz is 200 while the process
 runs; /readyz is 200 once a scan has succeeded.
 """
 
@@ -27,6 +30,7 @@ from cryptopipe.monitor.anomalies import KINDS
 from cryptopipe.monitor.continuity import MISSING_KINDS
 from cryptopipe.monitor.scan import WindowScan, scan_window
 from cryptopipe.monitor.settings import MonitorSettings
+from cryptopipe.monitor.unfillable import UnfillableLog
 
 log = logging.getLogger("cryptopipe.monitor")
 
@@ -128,6 +132,12 @@ class LakeMonitor:
         self.metrics = MonitorMetrics(registry)
         self.clock = clock
         self._filesystem = None
+        # the ingestion's counted-unfillable trade ids (None: no such input configured)
+        self._unfillable = (
+            UnfillableLog(settings.kafka_bootstrap, settings.dlq_topic)
+            if settings.kafka_bootstrap and settings.dlq_topic
+            else None
+        )
         self._succeeded = False
         self._last_error: str | None = None
         self._last_ok = False
@@ -156,6 +166,7 @@ class LakeMonitor:
         try:
             if self._filesystem is None:
                 self._filesystem = s.connection.arrow_filesystem()
+            unfillable = self._unfillable.refresh() if self._unfillable is not None else None
             scans = [
                 scan_window(
                     s.lake,
@@ -166,6 +177,7 @@ class LakeMonitor:
                     end=now,
                     now=now,
                     thresholds=s.thresholds,
+                    unfillable=unfillable,
                 )
                 for w in s.windows
             ]
@@ -209,6 +221,8 @@ class LakeMonitor:
 
     def close(self) -> None:
         self._health.stop()
+        if self._unfillable is not None:
+            self._unfillable.close()
 
 
 def run(settings: MonitorSettings) -> int:

@@ -19,6 +19,9 @@ CRYPTOPIPE_MONITOR_STALE_AFTER             5m               next candle overdue 
 CRYPTOPIPE_MONITOR_PRICE_SIGMA             4.0              robust z-score limit of a close-to-close move
 CRYPTOPIPE_MONITOR_VOLUME_FACTOR           10.0             volume limit as a multiple of the median
 CRYPTOPIPE_MONITOR_MIN_HISTORY             20               candles needed before the statistical checks
+CRYPTOPIPE_MONITOR_KAFKA_BOOTSTRAP         (none)           where the ingestion's dead-letter topic is; unset:
+                                                            no counted-unfillable input (every gap "lost")
+CRYPTOPIPE_MONITOR_DLQ_TOPIC               (none)           that topic (the ingestion's DLQ_TOPIC)
 CRYPTOPIPE_MONITOR_HTTP_HOST               0.0.0.0          /metrics /healthz /readyz bind
 CRYPTOPIPE_MONITOR_HTTP_PORT               8080             0 = any free port (logged)
 CRYPTOPIPE_MONITOR_LOG_LEVEL               INFO
@@ -30,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptopipe.contracts import PRODUCT_PATTERN, ContractError, parse_duration, window_label
@@ -76,6 +79,10 @@ class MonitorSettings(BaseSettings):
     price_sigma: float = Field(4.0, gt=0)
     volume_factor: float = Field(10.0, gt=1)
     min_history: int = Field(20, ge=3, description="Candles a product needs before price/volume checks run.")
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap of the ingestion's dead-letter topic (counted-unfillable trade ids)."
+    )
+    dlq_topic: str | None = Field(None, description="The ingestion's dead-letter topic.")
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -90,10 +97,18 @@ class MonitorSettings(BaseSettings):
     def _check_duration(cls, value: str) -> str:
         return _duration(value)
 
-    @field_validator("s3_endpoint", mode="before")
+    @field_validator("s3_endpoint", "kafka_bootstrap", "dlq_topic", mode="before")
     @classmethod
-    def _empty_endpoint(cls, value: object) -> object:
-        return value or None  # an empty env var means AWS, as unset does
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None  # an empty env var means unset (for the endpoint: AWS)
+
+    @model_validator(mode="after")
+    def _bootstrap_with_topic(self) -> MonitorSettings:
+        if (self.kafka_bootstrap is None) != (self.dlq_topic is None):
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_BOOTSTRAP and {ENV_PREFIX}DLQ_TOPIC go together: set both (or neither)"
+            )
+        return self
 
     @field_validator("products")
     @classmethod
@@ -156,6 +171,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> MonitorSettings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across fields: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
         raise SettingsError("invalid lake monitor settings: " + "; ".join(problems)) from None

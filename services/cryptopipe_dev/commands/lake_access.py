@@ -30,6 +30,8 @@ class NoStackError(RuntimeError):
 class OpenLake:
     lake: LakeLocation
     connection: S3Connection
+    kafka: str | None = None  # the stack's Kafka bootstrap and dead-letter topic (stacks since issue 10)
+    dlq_topic: str | None = None
 
     def filesystem(self):
         return self.connection.arrow_filesystem()
@@ -49,6 +51,7 @@ def write_stack_state(work_dir: Path, stack, **extra) -> dict:
     state = {
         "work_dir": str(work_dir),
         "kafka": stack.kafka.bootstrap,
+        "dlq_topic": config.dlq_topic,
         "s3_endpoint": stack.s3.endpoint,
         "s3_root": str(stack.s3.root),
         "bucket": config.bucket,
@@ -76,6 +79,8 @@ def open_stack_lake(work_dir: Path) -> Iterator[OpenLake]:
         yield OpenLake(
             LakeLocation(state["bucket"], state["prefix"]),
             S3Connection(endpoint, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
+            state.get("kafka"),
+            state.get("dlq_topic"),
         )
     finally:
         if temporary is not None:

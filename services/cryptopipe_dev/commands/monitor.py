@@ -1,6 +1,9 @@
 """`cryptopipe monitor report` (one scan of the last stack's lake, exit 1 if anything is wrong) and
 `cryptopipe monitor serve` (the long-running service, configured from CRYPTOPIPE_MONITOR_* env).
 
+Counted-unfillable trade ids (which the continuity audit reports as "unfillable", not "lost") come
+from the stack's dead-letter topic when its Kafka runs, plus --unfillable FILE.
+
 Report range: [--from, --to). "now" (for staleness) is --to when given, else the wall clock; --from
 defaults to two hours before that, the service's default lookback. Exit codes: 0 clean, 1 anomalies
 found, 2 error (no stack, unreadable lake, bad argument) with the reason on stderr.
@@ -55,6 +58,7 @@ def _report(args, work_dir: Path) -> int:
         return 2
     try:
         with open_stack_lake(work_dir) as opened:
+            unfillable = _merge(unfillable, _stack_unfillable(opened))
             scan = scan_window(
                 opened.lake,
                 opened.filesystem(),
@@ -78,6 +82,36 @@ def _report(args, work_dir: Path) -> int:
         return 2
     print(render_json(scan, start, end) if args.format == "json" else render_text(scan, start, end))
     return 1 if failed(scan) else 0
+
+
+def _stack_unfillable(opened) -> dict[str, list[tuple[int, int]]] | None:
+    """The counted-unfillable trade ids the stack's ingestion published to its dead-letter topic; None
+    (said on stderr: its gaps then read as lost) when the stack's Kafka is not running."""
+    from cryptopipe.monitor.unfillable import read_unfillable
+    from cryptopipe_dev.stack.procs import port_open
+
+    if not (opened.kafka and opened.dlq_topic):
+        return None
+    host, port = opened.kafka.rsplit(":", 1)
+    if not port_open(host, int(port)):
+        print(
+            f"note: the stack's Kafka ({opened.kafka}) is not running: the ingestion's counted-unfillable trade "
+            "ids are not read, so every missing id is reported as lost",
+            file=sys.stderr,
+        )
+        return None
+    return read_unfillable(opened.kafka, opened.dlq_topic)
+
+
+def _merge(*sources: dict[str, list[tuple[int, int]]] | None) -> dict[str, list[tuple[int, int]]] | None:
+    found = [s for s in sources if s is not None]
+    if not found:
+        return None
+    out: dict[str, list[tuple[int, int]]] = {}
+    for source in found:
+        for product, ranges in source.items():
+            out.setdefault(product, []).extend(ranges)
+    return out
 
 
 def _unfillable(path: str) -> dict[str, list[tuple[int, int]]]:

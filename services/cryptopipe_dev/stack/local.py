@@ -129,6 +129,7 @@ class LocalStack:
             lookback=lookback,
             http_host="127.0.0.1",
             http_port=self.monitor_port,
+            kafka_bootstrap=self.kafka.bootstrap,
             extra=extra_env,
         )
         proc = ManagedProcess(
