@@ -27,7 +27,8 @@ import orjson
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from cryptopipe.contracts import us_to_iso
+from cryptopipe.contracts import decode_unfillable, us_to_iso
+from cryptopipe.monitor.continuity import merge_ranges
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.chaos.audit import Verdict, judge
 from cryptopipe_dev.chaos.proxy import LOOPBACK, FaultProxy
@@ -233,7 +234,8 @@ class _Run:
             for proc in (self.ingestion, self.job):
                 if proc is not None:
                     proc.stop(timeout=20)
-        verdict = judge(truth, lake, unfillable=self._unfillable(), dead_lettered=self._dead_lettered())
+        dead_lettered = self._dead_lettered()  # also collects the published unfillable ranges
+        verdict = judge(truth, lake, unfillable=self._unfillable(), dead_lettered=dead_lettered)
         return self._row(verdict)
 
     def _row(self, v: Verdict) -> Row:
@@ -462,7 +464,15 @@ class _Run:
             self.notes.append(f"the drained ingestion exited with {code}")
 
     def _unfillable(self) -> dict[str, list[tuple[int, int]]]:
-        """Trade ids the ingestion logged as not backfilled (every incarnation's log)."""
+        """Trade ids the ingestion counted as not backfilled: what it published to the dead-letter
+        topic (the lake monitor's input), cross-checked against what every incarnation logged."""
+        published = {p: merge_ranges(r) for p, r in self.published_unfillable.items()}
+        logged = {p: merge_ranges(r) for p, r in self._logged_unfillable().items()}
+        if published != logged:
+            self.notes.append(f"unfillable ids logged {logged} but published {published}")
+        return {p: [*published.get(p, []), *logged.get(p, [])] for p in {*published, *logged}}
+
+    def _logged_unfillable(self) -> dict[str, list[tuple[int, int]]]:
         out: dict[str, list[tuple[int, int]]] = {}
         path = self.stack.work_dir / f"{self.name}/ingestion.log"
         for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
@@ -473,8 +483,8 @@ class _Run:
                 if entry.get("msg") != "trade gap not backfilled":
                     continue
                 product = entry["product_id"]
-                ids = entry.get("unfilled_trade_ids")
-                if ids:
+                ids = entry.get("unfilled_trade_ids_sample") or ()
+                if ids and len(ids) == entry.get("trades"):  # the sample is all of them: exact
                     out.setdefault(product, []).extend((int(i), int(i)) for i in ids)
                 else:
                     out.setdefault(product, []).append((int(entry["first_missing"]), int(entry["last_missing"])))
@@ -490,8 +500,14 @@ class _Run:
             consumer_timeout_ms=5000,
         )
         found: set[tuple[str, int]] = set()
+        self.published_unfillable: dict[str, list[tuple[int, int]]] = {}
         try:
             for record in consumer:
+                if (given_up := decode_unfillable(record.value)) is not None:
+                    self.published_unfillable.setdefault(given_up.product_id, []).append(
+                        (given_up.first_trade_id, given_up.last_trade_id)
+                    )
+                    continue
                 with contextlib.suppress(ValueError, KeyError, TypeError, ArithmeticError):
                     raw = json.loads(record.value)["raw"]
                     found |= set(frame_trades([raw]))
