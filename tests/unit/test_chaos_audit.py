@@ -84,6 +84,7 @@ def test_the_scenarios_are_the_issues() -> None:
     assert [s.name for s in SCENARIOS] == [
         "ingestion-sigkill",
         "driver-sigkill",
+        "driver-zombie",
         "broker-restart",
         "partition-unreachable",
         "websocket-drop",

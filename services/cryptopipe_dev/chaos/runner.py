@@ -51,11 +51,13 @@ WATERMARK = "30s"
 SPACING = {
     "ingestion-kill": 9.0,
     "driver-kill": 15.0,
+    "driver-zombie": 30.0,
     "broker-restart": 30.0,
     "proxy": 45.0,
     "faults": 5.0,
     "source": 5.0,
 }
+ZOMBIE_OVERLAP_S = 20.0  # real seconds both drivers run after the successor's first batch
 CUT_S = 20.0  # real seconds the fault proxy blackholes the ingestion's way to the broker
 PROXIED_LISTENER = "CHAOS"  # the broker's listener that advertises the fault proxy's port
 LEAD_S = 12.0  # real seconds of market before the first injection
@@ -363,6 +365,8 @@ class _Run:
             now_us = int((self.frames[max(0, self._position() - 1)].ts - 1) * 1_000_000)
             self.stack.produce_ticks(PRODUCTS, now_us)
             self._recovered(t0, lambda: (self._batch() or 0) > batch, f"a batch after {batch}")
+        elif action == "driver-zombie":
+            self._zombie(t0)
         elif action == "broker-restart":
             self.stack.kafka.kill()
             time.sleep(2.0)
@@ -397,6 +401,31 @@ class _Run:
         elif action == "faults":
             self._arm(i, t0)
         # "source": the fault is in the frames themselves
+
+    def _zombie(self, t0: float) -> None:
+        """A successor driver on the same checkpoint and lake while the old one still runs. The
+        successor reports its progress to a file of its own, so the waits below follow it."""
+        assert self.job is not None
+        zombie, zombie_progress = self.job, self.stack.progress_file
+        self.stack.progress_file = self.dir / "job-progress-successor.json"
+        self.job = self.stack.start_job(name=f"{self.name}/spark-job-successor")
+        try:
+            # the successor needs new records to run a batch: ticks at the market's current time
+            now_us = int((self.frames[max(0, self._position() - 1)].ts - 1) * 1_000_000)
+            self.stack.produce_ticks(PRODUCTS, now_us)
+            self._recovered(t0, lambda: self._batch() is not None, "the successor driver's first batch")
+            overlap_end = time.monotonic() + ZOMBIE_OVERLAP_S
+            while time.monotonic() < overlap_end:
+                self._supervise()
+                time.sleep(0.25)
+        finally:
+            if zombie.alive:
+                self.notes.append("the old driver was still running after the overlap (SIGKILLed)")
+                zombie.kill(signal.SIGKILL)
+            else:  # Spark noticed the other driver (its logs' atomic create refused) and stopped
+                self.notes.append(f"the old driver stopped on its own (exit {zombie.returncode})")
+            zombie.wait(30)
+        log.info("zombie driver gone", extra={"zombie_progress": str(zombie_progress)})
 
     def _recovered(self, t0: float, check: Callable[[], object], what: str) -> None:
         self._wait(check, what)

@@ -14,7 +14,7 @@ import dataclasses
 class Scenario:
     name: str
     runs: int  # fault injections in a full run (`--quick`: 1)
-    action: str  # ingestion-kill, driver-kill, broker-restart, proxy, faults, source
+    action: str  # ingestion-kill, driver-kill, driver-zombie, broker-restart, proxy, faults, source
     what: str  # one line for the docs and the table's legend
     faults: dict = dataclasses.field(default_factory=dict)  # replay-server faults armed per injection
     env: dict = dataclasses.field(default_factory=dict)  # extra ingestion env for this scenario
@@ -31,6 +31,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         {"skip_every": 13},
     ),
     Scenario("driver-sigkill", 10, "driver-kill", "SIGKILL of the Spark driver at random moments, restarted at once"),
+    Scenario(
+        "driver-zombie",
+        1,
+        "driver-zombie",
+        "a second Spark driver started on the same checkpoint and lake while the first keeps running "
+        "(a zombie: partitioned or resubmitted); both run until the successor has committed a batch and "
+        "20 s more, then the old one is SIGKILLed",
+    ),
     Scenario(
         "broker-restart", 5, "broker-restart", "SIGKILL of the Kafka broker during ingestion, restarted 2 s later"
     ),
