@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 
 # spark-submit runs this file as a script: make the sibling package importable without installing
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,6 +64,10 @@ def build_session(settings: JobSettings) -> SparkSession:
 def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgress):
     filesystem = settings.s3.arrow_filesystem()
     check_lake(settings, filesystem)
+    # this driver's claim on the checkpoint's commits: a driver started later on the same checkpoint
+    # fences this one out (it stops at its next batch instead of committing; lake/fence.py)
+    driver_token = uuid.uuid4().hex
+    log.info("driver claims its windows", extra={"driver": driver_token, "generation": settings.checkpoint_generation})
     queries = []
     for window, seconds in zip(settings.windows, settings.window_seconds, strict=False):
         source = (
@@ -80,6 +85,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             window=window,
             batch_watermark_ms=functools.partial(offset_log_watermark_ms, spark, settings.checkpoint_location(window)),
             on_written=functools.partial(progress.on_written, window),
+            driver_token=driver_token,
         )
         stream = (
             candles(source.load(), seconds, spark_duration(settings.watermark), settings.max_clock_skew_us)

@@ -12,8 +12,10 @@ moves to the watermark the batch ran with: every window ending by then is in the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -28,6 +30,7 @@ from cryptopipe.contracts import (
     candle_arrow_schema,
     vwap_of,
 )
+from cryptopipe.lake import fence
 from cryptopipe.lake.commits import CommittedFile, write_complete_through, write_manifest
 from cryptopipe.lake.layout import LakeLocation, utc_date
 
@@ -70,9 +73,11 @@ def write_batch(
     generation: int,
     batch_id: int,
     complete_through_us: int | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> list[str]:
     """Write one file per (window, product, date) partition, then a manifest per (window, date)
-    naming them: the batch's commit (of each date). Returns the files written."""
+    naming them: the batch's commit (of each date). Returns the files written. ``before_commit``
+    runs between the files and the manifests (the driver fence: it raises to refuse the commit)."""
     if table.num_rows == 0:
         return []
     partitions: dict[tuple[str, str, str], list[int]] = {}
@@ -93,6 +98,8 @@ def write_batch(
         )
         pq.write_table(table.take(rows).select(columns), path, filesystem=filesystem, compression="zstd")
         written.setdefault((window, date), []).append(CommittedFile(path, product_id, date, len(rows)))
+    if before_commit is not None:
+        before_commit()
     # one manifest per (window, date) the batch wrote (two only across midnight), in date order
     for (window, date), files in sorted(written.items()):
         write_manifest(
@@ -139,12 +146,30 @@ def make_batch_writer(
     window: str,
     batch_watermark_ms: Callable[[int], int | None] | None = None,
     on_written: Callable[[int, int, int], None] | None = None,
+    driver_token: str | None = None,
 ) -> Callable[[DataFrame, int], None]:
     """foreachBatch callback for one window size. ``batch_watermark_ms(batch_id)`` gives the watermark
-    the batch runs with (complete-through); ``on_written(batch_id, candles, files)`` feeds metrics."""
+    the batch runs with (complete-through); ``on_written(batch_id, candles, files)`` feeds metrics.
+    ``driver_token``: claim the window's commits for this driver now, and refuse to commit (FencedOut)
+    once another driver has claimed them since (lake/fence.py)."""
     last_published: list[int | None] = [None]
+    before_commit: Callable[[], None] | None = None
+    if driver_token is not None:
+        fence.claim(
+            filesystem,
+            lake,
+            window=window,
+            generation=generation,
+            token=driver_token,
+            claimed_us=time.time_ns() // 1000,
+        )
+        before_commit = functools.partial(
+            fence.check, filesystem, lake, window=window, generation=generation, token=driver_token
+        )
 
     def write(batch: DataFrame, batch_id: int) -> None:
+        if before_commit is not None:
+            before_commit()  # a superseded driver stops before computing anything
         table = candle_table(batch)
         watermark_ms = batch_watermark_ms(batch_id) if batch_watermark_ms else None
         through_us = watermark_ms * 1000 if watermark_ms else None
@@ -155,6 +180,7 @@ def make_batch_writer(
             generation=generation,
             batch_id=batch_id,
             complete_through_us=through_us,
+            before_commit=before_commit,
         )
         if paths:
             log.info("candles written", extra={"batch_id": batch_id, "candles": table.num_rows, "files": len(paths)})

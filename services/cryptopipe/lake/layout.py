@@ -75,6 +75,10 @@ class LakeLocation:
     def complete_through_file(self, *, window: str, generation: int) -> str:
         return f"{self.complete_through_dir(window)}/g{generation:04d}.json"
 
+    def driver_claim_file(self, *, window: str, generation: int) -> str:
+        """Which driver may commit this window's batches of this checkpoint generation (lake/fence.py)."""
+        return f"{self.candles_root}/_drivers/window={window}/g{generation:04d}.json"
+
 
 def utc_date(value: datetime) -> str:
     """The date partition of a window: the UTC date of its start."""
