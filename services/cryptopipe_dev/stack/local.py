@@ -129,7 +129,8 @@ class LocalStack:
             lookback=lookback,
             http_host="127.0.0.1",
             http_port=self.monitor_port,
-            kafka_bootstrap=self.kafka.bootstrap,
+            # its counted-unfillable input; a stack watching a lake without its own Kafka has none
+            kafka_bootstrap=self.kafka.bootstrap if self.kafka.port else None,
             extra=extra_env,
         )
         proc = ManagedProcess(
