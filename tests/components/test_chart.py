@@ -11,6 +11,7 @@ Dockerfiles and skaffold.yaml run what the tests run.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import json
@@ -142,6 +143,7 @@ def test_notes_give_commands_that_run_and_never_overwrite_a_secret(kube: KubeCon
     notes = notes[notes.index("NOTES:") :]
     assert not re.search(r"<[a-z][^>]*>", notes), notes
     assert "helm show crds cryptopipe-operator --version" in notes
+    assert "BEFORE each `helm upgrade" in notes  # the new operator may need the new CRD's fields
     assert "create secret generic minio-credentials" in notes
     assert "apply -f manifests/minio-credentials" not in notes
 
@@ -683,6 +685,22 @@ def test_example_manifests_are_accepted_by_the_api_server(kube: KubeControlPlane
         kube.kubectl(
             "apply", "--dry-run=server", "--server-side", "-n", kube_namespace, "-f", "-", input=json.dumps(broken)
         )
+
+
+def test_example_secret_never_replaces_the_real_one(kube: KubeControlPlane, kube_namespace: str) -> None:
+    """Issue 11, point 15: applying the example Secret (or the manifests/ folder) next to the real sink
+    Secret the example CryptoPipelines name leaves the real one as it is."""
+    ns = kube_namespace
+    real = {"accessKey": "real-user", "secretKey": "real-secret"}
+    literals = [f"--from-literal={key}={value}" for key, value in real.items()]
+    kube.kubectl("create", "secret", "generic", "minio-credentials", "-n", ns, *literals)
+    for how in (["apply"], ["apply", "--server-side", "--force-conflicts"]):
+        kube.kubectl(*how, "-n", ns, "-f", str(MANIFESTS / "minio-credentials-secret.example.yaml"))
+    stored = kube.get_json("secret", "minio-credentials", "-n", ns)["data"]
+    assert {key: base64.b64decode(value).decode() for key, value in stored.items()} == real
+    referenced = {yaml.safe_load(p.read_text())["spec"]["sink"]["credentialsSecretRef"]["name"] for p in EXAMPLES}
+    example = yaml.safe_load((MANIFESTS / "minio-credentials-secret.example.yaml").read_text())
+    assert example["metadata"]["name"] not in referenced
 
 
 def test_kafka_manifests_are_kraft_node_pools_for_the_examples_cluster() -> None:
