@@ -23,6 +23,7 @@ from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION
 from cryptopipe_operator.render_spark import SPARK_API_VERSION, spark_application_name
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, Pipeline, SpecError, parse_pipeline
+from cryptopipe_operator.spec_compat import known_spec
 from cryptopipe_operator.status import deletion_blocked_status
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ async def delete_lake(
         )
         return
     try:
-        pipeline = parse_pipeline(body)
+        pipeline = parse_pipeline(known_spec(body)[0])  # a newer CRD's fields are not a reason to refuse
         location = lake_cleanup.lake_location(pipeline)
         lake_cleanup.checked_root(location)  # refuse before reading any credentials
     except (SpecError, lake_cleanup.UnsafePrefix) as exc:

@@ -32,6 +32,13 @@ CONDITION = Gauge(
     registry=REGISTRY,
 )
 
+LEADER = Gauge(
+    "cryptopipe_operator_leader",
+    "1 while this operator process reconciles (it holds the leader-election Lease, or runs without "
+    "election); 0 while it waits for the Lease",
+    registry=REGISTRY,
+)
+
 
 def record_conditions(meta: Mapping[str, Any], conditions: Iterable[Mapping[str, Any]]) -> None:
     """Set the pipeline's condition series; a type no longer reported (LakeMonitorReady after

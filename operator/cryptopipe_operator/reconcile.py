@@ -37,6 +37,7 @@ from cryptopipe_operator.spec import (
     next_checkpoint_generation,
     parse_pipeline,
 )
+from cryptopipe_operator.spec_compat import known_spec, with_newer_spec_condition
 from cryptopipe_operator.status import aggregate_conditions, conflict_status, validation_failed_status
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ async def reconcile(
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
     previous: list[Mapping[str, Any]] = status.get("conditions") or []
+    body, newer_fields = known_spec(body)  # a newer CRD's fields: ignored, named in a condition
     try:
         pipeline = parse_pipeline(body)
     except SpecError as exc:
@@ -157,6 +159,9 @@ async def reconcile(
             f"{checkpoint}, Spark starts from {new_status['checkpointPath']}",
         )
     new_status |= await _aggregate(api, pipeline, generation, previous)
+    new_status["conditions"] = with_newer_spec_condition(
+        new_status["conditions"], newer_fields, generation=generation, previous=previous, now=_now()
+    )
     await api.patch_status(_pipeline_path(body), new_status)
     conditions: list[Mapping[str, Any]] = new_status["conditions"]
     _emit_readiness_change(emit, previous, conditions)
@@ -207,7 +212,7 @@ async def _lake_conflict(
             if other_meta.get("uid") == pipeline.uid:
                 continue
             try:
-                other = parse_pipeline(other_body)
+                other = parse_pipeline(known_spec(other_body)[0])  # a newer CRD's fields do not hide it
             except (SpecError, KeyError):
                 continue
             other_key = (other_meta.get("creationTimestamp") or "", other.namespace, other.name)
@@ -288,12 +293,16 @@ async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> l
     meta, status = body["metadata"], body.get("status") or {}
     if status.get("observedGeneration") != meta.get("generation") or status.get("phase") in ("Invalid", "Conflict"):
         return None
+    body, newer_fields = known_spec(body)
     try:
         pipeline = parse_pipeline(body)
     except SpecError:
         return None
     previous: list[Mapping[str, Any]] = status.get("conditions") or []
     fresh = await _aggregate(api, pipeline, meta["generation"], previous)
+    fresh["conditions"] = with_newer_spec_condition(
+        fresh["conditions"], newer_fields, generation=meta["generation"], previous=previous, now=_now()
+    )
     if fresh["conditions"] == previous and fresh["phase"] == status.get("phase"):
         return previous  # no write (and no new resourceVersion) for a status that did not change
     await api.patch_status(_pipeline_path(body), fresh)

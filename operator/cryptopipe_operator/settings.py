@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SPARK_DRIVER_CLUSTER_ROLE = "cryptopipe-operator-spark-driver"
@@ -55,6 +55,27 @@ class OperatorConfig(BaseSettings):
     # short enough that a hung connection fails the handler and kopf retries it.
     request_timeout_s: float = Field(30.0, gt=0)
     request_connect_timeout_s: float = Field(5.0, gt=0)
+
+    # Leader election (leader.py): with a Lease name, only the process holding the Lease
+    # LEASE_NAMESPACE/LEASE_NAME reconciles; the others wait (replicas, a rolling update, a second
+    # release given the same Lease). Empty: no election, the process reconciles at once (one replica
+    # only; the tests' and the benchmark's single operator). The chart always sets both.
+    lease_name: str = ""
+    lease_namespace: str = ""
+    # The Lease is taken over lease_duration_s after its holder's last renewal; the holder renews
+    # every lease_retry_s and stops reconciling (the process exits) when no renewal succeeded for
+    # lease_renew_deadline_s, before anyone may take over. client-go's defaults: 15 / 10 / 2 s.
+    lease_duration_s: float = Field(15.0, gt=0)
+    lease_renew_deadline_s: float = Field(10.0, gt=0)
+    lease_retry_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_complete(self) -> OperatorConfig:
+        if self.lease_name and not self.lease_namespace:
+            raise ValueError("CRYPTOPIPE_OPERATOR_LEASE_NAMESPACE must be set with CRYPTOPIPE_OPERATOR_LEASE_NAME")
+        if self.lease_name and not 0 < self.lease_retry_s < self.lease_renew_deadline_s < self.lease_duration_s:
+            raise ValueError("leader election needs lease_retry_s < lease_renew_deadline_s < lease_duration_s")
+        return self
 
     @property
     def liveness_endpoint(self) -> str:

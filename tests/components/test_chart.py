@@ -11,6 +11,7 @@ Dockerfiles and skaffold.yaml run what the tests run.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import json
@@ -142,6 +143,7 @@ def test_notes_give_commands_that_run_and_never_overwrite_a_secret(kube: KubeCon
     notes = notes[notes.index("NOTES:") :]
     assert not re.search(r"<[a-z][^>]*>", notes), notes
     assert "helm show crds cryptopipe-operator --version" in notes
+    assert "BEFORE each `helm upgrade" in notes  # the new operator may need the new CRD's fields
     assert "create secret generic minio-credentials" in notes
     assert "apply -f manifests/minio-credentials" not in notes
 
@@ -155,10 +157,13 @@ def test_default_render(helm: Path) -> None:
     docs = template(helm)
     kinds = sorted(d["kind"] for d in docs)
     # the two ConfigMaps are the Grafana dashboards (pipeline overview, operator); the ClusterRoles:
-    # the operator's, kopf's CRD observer, the Spark driver's, cryptopipeline-edit and -view
+    # the operator's, kopf's CRD observer, the Spark driver's, cryptopipeline-edit and -view; the
+    # Role and RoleBinding: the leader-election Lease
     assert kinds == sorted(
         [
             "ServiceAccount",
+            "Role",
+            "RoleBinding",
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
@@ -192,7 +197,8 @@ def test_operator_deployment_runs_hardened_with_probes(helm: Path) -> None:
     container = operator_container(docs)
     assert container["command"] == OPERATOR_COMMAND
     assert "args" not in container, "python -m cryptopipe_operator reads CRYPTOPIPE_OPERATOR_* env, no arguments"
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    # one replica reconciles at a time (the Lease), so a rolling update may start the new pod first
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     # the probes hit kopf's liveness endpoint, on the port the operator is told to serve it on
     env = {e["name"]: e.get("value") for e in container["env"]}
     health_port = next(p for p in container["ports"] if p["name"] == "health")["containerPort"]
@@ -215,9 +221,11 @@ def test_operator_deployment_runs_hardened_with_probes(helm: Path) -> None:
 
 def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
     docs = template(helm, "-f", str(CHART / "ci" / "namespaced-values.yaml"))
-    roles = of_kind(docs, "Role")
+    # the operator's Role in each watched namespace (the leader-election one is in the release's)
+    roles = [r for r in of_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
+    bindings = [b for b in of_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # the only ClusterRole left is the read-only observer: CRDs, and namespace names, which kopf
     # lists to resolve the namespaces it is confined to (refused, it retries nine times, then guesses),
     # and get on a namespace (is it being deleted? then a missing sink Secret cannot come back)
@@ -339,6 +347,43 @@ def test_validate_values_lists_every_problem_at_once(helm: Path) -> None:
         assert f"- {field}:" in result.stderr, result.stderr
 
 
+def test_two_replicas_roll_with_a_lease_only_they_may_use(helm: Path) -> None:
+    """Issue 11, point 14: replicaCount 2 is allowed with leader election (RollingUpdate; both pods
+    are told the Lease; a Role on that one Lease in the release's namespace), refused without."""
+    docs = template(helm, "--set", "replicaCount=2", "--namespace", "ops")
+    (deployment,) = of_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+    assert env["CRYPTOPIPE_OPERATOR_LEASE_NAME"] == "cryptopipe-operator"
+    assert env["CRYPTOPIPE_OPERATOR_LEASE_NAMESPACE"] == "ops"
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "ops"
+    assert granted(role["rules"]) == {("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "update")}
+    named = [rule for rule in role["rules"] if "get" in rule["verbs"]]
+    assert [rule["resourceNames"] for rule in named] == [["cryptopipe-operator"]]
+    (binding,) = [b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-leader-election")]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+    refused = run_helm(
+        helm,
+        "template",
+        "rel",
+        str(CHART),
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "leaderElection.enabled=false",
+        check=False,
+    )
+    assert refused.returncode != 0 and "replicaCount: 2 needs leaderElection.enabled" in refused.stderr
+    (single,) = of_kind(template(helm, "--set", "leaderElection.enabled=false"), "Deployment")
+    assert single["spec"]["strategy"]["type"] == "Recreate"
+
+
 def test_validate_values_port_clash(helm: Path) -> None:
     result = run_helm(helm, "template", "rel", str(CHART), "--set", "metrics.port=8080", check=False)
     assert result.returncode != 0 and "metrics.port: 8080 is also operator.healthPort" in result.stderr
@@ -350,11 +395,11 @@ def test_validate_values_port_clash(helm: Path) -> None:
         (["--set", "replicaCount=two"], "/replicaCount"),
         (["--set-string", "metrics.port=9090"], "/metrics/port"),
         (["--set", "rbac.create=maybe"], "/rbac/create"),
-        (["--set", "replicaCount=3"], "/replicaCount"),
+        (["--set", "replicaCount=-1"], "/replicaCount"),
         (["--set-json", 'watchNamespaces=["Not_A_Namespace"]'], "/watchNamespaces/0"),
         (["--set", "imagePullPolicy=Always"], "imagePullPolicy"),  # unknown top-level key
     ],
-    ids=["int-as-string", "port-as-string", "bool-as-string", "replicas-above-1", "bad-namespace", "unknown-key"],
+    ids=["int-as-string", "port-as-string", "bool-as-string", "negative-replicas", "bad-namespace", "unknown-key"],
 )
 def test_values_schema_rejects(helm: Path, args: list[str], message: str) -> None:
     result = run_helm(helm, "template", "rel", str(CHART), *args, check=False)
@@ -640,6 +685,22 @@ def test_example_manifests_are_accepted_by_the_api_server(kube: KubeControlPlane
         kube.kubectl(
             "apply", "--dry-run=server", "--server-side", "-n", kube_namespace, "-f", "-", input=json.dumps(broken)
         )
+
+
+def test_example_secret_never_replaces_the_real_one(kube: KubeControlPlane, kube_namespace: str) -> None:
+    """Issue 11, point 15: applying the example Secret (or the manifests/ folder) next to the real sink
+    Secret the example CryptoPipelines name leaves the real one as it is."""
+    ns = kube_namespace
+    real = {"accessKey": "real-user", "secretKey": "real-secret"}
+    literals = [f"--from-literal={key}={value}" for key, value in real.items()]
+    kube.kubectl("create", "secret", "generic", "minio-credentials", "-n", ns, *literals)
+    for how in (["apply"], ["apply", "--server-side", "--force-conflicts"]):
+        kube.kubectl(*how, "-n", ns, "-f", str(MANIFESTS / "minio-credentials-secret.example.yaml"))
+    stored = kube.get_json("secret", "minio-credentials", "-n", ns)["data"]
+    assert {key: base64.b64decode(value).decode() for key, value in stored.items()} == real
+    referenced = {yaml.safe_load(p.read_text())["spec"]["sink"]["credentialsSecretRef"]["name"] for p in EXAMPLES}
+    example = yaml.safe_load((MANIFESTS / "minio-credentials-secret.example.yaml").read_text())
+    assert example["metadata"]["name"] not in referenced
 
 
 def test_kafka_manifests_are_kraft_node_pools_for_the_examples_cluster() -> None:

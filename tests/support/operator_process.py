@@ -7,6 +7,7 @@ tests.support.kube_objects reads what it made."""
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 import pytest
 
+from cryptopipe_dev.commands.scrape import samples
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 from tests.support.local_services import register
@@ -70,6 +72,22 @@ class OperatorProcess:
                 return resp.status == 200
         except OSError:
             return False
+
+    @property
+    def lease_identity(self) -> str:
+        """Who this process is in a leader-election Lease (cryptopipe_operator.leader_run)."""
+        assert self.proc is not None
+        return f"{socket.gethostname()}_{self.proc.pid}"
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the operator's /metrics (None: not exposed)."""
+        for sample in samples(f"http://{LOOPBACK}:{self.metrics_port}/metrics", timeout=5):
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+        return None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -193,8 +193,12 @@ listing them all.
 {{- if and $v.metrics.enabled (eq (int $v.metrics.port) (int $v.operator.healthPort)) }}
 {{- $problems = append $problems (printf "metrics.port: %v is also operator.healthPort; kopf's liveness server and /metrics need different ports" $v.metrics.port) }}
 {{- end }}
-{{- if gt (int $v.replicaCount) 1 }}
-{{- $problems = append $problems (printf "replicaCount: %v, but kopf runs --standalone (no peering): more than one replica would reconcile every CryptoPipeline twice" $v.replicaCount) }}
+{{- if and (gt (int $v.replicaCount) 1) (not $v.leaderElection.enabled) }}
+{{- $problems = append $problems (printf "replicaCount: %v needs leaderElection.enabled: without the Lease every replica would reconcile every CryptoPipeline" $v.replicaCount) }}
+{{- end }}
+{{- $le := $v.leaderElection }}
+{{- if and $le.enabled (not (and (lt (float64 $le.retryPeriodSeconds) (float64 $le.renewDeadlineSeconds)) (lt (float64 $le.renewDeadlineSeconds) (float64 $le.leaseDurationSeconds)))) }}
+{{- $problems = append $problems (printf "leaderElection: needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds (a holder must stop before another may take over), got %v / %v / %v" $le.retryPeriodSeconds $le.renewDeadlineSeconds $le.leaseDurationSeconds) }}
 {{- end }}
 {{- range $ns := $v.watchNamespaces }}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString $ns)) }}
@@ -223,4 +227,9 @@ listing them all.
 {{- if $problems }}
 {{- fail (printf "\n\nInvalid values for the cryptopipe-operator chart (%d problems):\n  - %s\n" (len $problems) (join "\n  - " $problems)) }}
 {{- end }}
+{{- end }}
+
+{{/* The namespace of the leader-election Lease: leaderElection.namespace, else the release's. */}}
+{{- define "cryptopipe-operator.leaseNamespace" -}}
+{{- default .Release.Namespace .Values.leaderElection.namespace -}}
 {{- end }}
