@@ -32,7 +32,17 @@ fmt: ## format and autofix in place (ruff format, ruff check --fix)
 typecheck: ## mypy alone (settings in pyproject.toml)
 	PYTHONPATH=services:operator:spark-apps $(VENV)/bin/mypy
 
-bench: ## ingestion throughput, candle latency and memory, side by side (~5 min; docs/benchmarks.md)
+bench: ## everything side by side, one table + PNG chart (~20 min, scaled; needs .[bench]; docs/benchmarks.md)
+	$(PY) -m cryptopipe_dev.bench.suite --json bench-report.json $(BENCH_ARGS)
+
+.PHONY: bench-full bench-freshness bench-targets
+bench-full: ## the same at the issue's full sizes (~1.5 h: 200k trades, a day of backlog, 30x50 lake, 25 min live)
+	$(PY) -m cryptopipe_dev.bench.suite --full --json bench-report-full.json $(BENCH_ARGS)
+
+bench-freshness: ## candle freshness alone at the shipped defaults, 25 min of live-rate feed (+ footprint)
+	$(PY) -m cryptopipe_dev.bench.suite --only freshness --freshness-seconds 1500 --json bench-freshness.json $(BENCH_ARGS)
+
+bench-targets: ## the earlier 3-part run: hot path vs bare client, 10 s candle latency, memory (~5 min)
 	$(PY) -m cryptopipe_dev.bench $(BENCH_ARGS)
 
 .PHONY: bench-compare

@@ -14,11 +14,15 @@ import pytest
 from cryptopipe_dev.bench import peers_report
 from cryptopipe_dev.bench.peers import (
     BARE,
+    BARE_C,
     CF_ALL,
     CF_DEFAULT,
     PROJECT_HOT,
+    PROJECT_HOT_C,
     PROJECT_HOT_EXCHANGE,
+    PROJECT_HOT_EXCHANGE_C,
     PROJECT_WS,
+    PROJECT_WS_C,
     WS_RECEIVE,
     run_peers,
 )
@@ -33,13 +37,22 @@ def test_peer_comparison_makes_rows_json_and_chart(kafka: Any, tmp_path: Path) -
     result = run_peers(tmp_path / "work", trades=300, broker=kafka)
 
     sides = [r.side for r in result.runs]
-    assert sides == [PROJECT_WS, CF_DEFAULT, CF_ALL, PROJECT_HOT, BARE, PROJECT_HOT_EXCHANGE, WS_RECEIVE]
+    if result.confluent_version is None:  # without the ingestion-fast extra: kafka-python sides only
+        assert sides == [PROJECT_WS, CF_DEFAULT, CF_ALL, PROJECT_HOT, PROJECT_HOT_EXCHANGE, BARE, WS_RECEIVE]
+        ws_sides, bare_sides = (PROJECT_WS, PROJECT_HOT), (BARE,)
+    else:
+        assert sides == [
+            PROJECT_WS, PROJECT_WS_C, CF_DEFAULT, CF_ALL, PROJECT_HOT, PROJECT_HOT_EXCHANGE, PROJECT_HOT_C,
+            PROJECT_HOT_EXCHANGE_C, BARE, BARE_C, WS_RECEIVE,
+        ]  # fmt: skip
+        ws_sides, bare_sides = (PROJECT_WS, PROJECT_WS_C, PROJECT_HOT, PROJECT_HOT_C), (BARE, BARE_C)
     by_side = {r.side: r for r in result.runs}
     # every trade of the same frames reached the topic on each Advanced Trade side, each with a latency
-    for side in (PROJECT_WS, CF_DEFAULT, CF_ALL, PROJECT_HOT):
+    for side in (*ws_sides, CF_DEFAULT, CF_ALL):
         assert by_side[side].trades == result.trades == 300, side
         assert len(by_side[side].latencies_ms) == 300, side
-    assert by_side[BARE].trades == 300 and by_side[BARE].latencies_ms
+    for side in bare_sides:
+        assert by_side[side].trades == 300 and by_side[side].latencies_ms, side
     assert by_side[WS_RECEIVE].records == result.frames  # every frame of the stream was read
     assert all(r.wall_s > 0 and r.cpu_s >= 0 for r in result.runs)
 
@@ -65,7 +78,7 @@ def test_peer_comparison_makes_rows_json_and_chart(kafka: Any, tmp_path: Path) -
     data = json.loads(json_path.read_text())
     assert [r["figure"] for r in data["rows"]] == figures
     assert set(peers_report.HEADER) <= set(data["rows"][0])
-    assert len(data["runs"]) == 7
+    assert len(data["runs"]) == len(sides)
     png = chart.read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 5_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")

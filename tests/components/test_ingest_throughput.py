@@ -15,7 +15,7 @@ from cryptopipe import coinbase
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
-from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.producer import KafkaPythonProducer
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
 
@@ -29,7 +29,7 @@ def test_hot_path_at_volume_uses_fast_path_and_loses_nothing(kafka: Any) -> None
     frames = [f.raw.encode() for f in synthetic_frames(SyntheticConfig(rate=1000.0, duration=40.0, seed=3))]
     settings = IngestSettings(kafka_bootstrap=kafka.bootstrap, topic=topic, dlq_topic=topic + ".dlq")
     metrics = IngestMetrics()
-    producer = RecordProducer(settings, metrics)
+    producer = KafkaPythonProducer(settings, metrics)
     producer.wait_for_topics()
     assert producer.fast_path, "kafka-python's accumulator was not usable: the hot path got ~40% slower"
     backfiller = Backfiller(settings, producer, metrics, coinbase.fetch_trades_range)

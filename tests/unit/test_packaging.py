@@ -51,6 +51,15 @@ DEV_ONLY = {
 }
 # what an image's base provides instead of its extra (the Spark image: pyspark and py4j from $SPARK_HOME)
 PROVIDED_BY_BASE = {"spark-job.Dockerfile": {"pyspark", "py4j"}}
+# image -> (build-arg naming its extra, the optional extra, {module: the one product module importing it}):
+# modules the default image leaves out, imported only when the settings choose them
+OPTIONAL_EXTRAS = {
+    "ingestion.Dockerfile": (
+        "INGEST_EXTRA",
+        "ingestion-fast",
+        {"confluent_kafka": "services/cryptopipe/ingest/confluent_producer.py"},
+    ),
+}
 ALL_DOCKERFILES = sorted(p.name for p in DOCKER.glob("*.Dockerfile"))
 # dev tooling images: the harness modules each may copy, and the dev-only libraries it may install
 DEV_IMAGES = {
@@ -95,9 +104,13 @@ def copied_python_files(dockerfile: Path) -> list[Path]:
 
 
 def installed_extras(dockerfile: Path) -> set[str]:
-    """The extras of the project that the Dockerfile's ``pip install`` lines name (``".[ingestion]"``)."""
+    """The extras of the project that the Dockerfile's ``pip install`` lines name (``".[ingestion]"``;
+    ``".[${ARG}]"`` is read as the ARG's default: the image built without build-args)."""
     extras: set[str] = set()
-    for match in re.finditer(PIP_INSTALL_PROJECT, dockerfile.read_text()):
+    text = dockerfile.read_text()
+    for name, default in re.findall(r"^ARG (\w+)=(\S+)", text, re.MULTILINE):
+        text = text.replace("${" + name + "}", default)
+    for match in re.finditer(PIP_INSTALL_PROJECT, text):
         extras |= {e.strip() for e in (match.group(1) or "").split(",") if e.strip()}
     return extras
 
@@ -222,7 +235,8 @@ def test_image_installs_no_dev_or_test_library(image: str) -> None:
 @pytest.mark.parametrize("image", IMAGES)
 def test_image_installs_every_library_its_code_imports(image: str) -> None:
     installed = closure(installed_extras(DOCKER / image)) | PROVIDED_BY_BASE.get(image, set())
-    needed = distributions_of(third_party(imported_modules(copied_python_files(DOCKER / image))))
+    optional = set(OPTIONAL_EXTRAS.get(image, ("", "", {}))[2])
+    needed = distributions_of(third_party(imported_modules(copied_python_files(DOCKER / image))) - optional)
     missing = {module: dists for module, dists in needed.items() if not dists & installed}
     assert not missing, f"{image}: its code imports {missing}, which its install line does not bring"
 
@@ -232,3 +246,29 @@ def test_each_product_extra_leaves_out_the_dev_libraries() -> None:
         assert not closure({extra}) & DEV_ONLY, extra
     # and the check can see a dev library when one is there
     assert closure({"dev"}) & DEV_ONLY
+
+
+@pytest.mark.parametrize("image", sorted(OPTIONAL_EXTRAS))
+def test_an_optional_extra_is_installed_only_when_its_build_arg_asks(image: str) -> None:
+    arg, extra, modules = OPTIONAL_EXTRAS[image]
+    text = (DOCKER / image).read_text()
+    default = re.search(rf"^ARG {arg}=(\S+)", text, re.MULTILINE)
+    assert default is not None and default.group(1) != extra, f"{image}: the default image must not take {extra}"
+    assert "${" + arg + "}" in text, f"{image}: its pip install line does not use {arg}"
+    # built with the extra: everything its code imports is there, and still no dev library
+    with_extra = closure(installed_extras(DOCKER / image) | {extra})
+    assert not with_extra & DEV_ONLY, f"{extra} would install {sorted(with_extra & DEV_ONLY)}"
+    needed = distributions_of(third_party(imported_modules(copied_python_files(DOCKER / image))))
+    missing = {module: dists for module, dists in needed.items() if not dists & with_extra}
+    assert not missing, f"{image} with {extra}: its code imports {missing}"
+    # built without it: only the one module that wraps the optional library imports it, and only
+    # lazily (inside a function) does anything import that module
+    for module, wrapper in modules.items():
+        importers = [f for f in copied_python_files(DOCKER / image) if module in third_party(imported_modules([f]))]
+        assert [str(f.relative_to(REPO_ROOT)) for f in importers] == [wrapper], module
+        wrapper_module = module_name(REPO_ROOT / wrapper)
+        for path in copied_python_files(DOCKER / image):
+            top_level = ast.parse(path.read_text()).body
+            names = {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.module}
+            names |= {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
+            assert wrapper_module not in names, f"{path.name} imports {wrapper_module} at module level"

@@ -1,5 +1,11 @@
 """The Kafka side of ingestion: records keyed by product to the topic, bad frames to the DLQ topic.
 
+``RecordProducer`` is the seam the service, the feed reader and the backfill use; ``make_producer``
+picks the client by ``IngestSettings.producer``: ``kafka-python`` (the default, ``KafkaPythonProducer``
+below) or ``confluent`` (librdkafka through confluent-kafka, ``confluent_producer.py``, installed only
+with the optional ``ingestion-fast`` extra). Both: idempotent, acks=all, keyed by product, a trade
+counted as produced when acknowledged and a failed delivery counted and handed back.
+
 One idempotent kafka-python producer (acks=all) per service. Records are batched by linger and
 batch size and never flushed one by one; ``flush()`` is for shutdown. Compression is off: lz4 and
 zstd need extra packages, and the records are small JSON on a fast link, so CPU matters more than
@@ -17,6 +23,7 @@ through the public ``send()``.
 
 from __future__ import annotations
 
+import abc
 import base64
 import collections
 import contextlib
@@ -80,8 +87,52 @@ class KeyHashPartitioner(Partitioner):
         return chosen
 
 
-class RecordProducer:
-    """Produces trade/tick JSON (``Record.to_json()``) and dead letters; thread-safe."""
+class RecordProducer(abc.ABC):
+    """Produces trade/tick JSON (``Record.to_json()``) and dead letters; thread-safe. The
+    contract every client behind it keeps (each method's doc is in ``KafkaPythonProducer``)."""
+
+    @property
+    def fast_path(self) -> bool:
+        """Is the client's cheapest per-record path in use (the benchmark reports it)?"""
+        return False
+
+    @abc.abstractmethod
+    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None: ...
+
+    @abc.abstractmethod
+    def on_failed_trade(self, handler: Callable[[str, int], None]) -> None: ...
+
+    @abc.abstractmethod
+    def failure(self) -> str | None: ...
+
+    @abc.abstractmethod
+    def check(self) -> None: ...
+
+    @abc.abstractmethod
+    def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None: ...
+
+    @abc.abstractmethod
+    def wait_for_topics(self) -> None: ...
+
+    @abc.abstractmethod
+    def has_topic_metadata(self) -> bool: ...
+
+    @abc.abstractmethod
+    def close(self, timeout_s: float) -> None: ...
+
+
+def make_producer(settings: IngestSettings, metrics: IngestMetrics) -> RecordProducer:
+    """The producer ``settings.producer`` names (kafka-python unless told otherwise)."""
+    if settings.producer == "confluent":
+        # imported only when chosen: confluent-kafka is an optional extra (ingestion-fast)
+        from cryptopipe.ingest.confluent_producer import ConfluentProducer
+
+        return ConfluentProducer(settings, metrics)
+    return KafkaPythonProducer(settings, metrics)
+
+
+class KafkaPythonProducer(RecordProducer):
+    """The default: kafka-python, with its accumulator fast path (module doc)."""
 
     def __init__(self, settings: IngestSettings, metrics: IngestMetrics, **overrides: Any) -> None:
         config: dict[str, Any] = {

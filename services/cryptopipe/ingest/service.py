@@ -23,7 +23,7 @@ from cryptopipe.http_server import HealthServer
 from cryptopipe.ingest.backfill import Backfiller, trade_ids_in_topic_tail
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
-from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.producer import RecordProducer, make_producer
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe.logs import setup_logging
 
@@ -159,7 +159,7 @@ class IngestService:
         delay = self.settings.backoff_initial_s
         while not self._stop.is_set():
             try:
-                return RecordProducer(self.settings, self.metrics)
+                return make_producer(self.settings, self.metrics)
             except Exception as exc:  # NoBrokersAvailable and friends: Kafka may just be starting
                 self.metrics.error("kafka_connect")
                 log.warning(

@@ -20,6 +20,7 @@ CRYPTOPIPE_INGEST_WATCHDOG_S                   30                               
 CRYPTOPIPE_INGEST_BACKOFF_INITIAL_S            0.5                              first reconnect delay
 CRYPTOPIPE_INGEST_BACKOFF_MAX_S                30                               reconnect delay ceiling
 CRYPTOPIPE_INGEST_BACKOFF_JITTER               0.2                              +- fraction of each delay
+CRYPTOPIPE_INGEST_PRODUCER                     kafka-python                     kafka-python | confluent
 CRYPTOPIPE_INGEST_LINGER_MS                    10                               producer batching delay
 CRYPTOPIPE_INGEST_BATCH_SIZE                   262144                           producer batch bytes
 CRYPTOPIPE_INGEST_FLUSH_TIMEOUT_S              20                               flush limit on shutdown
@@ -105,6 +106,12 @@ class IngestSettings(BaseSettings):
         le=1,
         description="Each reconnect delay is scaled by a random factor in [1 - jitter, 1 + jitter], "
         "so many replicas do not reconnect in lockstep.",
+    )
+    producer: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Kafka client of the producer: kafka-python (the default, pure Python) or confluent "
+        "(librdkafka through confluent-kafka: less CPU per trade; needs the optional ingestion-fast extra). "
+        "Same semantics either way: idempotent, acks=all, keyed by product, counted when acknowledged.",
     )
     linger_ms: int = Field(
         10,

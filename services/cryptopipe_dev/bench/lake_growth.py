@@ -138,6 +138,8 @@ def day_template(product_index: int) -> pa.Table:
         return pa.array([Decimal(v).scaleb(-8) for v in scaled], schema.field(field).type)
 
     ts = pa.timestamp("us", tz="UTC")
+    volume = np.round(rng.lognormal(0.7, 0.4, n), 8)
+    vwap = np.round((low + high) / 2, 8)
     columns = {
         "product_id": pa.array([product_names(product_index + 1)[-1]] * n),
         "window_start": pa.array(starts).cast(ts),
@@ -146,9 +148,12 @@ def day_template(product_index: int) -> pa.Table:
         "high": dec(high, "high"),
         "low": dec(low, "low"),
         "close": dec(close, "close"),
-        "volume": dec(np.round(rng.lognormal(0.7, 0.4, n), 8), "volume"),
+        "volume": dec(volume, "volume"),
         "trade_count": pa.array(counts.astype("int64")),
-        "vwap": dec(np.round((low + high) / 2, 8), "vwap"),
+        # the contract's exact notional column (added with the lake's new precision): volume x vwap
+        # to 8 places is enough for a file of the right shape (no reader recomputes it)
+        "notional": dec(np.round(volume * vwap, 8), "notional"),
+        "vwap": dec(vwap, "vwap"),
         "first_trade_id": pa.array(first.astype("int64")),
         "last_trade_id": pa.array((first + counts - 1).astype("int64")),
     }
@@ -263,6 +268,82 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+def run_lake_growth(
+    work_dir: Path, *, days: int, products: int, batches: int, rounds: int, log: Callable[[str], None]
+) -> dict:
+    """Build the lake, time the query with each reader before and after compacting its day, and
+    return every figure (``times``: seconds of each round per reader; medians in ``median_s``)."""
+    server = S3Server(work_dir / "s3", die_with_parent=True).start()
+    try:
+        server.create_bucket(BUCKET)
+        lake = LakeLocation(BUCKET, PREFIX)
+        connection = server.connection
+        (work_dir / "stack.json").write_text(
+            json.dumps(
+                {"s3_endpoint": server.endpoint, "s3_root": str(server.root), "bucket": BUCKET, "prefix": PREFIX}
+            )
+        )
+        started = time.monotonic()
+        objects = build_lake(
+            lake, connection.arrow_filesystem(), bucket_root=server.root, days=days, products=products,
+            batches=batches, log=log,
+        )  # fmt: skip
+        build_s = time.monotonic() - started
+        files = days * products * batches
+        log(f"lake built: {files} candle files, {objects - files} manifests etc. in {build_s:.0f} s")
+
+        day = days // 2
+        product = product_names(products)[products // 3]
+        start, end = DAY0 + timedelta(days=day), DAY0 + timedelta(days=day + 1)
+        date = start.strftime("%Y-%m-%d")
+
+        def today(fs):
+            return todays_read_candles(lake, fs, window="1m", products=[product], start=start, end=end)
+
+        def ours(fs):
+            return read_candles(lake, fs, window="1m", products=[product], start=start, end=end)
+
+        times: dict[str, list[float]] = {"today": [], "ours": []}
+        answers: dict[str, pa.Table] = {}
+        for _ in range(rounds):
+            for name, fn in (("today", today), ("ours", ours)):
+                seconds, table = cold(connection, fn)
+                times[name].append(seconds)
+                answers[name] = table
+            log(f"uncompacted: today {times['today'][-1]:.3f} s, ours {times['ours'][-1]:.3f} s")
+        requests = {"today": requests_of(connection, today), "ours": requests_of(connection, ours)}
+
+        started = time.monotonic()
+        results = compaction.compact_day(lake, connection.arrow_filesystem(), window="1m", date=date)
+        compact_s = time.monotonic() - started
+        merged = sum(r.files_merged for r in results)
+        log(f"compacted {date}: {len(results)} partitions, {merged} files merged in {compact_s:.1f} s")
+
+        times["compacted"] = []
+        times["cli"] = []
+        for _ in range(rounds):
+            seconds, answers["compacted"] = cold(connection, ours)
+            times["compacted"].append(seconds)
+            cli_s, cli_rows = cli_seconds(work_dir, product, start, end)
+            times["cli"].append(cli_s)
+            log(f"compacted: ours {seconds:.3f} s, cryptopipe candles {cli_s:.3f} s ({cli_rows} rows)")
+        requests["compacted"] = requests_of(connection, ours)
+        startup = median(python_startup_seconds() for _ in range(rounds))
+    finally:
+        server.stop()
+    rows = answers["today"].num_rows
+    if rows != 1440 or cli_rows != rows:
+        raise RuntimeError(f"the query gave {rows} candles ({cli_rows} through the command), 1440 expected")
+    if not (answers["ours"].equals(answers["today"]) and answers["compacted"].equals(answers["today"])):
+        raise RuntimeError("the readers' answers differ")
+    return {
+        "days": days, "products": products, "batches": batches, "files": files, "objects": objects,
+        "build_s": build_s, "times": times, "median_s": {k: median(v) for k, v in times.items()},
+        "requests": requests, "compact_s": compact_s, "partitions_compacted": len(results), "files_merged": merged,
+        "startup_s": startup, "product": product, "date": date, "rounds": rounds,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cryptopipe_dev.bench.lake_growth", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -280,109 +361,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="lake-growth-"))
-    server = S3Server(work_dir / "s3", die_with_parent=True).start()
     try:
-        server.create_bucket(BUCKET)
-        lake = LakeLocation(BUCKET, PREFIX)
-        connection = server.connection
-        (work_dir / "stack.json").write_text(
-            json.dumps(
-                {"s3_endpoint": server.endpoint, "s3_root": str(server.root), "bucket": BUCKET, "prefix": PREFIX}
-            )
+        r = run_lake_growth(
+            work_dir, days=args.days, products=args.products, batches=args.batches, rounds=args.rounds, log=log
         )
-        started = time.monotonic()
-        objects = build_lake(
-            lake, connection.arrow_filesystem(), bucket_root=server.root, days=args.days, products=args.products,
-            batches=args.batches, log=log,
-        )  # fmt: skip
-        build_s = time.monotonic() - started
-        files = args.days * args.products * args.batches
-        log(f"lake built: {files} candle files, {objects - files} manifests etc. in {build_s:.0f} s")
-
-        day = args.days // 2
-        product = product_names(args.products)[args.products // 3]
-        start, end = DAY0 + timedelta(days=day), DAY0 + timedelta(days=day + 1)
-        date = start.strftime("%Y-%m-%d")
-
-        def today(fs):
-            return todays_read_candles(lake, fs, window="1m", products=[product], start=start, end=end)
-
-        def ours(fs):
-            return read_candles(lake, fs, window="1m", products=[product], start=start, end=end)
-
-        times: dict[str, list[float]] = {"today": [], "ours": []}
-        answers: dict[str, pa.Table] = {}
-        for _ in range(args.rounds):
-            for name, fn in (("today", today), ("ours", ours)):
-                seconds, table = cold(connection, fn)
-                times[name].append(seconds)
-                answers[name] = table
-            log(f"uncompacted: today {times['today'][-1]:.3f} s, ours {times['ours'][-1]:.3f} s")
-        requests = {"today": requests_of(connection, today), "ours": requests_of(connection, ours)}
-
-        started = time.monotonic()
-        results = compaction.compact_day(lake, connection.arrow_filesystem(), window="1m", date=date)
-        compact_s = time.monotonic() - started
-        merged = sum(r.files_merged for r in results)
-        log(f"compacted {date}: {len(results)} partitions, {merged} files merged in {compact_s:.1f} s")
-
-        times["compacted"] = []
-        times["cli"] = []
-        for _ in range(args.rounds):
-            seconds, answers["compacted"] = cold(connection, ours)
-            times["compacted"].append(seconds)
-            cli_s, cli_rows = cli_seconds(work_dir, product, start, end)
-            times["cli"].append(cli_s)
-            log(f"compacted: ours {seconds:.3f} s, cryptopipe candles {cli_s:.3f} s ({cli_rows} rows)")
-        requests["compacted"] = requests_of(connection, ours)
-        startup = median(python_startup_seconds() for _ in range(args.rounds))
-
-        rows = answers["today"].num_rows
-        assert rows == 1440, rows
-        assert answers["ours"].equals(answers["today"]) and answers["compacted"].equals(answers["today"])
-        assert cli_rows == rows
-        m = {k: median(v) for k, v in times.items()}
-        figures = [
-            ("today's reader, uncompacted", m["today"], requests["today"], None),
-            ("this reader, uncompacted", m["ours"], requests["ours"], None),
-            ("this reader, after compaction", m["compacted"], requests["compacted"], "<= 1 s"),
-            ("`cryptopipe candles`, after compaction", m["cli"], None, "<= 1 s"),
-            ("(python + imports alone)", startup, None, None),
-        ]
-        print()
-        print(
-            f"lake: {args.days} days x {args.products} products x {args.batches} batches/day = {files} candle files "
-            f"+ {objects - files} manifests/markers, built in {build_s:.0f} s; query: {product} on {date} "
-            f"(1440 candles), cold, median of {args.rounds}"
-        )
-        print(f"{'figure':42} {'seconds':>8} {'today/x':>8}  requests")
-        for name, seconds, reqs, _target in figures:
-            ratio = m["today"] / seconds
-            print(f"{name:42} {seconds:8.3f} {ratio:7.1f}x  {reqs or ''}")
-        ratio = m["today"] / m["compacted"]
-        print()
-        print(f"target <= 1 s after compaction: {m['compacted']:.3f} s -> {'met' if m['compacted'] <= 1 else 'missed'}")
-        print(
-            f"target >= 10x today's reader on the uncompacted lake: {ratio:.1f}x -> {'met' if ratio >= 10 else 'missed'}"
-        )
-        print(f"compaction of the day ({len(results)} partitions, {merged} files): {compact_s:.1f} s")
-        if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {
-                        "days": args.days, "products": args.products, "batches": args.batches, "files": files,
-                        "objects": objects, "build_s": build_s, "times": times, "requests": requests,
-                        "compact_s": compact_s, "startup_s": startup,
-                    },
-                    indent=2,
-                )
-            )  # fmt: skip
     finally:
-        server.stop()
         if args.work_dir is None:
             import shutil
 
             shutil.rmtree(work_dir, ignore_errors=True)
+    m, requests, files, objects = r["median_s"], r["requests"], r["files"], r["objects"]
+    figures = [
+        ("today's reader, uncompacted", m["today"], requests["today"], None),
+        ("this reader, uncompacted", m["ours"], requests["ours"], None),
+        ("this reader, after compaction", m["compacted"], requests["compacted"], "<= 1 s"),
+        ("`cryptopipe candles`, after compaction", m["cli"], None, "<= 1 s"),
+        ("(python + imports alone)", r["startup_s"], None, None),
+    ]
+    print()
+    print(
+        f"lake: {args.days} days x {args.products} products x {args.batches} batches/day = {files} candle files "
+        f"+ {objects - files} manifests/markers, built in {r['build_s']:.0f} s; query: {r['product']} on {r['date']} "
+        f"(1440 candles), cold, median of {args.rounds}"
+    )
+    print(f"{'figure':42} {'seconds':>8} {'today/x':>8}  requests")
+    for name, seconds, reqs, _target in figures:
+        ratio = m["today"] / seconds
+        print(f"{name:42} {seconds:8.3f} {ratio:7.1f}x  {reqs or ''}")
+    ratio = m["today"] / m["compacted"]
+    print()
+    print(f"target <= 1 s after compaction: {m['compacted']:.3f} s -> {'met' if m['compacted'] <= 1 else 'missed'}")
+    print(f"target >= 10x today's reader on the uncompacted lake: {ratio:.1f}x -> {'met' if ratio >= 10 else 'missed'}")
+    print(
+        f"compaction of the day ({r['partitions_compacted']} partitions, {r['files_merged']} files): "
+        f"{r['compact_s']:.1f} s"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
     return 0
 
 

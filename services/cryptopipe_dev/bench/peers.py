@@ -1,5 +1,7 @@
 """Ingestion side by side with what a user would pick instead (issue 12, section 1):
-cryptofeed 2.4.1 with its Kafka backend, and the bare kafka-python client.
+cryptofeed 2.4.1 with its Kafka backend, and the bare kafka-python and confluent-kafka clients.
+This project runs with each of its producers (kafka-python, the default; confluent, the optional
+librdkafka one): every project side below runs once per producer.
 
 Every side gets the same seeded synthetic Advanced Trade frames (atframes.py: the recording's
 shape, >= 200k trades by default), the same real broker and a fresh topic with the same 2
@@ -14,7 +16,8 @@ partitions, keyed (or partitioned) by product; the sides run one after the other
       acks (1) and once with ``acks=all``.
 - In this process, no WebSocket (as the throughput phase measures):
   (a') the ingestion's hot path, ``FrameHandler.handle`` -> ``RecordProducer``, on the same frames;
-  (c) the bare ``KafkaProducer.send`` of the very record bytes (a') produces, same settings;
+  (c) the bare ``KafkaProducer.send`` of the very record bytes (a') produces, same settings, and
+      the bare confluent-kafka ``Producer.produce`` of the same bytes (c');
   and (a') once more on Exchange frames, for the per-CPU-second target on both feeds.
 - Last, the service's WebSocket receive alone (ws_drain.py, no parse, no Kafka): its CPU per frame,
   and the replay server's ceiling for the WebSocket sides.
@@ -64,16 +67,27 @@ CF_ALL = "cryptofeed, acks=all"
 PROJECT_HOT = "cryptopipe hot path"
 BARE = "bare kafka-python"
 PROJECT_HOT_EXCHANGE = "cryptopipe hot path, Exchange feed"
+# the same sides with the optional librdkafka producer (producer: confluent)
+CONFLUENT = ", confluent"
+PROJECT_WS_C = PROJECT_WS + CONFLUENT
+PROJECT_HOT_C = PROJECT_HOT + CONFLUENT
+PROJECT_HOT_EXCHANGE_C = PROJECT_HOT_EXCHANGE + CONFLUENT
+BARE_C = "bare confluent-kafka"
 WS_RECEIVE = "WebSocket receive only"
 HOW = {
-    PROJECT_WS: "python -m cryptopipe.ingest, WebSocket from the replay server",
+    PROJECT_WS: "python -m cryptopipe.ingest, WebSocket from the replay server (producer: kafka-python)",
+    PROJECT_WS_C: "same, producer: confluent (librdkafka)",
     CF_DEFAULT: "cryptofeed 2.4.1 Coinbase + TradeKafka, WebSocket from the replay server",
     CF_ALL: "same, acks=all",
-    PROJECT_HOT: "FrameHandler.handle -> RecordProducer, in-process",
+    PROJECT_HOT: "FrameHandler.handle -> RecordProducer (kafka-python), in-process",
+    PROJECT_HOT_C: "same, producer: confluent",
     BARE: "KafkaProducer.send of (a')'s record bytes, in-process",
+    BARE_C: "confluent-kafka Producer.produce of the same bytes, poll every 1,000 records, in-process",
     PROJECT_HOT_EXCHANGE: "as (a'), on synthetic Exchange frames",
+    PROJECT_HOT_EXCHANGE_C: "same, producer: confluent",
     WS_RECEIVE: "the ingestion's websocket-client recv loop alone, no parse, no Kafka (the feed's ceiling)",
 }
+PRODUCER_KINDS = ("kafka-python", "confluent")
 LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 BARE_SAMPLE = 50  # one send -> ack latency sample per this many records
 
@@ -113,6 +127,7 @@ class PeersResult:
     frames: int
     runs: list[PeerRun]
     cryptofeed_version: str
+    confluent_version: str | None = None  # None: confluent-kafka not installed, its sides skipped
     profile: str | None = None  # the in-process hot path's top functions (--profile)
     service_profile: str | None = None  # the service's, every thread (--profile)
 
@@ -238,13 +253,14 @@ def websocket_run(
 
 
 def project_command(
-    broker: KafkaBroker, topic: str, profile_to: Path | None = None
+    broker: KafkaBroker, topic: str, profile_to: Path | None = None, producer: str = "kafka-python"
 ) -> Callable[[str], tuple[list[str], dict[str, str]]]:
     """``profile_to``: run the service under cProfile in every thread (profiled_ingest.py), the
-    stats written there when it stops."""
+    stats written there when it stops. ``producer``: the service's producer setting."""
 
     def command(url: str) -> tuple[list[str], dict[str, str]]:
         env = {
+            "CRYPTOPIPE_INGEST_PRODUCER": producer,
             "CRYPTOPIPE_INGEST_FEED": "advanced_trade",
             "CRYPTOPIPE_INGEST_PRODUCTS": ",".join(PRODUCTS),
             "CRYPTOPIPE_INGEST_WS_URL": url,
@@ -287,8 +303,10 @@ def cryptofeed_command(
     return command
 
 
-def hot_run(broker: KafkaBroker, side: str, topic: str, frames: Sequence[bytes], feed: str) -> PeerRun:
-    run = hot_path_run(broker, topic, frames, feed=feed, topic_config=LOG_APPEND_TIME)  # type: ignore[arg-type]
+def hot_run(
+    broker: KafkaBroker, side: str, topic: str, frames: Sequence[bytes], feed: str, producer: str = "kafka-python"
+) -> PeerRun:
+    run = hot_path_run(broker, topic, frames, feed=feed, topic_config=LOG_APPEND_TIME, producer_kind=producer)  # type: ignore[arg-type]
     latencies = _latencies(read_back(broker, topic, run.records), _project_receive_us)
     return PeerRun(side, run.trades, run.records, run.wall_s, run.cpu_s, latencies)
 
@@ -329,6 +347,73 @@ def bare_run(broker: KafkaBroker, topic: str, records: Sequence[tuple[bytes, byt
     if delivered != len(records):
         raise RuntimeError(f"{topic}: {delivered} records in the topic, {len(records)} sent")
     return PeerRun(BARE, trades, len(records), wall, cpu, latencies)
+
+
+def bare_confluent_run(broker: KafkaBroker, topic: str, records: Sequence[tuple[bytes, bytes]], trades: int) -> PeerRun:
+    """confluent-kafka's Producer.produce() of the same record bytes, the ingestion's producer
+    settings; delivery reports served by poll(0) every 1,000 records (one thread, as a bare user
+    would write it) and by the final flush."""
+    from confluent_kafka import Producer
+
+    broker.create_topic(topic, PARTITIONS, config=LOG_APPEND_TIME)
+    settings = IngestSettings()
+    producer = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": settings.linger_ms,
+            "batch.size": settings.batch_size,
+            "compression.type": "none",
+            "partitioner": "murmur2_random",
+        }
+    )
+    # librdkafka's idempotent producer gets its producer id on first use: not part of the timing
+    broker.create_topic(topic + ".warmup", 1)
+    producer.produce(topic + ".warmup", b"warm-up")
+    producer.flush(30)
+    producer.list_topics(topic, timeout=10)
+    latencies: list[float] = []
+    failed: list[object] = []
+    perf = time.perf_counter
+
+    def sampled(sent: float) -> Callable[[object, object], None]:
+        def on_delivery(err: object, _msg: object) -> None:
+            if err is None:
+                latencies.append((perf() - sent) * 1000)
+            else:
+                failed.append(err)
+
+        return on_delivery
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failed.append(err)
+
+    produce, poll = producer.produce, producer.poll
+    cpu0, t0 = time.process_time(), perf()
+    for i, (key, value) in enumerate(records):
+        callback = sampled(perf()) if i % BARE_SAMPLE == 0 else on_delivery
+        while True:
+            try:
+                produce(topic, value, key, on_delivery=callback)
+                break
+            except BufferError:  # its queue is full: serve deliveries, then again
+                poll(0.01)
+        if i % 1000 == 999:
+            poll(0)
+    left = producer.flush(60)
+    wall, cpu = perf() - t0, time.process_time() - cpu0
+    if left or failed:
+        raise RuntimeError(f"{topic}: {left} records undelivered, {len(failed)} failed (e.g. {failed[:1]})")
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        delivered = _end_offsets(broker, topic, consumer)
+    finally:
+        consumer.close()
+    if delivered != len(records):
+        raise RuntimeError(f"{topic}: {delivered} records in the topic, {len(records)} sent")
+    return PeerRun(BARE_C, trades, len(records), wall, cpu, latencies)
 
 
 def receive_only_run(work_dir: Path, frames: Sequence, trades: int, timeout_s: float = 600.0) -> PeerRun:
@@ -374,10 +459,14 @@ def profile_service(
 
 
 def cryptofeed_version() -> str | None:
+    return _version("cryptofeed")
+
+
+def _version(distribution: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("cryptofeed")
+        return version(distribution)
     except PackageNotFoundError:
         return None
 
@@ -390,12 +479,18 @@ def run_peers(
     profile: bool = False,
     progress: Callable[[str], None] = lambda _: None,
     broker: KafkaBroker | None = None,
+    receive_only: bool = True,
 ) -> PeersResult:
     """Every side ``rounds`` times, in turn. ``broker``: a running one to use (else one is started in
-    ``work_dir`` and stopped at the end)."""
+    ``work_dir`` and stopped at the end). The confluent sides run when confluent-kafka is installed
+    (the ingestion-fast extra, in dev). ``receive_only``: also the WebSocket-receive-only run."""
     cf_version = cryptofeed_version()
     if cf_version is None:
         raise RuntimeError("cryptofeed is not installed: pip install -e '.[bench]' (see docs/benchmarks.md)")
+    confluent_version = _version("confluent-kafka")
+    producers = PRODUCER_KINDS if confluent_version else PRODUCER_KINDS[:1]
+    if confluent_version is None:
+        progress("  confluent-kafka is not installed (pip install -e '.[ingestion-fast]'): its sides are skipped")
     work_dir.mkdir(parents=True, exist_ok=True)
     suffix = f"{int(time.time() * 1000) % 100_000_000}"
     progress(f"generating {trades:,} trades of Advanced Trade frames (seed 7) ...")
@@ -408,46 +503,50 @@ def run_peers(
     if broker is None:
         broker = KafkaBroker(work_dir / "kafka-peers").start()
     runs: list[PeerRun] = []
+
+    def service(side: str, producer: str, topic: str) -> PeerRun:
+        command = project_command(broker, topic, producer=producer)
+        return websocket_run(broker, work_dir, side, frames, topic, command, len(records), _project_receive_us)
+
+    def cryptofeed(side: str, acks: str | None, topic: str) -> PeerRun:
+        command = cryptofeed_command(broker, topic, acks)
+        return websocket_run(broker, work_dir, side, frames, topic, command, n_trades, _cryptofeed_receive_us)
+
     try:
         for i in range(rounds):
-            steps: list[tuple[str, Callable[[], PeerRun]]] = [
-                (
-                    PROJECT_WS,
-                    lambda t=f"peers-ingest-{suffix}-{i}": websocket_run(
-                        broker, work_dir, PROJECT_WS, frames, t, project_command(broker, t), len(records),
-                        _project_receive_us,
+            tag = f"{suffix}-{i}"
+            steps: list[tuple[str, Callable[[], PeerRun]]] = []
+            for producer in producers:
+                c = "-c" if producer == "confluent" else ""
+                side_ws = PROJECT_WS_C if c else PROJECT_WS
+                steps.append((side_ws, lambda s=side_ws, p=producer, t=f"peers-ingest{c}-{tag}": service(s, p, t)))
+            steps += [
+                (CF_DEFAULT, lambda t=f"peers-cryptofeed-default-{tag}": cryptofeed(CF_DEFAULT, None, t)),
+                (CF_ALL, lambda t=f"peers-cryptofeed-all-{tag}": cryptofeed(CF_ALL, "all", t)),
+            ]
+            for producer in producers:
+                c = "-c" if producer == "confluent" else ""
+                hot, hot_x = (PROJECT_HOT_C, PROJECT_HOT_EXCHANGE_C) if c else (PROJECT_HOT, PROJECT_HOT_EXCHANGE)
+                steps += [
+                    (hot, lambda s=hot, p=producer, t=f"peers-hot{c}-{tag}": hot_run(broker, s, t, raw, "advanced_trade", p)),
+                    (
+                        hot_x,
+                        lambda s=hot_x, p=producer, t=f"peers-hot-exchange{c}-{tag}": hot_run(
+                            broker, s, t, exchange_frames, "exchange", p
+                        ),
                     ),
-                ),
-                (
-                    CF_DEFAULT,
-                    lambda t=f"peers-cryptofeed-default-{suffix}-{i}": websocket_run(
-                        broker, work_dir, CF_DEFAULT, frames, t, cryptofeed_command(broker, t, None), n_trades,
-                        _cryptofeed_receive_us,
-                    ),
-                ),
-                (
-                    CF_ALL,
-                    lambda t=f"peers-cryptofeed-all-{suffix}-{i}": websocket_run(
-                        broker, work_dir, CF_ALL, frames, t, cryptofeed_command(broker, t, "all"), n_trades,
-                        _cryptofeed_receive_us,
-                    ),
-                ),
-                (PROJECT_HOT, lambda t=f"peers-hot-{suffix}-{i}": hot_run(broker, PROJECT_HOT, t, raw, "advanced_trade")),
-                (BARE, lambda t=f"peers-bare-{suffix}-{i}": bare_run(broker, t, records, n_trades)),
-                (
-                    PROJECT_HOT_EXCHANGE,
-                    lambda t=f"peers-hot-exchange-{suffix}-{i}": hot_run(
-                        broker, PROJECT_HOT_EXCHANGE, t, exchange_frames, "exchange"
-                    ),
-                ),
-                (WS_RECEIVE, lambda: receive_only_run(work_dir, frames, n_trades)),
-            ]  # fmt: skip
+                ]  # fmt: skip
+            steps.append((BARE, lambda t=f"peers-bare-{tag}": bare_run(broker, t, records, n_trades)))
+            if confluent_version:
+                steps.append((BARE_C, lambda t=f"peers-bare-c-{tag}": bare_confluent_run(broker, t, records, n_trades)))
+            if receive_only:
+                steps.append((WS_RECEIVE, lambda: receive_only_run(work_dir, frames, n_trades)))
             for side, step in steps:
                 progress(f"  round {i + 1}/{rounds}: {side} ...")
                 run = step()
                 runs.append(run)
                 log.info("peer run", extra={"side": side, "per_s": run.per_s, "cpu_s": run.cpu_s})
-        result = PeersResult(n_trades, len(frames), runs, cf_version)
+        result = PeersResult(n_trades, len(frames), runs, cf_version, confluent_version)
         if profile:
             progress("  profiling the hot path and the service ...")
             result.profile = profile_hot_path(broker, raw, feed="advanced_trade", topic=f"peers-hot-profile-{suffix}")

@@ -11,12 +11,16 @@ from typing import Any
 
 from cryptopipe_dev.bench.peers import (
     BARE,
+    BARE_C,
     CF_ALL,
     CF_DEFAULT,
     HOW,
     PROJECT_HOT,
+    PROJECT_HOT_C,
     PROJECT_HOT_EXCHANGE,
+    PROJECT_HOT_EXCHANGE_C,
     PROJECT_WS,
+    PROJECT_WS_C,
     TARGET_PER_CPU_S,
     TARGET_VS_BARE,
     TARGET_VS_CRYPTOFEED,
@@ -86,25 +90,25 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
-def _versus(this: PeerRun, peer: PeerRun, label: str, target: float | None) -> list[Row]:
+def _versus(this: PeerRun, peer: PeerRun, label: str, target: float | None, suffix: str = "") -> list[Row]:
     return [
-        Row(f"trades/s vs {label}", this.per_s, peer.per_s, _ratio(this.per_s, peer.per_s), "/s", target),
+        Row(f"trades/s vs {label}{suffix}", this.per_s, peer.per_s, _ratio(this.per_s, peer.per_s), "/s", target),
         Row(
-            f"CPU-s per 1M trades vs {label}",
+            f"CPU-s per 1M trades vs {label}{suffix}",
             this.cpu_s_per_million,
             peer.cpu_s_per_million,
             _ratio(this.cpu_s_per_million, peer.cpu_s_per_million),
             "CPU-s",
         ),
         Row(
-            f"latency p50 vs {label}",
+            f"latency p50 vs {label}{suffix}",
             this.latency_ms(0.5),
             peer.latency_ms(0.5),
             _ratio(this.latency_ms(0.5), peer.latency_ms(0.5)),
             "ms",
         ),
         Row(
-            f"latency p99 vs {label}",
+            f"latency p99 vs {label}{suffix}",
             this.latency_ms(0.99),
             peer.latency_ms(0.99),
             _ratio(this.latency_ms(0.99), peer.latency_ms(0.99)),
@@ -113,25 +117,36 @@ def _versus(this: PeerRun, peer: PeerRun, label: str, target: float | None) -> l
     ]
 
 
+# (suffix of the figure, service side, hot path side, Exchange hot path side, its bare client)
+PRODUCER_SIDES = (
+    ("", PROJECT_WS, PROJECT_HOT, PROJECT_HOT_EXCHANGE, BARE, "bare kafka-python"),
+    (", confluent producer", PROJECT_WS_C, PROJECT_HOT_C, PROJECT_HOT_EXCHANGE_C, BARE_C, "bare confluent-kafka"),
+)
+
+
 def rows(result: PeersResult) -> list[Row]:
-    ws, hot, hot_x = result.best(PROJECT_WS), result.best(PROJECT_HOT), result.best(PROJECT_HOT_EXCHANGE)
-    cf_all, cf_default, bare = result.best(CF_ALL), result.best(CF_DEFAULT), result.best(BARE)
+    """Per producer of this project (kafka-python; confluent when it ran): the service against
+    cryptofeed (acks=all: the target; default acks), the hot path against its own bare client,
+    and trades per CPU-second on both feeds."""
+    cf_all, cf_default = result.best(CF_ALL), result.best(CF_DEFAULT)
     out: list[Row] = []
-    if ws and cf_all:
-        out += _versus(ws, cf_all, "cryptofeed acks=all", TARGET_VS_CRYPTOFEED)
-    if ws and cf_default:
-        out += _versus(ws, cf_default, "cryptofeed default acks=1", None)
-    if hot and bare:
-        out += _versus(hot, bare, "bare kafka-python", TARGET_VS_BARE)
-    for run, feed in ((hot, "Advanced Trade"), (hot_x, "Exchange")):
-        if run:
-            out.append(
-                Row(f"trades per CPU-s, hot path, {feed}", run.per_cpu_s, None, None, "/CPU-s", TARGET_PER_CPU_S)
-            )
-    if ws:
-        out.append(
-            Row("trades per CPU-s, service, Advanced Trade", ws.per_cpu_s, None, None, "/CPU-s", TARGET_PER_CPU_S)
-        )
+    for suffix, ws_side, hot_side, hot_x_side, bare_side, bare_label in PRODUCER_SIDES:
+        ws, hot, hot_x, bare = (result.best(s) for s in (ws_side, hot_side, hot_x_side, bare_side))
+        if ws and cf_all:
+            out += _versus(ws, cf_all, "cryptofeed acks=all", TARGET_VS_CRYPTOFEED, suffix)
+        if ws and cf_default:
+            out += _versus(ws, cf_default, "cryptofeed default acks=1", None, suffix)
+        if hot and bare:
+            out += _versus(hot, bare, bare_label, TARGET_VS_BARE)
+        for run, what in (
+            (hot, "hot path, Advanced Trade"),
+            (hot_x, "hot path, Exchange"),
+            (ws, "service, Advanced Trade"),
+        ):
+            if run:
+                out.append(
+                    Row(f"trades per CPU-s, {what}{suffix}", run.per_cpu_s, None, None, "/CPU-s", TARGET_PER_CPU_S)
+                )
     return out
 
 
@@ -155,7 +170,8 @@ def runs_text(result: PeersResult) -> str:
     return "\n".join(
         [
             f"INGESTION VS PEERS  {result.trades:,} trades in {result.frames:,} synthetic Advanced Trade frames "
-            f"(recorded shape, seed 7); cryptofeed {result.cryptofeed_version}",
+            f"(recorded shape, seed 7); cryptofeed {result.cryptofeed_version}; "
+            f"confluent-kafka {result.confluent_version or 'not installed'}",
             *(f"   {side}: {how}" for side, how in HOW.items()),
             "   same broker, a fresh 2-partition topic per run (LogAppendTime), records keyed/partitioned by product;",
             "   wall: first frame -> last record appended; CPU: the side's process only (not the broker, not the "
@@ -177,6 +193,7 @@ def as_json(result: PeersResult) -> dict[str, Any]:
         "trades": result.trades,
         "frames": result.frames,
         "cryptofeed_version": result.cryptofeed_version,
+        "confluent_version": result.confluent_version,
         "how": HOW,
         "runs": [
             {
@@ -260,4 +277,11 @@ def write(
 def from_json(data: dict[str, Any]) -> PeersResult:
     """A PeersResult back from ``dataclasses.asdict`` (to re-render a finished run)."""
     runs = [PeerRun(**r) for r in data["runs"]]
-    return PeersResult(data["trades"], data["frames"], runs, data["cryptofeed_version"], data.get("profile"))
+    return PeersResult(
+        data["trades"],
+        data["frames"],
+        runs,
+        data["cryptofeed_version"],
+        data.get("confluent_version"),
+        data.get("profile"),
+    )

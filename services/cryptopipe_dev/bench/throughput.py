@@ -26,7 +26,7 @@ from cryptopipe.contracts import Feed
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
-from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.producer import make_producer
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.bench.procmem import machine_busy_s, tree_cpu_s
 from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
@@ -123,13 +123,17 @@ def hot_path_run(
     *,
     feed: Feed = "exchange",
     topic_config: Mapping[str, str] | None = None,
+    producer_kind: str = "kafka-python",
 ) -> Run:
-    """FrameHandler.handle -> RecordProducer on this thread, as FeedConnection._read calls it."""
+    """FrameHandler.handle -> RecordProducer on this thread, as FeedConnection._read calls it;
+    ``producer_kind``: the settings' ``producer`` (kafka-python or confluent)."""
     broker.create_topic(topic, PARTITIONS, config=topic_config)
     broker.create_topic(topic + ".dlq", 1)
-    settings = IngestSettings(kafka_bootstrap=broker.bootstrap, topic=topic, dlq_topic=topic + ".dlq", feed=feed)
+    settings = IngestSettings(
+        kafka_bootstrap=broker.bootstrap, topic=topic, dlq_topic=topic + ".dlq", feed=feed, producer=producer_kind
+    )
     metrics = IngestMetrics()
-    producer = RecordProducer(settings, metrics)
+    producer = make_producer(settings, metrics)
     producer.wait_for_topics()
     if not producer.fast_path:
         log.warning("RecordProducer is not on its fast path: the figures are of send()")
