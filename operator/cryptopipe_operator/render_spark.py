@@ -6,7 +6,7 @@ from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import job_arguments, job_env
 from cryptopipe.spark_conf import spark_conf
 from cryptopipe_operator.render_common import Manifest, labels, metadata, restricted_container_security
-from cryptopipe_operator.spec import Pipeline, to_pipeline_config
+from cryptopipe_operator.spec import Pipeline, SparkPod, to_pipeline_config
 
 COMPONENT = "spark"
 SPARK_API_VERSION = "sparkoperator.k8s.io/v1beta2"
@@ -66,10 +66,11 @@ def _parallelism(pipeline: Pipeline) -> int:
     return executor.cores * executor.instances
 
 
-def _pod(pipeline: Pipeline, cores: int, memory: str) -> dict[str, object]:
-    return {
-        "cores": cores,
-        "memory": memory,
+def _pod(pipeline: Pipeline, pod: SparkPod) -> dict[str, object]:
+    # coreRequest only when set: spark-operator then requests the pod's cores
+    return ({"coreRequest": pod.core_request} if pod.core_request else {}) | {
+        "cores": pod.cores,
+        "memory": pod.memory,
         "labels": labels(pipeline, COMPONENT),
         "env": job_container_env(pipeline),
         # no readOnlyRootFilesystem: Spark writes its work and local dirs into the image's tree
@@ -84,11 +85,11 @@ def render_spark_application(
     """``starting_offsets`` matters only when the generation's checkpoint does not exist yet (Spark
     resumes from the checkpoint otherwise): a new generation may start at the old one's end offsets."""
     spark = pipeline.spec.spark
-    driver = _pod(pipeline, spark.driver.cores, spark.driver.memory) | {
+    driver = _pod(pipeline, spark.driver) | {
         "serviceAccount": service_account_name(pipeline),
         "ports": [{"name": "metrics", "containerPort": JOB_METRICS_PORT, "protocol": "TCP"}],
     }
-    executor = _pod(pipeline, spark.executor.cores, spark.executor.memory) | {"instances": spark.executor.instances}
+    executor = _pod(pipeline, spark.executor) | {"instances": spark.executor.instances}
     return {
         "apiVersion": SPARK_API_VERSION,
         "kind": "SparkApplication",

@@ -106,6 +106,9 @@ class IngestionSpec(_Model):
 class SparkPod(_Model):
     cores: int = 1
     memory: str = "1g"
+    # the CPU the pod requests from the scheduler (a Kubernetes quantity, "500m"); None: ``cores``.
+    # A small node (a dev cluster's 2 cores) fits a driver and an executor only below 1 CPU each.
+    core_request: str | None = None
 
 
 class SparkExecutor(SparkPod):

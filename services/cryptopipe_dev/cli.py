@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="developer tools").add_subparsers(dest="dev_command", required=True)
     cluster = dev.add_parser("cluster", help="a local kube-apiserver with the CRDs and the operator, for kubectl")
-    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("action", choices=["up", "down", "status", "e2e"])
     cluster.add_argument("--work-dir", type=Path, default=None, help="default: ~/.cache/cryptopipe/dev-cluster")
     cluster.add_argument(
         "--node",
@@ -144,8 +144,16 @@ def _parser() -> argparse.ArgumentParser:
         "--platform",
         action="store_true",
         help="up --node: also the platform's dependencies in pods (images loaded, the restricted "
-        "namespace 'cryptopipe', Kafka, the S3 server) and the KafkaTopic stand-in on the host",
+        "namespace 'cryptopipe', Kafka, the S3 server, spark-operator) and the KafkaTopic stand-in on the host",
     )
+    # e2e: on a running --node --platform cluster, a CryptoPipeline over the recordings, every
+    # candle committed, written as `cryptopipe replay` writes them
+    cluster.add_argument("--replay", nargs="+", type=Path, default=None, metavar="RECORDING", help="e2e: recordings")
+    cluster.add_argument("--output-csv", type=Path, default=None, help="e2e: where the candles go")
+    cluster.add_argument("--products", type=_csv_list, default=None, help="e2e: only these products")
+    cluster.add_argument("--watermark", default="30s", help="e2e: the pipeline's watermark")
+    cluster.add_argument("--speed", default="max", help="e2e: replay speed, max or a factor (1 = real time)")
+    cluster.add_argument("--timeout", type=float, default=900.0, help="e2e: seconds for each wait")
     return parser
 
 
@@ -219,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         from cryptopipe_dev.commands.dev_cluster import run_dev_cluster
 
+        if args.action == "e2e":
+            from cryptopipe_dev.commands.cluster_e2e import run_cluster_e2e
+
+            return run_cluster_e2e(args)
         return run_dev_cluster(args.action, args.work_dir, node=args.node, platform=args.platform)
     raise AssertionError(args.command)
 

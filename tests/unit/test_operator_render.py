@@ -237,6 +237,32 @@ def test_spark_application_runs_the_local_job(p: Pipeline) -> None:
     assert app["restartPolicy"]["type"] == "Always"
 
 
+def test_spark_pods_carry_the_restricted_profile() -> None:
+    """spark-operator's webhook copies these onto the driver and executor pods: without every one of
+    them a namespace enforcing the restricted Pod Security Standard refuses the pods."""
+    app = render_spark_application(VARIANTS["base"], 1)["spec"]
+    for pod in (app["driver"], app["executor"]):
+        assert pod["podSecurityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        assert pod["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+
+
+def test_spark_core_request_only_when_set() -> None:
+    base = render_spark_application(VARIANTS["base"], 1)["spec"]
+    assert "coreRequest" not in base["driver"] and "coreRequest" not in base["executor"]
+    small = pipeline(
+        spark={"image": "s:1", "driver": {"coreRequest": "400m"}, "executor": {"coreRequest": "1", "cores": 2}}
+    )
+    app = render_spark_application(small, 1)
+    assert (app["spec"]["driver"]["coreRequest"], app["spec"]["driver"]["cores"]) == ("400m", 1)
+    assert (app["spec"]["executor"]["coreRequest"], app["spec"]["executor"]["cores"]) == ("1", 2)
+    assert crd.schema_problems(UPSTREAM_SCHEMAS["SparkApplication"], app) == []
+
+
 def test_spark_credentials_come_from_the_secret() -> None:
     p = VARIANTS["aws-and-options"]
     app = render_spark_application(p, 1)["spec"]

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptopipe_dev.stack import node as nodemod
-from cryptopipe_dev.stack import node_addons, paths, procs
+from cryptopipe_dev.stack import node_addons, node_spark, paths, procs
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 
@@ -198,6 +198,8 @@ def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, ou
                     "lake_bucket": node_addons.LAKE_BUCKET,
                     "kafka_cluster": node_addons.KAFKA_CLUSTER,
                 }
+                # spark-operator (controller + webhook), so a pipeline's SparkApplication really runs
+                addons.update(node_spark.deploy_spark_operator(kube, kube_node, log_path=work_dir / "images-load.log"))
                 topics = node_addons.topic_controller_for(kube, deps, log_path=work_dir / "topic-controller.log")
                 started.append(topics.start())
                 # the operator as a user installs it: its chart, its image, in a pod (not on the host)
@@ -255,7 +257,8 @@ def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, ou
             print(
                 f"platform: namespace {p['namespace']} (restricted), Kafka {p['kafka_cluster']}-kafka-bootstrap:9092 "
                 f"(from the host {p['kafka_bootstrap_from_host']}), S3 {p['s3_endpoint']} (Secret {p['s3_secret']}, "
-                f"bucket {p['lake_bucket']}; from the host {p['s3_endpoint_from_host']}), KafkaTopic stand-in on the host",
+                f"bucket {p['lake_bucket']}; from the host {p['s3_endpoint_from_host']}), KafkaTopic stand-in on the host, "
+                f"spark-operator {node_spark.SPARK_OPERATOR_VERSION} in {node_spark.NAMESPACE} (controller + webhook)",
                 file=out,
             )
     if operator is not None:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -74,10 +75,10 @@ def flush_time_us(plan: ReplayPlan) -> int:
     return int((last_ts + margin) * 1_000_000)
 
 
-def ingestion_not_ready(port: int) -> str | None:
+def ingestion_not_ready(port: int, host: str = "127.0.0.1") -> str | None:
     """None when ingestion's /readyz answers 200, else why not (its own reason when it gives one)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=2) as response:
             response.read()
             return None
     except urllib.error.HTTPError as exc:
@@ -89,7 +90,30 @@ def ingestion_not_ready(port: int) -> str | None:
         return f"/readyz not answering ({exc})"
 
 
-def wait_caught_up(ingestion: ManagedProcess, port: int, server: ReplayServer, timeout: float) -> None:
+class Ingestion(Protocol):
+    """What wait_caught_up watches of ingestion: a ManagedProcess, or (``cryptopipe dev cluster e2e``)
+    its pod."""
+
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def log_path(self) -> Path | str: ...
+    def log_tail(self, lines: int = 20) -> str: ...
+
+
+class FeedServer(Protocol):
+    """What wait_caught_up asks of the replay server: a ReplayServer, or its pod's /_replay/status."""
+
+    @property
+    def frames_sent(self) -> int: ...
+    def wait_done(self, timeout: float | None = None) -> bool: ...
+
+
+def wait_caught_up(
+    ingestion: Ingestion, port: int, server: FeedServer, timeout: float, *, host: str = "127.0.0.1"
+) -> None:
     """Until the server sent the whole recording, ingestion received it all and no gap is pending.
 
     Never silent, never longer than needed: logs what is outstanding every PROGRESS_LOG_S, and
@@ -109,9 +133,9 @@ def wait_caught_up(ingestion: ManagedProcess, port: int, server: ReplayServer, t
                 f"log {ingestion.log_path}:\n{ingestion.log_tail(20)}"
             )
         done = server.wait_done(0)
-        not_ready = ingestion_not_ready(port)
+        not_ready = ingestion_not_ready(port, host)
         try:
-            metrics = scrape(f"http://127.0.0.1:{port}/metrics")
+            metrics = scrape(f"http://{host}:{port}/metrics")
         except OSError:
             metrics = {}
         received, pending = metrics.get(FRAMES, 0), metrics.get(BACKFILL_PENDING, 0)
@@ -186,16 +210,22 @@ def run_replay(plan: ReplayPlan, *, work_dir: Path, output_csv: Path, timeout: f
             job = stack.start_job()
         target = us_to_iso(flush_us - parse_duration(plan.watermark) * 1_000_000)[:19]
         stack.wait_for_watermark(target, job=job, timeout=timeout)
-        tables = [stack.candles(w) for w in plan.windows]
-        import pyarrow as pa
-
-        table = pa.concat_tables(tables).sort_by(
-            [("product_id", "ascending"), ("window_start", "ascending"), ("window_end", "ascending")]
-        )
-        output_csv.parent.mkdir(parents=True, exist_ok=True)
-        output_csv.write_text(to_csv(table))
+        rows = write_candles_csv([stack.candles(w) for w in plan.windows], output_csv)
         log.info(
             "replay done",
-            extra={"candles": table.num_rows, "csv": str(output_csv), "seconds": round(time.monotonic() - started, 1)},
+            extra={"candles": rows, "csv": str(output_csv), "seconds": round(time.monotonic() - started, 1)},
         )
     return 0
+
+
+def write_candles_csv(tables: list, output_csv: Path) -> int:
+    """Every window's candles as one CSV, ordered by product, window start, window end; returns the
+    number of candles. ``cryptopipe dev cluster e2e`` writes its CSV with this too (the same contract)."""
+    import pyarrow as pa
+
+    table = pa.concat_tables(tables).sort_by(
+        [("product_id", "ascending"), ("window_start", "ascending"), ("window_end", "ascending")]
+    )
+    output_csv.parent.mkdir(parents=True, exist_ok=True)
+    output_csv.write_text(to_csv(table))
+    return int(table.num_rows)

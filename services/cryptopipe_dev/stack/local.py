@@ -164,19 +164,7 @@ class LocalStack:
 
     def produce_ticks(self, products, event_time_us: int) -> None:
         """Control records that move the job's watermark to ``event_time_us`` - watermark delay."""
-        producer = KafkaProducer(bootstrap_servers=self.kafka.bootstrap, enable_idempotence=True, acks="all")
-        try:
-            # a control record made here, not received: stamped no earlier than its own time, so the job
-            # does not reject it as ahead of receipt when a recent recording's flush time is in the future
-            receive_us = max(int(time.time() * 1_000_000), event_time_us)
-            for product in products:
-                tick = Tick(
-                    product_id=product, event_time_us=event_time_us, receive_time_us=receive_us, feed=self.config.feed
-                )
-                producer.send(self.config.topic, key=product.encode(), value=tick.to_json())
-            producer.flush()
-        finally:
-            producer.close()
+        produce_ticks(self.kafka.bootstrap, self.config.topic, self.config.feed, products, event_time_us)
 
     def candles(self, window: str = "1m"):
         from cryptopipe.lake.layout import LakeLocation
@@ -197,3 +185,19 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def produce_ticks(bootstrap: str, topic: str, feed: str, products, event_time_us: int) -> None:
+    """One tick per product into a pipeline's trades ``topic``: control records that move its job's
+    watermark to ``event_time_us`` - watermark delay."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    try:
+        # a control record made here, not received: stamped no earlier than its own time, so the job
+        # does not reject it as ahead of receipt when a recent recording's flush time is in the future
+        receive_us = max(int(time.time() * 1_000_000), event_time_us)
+        for product in products:
+            tick = Tick(product_id=product, event_time_us=event_time_us, receive_time_us=receive_us, feed=feed)
+            producer.send(topic, key=product.encode(), value=tick.to_json())
+        producer.flush()
+    finally:
+        producer.close()

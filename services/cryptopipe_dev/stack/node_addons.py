@@ -60,11 +60,11 @@ def render(manifest: str, **values: object) -> str:
     return Template((MANIFESTS / manifest).read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
-def _apply(kube: KubeControlPlane, text: str) -> None:
+def apply(kube: KubeControlPlane, text: str) -> None:
     kube.kubectl("apply", "--server-side", "--field-manager=cryptopipe-dev-cluster", "-f", "-", input=text)
 
 
-def _rollout(kube: KubeControlPlane, namespace: str, what: str, timeout: float) -> None:
+def rollout(kube: KubeControlPlane, namespace: str, what: str, timeout: float) -> None:
     kube.kubectl("-n", namespace, "rollout", "status", what, f"--timeout={int(timeout)}s", timeout=timeout + 15)
 
 
@@ -93,10 +93,8 @@ def deploy_dns(kube: KubeControlPlane, node: nodemod.KubeNode, *, timeout: float
     ref, tarball = coredns_image()
     if not image_present(node, ref):
         node.ctr("images", "import", str(tarball), timeout=120)
-    _apply(
-        kube, render("coredns.yaml", COREDNS_IMAGE=ref, DNS_IP=nodemod.CLUSTER_DNS_IP, CLUSTER_DOMAIN=CLUSTER_DOMAIN)
-    )
-    _rollout(kube, "kube-system", "deployment/coredns", timeout)
+    apply(kube, render("coredns.yaml", COREDNS_IMAGE=ref, DNS_IP=nodemod.CLUSTER_DNS_IP, CLUSTER_DOMAIN=CLUSTER_DOMAIN))
+    rollout(kube, "kube-system", "deployment/coredns", timeout)
     return round(time.monotonic() - began, 1)
 
 
@@ -168,7 +166,7 @@ def deploy_platform_deps(
     load_images(node, DEPS_IMAGES, log_path=log_path)
     timings["images_load_s"] = round(time.monotonic() - began, 1)
     refs = image_refs()
-    _apply(
+    apply(
         kube,
         render(
             "platform-deps.yaml",
@@ -184,9 +182,9 @@ def deploy_platform_deps(
         ),
     )
     applied = time.monotonic()
-    _rollout(kube, namespace, f"statefulset/{KAFKA_CLUSTER}-kafka", timeout)
+    rollout(kube, namespace, f"statefulset/{KAFKA_CLUSTER}-kafka", timeout)
     timings["kafka_ready_s"] = round(time.monotonic() - applied, 1)
-    _rollout(kube, namespace, f"deployment/{S3_SERVICE}", timeout)
+    rollout(kube, namespace, f"deployment/{S3_SERVICE}", timeout)
     timings["s3_ready_s"] = round(time.monotonic() - applied, 1)
     kafka_ip = _cluster_ip(kube, namespace, f"{KAFKA_CLUSTER}-kafka-bootstrap")
     s3_ip = _cluster_ip(kube, namespace, S3_SERVICE)
@@ -326,8 +324,8 @@ def deploy_replay(
         speed,
     ]
     image = image_refs()["dev-replay"]
-    _apply(kube, render("replay.yaml", NAME=name, NAMESPACE=namespace, IMAGE=image, ARGS=json.dumps(args)))
-    _rollout(kube, namespace, f"deployment/{name}", timeout)
+    apply(kube, render("replay.yaml", NAME=name, NAMESPACE=namespace, IMAGE=image, ARGS=json.dumps(args)))
+    rollout(kube, namespace, f"deployment/{name}", timeout)
     host = f"{name}.{namespace}.svc"
     return {"ws_url": f"ws://{host}:{REPLAY_PORT}", "rest_url": f"http://{host}:{REPLAY_PORT}"}
 

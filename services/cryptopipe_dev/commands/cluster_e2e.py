@@ -1,0 +1,307 @@
+"""``cryptopipe dev cluster e2e --replay RECORDING... --output-csv PATH``: the user's path through a
+running ``--node --platform`` dev cluster, checked from outside.
+
+It deploys the dev replay server in a pod for the recordings, applies a CryptoPipeline whose
+wsUrl/restUrl point at it, and decides completion exactly as ``cryptopipe replay`` does
+(commands/replay.py), only watching pods instead of local processes: ``wait_caught_up`` on the
+replay pod's ``/_replay/status`` and the ingestion pod's /readyz and /metrics (pod IPs are reachable
+from the host over the node's bridge); then one tick per product past the recordings' last window
+(``produce_ticks``, into the pipeline's topic through the broker's Service); then until the Spark
+driver's watermark gauge (``cryptopipe_job_watermark_timestamp_seconds``, per window) has passed
+it. The candles are read from the S3 pod's bucket with the project's lake reader and written with
+``cryptopipe replay``'s CSV writer. The pipeline must also be ``Ready=True`` from its children's
+real status. Every wait is bounded by ``--timeout`` and names what it waited for.
+
+Afterwards the pipeline and its replay server are deleted (the lake stays: the pipeline is
+``Retain``), so that the next run finds the node's 2 CPUs free; the cluster keeps running.
+One feed per run: a CryptoPipeline ingests one feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from cryptopipe.contracts import parse_duration, us_to_iso
+from cryptopipe_dev.commands import replay as replay_cmd
+from cryptopipe_dev.commands.dev_cluster import default_work_dir, read_state, recorded
+from cryptopipe_dev.commands.scrape import samples
+from cryptopipe_dev.stack import node_addons, paths
+from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.local import produce_ticks
+
+log = logging.getLogger("cryptopipe.cluster_e2e")
+
+INGESTION_PORT = 8080  # render_ingestion.HTTP_PORT
+JOB_METRICS_PORT = 9108  # render_spark.JOB_METRICS_PORT
+WATERMARK_GAUGE = "cryptopipe_job_watermark_timestamp_seconds"
+# small enough that a driver and an executor fit next to the platform on a 2-CPU node
+CORE_REQUEST = "400m"
+
+
+class E2EError(Exception):
+    """The run cannot finish: the message says what was waited for and what was seen."""
+
+
+def attached_cluster(work_dir: Path, state: dict[str, Any] | None) -> tuple[KubeControlPlane, dict[str, Any]]:
+    """The recorded ``--node --platform`` cluster of ``work_dir``: its kubectl, and ``state.json``'s
+    platform addresses. Raises E2EError when there is none or it is not running."""
+    if state is None:
+        raise E2EError(
+            f"no dev cluster recorded in {work_dir} (start one: cryptopipe dev cluster up --node --platform)"
+        )
+    platform = (state.get("node") or {}).get("platform")
+    if not platform:
+        raise E2EError(
+            f"the dev cluster in {work_dir} has no node and platform: e2e needs `cryptopipe dev cluster up --node "
+            "--platform` (pods run only on a node; Kafka, S3 and spark-operator come with --platform)"
+        )
+    stopped = [p.name for p in recorded(state) if not p.alive]
+    if stopped:
+        raise E2EError(f"the dev cluster in {work_dir} is not fully running: {', '.join(stopped)} stopped")
+    kube = KubeControlPlane(
+        Path(state["kubeconfig"]).parent, bin_dir=Path(state["bin_dir"]), address=state["node"]["ip"]
+    )
+    return kube, platform
+
+
+def pipeline_manifest(
+    name: str, plan: replay_cmd.ReplayPlan, urls: dict[str, str], platform: dict[str, Any], feed: str
+) -> dict[str, Any]:
+    refs = node_addons.image_refs()
+    small = {"coreRequest": CORE_REQUEST}
+    return {
+        "apiVersion": "cryptopipeline.io/v1alpha1",
+        "kind": "CryptoPipeline",
+        "metadata": {"name": name, "namespace": platform["namespace"]},
+        "spec": {
+            "feed": feed,
+            "products": list(plan.products),
+            "windows": list(plan.windows),
+            "watermark": plan.watermark,
+            "trigger": plan.trigger,
+            "deletionPolicy": "Retain",
+            "kafka": {"clusterName": platform["kafka_cluster"], "replicas": 1},
+            "sink": {
+                "endpoint": platform["s3_endpoint"],
+                "bucket": platform["lake_bucket"],
+                "credentialsSecretRef": {"name": platform["s3_secret"]},
+            },
+            "ingestion": {
+                "image": refs["ingestion"],
+                "imagePullPolicy": "Never",
+                "wsUrl": urls["ws_url"],
+                "restUrl": urls["rest_url"],
+            },
+            "spark": {"image": refs["spark-job"], "imagePullPolicy": "Never", "driver": small, "executor": small},
+        },
+    }
+
+
+class ReplayPodStatus:
+    """The replay server pod as wait_caught_up asks of a replay server (its /_replay/status)."""
+
+    def __init__(self, status_url: str) -> None:
+        self.status_url = status_url
+        self._status: dict[str, Any] = {}
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(self.status_url, timeout=3) as response:
+                self._status = json.loads(response.read())
+        except OSError as exc:
+            log.warning("replay status not answering", extra={"url": self.status_url, "error": str(exc)})
+        return self._status
+
+    @property
+    def frames_sent(self) -> int:
+        return int(self._status.get("frames_sent", 0))
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        return bool(self._read().get("done"))
+
+
+class PodProcess:
+    """A pod as wait_caught_up watches a process: alive while Running with no container restart."""
+
+    def __init__(self, kube: KubeControlPlane, namespace: str, pod: dict[str, Any]) -> None:
+        self.kube, self.namespace, self.name = kube, namespace, pod["metadata"]["name"]
+        self.ip = pod["status"]["podIP"]
+        self.returncode: int | None = None
+        self.log_path = f"kubectl -n {namespace} logs {self.name}"
+
+    @property
+    def alive(self) -> bool:
+        got = self.kube.kubectl("-n", self.namespace, "get", "pod", self.name, "-o", "json", check=False)
+        if got.returncode != 0:
+            self.returncode = -1
+            return False
+        status = json.loads(got.stdout)["status"]
+        restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses", []))
+        if status.get("phase") != "Running" or restarts:
+            self.returncode = -1
+            return False
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        got = self.kube.kubectl("-n", self.namespace, "logs", self.name, f"--tail={lines}", check=False)
+        return got.stdout + got.stderr
+
+
+def _ready_pod(kube: KubeControlPlane, namespace: str, selector: str, what: str, timeout: float) -> dict[str, Any]:
+    """The first pod matching ``selector`` that is Ready, within ``timeout`` (else E2EError)."""
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        pods = kube.get_json("-n", namespace, "pods", "-l", selector)["items"]
+        seen = [f"{p['metadata']['name']}: {p['status'].get('phase')}" for p in pods]
+        for pod in pods:
+            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+            if conditions.get("Ready") == "True" and pod["status"].get("podIP"):
+                return pod
+        time.sleep(1)
+    raise E2EError(f"no Ready pod for {what} ({selector}) within {timeout:.0f} s; pods: {seen or 'none'}")
+
+
+def wait_watermark(
+    kube: KubeControlPlane, namespace: str, app: str, windows: tuple[str, ...], target_iso: str, timeout: float
+) -> None:
+    """Until the driver's watermark gauge is at least ``target_iso`` for every window (the batch that
+    used that watermark has committed every window before it, as the local replay's wait)."""
+    target_s = parse_iso_s(target_iso)
+    deadline = time.monotonic() + timeout
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        pods = kube.get_json("-n", namespace, "pods", "-l", f"spark-role=driver,sparkoperator.k8s.io/app-name={app}")[
+            "items"
+        ]
+        ip = next((p["status"].get("podIP") for p in pods if p["status"].get("phase") == "Running"), None)
+        if ip:
+            with contextlib.suppress(OSError):
+                seen = {
+                    s.labels.get("window", ""): s.value
+                    for s in samples(f"http://{ip}:{JOB_METRICS_PORT}/metrics")
+                    if s.name == WATERMARK_GAUGE
+                }
+            if all(seen.get(w, 0) >= target_s for w in windows):
+                return
+        time.sleep(1)
+    app_state = kube.kubectl(
+        "-n", namespace, "get", "sparkapplication", app, "-o", "jsonpath={.status.applicationState}", check=False
+    ).stdout
+    raise E2EError(
+        f"the Spark job's watermark did not reach {target_iso} within {timeout:.0f} s "
+        f"(driver's {WATERMARK_GAUGE}: {seen or 'not scraped'}; SparkApplication {app}: {app_state or 'no state'})"
+    )
+
+
+def parse_iso_s(iso: str) -> float:
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp()
+
+
+def wait_ready(kube: KubeControlPlane, namespace: str, name: str, timeout: float) -> dict[str, str]:
+    """Until the CryptoPipeline's Ready condition is True (from its children's real status)."""
+    deadline = time.monotonic() + timeout
+    conditions: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        got = kube.get_json("-n", namespace, "cryptopipeline", name)
+        conditions = {
+            c["type"]: f"{c['status']} ({c.get('reason')})" for c in got.get("status", {}).get("conditions") or []
+        }
+        if conditions.get("Ready", "").startswith("True"):
+            return conditions
+        time.sleep(1)
+    raise E2EError(f"CryptoPipeline {namespace}/{name} not Ready within {timeout:.0f} s: {conditions}")
+
+
+def run_e2e(
+    work_dir: Path,
+    state: dict[str, Any] | None,
+    plan: replay_cmd.ReplayPlan,
+    output_csv: Path,
+    *,
+    timeout: float = 900.0,
+    name: str | None = None,
+) -> int:
+    began = time.monotonic()
+    kube, platform = attached_cluster(work_dir, state)
+    feeds = sorted({r.feed for r in plan.recordings})
+    if len(feeds) != 1:
+        raise E2EError(f"the recordings are of {len(feeds)} feeds ({', '.join(feeds)}): one feed per e2e run")
+    namespace = platform["namespace"]
+    name = name or f"e2e-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    replay_name = f"{name}-replay"
+    paths = [Path(r.path) for r in plan.recordings]
+    urls = node_addons.deploy_replay(kube, paths, name=replay_name, namespace=namespace, speed=plan.speed)
+    manifest = pipeline_manifest(name, plan, urls, platform, feeds[0])
+    from cryptopipe_operator.spec import Pipeline, parse_spec
+
+    pipeline = Pipeline(name, namespace, "", parse_spec(manifest["spec"]))
+    timings: dict[str, float] = {}
+    try:
+        applied = time.monotonic()
+        kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        ingestion_pod = _ready_pod(
+            kube,
+            namespace,
+            f"app.kubernetes.io/instance={name},app.kubernetes.io/component=ingestion",
+            "ingestion",
+            min(timeout, 300),
+        )
+        timings["apply_to_ingestion_ready_s"] = round(time.monotonic() - applied, 1)
+        ingestion = PodProcess(kube, namespace, ingestion_pod)
+        service_ip = kube.get_json("-n", namespace, "service", replay_name)["spec"]["clusterIP"]
+        server = ReplayPodStatus(f"http://{service_ip}:{node_addons.REPLAY_PORT}/_replay/status")
+        try:
+            replay_cmd.wait_caught_up(ingestion, INGESTION_PORT, server, timeout, host=ingestion.ip)
+        except SystemExit as exc:
+            raise E2EError(str(exc)) from None
+        timings["apply_to_caught_up_s"] = round(time.monotonic() - applied, 1)
+        flush_us = replay_cmd.flush_time_us(plan)
+        produce_ticks(platform["kafka_bootstrap_from_host"], pipeline.topic, feeds[0], plan.products, flush_us)
+        target = us_to_iso(flush_us - parse_duration(plan.watermark) * 1_000_000)[:19]
+        wait_watermark(kube, namespace, f"{name}-candles", plan.windows, target, timeout)
+        timings["apply_to_committed_s"] = round(time.monotonic() - applied, 1)
+        conditions = wait_ready(kube, namespace, name, 120)
+        connection = node_addons.s3_connection(platform["s3_endpoint_from_host"])
+        from cryptopipe.lake.reader import read_candles
+
+        tables = [read_candles(pipeline.lake, connection.arrow_filesystem(), window=w) for w in plan.windows]
+        rows = replay_cmd.write_candles_csv(tables, output_csv)
+        print(
+            f"e2e {namespace}/{name}: {rows} candles in {output_csv}; Ready: {conditions.get('Ready')}; "
+            f"lake s3://{pipeline.lake.bucket}/{pipeline.lake_prefix}; {timings}; "
+            f"{round(time.monotonic() - began, 1)} s",
+            flush=True,
+        )
+    finally:
+        # the node's CPUs for the next run; the lake stays (Retain)
+        kube.kubectl(
+            "-n", namespace, "delete", "cryptopipeline", name, "--ignore-not-found", "--timeout=120s", check=False
+        )
+        for kind in ("deployment", "service", "configmap"):
+            target_name = f"{replay_name}-recordings" if kind == "configmap" else replay_name
+            kube.kubectl("-n", namespace, "delete", kind, target_name, "--ignore-not-found", check=False)
+    return 0
+
+
+def run_cluster_e2e(args: Any) -> int:
+    """The CLI's ``cryptopipe dev cluster e2e``: exit 0 with the CSV written, 1 with the reason on stderr."""
+    if not args.replay or args.output_csv is None:
+        print("error: e2e needs --replay RECORDING... and --output-csv PATH", file=sys.stderr)
+        return 2
+    work_dir = (args.work_dir or default_work_dir()).resolve()
+    try:
+        plan = replay_cmd.plan_replay(args.replay, products=args.products, speed=args.speed, watermark=args.watermark)
+        return run_e2e(work_dir, read_state(work_dir), plan, args.output_csv, timeout=args.timeout)
+    except (E2EError, paths.MissingDependency) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
