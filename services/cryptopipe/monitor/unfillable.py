@@ -45,18 +45,18 @@ class UnfillableLog:
             consumer.seek_to_beginning(*fresh)
         end = consumer.end_offsets(partitions)
         deadline = time.monotonic() + self.timeout_s
-        added: dict[str, list[tuple[int, int]]] = {}
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read the dead-letter topic {self.topic} within {self.timeout_s} s")
-            for records in consumer.poll(timeout_ms=POLL_MS).values():
-                for record in records:
-                    self._take(record.value, added)
-        for product, ranges in added.items():
-            self._ranges[product] = merge_ranges([*self._ranges.get(product, []), *ranges])
+        try:
+            while any(consumer.position(tp) < end[tp] for tp in partitions):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not read the dead-letter topic {self.topic} within {self.timeout_s} s")
+                for records in consumer.poll(timeout_ms=POLL_MS).values():
+                    for record in records:
+                        self._take(record.value)
+        finally:  # what was read is kept even when the end was not reached: the position moved past it
+            self._ranges = {p: merge_ranges(r) for p, r in self._ranges.items()}
         return {p: list(r) for p, r in self._ranges.items()}
 
-    def _take(self, value: bytes | None, added: dict[str, list[tuple[int, int]]]) -> None:
+    def _take(self, value: bytes | None) -> None:
         if value is None:
             return
         try:
@@ -66,7 +66,7 @@ class UnfillableLog:
             log.warning("bad unfillable trade ids record skipped", extra={"topic": self.topic, "error": str(exc)})
             return
         if record is not None:
-            added.setdefault(record.product_id, []).append((record.first_trade_id, record.last_trade_id))
+            self._ranges.setdefault(record.product_id, []).append((record.first_trade_id, record.last_trade_id))
 
     def _consumer_for_topic(self) -> KafkaConsumer:
         if self._consumer is None:

@@ -410,10 +410,19 @@ class _Run:
         self.stack.progress_file = self.dir / "job-progress-successor.json"
         self.job = self.stack.start_job(name=f"{self.name}/spark-job-successor")
         try:
-            # the successor needs new records to run a batch: ticks at the market's current time
-            now_us = int((self.frames[max(0, self._position() - 1)].ts - 1) * 1_000_000)
-            self.stack.produce_ticks(PRODUCTS, now_us)
-            self._recovered(t0, lambda: self._batch() is not None, "the successor driver's first batch")
+            # the successor needs records it has not seen to run a batch, but the old driver takes
+            # every record that arrives while the successor starts: ticks at the market's current time
+            # (they move no watermark past a trade) every few seconds, until the successor's first batch
+            next_ticks = [0.0]
+
+            def successor_ran() -> bool:
+                if time.monotonic() >= next_ticks[0]:
+                    now_us = int((self.frames[max(0, self._position() - 1)].ts - 1) * 1_000_000)
+                    self.stack.produce_ticks(PRODUCTS, now_us)
+                    next_ticks[0] = time.monotonic() + 5.0
+                return self._batch() is not None
+
+            self._recovered(t0, successor_ran, "the successor driver's first batch")
             overlap_end = time.monotonic() + ZOMBIE_OVERLAP_S
             while time.monotonic() < overlap_end:
                 self._supervise()
