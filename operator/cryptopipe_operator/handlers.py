@@ -45,7 +45,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     settings.watching.connect_timeout = CONFIG.watch_connect_timeout_s
     settings.networking.request_timeout = CONFIG.request_timeout_s
     settings.networking.connect_timeout = CONFIG.request_connect_timeout_s
-    settings.queueing.worker_limit = CONFIG.worker_limit  # see settings.py for why bounded
+    settings.queueing.worker_limit = CONFIG.worker_limit or None  # see settings.py for why bounded
+    settings.queueing.idle_timeout = CONFIG.worker_idle_s
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STATE_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=STATE_PREFIX)
     settings.persistence.finalizer = FINALIZER

@@ -35,12 +35,17 @@ class OperatorConfig(BaseSettings):
     # readable for RBAC) is retried after this: soon enough to pick up the fix, seldom enough that
     # its LakeDeleteFailed Warning does not repeat every few seconds until someone looks.
     misconfig_retry_s: float = Field(30.0, gt=0)
-    # How many pipelines kopf handles at once (settings.queueing.worker_limit; kopf's default is no
-    # limit). A reconcile is ~17 sequential API requests, ~0.1 s alone; unbounded, a burst of 100
-    # pipelines starts 100 reconciles that share the API server and all finish near the end, each
-    # taking seconds. Bounded, they are served about first come first served in about the same total
-    # time, each one fast, and fewer in flight keep the operator's memory high-water mark lower.
-    worker_limit: int = Field(20, ge=1)
+    # How many pipelines kopf handles at once (settings.queueing.worker_limit; 0: no limit, kopf's
+    # default). Measured (docs/benchmarks-operator.md, 2026-12-06): the operator's memory grows with
+    # the reconciles in flight (a burst of 100 peaked at ~200-250 MiB unbounded, ~155-165 MiB at 20,
+    # ~145 MiB at 10), while a lower limit lengthens the burst when the API server is the bottleneck
+    # (fewer requests in flight). 20 keeps the burst within its target and memory near its own.
+    worker_limit: int = Field(20, ge=0)
+    # How long kopf keeps an idle pipeline's worker, and with a limit its slot, after its last event
+    # (settings.queueing.idle_timeout; kopf's default 5 s). At 5 s every reconcile holds a slot 5 s
+    # longer than it works, throttling a burst to worker_limit pipelines per 5 s (what made the
+    # limit of 20 twice as slow as no limit before); a worker is cheap to start again.
+    worker_idle_s: float = Field(0.5, gt=0)
 
     # Watch and request timeouts, pinned rather than left at kopf's defaults (no server timeout,
     # no client timeout): a watch stream that a proxy or load balancer silently drops otherwise

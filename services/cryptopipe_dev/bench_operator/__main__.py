@@ -27,15 +27,17 @@ from pathlib import Path
 
 from cryptopipe.logs import setup_logging
 from cryptopipe_dev.bench.procmem import peak_rss_kb
-from cryptopipe_dev.bench_operator.latency import run_latency, warm_up
+from cryptopipe_dev.bench_operator.latency import percentile, run_latency, warm_up
 from cryptopipe_dev.bench_operator.memory import CpuMeter, RssSampler, settle
 from cryptopipe_dev.bench_operator.pipelines import PIPELINES_PATH, expected_children
-from cryptopipe_dev.bench_operator.report import Report, operator_metrics
+from cryptopipe_dev.bench_operator.report import Report, operator_metrics, verdict
 from cryptopipe_dev.bench_operator.startup import control_plane, start_control_plane, start_operator
 from cryptopipe_dev.bench_operator.throughput import run_burst
 from cryptopipe_dev.bench_operator.watch import Watcher
 from cryptopipe_dev.stack.procs import ManagedProcess
 from cryptopipe_operator.spec import KIND
+
+ENV_PREFIX = "CRYPTOPIPE_OPERATOR_"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,26 +66,71 @@ def _parser() -> argparse.ArgumentParser:
         help="extra environment for the operator, e.g. CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S=30 "
         "(default: settings.py's defaults, as the chart runs it)",
     )
-    p.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,NAME=VALUE]",
+        help="run the whole benchmark once per --variant, each on a fresh control plane with these operator "
+        "settings (CRYPTOPIPE_OPERATOR_ may be left out), and print the runs side by side; e.g. "
+        "--variant WORKER_LIMIT=0 --variant WORKER_LIMIT=20",
+    )
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON (PATH-N per variant)")
     p.add_argument("--work-dir", type=Path, help="keep the control plane's data and logs here (default: temp, removed)")
     p.add_argument("--log-level", default="WARNING", help="this process's diagnostic logs on stderr (default WARNING)")
     return p
 
 
+def _variants(args: argparse.Namespace) -> list[list[str]]:
+    """The operator env of each run: --operator-env, plus each --variant's settings (one run without)."""
+    if not args.variant:
+        return [list(args.operator_env)]
+    runs = []
+    for variant in args.variant:
+        items = [item.strip() for item in variant.split(",") if item.strip()]
+        named = [item if item.startswith(ENV_PREFIX) else ENV_PREFIX + item for item in items]
+        runs.append([*args.operator_env, *named])
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
+    runs = _variants(args)
+    reports: list[tuple[str, Report | None]] = []
+    for number, operator_env in enumerate(runs, 1):
+        label = ", ".join(item.removeprefix(ENV_PREFIX) for item in operator_env) or "defaults"
+        if len(runs) > 1:
+            print(f"\n=== run {number}/{len(runs)}: {label} ===", flush=True)
+        work_dir = args.work_dir / f"run-{number}" if args.work_dir else None
+        try:
+            report: Report | None = measure(args, operator_env, work_dir)
+        except Exception as exc:  # the other runs still count; this one is reported as failed
+            if len(runs) == 1:
+                raise
+            print(f"  run {number} failed: {exc!r}", file=sys.stderr)
+            report = None
+        reports.append((label, report))
+        if report is not None and args.json:
+            path = args.json if len(runs) == 1 else args.json.with_name(f"{args.json.stem}-{number}{args.json.suffix}")
+            report.write_json(path)
+    if len(runs) > 1:
+        print_comparison(reports)
+    return 0 if all(r is not None and r.targets_met for _, r in reports) else 1
+
+
+def measure(args: argparse.Namespace, operator_env: list[str], work_dir: Path | None) -> Report:
+    """One run on a fresh control plane; its report (printed)."""
     began = time.monotonic()
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-bench-operator-"))
-    keep = args.work_dir is not None
+    keep = work_dir is not None
+    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="cryptopipe-bench-operator-"))
     kube = control_plane(work_dir)
     operator: ManagedProcess | None = None
-    failed = False
     try:
         print("CryptoPipeline operator benchmark  " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), flush=True)
         start_control_plane(kube)
         load = {"start": os.getloadavg()[0]}
-        started = start_operator(kube, work_dir / "operator.log", args.operator_env)
+        started = start_operator(kube, work_dir / "operator.log", operator_env)
         operator = started.process
 
         children, paths = expected_children("example")
@@ -126,9 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             watch_events=watcher.events,
             watch_errors=len(watcher.errors),
         )
-        failed = not report.print(time.monotonic() - began)
-        if args.json:
-            report.write_json(args.json)
+        report.print(time.monotonic() - began)
+        return report
     except BaseException:
         if operator is not None:
             print("\noperator log tail:\n" + operator.log_tail(), file=sys.stderr)
@@ -139,7 +185,36 @@ def main(argv: list[str] | None = None) -> int:
         kube.stop()
         if not keep:
             shutil.rmtree(work_dir, ignore_errors=True)
-    return 1 if failed else 0
+
+
+def print_comparison(reports: list[tuple[str, Report | None]]) -> None:
+    """The runs side by side: each target's figure and verdict, plus the burst's figures."""
+    print("\n=== side by side (one process at a time on the same machine; compare ratios, not seconds) ===")
+    done = [(label, r) for label, r in reports if r is not None]
+    header = ["metric", *(label for label, _ in done)]
+    table: list[list[str]] = []
+    for index, (metric, _measured, target, _met) in enumerate(done[0][1].rows() if done else []):
+        cells = []
+        for _, report in done:
+            _m, measured, _t, met = report.rows()[index]
+            cells.append(f"{measured} {verdict(met)}")
+        table.append([f"{metric} ({target})", *cells])
+    extra = [
+        ("burst: all children after", lambda r: f"{r.burst.children_s:.2f} s"),
+        ("burst: create -> children p50", lambda r: f"{percentile(r.burst.latencies_s, 50):.2f} s"),
+        ("burst: create -> reconciled p50", lambda r: f"{percentile(r.burst.reconcile_s, 50):.2f} s"),
+        ("idle RSS", lambda r: f"{r.warmup.idle_rss_mib:.1f} MiB"),
+        ("burst peak RSS", lambda r: f"{r.sampler.peak_mib('burst'):.1f} MiB"),
+        ("load average start/end", lambda r: f"{r.load['start']:.1f}/{r.load['end']:.1f}"),
+    ]
+    for name, cell in extra:
+        table.append([name, *(cell(r) for _, r in done)])
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        print("  " + " | ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)))
+    for label, report in reports:
+        if report is None:
+            print(f"  {label}: failed (see above)")
 
 
 if __name__ == "__main__":

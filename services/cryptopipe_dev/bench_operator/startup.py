@@ -1,6 +1,6 @@
 """Before anything is measured: a fresh control plane (etcd, kube-apiserver, kube-controller-manager
 with the upstream KafkaTopic and SparkApplication CRDs and the CryptoPipeline CRD) and the operator
-as the chart runs it (``python -m cryptopipe_operator``, settings.py's defaults, metrics port on)."""
+as the chart runs it (``python -m cryptopipe_operator``, settings.py's defaults, metrics port on, leader election on)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ def start_operator(kube: KubeControlPlane, log_path: Path, operator_env: list[st
         "CRYPTOPIPE_OPERATOR_HEALTH_HOST": LOOPBACK,
         "CRYPTOPIPE_OPERATOR_HEALTH_PORT": str(health_port),
         "CRYPTOPIPE_OPERATOR_METRICS_PORT": str(metrics_port),
+        # leader election as the chart runs it (the first and only candidate takes the Lease at once)
+        "CRYPTOPIPE_OPERATOR_LEASE_NAME": "cryptopipe-operator",
+        "CRYPTOPIPE_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
         **overrides,
     }
     process = ManagedProcess(

@@ -21,6 +21,12 @@ class BurstResult:
     children_s: float  # the first create call to all children of all pipelines (inf: not all)
     reconciled_s: float  # ... to all reconciled: children + observedGeneration (inf: not all)
     latencies_s: list[float]  # per pipeline, its create call returning -> all its children
+    reconcile_s: list[float]  # per pipeline, its create call returning -> children + observedGeneration
+
+    @property
+    def slowest_s(self) -> float:
+        """The slowest pipeline's reconcile under the burst (inf: one never finished)."""
+        return max(self.reconcile_s) if self.all_reconciled and self.reconcile_s else float("inf")
 
 
 def run_burst(
@@ -59,4 +65,5 @@ def run_burst(
         children_s=(max(all_children) - t0) if len(all_children) == m else float("inf"),
         reconciled_s=(max(reconciled) - t0) if ok else float("inf"),
         latencies_s=[t - created[nm] for nm, t in children.items() if t is not None],
+        reconcile_s=[t - created[nm] for nm, t in reconciled_at.items() if t is not None],
     )
