@@ -15,6 +15,9 @@ the chart.
   by ``helm upgrade --install`` of its chart with the image built here (``install_operator``; it
   replaces the operator process ``up`` runs on the host without --platform), and the dev replay
   server in a pod serving recordings (``deploy_replay``), which a CryptoPipeline's wsUrl/restUrl name.
+- ``deploy_monitoring``: Prometheus (Debian's, in an image) run by the real prometheus-operator (from
+  the Go proxy, its CRDs from its module), selecting the chart's PodMonitor, ServiceMonitor and
+  PrometheusRule; then ``install_operator(kube, monitoring=True)``. The code is stack/node_monitoring.py.
 """
 
 from __future__ import annotations
@@ -259,14 +262,23 @@ def helm(kube: KubeControlPlane, *args: str, timeout: float = 600) -> subprocess
 
 
 def install_operator(
-    kube: KubeControlPlane, *, tag: str | None = None, namespace: str = OPERATOR_NAMESPACE, timeout: float = 300
+    kube: KubeControlPlane,
+    *,
+    tag: str | None = None,
+    namespace: str = OPERATOR_NAMESPACE,
+    monitoring: bool = False,
+    timeout: float = 300,
 ) -> float:
     """``helm upgrade --install`` of charts/cryptopipe-operator with the operator image built here
     (already in the node's containerd: pullPolicy Never). The chart's CRD is already installed by
-    ``up``, so helm leaves it alone. Returns the seconds until the operator's Deployment is rolled out."""
+    ``up``, so helm leaves it alone. ``monitoring``: with its PodMonitor, ServiceMonitor and
+    PrometheusRule (their CRDs must be installed: ``deploy_monitoring`` first). Returns the seconds
+    until the operator's Deployment is rolled out."""
     from cryptopipe_dev.repo import REPO_ROOT
+    from cryptopipe_dev.stack.node_monitoring import CHART_MONITORING_VALUES
 
     began = time.monotonic()
+    extra = [arg for value in CHART_MONITORING_VALUES for arg in ("--set", value)] if monitoring else []
     repository, built_tag = image_refs()["operator"].rsplit(":", 1)
     helm(
         kube,
@@ -283,6 +295,7 @@ def install_operator(
         f"image.tag={tag or built_tag}",
         "--set",
         "image.pullPolicy=Never",
+        *extra,
         "--wait",
         "--timeout",
         f"{int(timeout)}s",
@@ -332,6 +345,19 @@ def deploy_replay(
     return {"ws_url": f"ws://{host}:{REPLAY_PORT}", "rest_url": f"http://{host}:{REPLAY_PORT}"}
 
 
+# --- Prometheus, by prometheus-operator ---------------------------------------------------------------
+
+
+def deploy_monitoring(
+    kube: KubeControlPlane, node: nodemod.KubeNode, *, log_path: Path, timeout: float = 300
+) -> dict[str, float]:
+    """Prometheus run by prometheus-operator, selecting the chart's monitoring objects (see
+    stack/node_monitoring.py). Follow with ``install_operator(kube, monitoring=True)``."""
+    from cryptopipe_dev.stack.node_monitoring import deploy_monitoring as deploy
+
+    return deploy(kube, node, log_path=log_path, timeout=timeout)
+
+
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 __all__ = [
@@ -339,6 +365,7 @@ __all__ = [
     "PLATFORM_NAMESPACE",
     "PlatformDeps",
     "deploy_dns",
+    "deploy_monitoring",
     "deploy_platform_deps",
     "deploy_replay",
     "install_operator",
