@@ -11,6 +11,8 @@
 #                                 (bin/operator), its config reloader (bin/prometheus-config-reloader,
 #                                 the sidecar of every Prometheus pod it makes) and its CRDs, copied
 #                                 from the module's example/prometheus-operator-crd (crds/*.yaml)
+#   kind                 v0.33.0  sigs.k8s.io/kind (go install: no replace lines). The CLI only: its
+#                                 node image needs a registry (docs/cluster.md, "kind")
 #
 # Why a throwaway module: `go install MOD@VERSION` refuses a module whose go.mod has replace lines
 # (both have them), so a module of our own requires the tool and copies what it needs of its go.mod:
@@ -33,14 +35,16 @@ SCRIPT_NAME=go-tools
 . "$REPO/scripts/lib.sh"
 
 SKAFFOLD_VERSION=v2.16.1
+KIND_VERSION=v0.33.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 GO_MIN=1.24
-ALL="skaffold prometheus-operator"
+ALL="skaffold prometheus-operator kind"
 
 version_of() {
   case "$1" in
     skaffold) echo "$SKAFFOLD_VERSION" ;;
     prometheus-operator) echo "$PROMETHEUS_OPERATOR_VERSION" ;;
+    kind) echo "$KIND_VERSION" ;;
     *) die "unknown tool '$1' (tools: $ALL)" ;;
   esac
 }
@@ -48,6 +52,7 @@ path_of() {
   case "$1" in
     skaffold) echo "$TOOLS/skaffold/bin/skaffold" ;;
     prometheus-operator) echo "$TOOLS/prometheus-operator/bin/operator" ;;
+    kind) echo "$TOOLS/kind/bin/kind" ;;
     *) die "unknown tool '$1' (tools: $ALL)" ;;
   esac
 }
@@ -159,10 +164,26 @@ build_prometheus_operator() {
     "config reloader $(du -h "$dir/bin/prometheus-config-reloader" | cut -f1), $(ls "$dir/crds" | wc -l) CRDs)"
 }
 
+# --- kind ------------------------------------------------------------------------------------------
+build_kind() {
+  local mod=sigs.k8s.io/kind v="$KIND_VERSION" dir="$TOOLS/kind" logf="$LOGS/go-tools-kind.log"
+  local key="kind $v $GO_VERSION"
+  if stamp_ok "$dir/.stamp" "$key" && [ -x "$dir/bin/kind" ]; then say "kind: up to date ($v)"; return; fi
+  say "kind: go install $mod@$v (log $logf)"
+  local began=$SECONDS out="$dir/out"
+  rm -rf "$out" "$dir/.stamp" "$logf"; mkdir -p "$out" "$dir/bin"
+  gobuild "$dir" "$logf" env GOBIN="$out" go install -trimpath -ldflags "-s -w" "$mod@$v"
+  "$out/kind" version >>"$logf" 2>&1 || die "the built kind does not run (log $logf)"
+  mv -f "$out/kind" "$dir/bin/kind" && rm -rf "$out"
+  echo "$key" >"$dir/.stamp"
+  say "kind: built in $((SECONDS - began))s ($(du -h "$dir/bin/kind" | cut -f1))"
+}
+
 for t in $WANT; do
   lock "$t"
   case "$t" in
     skaffold) build_skaffold ;;
     prometheus-operator) build_prometheus_operator ;;
+    kind) build_kind ;;
   esac
 done

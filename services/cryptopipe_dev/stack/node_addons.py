@@ -15,9 +15,10 @@ the chart.
   by ``helm upgrade --install`` of its chart with the image built here (``install_operator``; it
   replaces the operator process ``up`` runs on the host without --platform), and the dev replay
   server in a pod serving recordings (``deploy_replay``), which a CryptoPipeline's wsUrl/restUrl name.
-- ``deploy_monitoring``: Prometheus (Debian's, in an image) run by the real prometheus-operator (from
-  the Go proxy, its CRDs from its module), selecting the chart's PodMonitor, ServiceMonitor and
-  PrometheusRule; then ``install_operator(kube, monitoring=True)``. The code is stack/node_monitoring.py.
+- Prometheus (Debian's, in an image) run by the real prometheus-operator (from the Go proxy, its CRDs
+  from its module), selecting the chart's PodMonitor, ServiceMonitor and PrometheusRule:
+  ``node_monitoring.deploy_monitoring`` (a module of its own, which uses this one's helpers), then
+  ``install_operator(kube, monitoring=True)``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ DEPS_IMAGES = ("kafka", "s3", "operator", "ingestion", "dev-replay")
 OPERATOR_NAMESPACE = "cryptopipe-system"
 OPERATOR_RELEASE = "cryptopipe-operator"
 REPLAY_PORT = 8765
+# helm --set values that make the chart render its PodMonitor, ServiceMonitor and PrometheusRule
+CHART_MONITORING_VALUES = (
+    "podMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "serviceMonitor.enabled=true",
+)
 
 
 def render(manifest: str, **values: object) -> str:
@@ -275,7 +282,6 @@ def install_operator(
     PrometheusRule (their CRDs must be installed: ``deploy_monitoring`` first). Returns the seconds
     until the operator's Deployment is rolled out."""
     from cryptopipe_dev.repo import REPO_ROOT
-    from cryptopipe_dev.stack.node_monitoring import CHART_MONITORING_VALUES
 
     began = time.monotonic()
     extra = [arg for value in CHART_MONITORING_VALUES for arg in ("--set", value)] if monitoring else []
@@ -345,19 +351,6 @@ def deploy_replay(
     return {"ws_url": f"ws://{host}:{REPLAY_PORT}", "rest_url": f"http://{host}:{REPLAY_PORT}"}
 
 
-# --- Prometheus, by prometheus-operator ---------------------------------------------------------------
-
-
-def deploy_monitoring(
-    kube: KubeControlPlane, node: nodemod.KubeNode, *, log_path: Path, timeout: float = 300
-) -> dict[str, float]:
-    """Prometheus run by prometheus-operator, selecting the chart's monitoring objects (see
-    stack/node_monitoring.py). Follow with ``install_operator(kube, monitoring=True)``."""
-    from cryptopipe_dev.stack.node_monitoring import deploy_monitoring as deploy
-
-    return deploy(kube, node, log_path=log_path, timeout=timeout)
-
-
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 __all__ = [
@@ -365,7 +358,6 @@ __all__ = [
     "PLATFORM_NAMESPACE",
     "PlatformDeps",
     "deploy_dns",
-    "deploy_monitoring",
     "deploy_platform_deps",
     "deploy_replay",
     "install_operator",

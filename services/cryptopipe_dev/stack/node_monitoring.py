@@ -9,8 +9,8 @@ holds the rest).
   scripts/build-go-tools.sh), never hand-written.
 - ``prometheus_operator_process``: the operator binary as a process on the host (against a cluster
   without a node, where its Deployment cannot run: the kube tests use it).
-- ``deploy_monitoring``: all of it on a node cluster (``node_addons.deploy_monitoring``), after
-  which the operator chart is installed with ``CHART_MONITORING_VALUES``.
+- ``deploy_monitoring``: all of it on a node cluster, after which the operator chart is installed
+  with ``CHART_MONITORING_VALUES`` (``node_addons.install_operator(kube, monitoring=True)``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryptopipe_dev.stack import node as nodemod
+from cryptopipe_dev.stack import node_addons
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import ManagedProcess, wait_for
 
@@ -39,12 +40,8 @@ CHART_MONITOR_LABELS: Mapping[str, str] = {
     "app.kubernetes.io/name": "cryptopipe-operator",
     "app.kubernetes.io/part-of": "cryptopipe",
 }
-# helm --set values that make the chart render its monitoring objects
-CHART_MONITORING_VALUES = (
-    "podMonitor.enabled=true",
-    "prometheusRule.enabled=true",
-    "serviceMonitor.enabled=true",
-)
+# helm --set values that make the chart render its monitoring objects (install_operator's monitoring=True)
+CHART_MONITORING_VALUES = node_addons.CHART_MONITORING_VALUES
 
 
 def go_tools_script() -> Path:
@@ -89,10 +86,8 @@ def monitoring_manifest(
     selector: Mapping[str, str] = CHART_MONITOR_LABELS,
 ) -> str:
     """monitoring.yaml filled in; ``refs`` is build-images.sh's {NAME: IMAGE:TAG}."""
-    from cryptopipe_dev.stack.node_addons import render
-
     prometheus = refs["dev-prometheus"]
-    return render(
+    return node_addons.render(
         "monitoring.yaml",
         NAMESPACE=namespace,
         PROMETHEUS_NAME=PROMETHEUS_NAME,
@@ -137,8 +132,6 @@ def deploy_monitoring(
     """On a node cluster: the images into the node's containerd, the CRDs, the operator and the
     Prometheus; returns once Prometheus' StatefulSet is rolled out (timings in seconds). Install
     (or upgrade) the operator chart with CHART_MONITORING_VALUES for it to have something to scrape."""
-    from cryptopipe_dev.stack import node_addons
-
     timings: dict[str, float] = {}
     began = time.monotonic()
     node_addons.load_images(node, MONITORING_IMAGES, log_path=log_path)
