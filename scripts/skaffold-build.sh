@@ -42,6 +42,11 @@ if [ "$load" = --load-into-node ]; then
   [ -f "$state" ] || die "no dev cluster state at $state: run cryptopipe dev cluster up --node first"
   sock="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("node", {}).get("containerd_socket", ""))' "$state")"
   [ -S "$sock" ] || die "the dev cluster of $state has no running node (containerd socket '$sock')"
-  docker save "$IMAGE" | ctr -a "$sock" -n k8s.io images import - >/dev/null || die "ctr images import of $IMAGE failed"
-  say "$IMAGE -> the node's containerd ($sock)"
+  # skaffold deploys a local image it did not push as NAME:<image id> (it tags it so after this
+  # returns): the node must hold that reference too, so it is tagged here already
+  id="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+  by_id="${IMAGE%:*}:${id#sha256:}"
+  docker tag "$IMAGE" "$by_id"
+  docker save "$IMAGE" "$by_id" | ctr -a "$sock" -n k8s.io images import - >/dev/null || die "ctr images import of $IMAGE failed"
+  say "$IMAGE and $by_id -> the node's containerd ($sock)"
 fi
