@@ -281,3 +281,33 @@ def test_replay_server_is_the_dev_image_and_starts(docker_env: dict[str, str]) -
     # the harness beyond the replay server is not in it
     cli = run(docker_env, image, "-c", "import cryptopipe_dev.cli", entrypoint="python")
     assert cli.returncode != 0 and "ModuleNotFoundError" in cli.stderr
+
+
+def test_dev_prometheus_is_debians_and_accepts_the_chart_rules(
+    docker_env: dict[str, str], helm: Path, tmp_path: Path
+) -> None:
+    """Debian's Prometheus (the tag is its version), and its promtool loads the chart's alert rules."""
+    from cryptopipe_dev.stack.alert_rules import render_rule_groups, write_rules_file
+
+    image = IMAGES["dev-prometheus"]
+    version = run(docker_env, image, "--version")
+    assert version.returncode == 0, version.stderr
+    # Debian's build says "version 2.42.0+ds"
+    assert re.search(rf"version {re.escape(image.rsplit(':', 1)[1])}[+ ]", version.stdout + version.stderr), version
+    tmp_path.chmod(0o755)
+    rules = write_rules_file(render_rule_groups(helm), tmp_path / "rules.yaml")
+    rules.chmod(0o644)
+    checked = docker(
+        docker_env, "run", "--rm", *NO_NET, "-v", f"{tmp_path}:/rules:ro", "--entrypoint", "promtool", image,
+        "check", "rules", "/rules/rules.yaml",
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout, checked.stdout
+
+
+@pytest.mark.parametrize("name", ["dev-prometheus-operator", "dev-prometheus-config-reloader"])
+def test_prometheus_operator_images_run_their_binary(docker_env: dict[str, str], name: str) -> None:
+    image = IMAGES[name]
+    version = run(docker_env, image, "--version")
+    assert version.returncode == 0, version.stderr
+    assert f"version {image.rsplit(':', 1)[1]} " in version.stdout + version.stderr, version.stdout

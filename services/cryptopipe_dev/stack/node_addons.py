@@ -15,6 +15,10 @@ the chart.
   by ``helm upgrade --install`` of its chart with the image built here (``install_operator``; it
   replaces the operator process ``up`` runs on the host without --platform), and the dev replay
   server in a pod serving recordings (``deploy_replay``), which a CryptoPipeline's wsUrl/restUrl name.
+- Prometheus (Debian's, in an image) run by the real prometheus-operator (from the Go proxy, its CRDs
+  from its module), selecting the chart's PodMonitor, ServiceMonitor and PrometheusRule:
+  ``node_monitoring.deploy_monitoring`` (a module of its own, which uses this one's helpers), then
+  ``install_operator(kube, monitoring=True)``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ DEPS_IMAGES = ("kafka", "s3", "operator", "ingestion", "dev-replay")
 OPERATOR_NAMESPACE = "cryptopipe-system"
 OPERATOR_RELEASE = "cryptopipe-operator"
 REPLAY_PORT = 8765
+# helm --set values that make the chart render its PodMonitor, ServiceMonitor and PrometheusRule
+CHART_MONITORING_VALUES = (
+    "podMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "serviceMonitor.enabled=true",
+)
 
 
 def render(manifest: str, **values: object) -> str:
@@ -257,14 +267,22 @@ def helm(kube: KubeControlPlane, *args: str, timeout: float = 600) -> subprocess
 
 
 def install_operator(
-    kube: KubeControlPlane, *, tag: str | None = None, namespace: str = OPERATOR_NAMESPACE, timeout: float = 300
+    kube: KubeControlPlane,
+    *,
+    tag: str | None = None,
+    namespace: str = OPERATOR_NAMESPACE,
+    monitoring: bool = False,
+    timeout: float = 300,
 ) -> float:
     """``helm upgrade --install`` of charts/cryptopipe-operator with the operator image built here
     (already in the node's containerd: pullPolicy Never). The chart's CRD is already installed by
-    ``up``, so helm leaves it alone. Returns the seconds until the operator's Deployment is rolled out."""
+    ``up``, so helm leaves it alone. ``monitoring``: with its PodMonitor, ServiceMonitor and
+    PrometheusRule (their CRDs must be installed: ``deploy_monitoring`` first). Returns the seconds
+    until the operator's Deployment is rolled out."""
     from cryptopipe_dev.repo import REPO_ROOT
 
     began = time.monotonic()
+    extra = [arg for value in CHART_MONITORING_VALUES for arg in ("--set", value)] if monitoring else []
     repository, built_tag = image_refs()["operator"].rsplit(":", 1)
     helm(
         kube,
@@ -281,6 +299,7 @@ def install_operator(
         f"image.tag={tag or built_tag}",
         "--set",
         "image.pullPolicy=Never",
+        *extra,
         "--wait",
         "--timeout",
         f"{int(timeout)}s",
