@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 
 import orjson
@@ -34,14 +35,21 @@ class KafkaStandIn:
         self.unfillable: list[UnfillableTradeIds] = []
         self.lock = threading.Lock()
         self.metrics = metrics
+        self.finished: Callable[[str], None] = lambda _product: None
 
-    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
+    def on_finished(self, hook: Callable[[str], None]) -> None:
+        self.finished = hook
+
+    def send(
+        self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws", event_time_us: int = 0
+    ) -> None:
         with self.lock:
             self.records.append((product_id, value))
             if self.metrics is not None:
                 hot = self.metrics.hot
                 counts = hot.ticks if trade_id is None else hot.trades if source == "ws" else hot.backfilled
                 counts[product_id] += 1
+        self.finished(product_id)
 
     def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None:
         self.dead.append((reason, raw))

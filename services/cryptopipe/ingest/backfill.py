@@ -8,10 +8,15 @@ moment), then given up, counted and logged. A partial answer keeps what it found
 returned is produced, a row that breaks the contract is dead-lettered with the reason and its id
 counted as unfillable (reason ``bad_row``), and only the ids still missing are asked for again, so
 ``trades_unfilled_total`` counts exactly the ids that never reached Kafka.
+
+Every trade goes to Kafka through the release order (``releaser.Releaser``, ``hold.py``): a gap is
+owed from the moment it is submitted, with the event time of the product's trade before it as its
+floor, until its ids are offered or given up, and records later than the floor wait meanwhile.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -26,6 +31,7 @@ from cryptopipe.contracts import Trade
 from cryptopipe.ingest.clock import ahead_of_receipt
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.releaser import Releaser
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe.ingest.unfillable import publish_unfillable
 
@@ -61,11 +67,18 @@ class Backfiller:
         self._redeliver: dict[str, set[int]] = {}
         self._idle = threading.Condition(self._lock)
         self._max_ahead_us = round(settings.max_clock_skew_s * 1_000_000)
+        # gaps a hold expiry gave up while the worker may still be on them: not "backfilled"
+        self._expired: set[tuple[str, int, int]] = set()
+        self.releaser = Releaser(settings, producer, metrics)
+        self.releaser.on_expired_gap = self.give_up_owed
+        self.releaser.on_refused_trade = self._refused
 
     # -- called by the socket reader ----------------------------------------------------------------
 
-    def submit(self, product_id: str, first_missing: int, last_missing: int) -> None:
-        """Record ids first..last of a product as missing and queue them for backfill."""
+    def submit(self, product_id: str, first_missing: int, last_missing: int, floor_us: int = 0) -> None:
+        """Record ids first..last of a product as missing and queue them for backfill. ``floor_us``:
+        an event time no later than any of them (the trade before the gap; 0 if unknown): records
+        later than it are held until the gap is paid."""
         count = last_missing - first_missing + 1
         if count <= 0:
             return
@@ -78,6 +91,7 @@ class Backfiller:
             reason = "queue_full" if not self._stopping.is_set() else "shutdown"
             self._give_up(product_id, count, reason, fields, range(first_missing, last_missing + 1))
             return
+        self.releaser.owe((product_id, first_missing, last_missing), floor_us)
         with self._lock:
             self._missing.setdefault(product_id, set()).update(range(first_missing, last_missing + 1))
             self._pending += 1
@@ -85,7 +99,7 @@ class Backfiller:
         log.info("trade gap detected", extra={**fields, "trades": count})
         self._queue.put((product_id, first_missing, last_missing))
 
-    def redeliver(self, product_id: str, trade_id: int) -> None:
+    def redeliver(self, product_id: str, trade_id: int, event_time_us: int = 0) -> None:
         """A trade Kafka did not acknowledge (delivery timeout, non-retriable error): missing again,
         refilled over REST like a gap. Called on kafka-python's sender thread, so it only records the
         id and queues one marker per product: the worker coalesces the ids that failed together
@@ -93,6 +107,7 @@ class Backfiller:
         with self._lock:
             stopping = self._stopping.is_set()
             if not stopping:
+                self.releaser.owe((product_id, trade_id, trade_id), event_time_us)
                 self._missing.setdefault(product_id, set()).add(trade_id)
                 ids = self._redeliver.setdefault(product_id, set())
                 ids.add(trade_id)
@@ -132,6 +147,7 @@ class Backfiller:
 
     def start(self) -> None:
         self._thread.start()
+        self.releaser.start()
 
     def stop(self, timeout_s: float) -> None:
         """Finish the gap in progress (bounded by ``timeout_s``); gaps still queued are given up."""
@@ -149,6 +165,7 @@ class Backfiller:
                     self._finish(item[0], first, last, reason="shutdown")
             elif item is not None:
                 self._finish(*item, reason="shutdown")
+        self.releaser.stop(timeout_s)  # whatever is still held goes to the producer, to be flushed
 
     # -- worker ------------------------------------------------------------------------------------------
 
@@ -290,16 +307,26 @@ class Backfiller:
             log.error("could not dead-letter a REST row", extra={"reason": reason, "error": repr(exc)})
 
     def _send(self, trade: Trade) -> bool:
-        try:
-            # counted as backfilled when Kafka acknowledges it; if it is not, redeliver() brings it back
-            self._producer.send(trade.product_id, trade.to_json(), trade.trade_id, "rest")
-            return True
-        except Exception as exc:  # Kafka refused it: missing again, so the next attempt retries it
-            self._metrics.error("produce")
-            log.warning("kafka producer refused a backfilled trade", extra={"error": repr(exc)})
-            with self._lock:
-                self._missing.setdefault(trade.product_id, set()).add(trade.trade_id)
-            return False
+        # into the release order; counted as backfilled when Kafka acknowledges it; a failed
+        # delivery comes back through redeliver(), a refusal through _refused()
+        self.releaser.offer(trade if trade.source == "rest" else dataclasses.replace(trade, source="rest"))
+        return True
+
+    def _refused(self, trade: Trade) -> None:
+        """The producer refused a released trade: a gap of its own, refilled over REST or counted."""
+        self.submit(trade.product_id, trade.trade_id, trade.trade_id, trade.event_time_us)
+
+    def give_up_owed(self, product_id: str, first: int, last: int) -> None:
+        """A hold expiry gave up this debt: its ids still missing are counted unfillable
+        (``hold_expired``); a REST answer arriving later finds them no longer claimable."""
+        with self._lock:
+            missing = self._missing.get(product_id, set())
+            left = [i for i in range(first, last + 1) if i in missing]
+            missing.difference_update(left)
+            self._expired.add((product_id, first, last))
+        if left:
+            fields = {"product_id": product_id, "first_missing": first, "last_missing": last}
+            self._give_up(product_id, len(left), "hold_expired", {**fields, "unfilled_trade_ids_sample": left[:10]})
 
     def _still_missing(self, product_id: str, first: int, last: int) -> bool:
         with self._lock:
@@ -314,8 +341,14 @@ class Backfiller:
             missing = self._missing.get(product_id, set())
             left = [i for i in range(first, last + 1) if i in missing]
             missing.difference_update(left)
+            expired = bool(self._expired) and any(
+                p == product_id and first <= f and la <= last for p, f, la in self._expired
+            )
+            self._expired = {k for k in self._expired if not (k[0] == product_id and first <= k[1] and k[2] <= last)}
+        # paid: every id of the gap is offered to the release order or counted below
+        self.releaser.settle(product_id, first, last)
         fields = {"product_id": product_id, "first_missing": first, "last_missing": last}
-        if not left and not rejected:
+        if not left and not rejected and not expired:
             self._metrics.gaps_backfilled.labels(product_id).inc()
         if left:
             self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]}, left)

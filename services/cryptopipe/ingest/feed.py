@@ -70,9 +70,14 @@ class FrameHandler:
     ) -> None:
         self._feed = settings.feed
         self._products = tuple(settings.products)
-        self._send = producer.send
         self._producer = producer
         self._backfiller = backfiller
+        self._releaser = backfiller.releaser
+        self._offer = backfiller.releaser.offer
+        self._seen = backfiller.releaser.seen
+        # per product, the event time of the newest trade handled: the floor of a gap found next
+        # (the missing trades are no earlier than the trade before them)
+        self._last_time: dict[str, int] = {}
         self._metrics = metrics
         self._hot = metrics.hot
         self._observe_trade = gap_tracker.observe_trade
@@ -86,16 +91,22 @@ class FrameHandler:
         # ids below ``oldest`` produced anyway (pre-history that arrived late, e.g. a reordered
         # last_match): few, and capped so a pathological stream cannot grow it without bound
         self._older: dict[str, set[int]] = collections.defaultdict(set)
-        self._last_produce_error_log = 0.0
         self._last_ahead_log = 0.0
 
-    def resume_after(self, product_id: str, lowest: int, highest: int) -> None:
+    def resume_after(self, product_id: str, lowest: int, highest: int, event_time_us: int = 0) -> None:
         """Continue from a previous run that produced trade ids lowest..highest of a product (read
-        back from Kafka): later trades in that range are duplicates, and the first trade above it
-        reveals the gap of the downtime to the gap tracker."""
+        back from Kafka; ``event_time_us`` that of ``highest``): later trades in that range are
+        duplicates, and the first trade above it reveals the gap of the downtime to the gap tracker."""
         self._newest[product_id] = highest
         self._oldest[product_id] = lowest
+        self._last_time[product_id] = event_time_us
         self._observe_tick(Tick(product_id, 0, 0, self._feed, last_trade_id=highest))
+
+    def session_started(self) -> None:
+        """A new connection: until a product's first trade or heartbeat shows whether it missed
+        trades meanwhile, it may owe trades from its newest known one on (the release order holds
+        later records)."""
+        self._releaser.expect({p: self._last_time.get(p, 0) for p in self._products})
 
     def handle(self, raw: str | bytes, receive_time_us: int) -> FrameResult:
         result = self._parse(raw, self._feed, receive_time_us, self._products)
@@ -144,9 +155,12 @@ class FrameHandler:
             if newest is None:
                 self._oldest[product] = trade_id
             if gap is not None:
-                self._backfiller.submit(gap.product_id, gap.first_missing, gap.last_missing)
-            if self._produce(trade):
-                self._hot.last_trade_us[product] = trade.event_time_us
+                self._backfiller.submit(
+                    gap.product_id, gap.first_missing, gap.last_missing, self._last_time.get(product, 0)
+                )
+            self._last_time[product] = trade.event_time_us
+            self._produce(trade)
+            self._seen(product)  # after the gap it revealed is owed
         elif trade_id >= self._oldest[product]:
             if self._backfiller.claim(product, trade_id):
                 # a late (reordered) trade inside a gap: produced now, and the backfill will skip it
@@ -156,25 +170,11 @@ class FrameHandler:
         else:
             self._older_trade(trade)
 
-    def _produce(self, trade: Trade) -> bool:
-        try:
-            # counted as produced when Kafka acknowledges it (the producer's callback); a failed
-            # delivery comes back to the backfill (Backfiller.redeliver) to be fetched again
-            self._send(trade.product_id, trade.to_json(), trade.trade_id)
-        except Exception as exc:
-            # The producer refused it (no topic metadata within max_block_ms, closed): hand the id
-            # to the backfill, which fetches it again and retries, instead of losing it here.
-            self._produce_failed(exc)
-            self._backfiller.submit(trade.product_id, trade.trade_id, trade.trade_id)
-            return False
-        return True
-
-    def _produce_failed(self, exc: Exception) -> None:
-        self._metrics.error("produce")
-        now = time.monotonic()
-        if now - self._last_produce_error_log >= PRODUCE_ERROR_LOG_INTERVAL_S:  # one line, not one per trade
-            self._last_produce_error_log = now
-            log.error("kafka producer refused a record", extra={"error": repr(exc)})
+    def _produce(self, trade: Trade) -> None:
+        # Into the release order (held while an earlier trade is owed). Counted as produced when
+        # Kafka acknowledges it (the producer's callback); a failed delivery comes back to the
+        # backfill (Backfiller.redeliver) and a refusal too (Backfiller._refused), to be fetched again.
+        self._offer(trade)
 
     def _older_trade(self, trade: Trade) -> None:
         """A trade older than the first one this session produced: never a gap, maybe a duplicate."""
@@ -189,15 +189,15 @@ class FrameHandler:
     def _tick(self, tick: Tick) -> None:
         gap = self._observe_tick(tick)
         if gap is not None:
-            self._backfiller.submit(gap.product_id, gap.first_missing, gap.last_missing)
+            self._backfiller.submit(
+                gap.product_id, gap.first_missing, gap.last_missing, self._last_time.get(gap.product_id, 0)
+            )
             # The heartbeat announced ids up to last_missing: from now on they belong to the gap, so
             # if the socket still delivers one late it goes through claim() and is produced once.
             self._newest[gap.product_id] = max(self._newest.get(gap.product_id, 0), gap.last_missing)
             self._oldest.setdefault(gap.product_id, gap.first_missing)
-        try:
-            self._send(tick.product_id, tick.to_json())
-        except Exception as exc:  # a lost tick only delays the watermark until the next one
-            self._produce_failed(exc)
+        self._offer(tick)  # a refused tick only delays the watermark until the next one
+        self._seen(tick.product_id)
 
     def _ahead_of_receipt(self, record: Trade | Tick, raw: str | bytes, lettered: bool) -> bool:
         """Count a record stamped too far ahead of its receipt and dead-letter its frame (once)."""
@@ -295,6 +295,7 @@ class FeedConnection:
         try:
             if self._stop.is_set():  # stop() raced the connect and found no socket to abort
                 return "stopped", False
+            self._handler.session_started()
             for frame in self._subscribe_frames(s.feed, s.products):
                 ws.send(frame)
             return self._read(ws)

@@ -20,7 +20,8 @@ CONNECTION_STATES = ("disconnected", "connecting", "connected", "subscribed")
 # Why a gap was given up (ingest/backfill.py). Declared up front with the products so every series
 # exists at 0 from the first scrape: increase() cannot see a counter's first step from "absent" to 1,
 # and the gap alert is built on increase().
-UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "bad_row", "internal_error")
+UNFILLED_REASONS = ("too_large", "queue_full", "shutdown", "not_returned", "bad_row", "internal_error", "hold_expired")
+HOLD_EXPIRED_CAUSES = ("max_hold_s", "max_held", "settle")
 # Frame types come from the wire; past this many distinct ones, further types count as "other"
 # so a misbehaving server cannot blow up the label cardinality.
 MAX_FRAME_TYPES = 32
@@ -184,6 +185,24 @@ class IngestMetrics:
             ["product_id"],
             registry=r,
         )
+        self.held_records = Gauge(
+            PREFIX + "held_records",
+            "Trades and ticks held back because an earlier trade is still owed (gap, failed delivery, "
+            "unacknowledged record); nothing newer reaches Kafka meanwhile, so freshness stops.",
+            registry=r,
+        )
+        self.hold_age = Gauge(
+            PREFIX + "hold_age_seconds", "How long the oldest held record has waited (0 when none).", registry=r
+        )
+        self.hold_expired = Counter(
+            PREFIX + "hold_expired",
+            "Holds ended by a bound: max_hold_s or max_held (owed ids given up, counted in trades_unfilled_total "
+            "with reason hold_expired) or settle (a product not seen within settle_s after connecting).",
+            ["cause"],
+            registry=r,
+        )
+        for cause in HOLD_EXPIRED_CAUSES:
+            self.hold_expired.labels(cause)
         self.connection_state = Gauge(
             PREFIX + "connection_state",
             "1 for the WebSocket connection's current state, 0 for the others.",

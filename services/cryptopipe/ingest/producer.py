@@ -176,7 +176,8 @@ class KafkaPythonProducer(RecordProducer):
         self._acked_ws = metrics.hot.trades
         self._acked_rest = metrics.hot.backfilled
         self._acked_ticks = metrics.hot.ticks
-        self._failed_trade_handler: Callable[[str, int], None] | None = None
+        self._failed_trade_handler: Callable[[str, int, int], None] | None = None
+        self._finished: Callable[[str], None] = _nothing
         self._closing = False
         self._stuck: str | None = None
         # kafka-python's own hot path registers callback + errback under one lock; use it if it is there
@@ -188,12 +189,15 @@ class KafkaPythonProducer(RecordProducer):
 
     # -- hot path ---------------------------------------------------------------------------------
 
-    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
+    def send(
+        self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws", event_time_us: int = 0
+    ) -> None:
         """Hand one encoded record to the producer, keyed by product (one product, one partition).
 
         A trade (``trade_id`` given) or tick counts as produced when Kafka acknowledges it; if a trade's delivery
         fails (delivery timeout, a non-retriable error) the failed-trade handler gets it back, to be
-        fetched again over REST. Raises kafka errors (KafkaTimeoutError) if the producer cannot
+        fetched again over REST (``event_time_us`` goes with it). Either way the finished hook runs
+        once per record. Raises kafka errors (KafkaTimeoutError) if the producer cannot
         accept it within max_block_ms.
         """
         key = self._keys.get(product_id)
@@ -214,7 +218,7 @@ class KafkaPythonProducer(RecordProducer):
             on_delivery = functools.partial(self._on_tick_delivery, product_id)
         else:
             counts = self._acked_ws if source == "ws" else self._acked_rest
-            on_delivery = functools.partial(self._on_trade_delivery, counts, product_id, trade_id)
+            on_delivery = functools.partial(self._on_trade_delivery, counts, product_id, trade_id, event_time_us)
         if self._one_lock_callbacks:
             future._add_cb_eb(on_delivery, on_delivery)  # add_both() under one lock: ~1/3 of its cost
         else:
@@ -222,8 +226,13 @@ class KafkaPythonProducer(RecordProducer):
         if not sent & LATENCY_SAMPLE_MASK:
             future.add_callback(self._on_sampled_ack, time.perf_counter())
 
-    def on_failed_trade(self, handler: Callable[[str, int], None]) -> None:
-        """``handler(product_id, trade_id)`` runs (on the sender thread) for each trade whose
+    def on_finished(self, hook: Callable[[str], None]) -> None:
+        """``hook(product_id)`` runs (on the sender thread) once per trade or tick of the topic when
+        Kafka has finished it, acknowledged or failed (after the failed-trade handler)."""
+        self._finished = hook
+
+    def on_failed_trade(self, handler: Callable[[str, int, int], None]) -> None:
+        """``handler(product_id, trade_id, event_time_us)`` runs (on the sender thread) for each trade whose
         delivery failed: the caller turns it into a gap to refill."""
         self._failed_trade_handler = handler
 
@@ -310,20 +319,25 @@ class KafkaPythonProducer(RecordProducer):
             self._on_delivery_error(self._topic, result)
         else:
             self._acked_ticks[product_id] += 1
+        self._finished(product_id)
 
     def _on_trade_delivery(
-        self, counts: collections.Counter[str], product_id: str, trade_id: int, result: object
+        self, counts: collections.Counter[str], product_id: str, trade_id: int, event_time_us: int, result: object
     ) -> None:
         if not isinstance(result, BaseException):
             counts[product_id] += 1  # only the sender thread writes these counts
+            self._finished(product_id)
             return
         self._on_delivery_error(self._topic, result)
         handler = self._failed_trade_handler
         if handler is not None:
             try:
-                handler(product_id, trade_id)
+                # owed again before it stops counting as unacknowledged: the release order never
+                # sees it as neither (and lets later records overtake it)
+                handler(product_id, trade_id, event_time_us)
             except Exception:  # never let it kill kafka-python's sender thread
                 log.exception("could not hand back a trade whose delivery failed", extra={"trade_id": trade_id})
+        self._finished(product_id)
 
     def _on_delivery_error(self, topic: str, exc: BaseException) -> None:
         self._metrics.delivery_errors.labels(topic).inc()
@@ -362,6 +376,10 @@ class KafkaPythonProducer(RecordProducer):
                 self._producer.close(timeout=0)
             raise
         self._producer.close(timeout=timeout_s)
+
+
+def _nothing(_product_id: str) -> None:
+    pass
 
 
 def dead_letter_value(reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> bytes:

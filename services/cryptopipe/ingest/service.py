@@ -86,6 +86,7 @@ class IngestService:
             return failure
         if not producer.has_topic_metadata():
             return f"no kafka metadata for topic {self.settings.topic}"
+        # a hold (records waiting for an owed trade) is working as designed: still ready
         if feed is None:
             return "feed not started"
         if not feed.subscribed:

@@ -33,6 +33,10 @@ CRYPTOPIPE_INGEST_BACKFILL_RETRY_DELAY_S       1                                
 CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S           10                               one REST request's limit
 CRYPTOPIPE_INGEST_RESUME_FROM_TOPIC            true                             continue after the topic's last trade
 CRYPTOPIPE_INGEST_MAX_CLOCK_SKEW_S             60                               event time ahead of receipt -> DLQ
+CRYPTOPIPE_INGEST_HOLD_SLACK_S                 5                                lead allowed over an owed trade
+CRYPTOPIPE_INGEST_MAX_HOLD_S                   1800                             longest hold, then owed ids given up
+CRYPTOPIPE_INGEST_MAX_HELD_RECORDS             500000                           records held at most, idem
+CRYPTOPIPE_INGEST_SETTLE_S                     10                               wait for each product after connecting
 =============================================  ===============================  =========================
 """
 
@@ -166,6 +170,34 @@ class IngestSettings(BaseSettings):
         "the time it was received is dead-lettered (reason event_time_ahead_of_receipt), not produced: one "
         "such record would move the Spark job's watermark for good. Only the future is bounded (backfill "
         "and last_match are legitimately old). Keep the job's max_clock_skew at least this large.",
+    )
+
+    hold_slack_s: float = Field(
+        5.0,
+        ge=0,
+        description="A record is handed to Kafka only if its event time is at most this much later than the "
+        "earliest trade ingestion still owes (a gap being backfilled, a failed delivery being re-fetched, a "
+        "record Kafka has not acknowledged). Must stay below the Spark job's watermark delay (30 s by default), "
+        "so the job never drops an owed trade as late.",
+    )
+    max_hold_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Longest a record is held for an owed trade: past it the owed ids are given up (counted in "
+        "trades_unfilled_total, reason hold_expired) and the held records released. An outage whose backfill "
+        "completes within this loses nothing.",
+    )
+    max_held_records: int = Field(
+        500_000,
+        ge=1,
+        description="Most records held in memory at once; past it the hold expires as for max_hold_s.",
+    )
+    settle_s: float = Field(
+        10.0,
+        gt=0,
+        description="After (re)connecting, how long records later than a product's newest known trade wait for "
+        "that product's first trade or heartbeat (which reveals the trades it missed). Past it the product is "
+        "assumed to owe nothing (logged, counted in hold_expired_total{cause=settle}).",
     )
 
     @field_validator("products", mode="before")

@@ -69,11 +69,18 @@ class _Capture:
 
     def __init__(self, keep: bool = True) -> None:
         self.records: list[tuple[bytes, bytes]] = []
-        if not keep:  # for timing: 200k kept tuples would make the cyclic GC's full passes the main cost
-            self.send = lambda product_id, value, trade_id=None, source="ws": None  # type: ignore[method-assign]
+        self.finished: Callable[[str], None] = lambda _product: None
+        self.keep = keep  # for timing: 200k kept tuples would make the cyclic GC's full passes the main cost
 
-    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
-        self.records.append((product_id.encode(), value))
+    def on_finished(self, hook: Callable[[str], None]) -> None:
+        self.finished = hook
+
+    def send(
+        self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws", event_time_us: int = 0
+    ) -> None:
+        if self.keep:
+            self.records.append((product_id.encode(), value))
+        self.finished(product_id)  # acknowledged at once: nothing is held back waiting for Kafka
 
     def send_dead_letter(self, *args: object) -> None:
         raise AssertionError("a synthetic frame was dead-lettered")
