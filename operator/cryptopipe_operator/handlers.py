@@ -4,8 +4,8 @@ resume, the status timer) and deletion.py (the deletion policies), over kube_api
 Status comes from a per-pipeline timer that reads the four children, not from watches on
 KafkaTopics, Deployments and SparkApplications: one watch per child kind would cache every such
 object in the cluster (memory), need list/watch RBAC on all of them, and fail to start when a
-kind's CRD is missing; the timer costs 4 GETs per pipeline per interval and picks up any change
-within ``status_interval_s``, restarts included.
+kind's CRD is missing; the timer costs 5 GETs per pipeline per interval (the pipeline, read anew,
+and 4 children) and picks up any change within ``status_interval_s``, restarts included.
 
 A handler's error says what retrying can do: kopf.PermanentError for what no retry of the same
 object can change (an invalid spec; a lake deletion refused), run once and not retried;

@@ -25,7 +25,8 @@ class OperatorConfig(BaseSettings):
     # Prometheus /metrics (reconciles, their duration, pipelines by condition); unset: not served
     metrics_port: int | None = Field(None, ge=0, le=65535)
     # How often each pipeline's status is recomputed from its children (see handlers.py for why a
-    # timer and not watches on the children). Each tick costs 4 GETs per pipeline.
+    # timer and not watches on the children). Each tick costs 5 GETs per pipeline: the pipeline
+    # itself, read anew (reconcile.refresh_status says why), and 4 children.
     status_interval_s: float = Field(10.0, gt=0)
     # A failed reconcile (API server unavailable, conflict) is retried after this, unless the API
     # server said when (Retry-After); kopf's default of 60 s would leave a pipeline half-applied for
