@@ -4,8 +4,8 @@ resume, the status timer) and deletion.py (the deletion policies), over kube_api
 Status comes from a per-pipeline timer that reads the four children, not from watches on
 KafkaTopics, Deployments and SparkApplications: one watch per child kind would cache every such
 object in the cluster (memory), need list/watch RBAC on all of them, and fail to start when a
-kind's CRD is missing; the timer costs 4 GETs per pipeline per interval and picks up any change
-within ``status_interval_s``, restarts included.
+kind's CRD is missing; the timer costs 5 GETs per pipeline per interval (the pipeline, read anew,
+and 4 children) and picks up any change within ``status_interval_s``, restarts included.
 
 A handler's error says what retrying can do: kopf.PermanentError for what no retry of the same
 object can change (an invalid spec; a lake deletion refused), run once and not retried;
@@ -20,12 +20,15 @@ import copy
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 
-from cryptopipe_operator import deletion, kube_api, metrics, reconcile, secret_access
+from cryptopipe_operator import deletion, kube_api, metrics, reconcile, retry_policy, secret_access
+from cryptopipe_operator.object_locks import ObjectLocks
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
 
+log = logging.getLogger(__name__)
 # read at import: kopf takes the timer's interval and handlers' backoff when they are registered
 CONFIG = OperatorConfig()
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -36,6 +39,9 @@ STATE_PREFIX = API_GROUP
 # prefix (the children go by garbage collection). The finalizer's name predates Delete's handler
 # and is kept: renaming it would strand the finalizer already on existing pipelines.
 FINALIZER = f"{API_GROUP}/retain-topics"
+# the reconcile, the status timer and the drift repair of one pipeline never run at once
+# (object_locks.py: why)
+LOCKS = ObjectLocks()
 
 
 @kopf.on.startup()
@@ -82,7 +88,12 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 @kopf.on.resume(*RESOURCE, backoff=CONFIG.retry_backoff_s)
 @kopf.on.create(*RESOURCE, backoff=CONFIG.retry_backoff_s)
 @kopf.on.update(*RESOURCE, backoff=CONFIG.retry_backoff_s)
-async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    async with LOCKS.hold(body["metadata"]["uid"]):
+        await _apply_pipeline(body, memo, retry)
+
+
+async def _apply_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
             conditions = await reconcile.reconcile(
@@ -102,10 +113,27 @@ async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             raise  # an invalid spec: not retried, the next change of the spec runs this again
         except Exception as exc:
             metrics.RECONCILES.labels("error").inc()
-            _retry_if_transient(exc)
-            raise  # anything else: kopf retries after the backoff, its traceback in the log
+            raise await _failed_reconcile(body, memo, exc, retry) from exc
     metrics.RECONCILES.labels("applied").inc()
+    metrics.forget_failures(body["metadata"])
     metrics.record_conditions(body["metadata"], conditions)
+
+
+async def _failed_reconcile(body: kopf.Body, memo: kopf.Memo, exc: Exception, retry: int) -> kopf.TemporaryError:
+    """Any failure of the reconcile: told in status (Ready False, ReconcileFailed) and one Event
+    per distinct failure; the error that has kopf retry it with exponential backoff
+    (retry_policy.py), never sooner than the API server's Retry-After."""
+    message = retry_policy.describe(exc)
+    cause = retry_policy.root_cause(exc)
+    if not isinstance(cause, kube_api.ApiError | aiohttp.ClientError | TimeoutError):
+        log.error("reconcile of %s failed unexpectedly", body["metadata"]["name"], exc_info=exc)
+    retry_after = cause.retry_after if isinstance(cause, kube_api.ApiError) else None
+    delay = retry_policy.backoff_delay(
+        retry, base=CONFIG.retry_backoff_s, cap=CONFIG.retry_backoff_max_s, retry_after=retry_after
+    )
+    await reconcile.record_failure(memo.api, _plain(body), _emitter(body), message)
+    metrics.record_failed_attempt(body["metadata"], retry + 1, delay)
+    return kopf.TemporaryError(f"{message}; retrying in {delay:g}s", delay=delay)
 
 
 def _retry_if_transient(exc: Exception) -> None:
@@ -118,9 +146,21 @@ def _retry_if_transient(exc: Exception) -> None:
 
 @kopf.timer(*RESOURCE, interval=CONFIG.status_interval_s)
 async def refresh_status(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    conditions = await reconcile.refresh_status(memo.api, _plain(body), _emitter(body))
+    async with LOCKS.hold(body["metadata"]["uid"]):
+        conditions = await reconcile.refresh_status(memo.api, _plain(body), _emitter(body))
     if conditions is not None:
         metrics.record_conditions(body["metadata"], conditions)
+
+
+# the first pass one interval after the operator starts: the resume handler has just applied
+@kopf.timer(*RESOURCE, interval=CONFIG.drift_repair_interval_s, initial_delay=CONFIG.drift_repair_interval_s)
+async def repair_drift(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async with LOCKS.hold(body["metadata"]["uid"]):
+        repaired = await reconcile.repair_drift(
+            memo.api, _plain(body), _emitter(body), spark_driver_role=CONFIG.spark_driver_cluster_role
+        )
+    for ref in repaired:
+        metrics.DRIFT_REPAIRS.labels(ref.partition("/")[0]).inc()
 
 
 def _retains(spec: kopf.Spec, **_: Any) -> bool:

@@ -65,6 +65,7 @@ Emit = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
 class ApiError(RuntimeError):
     def __init__(self, method: str, path: str, status: int, body: str, *, retry_after: float | None = None) -> None:
         self.status = status
+        self.body = body  # the API server's Status object as JSON, usually
         self.retry_after = retry_after  # the server's Retry-After, in seconds
         super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
 
@@ -222,12 +223,17 @@ class KubeApi:
         assert result is not None
         return result
 
-    async def patch_status(self, pipeline_path: str, status: Mapping[str, Any]) -> None:
-        # a merge patch of the status subresource: lists (conditions) are replaced as a whole,
-        # the fields not named (e.g. checkpoint fields in a status refresh) are kept
-        await self.request(
-            "PATCH", f"{pipeline_path}/status", body={"status": status}, content_type="application/merge-patch+json"
-        )
+    async def patch_status(
+        self, pipeline_path: str, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """A merge patch of the status subresource: lists (conditions) are replaced as a whole, the
+        fields not named (e.g. checkpoint fields in a status refresh) are kept. With
+        ``resource_version``: only if the object is still at that version (an optimistic lock),
+        else ApiError 409 and nothing written."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        await self.request("PATCH", f"{pipeline_path}/status", body=body, content_type="application/merge-patch+json")
 
 
 async def login(logger: kopf.Logger, **_: Any) -> kopf.ConnectionInfo:

@@ -40,6 +40,37 @@ LEADER = Gauge(
 )
 
 
+RETRY_DELAY = Gauge(
+    "cryptopipe_operator_reconcile_retry_delay_seconds",
+    "Delay before the next attempt of the pipeline's failing reconcile (no series once it succeeds)",
+    ["namespace", "pipeline"],
+    registry=REGISTRY,
+)
+FAILED_ATTEMPTS = Gauge(
+    "cryptopipe_operator_reconcile_failed_attempts",
+    "Consecutive failed attempts of the pipeline's reconcile (no series once it succeeds)",
+    ["namespace", "pipeline"],
+    registry=REGISTRY,
+)
+DRIFT_REPAIRS = Counter(
+    "cryptopipe_operator_drift_repairs",
+    "Children re-created or re-applied because they were deleted or changed by hand, by kind",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+
+def record_failed_attempt(meta: Mapping[str, Any], attempts: int, delay: float) -> None:
+    FAILED_ATTEMPTS.labels(meta["namespace"], meta["name"]).set(attempts)
+    RETRY_DELAY.labels(meta["namespace"], meta["name"]).set(delay)
+
+
+def forget_failures(meta: Mapping[str, Any]) -> None:
+    for gauge in (FAILED_ATTEMPTS, RETRY_DELAY):
+        if (meta["namespace"], meta["name"]) in gauge._metrics:  # prometheus_client: no has-labels
+            gauge.remove(meta["namespace"], meta["name"])
+
+
 def record_conditions(meta: Mapping[str, Any], conditions: Iterable[Mapping[str, Any]]) -> None:
     """Set the pipeline's condition series; a type no longer reported (LakeMonitorReady after
     spec.monitor is turned off) loses its series instead of keeping its last value."""
@@ -58,3 +89,4 @@ def forget_pipeline(meta: Mapping[str, Any]) -> None:
     for labels in list(CONDITION._metrics):  # prometheus_client has no per-prefix removal
         if labels[:2] == (meta["namespace"], meta["name"]):
             CONDITION.remove(*labels)
+    forget_failures(meta)

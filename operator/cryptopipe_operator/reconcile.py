@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from cryptopipe_operator import lake_cleanup
+from cryptopipe_operator.drift import drifted
 from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi, object_path
 from cryptopipe_operator.render import ChildRef, render_children, unwanted_children
 from cryptopipe_operator.render_common import MANAGED_BY
@@ -25,6 +26,7 @@ from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name, trades_topic_name
 from cryptopipe_operator.render_monitor import deployment_name as monitor_deployment_name
 from cryptopipe_operator.render_spark import SPARK_API_VERSION, spark_application_name
+from cryptopipe_operator.retry_policy import StepFailed
 from cryptopipe_operator.settings import DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
 from cryptopipe_operator.spec import (
     API_GROUP,
@@ -38,7 +40,13 @@ from cryptopipe_operator.spec import (
     parse_pipeline,
 )
 from cryptopipe_operator.spec_compat import known_spec, with_newer_spec_condition
-from cryptopipe_operator.status import aggregate_conditions, conflict_status, validation_failed_status
+from cryptopipe_operator.status import (
+    RECONCILE_FAILED,
+    aggregate_conditions,
+    conflict_status,
+    reconcile_failed_status,
+    validation_failed_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +131,7 @@ async def reconcile(
 
     checkpoint = next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
     manifests = render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role)
-    existing = [await api.get(_path(manifest)) for manifest in manifests]
+    existing = [await _get(api, manifest) for manifest in manifests]
     taken = [
         _ref(m) for m, obj in zip(manifests, existing, strict=True) if obj is not None and not _ours(obj, m, pipeline)
     ]
@@ -136,7 +144,7 @@ async def reconcile(
 
     created, updated = [], []
     for manifest, before in zip(manifests, existing, strict=True):
-        after = await api.apply(manifest)
+        after = await _apply(api, manifest)
         if before is None:
             created.append(_ref(manifest))
         elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
@@ -166,6 +174,37 @@ async def reconcile(
     conditions: list[Mapping[str, Any]] = new_status["conditions"]
     _emit_readiness_change(emit, previous, conditions)
     return conditions
+
+
+async def _get(api: KubeApi, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return await api.get(_path(manifest))
+    except Exception as exc:
+        raise StepFailed(f"reading {_ref(manifest)}", exc) from exc
+
+
+async def _apply(api: KubeApi, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return await api.apply(manifest)
+    except Exception as exc:
+        raise StepFailed(f"applying {_ref(manifest)}", exc) from exc
+
+
+async def record_failure(api: KubeApi, body: Mapping[str, Any], emit: Emit, message: str) -> None:
+    """A failed reconcile in status (Ready False, ReconcileFailed, the failure named, the generation
+    it failed on) and a Warning Event, posted only when the failure differs from the one already
+    reported: a pipeline retried for hours posts one Event, not one per attempt. Best effort: when
+    the status cannot be written either (the API server down), the failure stays in the log."""
+    meta, status = body["metadata"], body.get("status") or {}
+    previous: list[Mapping[str, Any]] = status.get("conditions") or []
+    failed = reconcile_failed_status(message, generation=meta["generation"], previous=previous, now=_now())
+    try:
+        await api.patch_status(_pipeline_path(body), failed)
+    except Exception as exc:  # noqa: BLE001 - the reconcile's own failure is what gets retried
+        log.warning("could not record the failed reconcile of %s/%s: %s", meta["namespace"], meta["name"], exc)
+    before = _ready(previous)
+    if (before.get("reason"), before.get("message")) != (RECONCILE_FAILED, message):
+        emit("Warning", RECONCILE_FAILED, message)
 
 
 def _ours(obj: Mapping[str, Any], manifest: Mapping[str, Any], pipeline: Pipeline) -> bool:
@@ -283,19 +322,35 @@ async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, ref: ChildRef) -> b
     return await api.request("DELETE", path, body=options, missing_ok=True) is not None
 
 
+def _applied(body: Mapping[str, Any]) -> bool:
+    """Whether the pipeline's current generation has been applied: the reconcile wrote its status
+    and it is not one that applied nothing (invalid spec, conflict, a failure being retried)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return (
+        status.get("observedGeneration") == meta.get("generation")
+        and status.get("phase") not in ("Invalid", "Conflict")
+        and _ready(status.get("conditions") or []).get("reason") != RECONCILE_FAILED
+    )
+
+
 async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> list[Mapping[str, Any]] | None:
     """Recompute the conditions from the children (the periodic timer).
 
-    Only for a generation the reconcile has applied: while one is pending (or its spec is
-    invalid) the reconcile owns the status, and a refresh would report the old children as if
-    they were the new spec's. Returns the current conditions, or None when it did not look.
+    Only for a generation the reconcile has applied: while one is pending (or its spec is invalid,
+    or its reconcile failed and is being retried) the reconcile owns the status, and a refresh
+    would report the old children as if they were the new spec's. The pipeline is read anew (the
+    body kopf gave the timer may predate a reconcile's status write), and the status written only
+    if the pipeline is still at the version read: a reconcile or spec change in between makes the
+    write fail with 409, and this refresh is skipped, never writing an older generation's status
+    over a newer one. Returns the current conditions, or None when it did not look or write.
     """
-    meta, status = body["metadata"], body.get("status") or {}
-    if status.get("observedGeneration") != meta.get("generation") or status.get("phase") in ("Invalid", "Conflict"):
+    fresh_body = await api.get(_pipeline_path(body))
+    if fresh_body is None or not _applied(fresh_body):
         return None
-    body, newer_fields = known_spec(body)
+    fresh_body, newer_fields = known_spec(fresh_body)
+    meta, status = fresh_body["metadata"], fresh_body.get("status") or {}
     try:
-        pipeline = parse_pipeline(body)
+        pipeline = parse_pipeline(fresh_body)
     except SpecError:
         return None
     previous: list[Mapping[str, Any]] = status.get("conditions") or []
@@ -305,10 +360,59 @@ async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> l
     )
     if fresh["conditions"] == previous and fresh["phase"] == status.get("phase"):
         return previous  # no write (and no new resourceVersion) for a status that did not change
-    await api.patch_status(_pipeline_path(body), fresh)
+    try:
+        await api.patch_status(_pipeline_path(body), fresh, resource_version=meta["resourceVersion"])
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        log.debug("status refresh of %s/%s skipped: changed meanwhile", meta["namespace"], meta["name"])
+        return None
     conditions: list[Mapping[str, Any]] = fresh["conditions"]
     _emit_readiness_change(emit, previous, conditions)
     return conditions
+
+
+async def repair_drift(
+    api: KubeApi,
+    body: Mapping[str, Any],
+    emit: Emit,
+    *,
+    spark_driver_role: str = DEFAULT_SPARK_DRIVER_CLUSTER_ROLE,
+) -> list[str]:
+    """Re-create or re-apply the children of the applied generation that were deleted or changed
+    behind the operator's back (the periodic drift repair; Strimzi's periodic reconciliation).
+
+    Each child is read and re-applied only when it is gone or a field the operator renders has
+    another value (drift.py); server-side apply then sets back exactly the operator's fields. A
+    child of that name that is not the pipeline's (someone else's object where a deleted child
+    was) is left alone, as the reconcile would. Nothing while the current generation is not
+    applied (the reconcile does it). Returns the children repaired (``Kind/name``), announced in
+    one Normal Event ``DriftRepaired``.
+    """
+    fresh_body = await api.get(_pipeline_path(body))
+    if fresh_body is None or fresh_body["metadata"].get("deletionTimestamp") or not _applied(fresh_body):
+        return []
+    status = fresh_body.get("status") or {}
+    try:
+        pipeline = parse_pipeline(fresh_body)
+    except SpecError:
+        return []
+    checkpoint = next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
+    if checkpoint != status.get("checkpointGeneration"):
+        return []  # the recorded state is not this spec's: the reconcile's to sort out
+    repaired = []
+    for manifest in render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role):
+        live = await _get(api, manifest)
+        if live is not None and not _ours(live, manifest, pipeline):
+            log.warning("drift repair: %s is not %s's, left alone", _ref(manifest), pipeline.name)
+            continue
+        if drifted(manifest, live):
+            after = await _apply(api, manifest)
+            if live is None or after["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]:
+                repaired.append(_ref(manifest))
+    if repaired:
+        emit("Normal", "DriftRepaired", f"deleted or changed by hand, re-applied from the spec: {', '.join(repaired)}")
+    return repaired
 
 
 async def _aggregate(
@@ -316,19 +420,34 @@ async def _aggregate(
 ) -> dict[str, Any]:
     ns = pipeline.namespace
 
-    async def child_status(path: str) -> Mapping[str, Any] | None:
+    async def child(path: str) -> tuple[Mapping[str, Any] | None, int | None]:
+        """The child's status ({} before its controller wrote one; None: no such child) and its
+        metadata.generation."""
         obj = await api.get(path)
-        return None if obj is None else obj.get("status") or {}
+        if obj is None:
+            return None, None
+        return obj.get("status") or {}, obj["metadata"].get("generation")
 
-    topic = await child_status(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, trades_topic_name(pipeline)))
-    dlq = await child_status(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, dlq_topic_name(pipeline)))
-    deployment = await child_status(object_path("apps/v1", "Deployment", ns, deployment_name(pipeline)))
-    spark = await child_status(object_path(SPARK_API_VERSION, "SparkApplication", ns, spark_application_name(pipeline)))
-    monitor = None
+    topic, _ = await child(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, trades_topic_name(pipeline)))
+    dlq, _ = await child(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, dlq_topic_name(pipeline)))
+    deployment, deployment_generation = await child(object_path("apps/v1", "Deployment", ns, deployment_name(pipeline)))
+    spark, _ = await child(object_path(SPARK_API_VERSION, "SparkApplication", ns, spark_application_name(pipeline)))
+    monitor, monitor_generation = None, None
     if pipeline.spec.monitor.enabled:
-        monitor = await child_status(object_path("apps/v1", "Deployment", ns, monitor_deployment_name(pipeline)))
+        path = object_path("apps/v1", "Deployment", ns, monitor_deployment_name(pipeline))
+        monitor, monitor_generation = await child(path)
     return aggregate_conditions(
-        pipeline, generation, topic, dlq, deployment, spark, previous=previous, now=_now(), monitor_status=monitor
+        pipeline,
+        generation,
+        topic,
+        dlq,
+        deployment,
+        spark,
+        previous=previous,
+        now=_now(),
+        monitor_status=monitor,
+        deployment_generation=deployment_generation,
+        monitor_generation=monitor_generation,
     )
 
 

@@ -25,12 +25,22 @@ class OperatorConfig(BaseSettings):
     # Prometheus /metrics (reconciles, their duration, pipelines by condition); unset: not served
     metrics_port: int | None = Field(None, ge=0, le=65535)
     # How often each pipeline's status is recomputed from its children (see handlers.py for why a
-    # timer and not watches on the children). Each tick costs 4 GETs per pipeline.
+    # timer and not watches on the children). Each tick costs 5 GETs per pipeline: the pipeline
+    # itself, read anew (reconcile.refresh_status says why), and 4 children.
     status_interval_s: float = Field(10.0, gt=0)
     # A failed reconcile (API server unavailable, conflict) is retried after this, unless the API
     # server said when (Retry-After); kopf's default of 60 s would leave a pipeline half-applied for
     # a minute after a transient error. Also the retry of a lake deletion S3 did not complete.
     retry_backoff_s: float = Field(5.0, gt=0)
+    # A reconcile that keeps failing (a child refused by a quota, an admission policy or RBAC) is
+    # retried after retry_backoff_s, then twice as long each time, up to this: a stuck pipeline
+    # costs the API server one attempt every 5 minutes, and is picked up within 5 minutes of a fix.
+    retry_backoff_max_s: float = Field(300.0, gt=0)
+    # How often each applied pipeline's children are compared with what its spec renders and
+    # re-created or re-applied if they were deleted or changed by hand (drift repair; Strimzi's
+    # periodic reconciliation is every 2 minutes). Each pass reads every child (about 10 GETs per
+    # pipeline) and writes only the drifted ones.
+    drift_repair_interval_s: float = Field(60.0, gt=0)
     # A lake deletion that only a person can unblock (the sink Secret missing, lacking a key, or not
     # readable for RBAC) is retried after this: soon enough to pick up the fix, seldom enough that
     # its LakeDeleteFailed Warning does not repeat every few seconds until someone looks.

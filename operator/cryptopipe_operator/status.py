@@ -26,9 +26,19 @@ CHILD_CONDITIONS = ("TopicReady", "IngestionReady", "SparkReady")
 # is not on the path trades take into it, so candles are written (Ready, phase Running) whether or
 # not it runs; a failing monitor says so in its own condition without marking the pipeline degraded.
 MONITOR_CONDITION = "LakeMonitorReady"
-# States after which a streaming job is not coming back on its own (or should never be in);
-# the other non-RUNNING states are steps on the way to RUNNING.
-SPARK_FAILURE_STATES = {"FAILED", "SUBMISSION_FAILED", "FAILING", "COMPLETED", "SUCCEEDING"}
+# spark-operator v2's application states (v1beta2 ApplicationStateType; the CRD's schema leaves
+# the field a free string, so an unknown state is reported as such, not ready). Only RUNNING is
+# ready. The streaming job is never meant to end: one that ends, fails or failed to start is
+# Degraded; the others are steps on the way (back) to RUNNING.
+SPARK_FAILURE_STATES = frozenset({"FAILED", "SUBMISSION_FAILED", "FAILING", "COMPLETED", "SUCCEEDING"})
+# A submission in progress: the first one (NEW is the empty state), or a re-submission after a
+# spec change (INVALIDATING, then PENDING_RERUN) or a failure under restartPolicy Always
+# (FAILING, then PENDING_RERUN). The job is not producing candles until it is RUNNING again.
+SPARK_SUBMITTING_STATES = frozenset({"", "SUBMITTED", "PENDING_RERUN", "INVALIDATING", "RESUMING"})
+# spec.suspend on the SparkApplication (the operator sets it only with the pipeline's spec.suspend,
+# which is reported as Suspended before the job's state is looked at)
+SPARK_SUSPENDED_STATES = frozenset({"SUSPENDING", "SUSPENDED"})
+SPARK_STATES = SPARK_FAILURE_STATES | SPARK_SUBMITTING_STATES | SPARK_SUSPENDED_STATES | {"RUNNING", "UNKNOWN"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +71,12 @@ def topic_verdict(name: str, status: Status) -> Verdict:
     return Verdict("False", "KafkaTopicNotReady", message, failed=True)
 
 
-def deployment_verdict(name: str, status: Status, desired_replicas: int) -> Verdict:
+def deployment_verdict(name: str, status: Status, desired_replicas: int, generation: int | None = None) -> Verdict:
+    """Ready only when the newest template is rolled out and available: the Deployment controller
+    has seen the Deployment's latest ``generation`` (its metadata.generation; None: not checked),
+    all ``desired_replicas`` run the newest ReplicaSet, no old replica is left, and as many are
+    available. A Deployment still rolling out a change reports the old pods' availability, which
+    says nothing about the new spec."""
     if status is None:
         return Verdict("False", "DeploymentMissing", f"Deployment {name} does not exist")
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
@@ -69,12 +84,25 @@ def deployment_verdict(name: str, status: Status, desired_replicas: int) -> Verd
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
         message = f"Deployment {name}: {progressing.get('message', 'progress deadline exceeded')}"
         return Verdict("False", "DeploymentProgressDeadlineExceeded", message, failed=True)
+    if not conditions:
+        return Verdict("Unknown", "DeploymentPending", f"Deployment {name} has no status yet")
+    observed = status.get("observedGeneration") or 0
+    if generation is not None and observed < generation:
+        message = f"Deployment {name}: generation {generation} not yet observed by its controller (at {observed})"
+        return Verdict("False", "DeploymentRolloutPending", message)
+    # the API server omits zero counts
+    updated = status.get("updatedReplicas") or 0
+    total = status.get("replicas") or 0
     available = status.get("availableReplicas") or 0
+    if updated < desired_replicas:
+        message = f"Deployment {name}: rolling out, {updated}/{desired_replicas} replicas on the newest template"
+        return Verdict("False", "DeploymentRollingOut", message)
+    if total > updated:
+        message = f"Deployment {name}: rolling out, {total - updated} old replica(s) pending termination"
+        return Verdict("False", "DeploymentRollingOut", message)
     counted = f"Deployment {name}: {available}/{desired_replicas} replicas available"
     if conditions.get("Available", {}).get("status") == "True" and available >= desired_replicas:
         return Verdict("True", "DeploymentAvailable", counted)
-    if not conditions:
-        return Verdict("Unknown", "DeploymentPending", f"Deployment {name} has no status yet")
     return Verdict("False", "DeploymentUnavailable", counted)
 
 
@@ -85,11 +113,17 @@ def spark_verdict(name: str, status: Status) -> Verdict:
     state = app_state.get("state") or ""
     if state == "RUNNING":
         return Verdict("True", "SparkApplicationRunning", f"SparkApplication {name} is running")
-    if state in ("", "UNKNOWN"):
+    if not status or state == "UNKNOWN":
         return Verdict("Unknown", "SparkApplicationPending", f"SparkApplication {name} has no known state yet")
     error = app_state.get("errorMessage")
-    message = f"SparkApplication {name} is {state}" + (f": {error}" if error else "")
-    return Verdict("False", f"SparkApplication{_camel(state)}", message, failed=state in SPARK_FAILURE_STATES)
+    if state == "":
+        return Verdict("False", "SparkApplicationNew", f"SparkApplication {name} is not submitted yet")
+    detail = f"SparkApplication {name} is {state}" + (f": {error}" if error else "")
+    if state in SPARK_SUBMITTING_STATES:
+        return Verdict("False", f"SparkApplication{_camel(state)}", f"{detail} (submitting, not running yet)")
+    if state not in SPARK_STATES:
+        return Verdict("Unknown", "SparkApplicationStateUnknown", f"{detail} (a state this operator does not know)")
+    return Verdict("False", f"SparkApplication{_camel(state)}", detail, failed=state in SPARK_FAILURE_STATES)
 
 
 def suspended_verdict(what: str) -> Verdict:
@@ -162,9 +196,12 @@ def aggregate_conditions(
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
     monitor_status: Status = None,
+    deployment_generation: int | None = None,
+    monitor_generation: int | None = None,
 ) -> dict[str, Any]:
     """Conditions, observedGeneration and phase; ``previous`` is status.conditions as it was.
-    ``monitor_status`` is the lake monitor Deployment's, read only when spec.monitor.enabled."""
+    ``monitor_status`` is the lake monitor Deployment's, read only when spec.monitor.enabled;
+    ``*_generation`` the Deployments' metadata.generation (is the rollout of the latest one seen?)."""
     topics = combine(
         [
             topic_verdict(trades_topic_name(pipeline), topic_status),
@@ -175,7 +212,7 @@ def aggregate_conditions(
         ingestion, spark = suspended_verdict("ingestion"), suspended_verdict("the Spark job")
     else:
         desired = pipeline.spec.ingestion.replicas
-        ingestion = deployment_verdict(deployment_name(pipeline), deployment_status, desired)
+        ingestion = deployment_verdict(deployment_name(pipeline), deployment_status, desired, deployment_generation)
         spark = spark_verdict(spark_application_name(pipeline), sparkapp_status)
     children = dict(zip(CHILD_CONDITIONS, (topics, ingestion, spark), strict=False))
     ready = _ready_verdict(children)
@@ -184,7 +221,9 @@ def aggregate_conditions(
         if pipeline.spec.suspend:
             verdicts[MONITOR_CONDITION] = suspended_verdict("the lake monitor")
         else:
-            verdicts[MONITOR_CONDITION] = deployment_verdict(monitor_deployment_name(pipeline), monitor_status, 1)
+            verdicts[MONITOR_CONDITION] = deployment_verdict(
+                monitor_deployment_name(pipeline), monitor_status, 1, monitor_generation
+            )
     return {
         "conditions": [_condition(t, v, generation, previous, now) for t, v in verdicts.items()],
         "observedGeneration": generation,
@@ -221,3 +260,18 @@ def deletion_blocked_status(
     with that reason (LakeDeleteFailed, LakeDeleteAbandoned); the phase and other conditions kept."""
     ready = _condition("Ready", Verdict("False", reason, message, failed=True), generation, previous, now)
     return {"conditions": [ready, *(dict(c) for c in previous if c.get("type") != "Ready")]}
+
+
+RECONCILE_FAILED = "ReconcileFailed"
+
+
+def reconcile_failed_status(
+    message: str, *, generation: int, previous: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """For a reconcile that failed (a child the API server refused, an error on the way): Ready
+    False, reason ReconcileFailed, the failure in the message, phase Degraded, observedGeneration
+    the generation it failed on (the status is about this spec: it is not applied). The other
+    conditions keep describing the children as they were."""
+    ready = _condition("Ready", Verdict("False", RECONCILE_FAILED, message, failed=True), generation, previous, now)
+    others = [dict(c) for c in previous if c.get("type") != "Ready"]
+    return {"conditions": [ready, *others], "observedGeneration": generation, "phase": "Degraded"}

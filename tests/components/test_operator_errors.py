@@ -6,17 +6,12 @@ wait for a fixed Secret than for the other retries so that the two can be told a
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
-import ssl
-import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +19,8 @@ import pytest
 
 from cryptopipe_dev.crd import CRD_PATH, load_crd
 from cryptopipe_dev.stack.kube import KubeControlPlane
-from cryptopipe_dev.stack.procs import LOOPBACK
 from cryptopipe_dev.stack.s3server import S3Server
+from tests.support.admission_webhook import AdmissionWebhook
 from tests.support.cryptopipelines import pipeline
 from tests.support.kube_objects import CHILD_KINDS, events, get, items
 from tests.support.local_services import register
@@ -276,30 +271,16 @@ def test_secret_lacking_a_key_is_retried_after_the_misconfig_delay(
     assert not _events(kube, ns, name, "LakeDeleteRefused")
 
 
-class _ThrottlingWebhook:
-    """An HTTPS validating admission webhook on the loopback address. The first review of Deployment
-    ``target`` is denied with 429 Too Many Requests and Status.details.retryAfterSeconds, which the
-    API server returns to its client with a Retry-After header; later reviews are allowed. A
-    Deployment named ``probe`` is always denied (to tell when the webhook is in force). Records when
-    each review of ``target`` arrived."""
+class _ThrottlingWebhook(AdmissionWebhook):
+    """The first review of Deployment ``target`` is denied with 429 Too Many Requests and
+    Status.details.retryAfterSeconds, which the API server returns to its client with a
+    Retry-After header; later reviews are allowed. A Deployment named ``probe`` is always denied
+    (to tell when the webhook is in force). Records when each review of ``target`` arrived."""
 
     def __init__(self, workdir: Path, target: str) -> None:
         self.target = target
         self.reviews: list[float] = []
-        cert, key = workdir / "webhook.crt", workdir / "webhook.key"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={LOOPBACK}"]
-            + ["-addext", f"subjectAltName=IP:{LOOPBACK}", "-keyout", str(key), "-out", str(cert)],
-            check=True,
-            capture_output=True,
-        )
-        self.ca_bundle = base64.b64encode(cert.read_bytes()).decode()
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(cert, key)
-        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://{LOOPBACK}:{self.server.server_address[1]}/validate"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="throttling-webhook", daemon=True)
+        super().__init__(workdir, self._review)
 
     def _review(self, request: dict[str, Any]) -> dict[str, Any]:
         if request["name"] == "probe":
@@ -312,60 +293,9 @@ class _ThrottlingWebhook:
                 return {"allowed": False, "status": status}
         return {"allowed": True}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["request"]
-                response = {"uid": request["uid"], **hook._review(request)}
-                review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-                out = json.dumps(review).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def configuration(self, namespace: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": f"throttle-{namespace}"[:63]},
-            "webhooks": [
-                {
-                    "name": "throttle.cryptopipe-tests.io",
-                    "clientConfig": {"url": self.url, "caBundle": self.ca_bundle},
-                    "rules": [
-                        {
-                            "apiGroups": ["apps"],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["deployments"],
-                            "scope": "Namespaced",
-                        }
-                    ],
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1"],
-                    "failurePolicy": "Fail",
-                    "timeoutSeconds": 5,
-                }
-            ],
-        }
-
-    def __enter__(self) -> _ThrottlingWebhook:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def deployments(self, namespace: str) -> dict[str, Any]:
+        rule = {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"]}
+        return self.configuration(f"throttle-{namespace}", namespace, rule | {"resources": ["deployments"]})
 
 
 def test_api_throttling_is_retried_after_the_servers_retry_after(
@@ -376,7 +306,7 @@ def test_api_throttling_is_retried_after_the_servers_retry_after(
     after the 1 s backoff, then converges."""
     ns, name = kube_namespace, "throttled"
     with _ThrottlingWebhook(tmp_path, target=f"{name}-ingestion") as hook:
-        configuration = hook.configuration(ns)
+        configuration = hook.deployments(ns)
         kube.apply(configuration)
         try:
 
@@ -393,6 +323,9 @@ def test_api_throttling_is_retried_after_the_servers_retry_after(
             def converged() -> dict[str, Any]:
                 st = (get(kube, "CryptoPipeline", ns, name) or {}).get("status") or {}
                 assert st.get("observedGeneration") == 1, st
+                # the throttled attempt is reported too (ReconcileFailed, same generation): not yet
+                ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+                assert ready["reason"] != "ReconcileFailed", ready
                 return st
 
             eventually(converged, "status after the retry", timeout=30, operator=operator)

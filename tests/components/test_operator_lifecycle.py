@@ -14,7 +14,7 @@ import pytest
 from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
 from cryptopipe_dev.stack.s3server import S3Server
 from tests.support.cryptopipelines import INVALID_SPECS, merge_patch, pipeline
-from tests.support.kube_objects import CHILD_KINDS, conditions, events, get, items, patch_status
+from tests.support.kube_objects import CHILD_KINDS, conditions, events, get, items, mark_children_ready, patch_status
 from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
@@ -50,30 +50,6 @@ def _status(kube: KubeControlPlane, ns: str, name: str) -> dict[str, Any]:
 
 def _env(deployment: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _mark_children_ready(kube: KubeControlPlane, ns: str, name: str) -> None:
-    ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]}
-    patch_status(kube, f"kafkatopic/{name}-trades", ns, ready)
-    patch_status(kube, f"kafkatopic/{name}-trades-dlq", ns, ready)
-    # (driverInfo: required by spark-operator's status schema)
-    # Deployment availability through the real controllers: no kubelet runs the pod, so the test
-    # plays the kubelet and reports it Ready; ReplicaSet and Deployment controllers do the rest
-    pods = eventually(lambda: items(kube, "Pod", ns, f"app.kubernetes.io/instance={name}"), "ingestion pod created")
-    for pod in pods:
-        patch_status(
-            kube,
-            f"pod/{pod['metadata']['name']}",
-            ns,
-            {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]},
-        )
-    patch_status(
-        kube, f"sparkapplication/{name}-candles", ns, {"applicationState": {"state": "RUNNING"}, "driverInfo": {}}
-    )
 
 
 def scrape_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -116,7 +92,7 @@ def test_create_reports_children_ready_then_spark_failure(
     first = eventually(reported, "status with four conditions", operator=operator)
     assert conditions(first)["Ready"]["status"] != "True" and first["status"]["phase"] == "Pending"
 
-    _mark_children_ready(kube, ns, name)
+    mark_children_ready(kube, ns, name)
     eventually(
         lambda: conditions(_status(kube, ns, name))["Ready"]["status"] == "True", "Ready True", operator=operator
     )

@@ -4,10 +4,12 @@ conditions and events) and play the parts that do not run there (a kubelet patch
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from cryptopipe_dev.stack.kube import KubeControlPlane
+from tests.support.operator_process import eventually
 
 PATHS = {
     "KafkaTopic": "/apis/kafka.strimzi.io/v1/namespaces/{ns}/kafkatopics",
@@ -51,3 +53,30 @@ def conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def events(kube: KubeControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
     found = kube.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
     return found["items"]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def mark_children_ready(kube: KubeControlPlane, ns: str, name: str) -> None:
+    """Play Strimzi's topic operator, the kubelet and spark-operator: pipeline ``name``'s topics
+    Ready, its ingestion pods Ready (the real ReplicaSet and Deployment controllers do the rest),
+    its SparkApplication RUNNING."""
+    ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]}
+    patch_status(kube, f"kafkatopic/{name}-trades", ns, ready)
+    patch_status(kube, f"kafkatopic/{name}-trades-dlq", ns, ready)
+    # (driverInfo: required by spark-operator's status schema)
+    # Deployment availability through the real controllers: no kubelet runs the pod, so the test
+    # plays the kubelet and reports it Ready; ReplicaSet and Deployment controllers do the rest
+    pods = eventually(lambda: items(kube, "Pod", ns, f"app.kubernetes.io/instance={name}"), "ingestion pod created")
+    for pod in pods:
+        patch_status(
+            kube,
+            f"pod/{pod['metadata']['name']}",
+            ns,
+            {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}]},
+        )
+    patch_status(
+        kube, f"sparkapplication/{name}-candles", ns, {"applicationState": {"state": "RUNNING"}, "driverInfo": {}}
+    )

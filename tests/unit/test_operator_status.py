@@ -10,7 +10,14 @@ import yaml
 
 from cryptopipe_dev import crd
 from cryptopipe_operator.spec import API_VERSION, Pipeline, parse_spec
-from cryptopipe_operator.status import aggregate_conditions, validation_failed_status
+from cryptopipe_operator.status import (
+    SPARK_STATES,
+    aggregate_conditions,
+    deployment_verdict,
+    reconcile_failed_status,
+    spark_verdict,
+    validation_failed_status,
+)
 
 BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
 STATUS_SCHEMA = crd.version_schema(crd.load_crd(), API_VERSION)["properties"]["status"]
@@ -21,8 +28,26 @@ TOPIC_READY = {"conditions": [{"type": "Ready", "status": "True"}]}
 TOPIC_FAILED = {
     "conditions": [{"type": "Ready", "status": "False", "reason": "KafkaError", "message": "replicas > brokers"}]
 }
-DEPLOYMENT_AVAILABLE = {"availableReplicas": 1, "conditions": [{"type": "Available", "status": "True"}]}
-DEPLOYMENT_STARTING = {"conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]}
+# as the Deployment controller writes it once generation 1 is rolled out (zero counts omitted)
+DEPLOYMENT_AVAILABLE = {
+    "observedGeneration": 1,
+    "replicas": 1,
+    "updatedReplicas": 1,
+    "readyReplicas": 1,
+    "availableReplicas": 1,
+    "conditions": [
+        {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+        {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+    ],
+}
+# its one pod on the newest template, not ready yet
+DEPLOYMENT_STARTING = {
+    "observedGeneration": 1,
+    "replicas": 1,
+    "updatedReplicas": 1,
+    "unavailableReplicas": 1,
+    "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}],
+}
 DEPLOYMENT_STUCK = {
     "conditions": [
         {"type": "Available", "status": "False"},
@@ -128,7 +153,8 @@ def test_ready_message_names_every_child_that_is_not_ready() -> None:
 
 
 def test_ingestion_needs_all_desired_replicas() -> None:
-    status = aggregate(p=pipeline(ingestion={"image": "i:1", "replicas": 2}))
+    both_updated_one_available = DEPLOYMENT_AVAILABLE | {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1}
+    status = aggregate(deployment=both_updated_one_available, p=pipeline(ingestion={"image": "i:1", "replicas": 2}))
     assert summary(status)["IngestionReady"] == ("False", "DeploymentUnavailable")
     assert "1/2 replicas available" in conditions(status)["IngestionReady"]["message"]
 
@@ -236,3 +262,134 @@ def test_suspended_monitor() -> None:
     )
     assert summary(status)["LakeMonitorReady"] == ("False", "Suspended")
     assert status["phase"] == "Suspended"
+
+
+# -- rollout progress: a Deployment is ready once its newest template is out and available -----------
+
+
+def rolled(**changes) -> dict:
+    return DEPLOYMENT_AVAILABLE | changes
+
+
+@pytest.mark.parametrize(
+    ("deployment", "generation", "expected", "words"),
+    [
+        (DEPLOYMENT_AVAILABLE, 1, ("True", "DeploymentAvailable"), "1/1 replicas available"),
+        (DEPLOYMENT_AVAILABLE, None, ("True", "DeploymentAvailable"), "1/1"),
+        # the spec changed, the controller has not even looked yet: the old pods say nothing of it
+        (DEPLOYMENT_AVAILABLE, 2, ("False", "DeploymentRolloutPending"), "generation 2 not yet observed"),
+        # a new ReplicaSet started, its pod not yet up; the old pod still serves and counts as available
+        (
+            rolled(observedGeneration=2, replicas=2, updatedReplicas=1, unavailableReplicas=1),
+            2,
+            ("False", "DeploymentRollingOut"),
+            "1 old replica(s) pending termination",
+        ),
+        (
+            rolled(observedGeneration=2, updatedReplicas=None),
+            2,
+            ("False", "DeploymentRollingOut"),
+            "0/1 replicas on the newest template",
+        ),
+        # all pods new, not yet available
+        (
+            rolled(observedGeneration=2, availableReplicas=None, readyReplicas=None)
+            | {"conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]},
+            2,
+            ("False", "DeploymentUnavailable"),
+            "0/1 replicas available",
+        ),
+        (
+            rolled(observedGeneration=2, replicas=2, updatedReplicas=1)
+            | {
+                "conditions": [
+                    {"type": "Available", "status": "True"},
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "x"},
+                ]
+            },
+            2,
+            ("False", "DeploymentProgressDeadlineExceeded"),
+            "x",
+        ),
+        ({}, 1, ("Unknown", "DeploymentPending"), "no status yet"),
+        (None, 1, ("False", "DeploymentMissing"), "does not exist"),
+    ],
+)
+def test_deployment_rollout(deployment, generation, expected, words) -> None:
+    verdict = deployment_verdict("btc-ingestion", deployment, 1, generation)
+    assert (verdict.status, verdict.reason) == expected
+    assert words in verdict.message and "btc-ingestion" in verdict.message
+    assert verdict.failed == (expected[1] == "DeploymentProgressDeadlineExceeded")
+
+
+def test_rollout_in_progress_makes_the_pipeline_pending() -> None:
+    status = aggregate_conditions(
+        pipeline(),
+        5,
+        TOPIC_READY,
+        TOPIC_READY,
+        rolled(observedGeneration=3, replicas=2, updatedReplicas=1),
+        spark("RUNNING"),
+        previous=[],
+        now=NOW,
+        deployment_generation=3,
+    )
+    assert summary(status)["Ready"] == ("False", "IngestionNotReady") and status["phase"] == "Pending"
+    assert summary(status)["IngestionReady"] == ("False", "DeploymentRollingOut")
+
+
+# -- every state of spark-operator's v1beta2 ApplicationStateType ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "expected", "failed"),
+    [
+        ("RUNNING", ("True", "SparkApplicationRunning"), False),
+        ("", ("False", "SparkApplicationNew"), False),
+        ("SUBMITTED", ("False", "SparkApplicationSubmitted"), False),
+        # re-submitting: after a spec change (INVALIDATING), a failure under restartPolicy Always
+        # (PENDING_RERUN), a resume: not running the new spec yet
+        ("INVALIDATING", ("False", "SparkApplicationInvalidating"), False),
+        ("PENDING_RERUN", ("False", "SparkApplicationPendingRerun"), False),
+        ("RESUMING", ("False", "SparkApplicationResuming"), False),
+        ("SUCCEEDING", ("False", "SparkApplicationSucceeding"), True),
+        ("COMPLETED", ("False", "SparkApplicationCompleted"), True),
+        ("FAILING", ("False", "SparkApplicationFailing"), True),
+        ("FAILED", ("False", "SparkApplicationFailed"), True),
+        ("SUBMISSION_FAILED", ("False", "SparkApplicationSubmissionFailed"), True),
+        ("SUSPENDING", ("False", "SparkApplicationSuspending"), False),
+        ("SUSPENDED", ("False", "SparkApplicationSuspended"), False),
+        ("UNKNOWN", ("Unknown", "SparkApplicationPending"), False),
+        ("SOMETHING_NEW", ("Unknown", "SparkApplicationStateUnknown"), False),
+    ],
+)
+def test_spark_states(state, expected, failed) -> None:
+    verdict = spark_verdict("btc-candles", {"applicationState": {"state": state}})
+    assert (verdict.status, verdict.reason, verdict.failed) == (*expected, failed)
+    assert "btc-candles" in verdict.message
+
+
+def test_every_known_spark_state_is_classified() -> None:
+    tested = {"RUNNING", "", "SUBMITTED", "INVALIDATING", "PENDING_RERUN", "RESUMING", "SUCCEEDING", "COMPLETED"}
+    tested |= {"FAILING", "FAILED", "SUBMISSION_FAILED", "SUSPENDING", "SUSPENDED", "UNKNOWN"}
+    assert tested == SPARK_STATES
+
+
+def test_spark_without_status_is_pending_and_missing_is_missing() -> None:
+    assert spark_verdict("x", {}).reason == "SparkApplicationPending"
+    assert spark_verdict("x", None).reason == "SparkApplicationMissing"
+
+
+# -- a failed reconcile ------------------------------------------------------------------------------
+
+
+def test_reconcile_failed_status() -> None:
+    previous = aggregate()["conditions"]
+    message = "applying Deployment/btc-ingestion: HTTP 403: exceeded quota: q, requested: count/deployments.apps=1"
+    status = reconcile_failed_status(message, generation=7, previous=previous, now=NOW)
+    assert status["observedGeneration"] == 7 and status["phase"] == "Degraded"
+    ready = conditions(status)["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ReconcileFailed", message)
+    assert ready["observedGeneration"] == 7 and ready["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+    assert conditions(status)["IngestionReady"] == conditions({"conditions": previous})["IngestionReady"]
+    assert crd.schema_problems(STATUS_SCHEMA, status) == []
