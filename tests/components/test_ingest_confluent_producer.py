@@ -1,17 +1,28 @@
-"""The optional librdkafka producer (``producer: confluent``, the ingestion-fast extra) in the
-ingestion service, between the real replay server and a real Kafka broker: the same records, keys
-and partitions as kafka-python's. Its delivery failures are counted the same way: see
-test_ingest_no_silent_loss.py, whose broker-outage test runs with both producers."""
+"""The optional librdkafka producer (``producer: confluent``, the ingestion-fast extra) against a
+real Kafka broker: in the ingestion service, the same records, keys and partitions as
+kafka-python's; behind the producer seam, a real outage (the broker frozen past the delivery
+timeout) counted and handed back exactly as kafka-python's producer does it. The service-level
+outage test (test_ingest_no_silent_loss.py) runs with both producers too."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka.partitioner import murmur2
 
 from cryptopipe.contracts import Tick, decode_record
+from cryptopipe.ingest.metrics import IngestMetrics
+from cryptopipe.ingest.producer_choice import make_producer
+from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.replay import ReplayServer
+from cryptopipe_dev.stack.kafka import KafkaBroker
 from tests.components.test_ingest_pipeline import (
     EXCHANGE,
     PRODUCTS,
@@ -23,12 +34,16 @@ from tests.components.test_ingest_pipeline import (
     running,
     settings_for,
     unique_topics,
+    wait_for,
 )
 
 pytestmark = pytest.mark.components
-pytest.importorskip("confluent_kafka", reason="the ingestion-fast extra (confluent-kafka) is not installed")
+needs_confluent = pytest.mark.skipif(
+    importlib.util.find_spec("confluent_kafka") is None, reason="the ingestion-fast extra is not installed"
+)
 
 
+@needs_confluent
 def test_the_confluent_producer_puts_each_trade_once_keyed_on_the_partition_kafka_python_picks(kafka: Any) -> None:
     from cryptopipe.ingest.confluent_producer import ConfluentProducer
 
@@ -54,3 +69,51 @@ def test_the_confluent_producer_puts_each_trade_once_keyed_on_the_partition_kafk
     ticks = [r for r in (decode_record(v) for _k, v, _p in records) if isinstance(r, Tick)]
     assert {t.product_id for t in ticks} == set(PRODUCTS)
     assert read_topic(kafka.bootstrap, dlq) == []
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of this test alone: it is frozen (SIGSTOP), which the session's broker must not be."""
+    broker = KafkaBroker(tmp_path / "kafka", die_with_parent=True).start()
+    try:
+        yield broker
+    finally:
+        if broker.alive:
+            os.kill(broker.process.pid, signal.SIGCONT)
+        broker.stop()
+
+
+@pytest.mark.parametrize("producer", ["kafka-python", pytest.param("confluent", marks=needs_confluent)])
+def test_each_trade_whose_delivery_times_out_is_counted_once_and_handed_back(
+    own_kafka: KafkaBroker, producer: str
+) -> None:
+    topic = f"seam-{producer}-{int(time.time() * 1000) % 1_000_000}"
+    own_kafka.create_topic(topic, 3)
+    own_kafka.create_topic(topic + ".dlq", 1)
+    settings = IngestSettings(
+        kafka_bootstrap=own_kafka.bootstrap, topic=topic, dlq_topic=topic + ".dlq", producer=producer,
+        linger_ms=5, request_timeout_ms=1000, delivery_timeout_ms=2500,
+    )  # fmt: skip
+    metrics = IngestMetrics()
+    failed: list[tuple[str, int]] = []
+    seam = make_producer(settings, metrics)
+    seam.on_failed_trade(lambda product, trade_id: failed.append((product, trade_id)))
+    seam.wait_for_topics()
+    try:
+        for trade_id in range(1, 6):
+            seam.send("BTC-USD", f'{{"trade_id": {trade_id}}}'.encode(), trade_id)
+        wait_for(lambda: metrics.hot.trades["BTC-USD"] == 5, 30, "the first trades acknowledged")
+        # the broker stops answering (connections stay open, nothing comes back) past the delivery timeout
+        os.kill(own_kafka.process.pid, signal.SIGSTOP)
+        try:
+            for trade_id in (10, 11, 12):
+                seam.send("ETH-USD", f'{{"trade_id": {trade_id}}}'.encode(), trade_id)
+            wait_for(lambda: len(failed) >= 3, 60, "the deliveries to fail")
+        finally:
+            os.kill(own_kafka.process.pid, signal.SIGCONT)
+        assert sorted(failed) == [("ETH-USD", 10), ("ETH-USD", 11), ("ETH-USD", 12)]
+        errors = metrics.registry.get_sample_value("cryptopipe_ingest_delivery_errors_total", {"topic": topic})
+        assert errors == 3, "each failed trade counted once"
+        assert metrics.hot.trades == {"BTC-USD": 5}, "a failed trade never counts as produced"
+    finally:
+        seam.close(10)

@@ -4,6 +4,7 @@ peer whatever the unit), and the chart drawn from them. No benchmark runs here."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from cryptopipe_dev.bench import suite_rows
@@ -52,6 +53,8 @@ def test_footprint_names_the_biggest_consumers_against_one_and_a_half_gib() -> N
 def test_the_ratio_is_times_better_than_the_peer_whatever_the_unit() -> None:
     assert suite_rows._times_better(4.0, 2.0, higher_is_better=True) == 2.0  # rates
     assert suite_rows._times_better(0.5, 5.0, higher_is_better=False) == 10.0  # seconds, CPU, latency
+    assert suite_rows.ratio_text(2.0) == "2.00x"
+    assert suite_rows.ratio_text(164 / 490_591) == "1/2,991x"  # not a 0.00x that hides how far
     lake = {
         "median_s": {"today": 8.0, "ours": 0.5, "compacted": 0.1, "cli": 1.5},
         "days": 2, "products": 2, "files": 288, "startup_s": 1.0,
@@ -73,3 +76,4 @@ def test_the_table_has_every_column_and_the_chart_is_a_png(tmp_path: Path) -> No
     written = suite_rows.write(rows, {}, tmp_path / "r.json", None)
     assert written == [tmp_path / "r.json", tmp_path / "r.png"]
     assert (tmp_path / "r.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert suite_rows.from_json(json.loads((tmp_path / "r.json").read_text())) == rows

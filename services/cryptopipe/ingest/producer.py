@@ -1,9 +1,9 @@
 """The Kafka side of ingestion: records keyed by product to the topic, bad frames to the DLQ topic.
 
-``RecordProducer`` is the seam the service, the feed reader and the backfill use; ``make_producer``
-picks the client by ``IngestSettings.producer``: ``kafka-python`` (the default, ``KafkaPythonProducer``
-below) or ``confluent`` (librdkafka through confluent-kafka, ``confluent_producer.py``, installed only
-with the optional ``ingestion-fast`` extra). Both: idempotent, acks=all, keyed by product, a trade
+``RecordProducer`` is the seam the service, the feed reader and the backfill use;
+``producer_choice.make_producer`` picks the client by ``IngestSettings.producer``: ``kafka-python``
+(the default, ``KafkaPythonProducer`` below) or ``confluent`` (librdkafka through confluent-kafka,
+``confluent_producer.py``, installed only with the optional ``ingestion-fast`` extra). Both: idempotent, acks=all, keyed by product, a trade
 counted as produced when acknowledged and a failed delivery counted and handed back.
 
 One idempotent kafka-python producer (acks=all) per service. Records are batched by linger and
@@ -119,16 +119,6 @@ class RecordProducer(abc.ABC):
 
     @abc.abstractmethod
     def close(self, timeout_s: float) -> None: ...
-
-
-def make_producer(settings: IngestSettings, metrics: IngestMetrics) -> RecordProducer:
-    """The producer ``settings.producer`` names (kafka-python unless told otherwise)."""
-    if settings.producer == "confluent":
-        # imported only when chosen: confluent-kafka is an optional extra (ingestion-fast)
-        from cryptopipe.ingest.confluent_producer import ConfluentProducer
-
-        return ConfluentProducer(settings, metrics)
-    return KafkaPythonProducer(settings, metrics)
 
 
 class KafkaPythonProducer(RecordProducer):

@@ -23,7 +23,8 @@ from cryptopipe.http_server import HealthServer
 from cryptopipe.ingest.backfill import Backfiller, trade_ids_in_topic_tail
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
-from cryptopipe.ingest.producer import RecordProducer, make_producer
+from cryptopipe.ingest.producer import RecordProducer
+from cryptopipe.ingest.producer_choice import make_producer
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe.logs import setup_logging
 

@@ -39,12 +39,25 @@ class Figure:
     versus_target: float | None = None  # absolute target: target distance as a factor, >= 1 met
 
     def cells(self) -> list[str]:
-        ratio = "" if self.ratio is None else "-" if math.isnan(self.ratio) else f"{self.ratio:,.2f}x"
+        ratio = "" if self.ratio is None else ratio_text(self.ratio)
         status = "" if self.met is None else "met" if self.met else "MISSED"
         return [self.part, self.figure, self.this, self.peer, ratio, self.target, status]
 
     def as_json(self) -> dict[str, Any]:
         return {**dict(zip(HEADER, self.cells(), strict=True)), **dataclasses.asdict(self)}
+
+
+def ratio_text(ratio: float) -> str:
+    """2.00x; a ratio far below 1 as 1/N (0.0003 -> 1/2,991x), which 0.00x would hide."""
+    if math.isnan(ratio):
+        return "-"
+    return f"1/{1 / ratio:,.0f}x" if 0 < ratio < 0.01 else f"{ratio:,.2f}x"
+
+
+def from_json(data: dict[str, Any]) -> list[Figure]:
+    """The figures back from ``write``'s JSON (to draw a finished run's table and chart again)."""
+    names = [f.name for f in dataclasses.fields(Figure)]
+    return [Figure(**{n: row[n] for n in names}) for row in data["rows"]]
 
 
 def _times_better(this: float, peer: float, higher_is_better: bool) -> float:
@@ -250,7 +263,7 @@ def chart(figures: list[Figure], path: Path, title: str = "CryptoPipeline, side 
     for i, (_label, value, target, _met) in enumerate(bars):
         if target is not None:
             ax.plot([target, target], [i - 0.4, i + 0.4], color="black", linewidth=2)
-        ax.text(value, i, f" {value:,.2f}x", va="center", fontsize=7)
+        ax.text(value, i, " " + ratio_text(value), va="center", fontsize=7)
     ax.set_yticks(y, [_wrap(b[0]) for b in bars], fontsize=6.5)
     ax.invert_yaxis()
     ax.set_xscale("log")

@@ -26,7 +26,7 @@ from cryptopipe.contracts import Feed
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
-from cryptopipe.ingest.producer import make_producer
+from cryptopipe.ingest.producer_choice import make_producer
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.bench.procmem import machine_busy_s, tree_cpu_s
 from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
