@@ -170,11 +170,14 @@ def _retains(spec: kopf.Spec, **_: Any) -> bool:
 
 @kopf.on.delete(*RESOURCE, when=_retains, backoff=CONFIG.retry_backoff_s)
 async def retain_topics(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    try:
-        await deletion.retain_topics(memo.api, _plain(body), _emitter(body))
-    except Exception as exc:
-        _retry_if_transient(exc)
-        raise
+    # the lock: a drift repair that began before the deletion ends first; a later one sees the
+    # deletionTimestamp and re-creates nothing
+    async with LOCKS.hold(body["metadata"]["uid"]):
+        try:
+            await deletion.retain_topics(memo.api, _plain(body), _emitter(body))
+        except Exception as exc:
+            _retry_if_transient(exc)
+            raise
 
 
 def _deletes(spec: kopf.Spec, **_: Any) -> bool:
@@ -187,13 +190,15 @@ def _deletes(spec: kopf.Spec, **_: Any) -> bool:
 # A refusal no retry can change (invalid spec, unsafe prefix) posts LakeDeleteRefused, once.
 @kopf.on.delete(*RESOURCE, when=_deletes, backoff=CONFIG.retry_backoff_s)
 async def delete_lake(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await deletion.delete_lake(
-        memo.api,
-        _plain(body),
-        _emitter(body),
-        retry_s=CONFIG.retry_backoff_s,
-        misconfig_retry_s=CONFIG.misconfig_retry_s,
-    )
+    # the lock: no drift repair re-creates a writer this stops (see retain_topics)
+    async with LOCKS.hold(body["metadata"]["uid"]):
+        await deletion.delete_lake(
+            memo.api,
+            _plain(body),
+            _emitter(body),
+            retry_s=CONFIG.retry_backoff_s,
+            misconfig_retry_s=CONFIG.misconfig_retry_s,
+        )
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

@@ -3,8 +3,9 @@
 kopf serializes a CryptoPipeline's change handlers, but its timers run beside them: without a
 lock the status timer could read the pipeline, let a reconcile of a newer generation write its
 status, then write the older generation's status over it (observedGeneration going backwards).
-The lock covers one process; the status timer's write also carries a resourceVersion
-precondition, which holds across processes.
+The deletion handlers hold it too, so that a drift repair never re-creates a workload a deletion
+is stopping. The lock covers one process; the status timer's write also carries a
+resourceVersion precondition, which holds across processes.
 """
 
 from __future__ import annotations
