@@ -49,7 +49,8 @@ class OperatorConfig(BaseSettings):
     # default). Measured (docs/benchmarks-operator.md, 2026-12-06): the operator's memory grows with
     # the reconciles in flight (a burst of 100 peaked at ~200-250 MiB unbounded, ~155-165 MiB at 20,
     # ~145 MiB at 10), while a lower limit lengthens the burst when the API server is the bottleneck
-    # (fewer requests in flight). 20 keeps the burst within its target and memory near its own.
+    # (fewer requests in flight), and unbounded overran a loaded API server (request timeouts). 20:
+    # memory near its target, and a burst of 100 in five rounds of one reconcile each.
     worker_limit: int = Field(20, ge=0)
     # How long kopf keeps an idle pipeline's worker, and with a limit its slot, after its last event
     # (settings.queueing.idle_timeout; kopf's default 5 s). At 5 s every reconcile holds a slot 5 s
