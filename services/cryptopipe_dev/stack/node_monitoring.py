@@ -131,7 +131,11 @@ def deploy_monitoring(
 ) -> dict[str, float]:
     """On a node cluster: the images into the node's containerd, the CRDs, the operator and the
     Prometheus; returns once Prometheus' StatefulSet is rolled out (timings in seconds). Install
-    (or upgrade) the operator chart with CHART_MONITORING_VALUES for it to have something to scrape."""
+    (or upgrade) the operator chart with CHART_MONITORING_VALUES for it to have something to scrape.
+
+    Not yet usable as is: Debian's Prometheus (the dev-prometheus image) has no Kubernetes service
+    discovery and refuses the config the operator generates (docs/cluster.md, "Prometheus in the
+    cluster"); the image must first be built from a Prometheus with it."""
     timings: dict[str, float] = {}
     began = time.monotonic()
     node_addons.load_images(node, MONITORING_IMAGES, log_path=log_path)
