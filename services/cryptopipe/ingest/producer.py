@@ -126,6 +126,11 @@ class RecordProducer:
         self._acked_ticks = metrics.hot.ticks
         self._failed_trade_handler: Callable[[str, int, int], None] | None = None
         self._finished: Callable[[str], None] = _nothing
+        # per product, the acknowledged trade with the highest id: (trade id, event time, partition,
+        # offset), the candidate resume point (written on the sender thread only)
+        self.acked_max: dict[str, tuple[int, int, int, int]] = {}
+        self._state_topic = settings.state_topic
+        self._state_errback = functools.partial(self._on_delivery_error, self._state_topic)
         self._closing = False
         self._stuck: str | None = None
         # kafka-python's own hot path registers callback + errback under one lock; use it if it is there
@@ -268,6 +273,9 @@ class RecordProducer:
     ) -> None:
         if not isinstance(result, BaseException):
             counts[product_id] += 1  # only the sender thread writes these counts
+            best = self.acked_max.get(product_id)
+            if best is None or trade_id > best[0]:
+                self.acked_max[product_id] = (trade_id, event_time_us, result.partition, result.offset)  # type: ignore[attr-defined]
             self._finished(product_id)
             return
         self._on_delivery_error(self._topic, result)
@@ -302,6 +310,21 @@ class RecordProducer:
         raises KafkaTimeoutError if a topic does not exist."""
         for topic in (self._topic, self._dlq_topic):
             self._producer.partitions_for(topic)
+
+    def send_state(self, key: bytes, value: bytes) -> None:
+        """One resume point to the state topic (compacted: the newest per key is what counts)."""
+        self._send_raw(self._state_topic, value, key).add_errback(self._state_errback)
+
+    def partition_of(self, product_id: str) -> int | None:
+        """The trades topic's partition a product's records go to (None without metadata)."""
+        cluster = self._producer._metadata
+        if cluster.partitions_for_topic(self._topic) is None:
+            return None
+        key = product_id.encode()
+        return self._partitioner.partition(self._topic, key, key, None, None, cluster)
+
+    def flush(self, timeout_s: float) -> None:
+        self._producer.flush(timeout=timeout_s)
 
     def has_topic_metadata(self) -> bool:
         """Non-blocking: does the producer currently know the record topic's partitions?"""
