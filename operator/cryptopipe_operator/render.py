@@ -8,7 +8,7 @@ import dataclasses
 from cryptopipe_operator import render_monitor, render_network, render_spark
 from cryptopipe_operator.render_common import Manifest
 from cryptopipe_operator.render_ingestion import render_ingestion_deployment, render_metrics_service
-from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic
+from cryptopipe_operator.render_kafka import render_dlq_topic, render_kafka_topic, render_state_topic
 from cryptopipe_operator.render_monitor import render_monitor_deployment
 from cryptopipe_operator.render_network import render_ingestion_egress_policy, render_ingress_policy
 from cryptopipe_operator.render_spark import (
@@ -24,6 +24,7 @@ __all__ = [
     "Manifest",
     "render_children",
     "render_dlq_topic",
+    "render_state_topic",
     "render_ingestion_deployment",
     "render_kafka_topic",
     "render_metrics_service",
@@ -61,6 +62,7 @@ def render_children(
     children = [*_network_policies(pipeline)] + [
         render_kafka_topic(pipeline),
         render_dlq_topic(pipeline),
+        render_state_topic(pipeline),
         render_service_account(pipeline),
         render_role_binding(pipeline, spark_driver_role),
         render_metrics_service(pipeline),

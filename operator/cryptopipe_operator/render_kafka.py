@@ -1,4 +1,4 @@
-"""The trades topic and its dead-letter topic, as Strimzi KafkaTopics."""
+"""The trades topic, its dead-letter topic and ingestion's resume-point topic, as Strimzi KafkaTopics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from cryptopipe_operator.spec import Pipeline
 STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
 # the DLQ sees only malformed frames: one partition keeps them in arrival order
 DLQ_PARTITIONS = 1
+# one small record per product, compacted: the newest resume point per product is all that counts
+STATE_PARTITIONS = 1
 
 
 def trades_topic_name(pipeline: Pipeline) -> str:
@@ -18,9 +20,17 @@ def dlq_topic_name(pipeline: Pipeline) -> str:
     return f"{pipeline.name}-trades-dlq"
 
 
-def _topic(pipeline: Pipeline, name: str, topic: str, partitions: int, retention_ms: int) -> Manifest:
+def state_topic_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-ingest-state"
+
+
+def _topic(
+    pipeline: Pipeline, name: str, topic: str, partitions: int, retention_ms: int, cleanup: str = "delete"
+) -> Manifest:
     kafka = pipeline.spec.kafka
-    config: dict[str, object] = {"retention.ms": retention_ms, "cleanup.policy": "delete"}
+    config: dict[str, object] = {"cleanup.policy": cleanup}
+    if cleanup == "delete":
+        config["retention.ms"] = retention_ms
     if kafka.topic_min_insync_replicas is not None:
         # the ingestion produces with acks=all: this is how many copies "acknowledged" means
         config["min.insync.replicas"] = kafka.topic_min_insync_replicas
@@ -48,3 +58,8 @@ def render_kafka_topic(pipeline: Pipeline) -> Manifest:
 def render_dlq_topic(pipeline: Pipeline) -> Manifest:
     kafka = pipeline.spec.kafka
     return _topic(pipeline, dlq_topic_name(pipeline), pipeline.dlq_topic, DLQ_PARTITIONS, kafka.dlq_retention_ms)
+
+
+def render_state_topic(pipeline: Pipeline) -> Manifest:
+    """Compacted, never deleted by age: a quiet product's point must survive any retention."""
+    return _topic(pipeline, state_topic_name(pipeline), pipeline.state_topic, STATE_PARTITIONS, -1, cleanup="compact")

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from cryptopipe.contracts import parse_duration
+from cryptopipe.contracts import ingest_state_topic, parse_duration
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.pipeline import PipelineConfig
 
@@ -202,6 +202,11 @@ class Pipeline:
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def state_topic(self) -> str:
+        """Ingestion's resume points (compacted; the name ingestion derives from the trades topic)."""
+        return ingest_state_topic(self.topic)
 
     @property
     def lake_prefix(self) -> str:

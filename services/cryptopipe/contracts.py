@@ -64,6 +64,15 @@ Feed = Literal["exchange", "advanced_trade"]
 Source = Literal["ws", "rest"]
 
 # A Coinbase product id (BTC-USD): what the ingestion and monitor settings accept in their product lists.
+# Ingestion's resume points live next to the trades topic, in a compacted topic of this name
+# (ingest/resume.py); the operator and the local stack create it.
+INGEST_STATE_SUFFIX = ".ingest-state"
+
+
+def ingest_state_topic(trades_topic: str) -> str:
+    return trades_topic + INGEST_STATE_SUFFIX
+
+
 PRODUCT_PATTERN = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")
 
 

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from cryptopipe.contracts import Tick, Trade, decode_record
+from cryptopipe.contracts import Tick, Trade, decode_record, ingest_state_topic
 from cryptopipe.ingest.service import IngestService
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe_dev.replay import ReplayServer
@@ -75,6 +75,7 @@ def unique_topics(kafka: Any, name: str, partitions: int = 3) -> tuple[str, str]
     topic = f"ingest-{name}-{next(_topic_ids)}-{int(time.time() * 1000) % 1_000_000}"
     kafka.create_topic(topic, partitions)
     kafka.create_topic(topic + ".dlq", 1)
+    kafka.create_topic(ingest_state_topic(topic), 1, config={"cleanup.policy": "compact"})
     return topic, topic + ".dlq"
 
 

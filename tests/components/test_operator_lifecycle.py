@@ -241,7 +241,7 @@ def test_delete_policy_retain_keeps_topics_unmanaged(
         return True
 
     eventually(others_gone, "Deployment and SparkApplication garbage-collected", timeout=30, operator=operator)
-    for topic_name in (f"{name}-trades", f"{name}-trades-dlq"):
+    for topic_name in (f"{name}-trades", f"{name}-trades-dlq", f"{name}-ingest-state"):
         topic = get(kube, "KafkaTopic", ns, topic_name)
         assert topic is not None, f"{topic_name} was deleted"
         assert not topic["metadata"].get("ownerReferences"), topic["metadata"]
@@ -268,9 +268,9 @@ def test_operator_killed_mid_create_converges(
 
     eventually(converged, "converged after restart", operator=operator)
     counts = {kind: len(items(kube, kind, ns, f"app.kubernetes.io/instance={name}")) for kind in CHILD_KINDS}
-    # one of each (two topics), whatever the crash left behind: server-side apply by name
+    # one of each (three topics), whatever the crash left behind: server-side apply by name
     assert counts == {
-        "KafkaTopic": 2,
+        "KafkaTopic": 3,
         "ServiceAccount": 1,
         "RoleBinding": 1,
         "Service": 1,

@@ -19,9 +19,9 @@ from tests.support.operator_process import OperatorProcess, eventually
 
 pytestmark = pytest.mark.kube
 
-# one set of children: two topics (trades + DLQ) and one of everything else
+# one set of children: three topics (trades, DLQ, ingestion's resume points) and one of everything else
 ONE_SET = {
-    "KafkaTopic": 2,
+    "KafkaTopic": 3,
     "ServiceAccount": 1,
     "RoleBinding": 1,
     "Service": 1,
@@ -366,7 +366,11 @@ def test_operator_killed_mid_delete_converges(
         return items(kube, "KafkaTopic", ns, f"app.kubernetes.io/instance={name}")
 
     topics = eventually(only_topics_left, "all but the topics collected", timeout=30, operator=operator)
-    assert sorted(t["metadata"]["name"] for t in topics) == [f"{name}-trades", f"{name}-trades-dlq"]
+    assert sorted(t["metadata"]["name"] for t in topics) == [
+        f"{name}-ingest-state",
+        f"{name}-trades",
+        f"{name}-trades-dlq",
+    ]
     for topic in topics:
         assert not topic["metadata"].get("ownerReferences"), topic["metadata"]
         assert topic["metadata"]["annotations"]["strimzi.io/managed"] == "false"

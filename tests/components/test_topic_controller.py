@@ -277,7 +277,7 @@ def test_the_operators_topic_condition_goes_true_from_topics_the_stand_in_really
             return obj
 
         obj = eventually(topic_ready, "the pipeline's TopicReady", TIMEOUT, operator)
-        for topic_resource in (f"{name}-trades", f"{name}-trades-dlq"):
+        for topic_resource in (f"{name}-trades", f"{name}-trades-dlq", f"{name}-ingest-state"):
             kt = get(kube, "KafkaTopic", ns, topic_resource)
             assert kt is not None and conditions(kt)["Ready"]["status"] == "True", kt
             real = kafka_topic(admin, kt["spec"]["topicName"])
@@ -291,7 +291,7 @@ def test_the_operators_topic_condition_goes_true_from_topics_the_stand_in_really
         kube.kubectl("delete", "cryptopipeline", name, "-n", ns, "--wait=false")
         eventually(lambda: get(kube, "CryptoPipeline", ns, name) is None, "pipeline gone", TIMEOUT, operator)
         retained = kube.get_json("kafkatopics", "-n", ns)["items"]
-        assert len(retained) == 2 and all(
+        assert len(retained) == 3 and all(
             kt["metadata"]["annotations"]["strimzi.io/managed"] == "false" for kt in retained
         ), retained
         kube.kubectl("delete", "kafkatopics", "--all", "-n", ns, "--wait=false")

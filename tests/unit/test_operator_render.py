@@ -20,6 +20,7 @@ from cryptopipe_operator.render import (
     render_kafka_topic,
     render_monitor_deployment,
     render_spark_application,
+    render_state_topic,
     unwanted_children,
 )
 from cryptopipe_operator.spec import Pipeline, parse_spec, to_pipeline_config
@@ -147,6 +148,16 @@ def test_kafka_topics() -> None:
     # replicas given: both topics carry it; not given, the cluster's default applies
     assert render_kafka_topic(pipeline())["spec"]["replicas"] == 1
     assert "replicas" not in render_kafka_topic(pipeline(kafka={"clusterName": "k"}))["spec"]
+
+
+def test_the_ingest_state_topic_is_compacted_and_kept() -> None:
+    state = render_state_topic(VARIANTS["aws-and-options"])
+    assert state["metadata"]["name"].endswith("-ingest-state")
+    assert state["spec"]["topicName"] == "coinbase.trades.ingest-state"
+    assert state["spec"]["partitions"] == 1
+    # compacted, no retention.ms: a quiet product's resume point must outlive any age limit
+    assert state["spec"]["config"] == {"cleanup.policy": "compact"}
+    assert state in render_children(VARIANTS["aws-and-options"], 1)
 
 
 def min_insync(**kafka: object) -> object:

@@ -23,9 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-import orjson
-from kafka import KafkaConsumer, TopicPartition
-
 from cryptopipe.coinbase.rest import FetchedRange, RejectedRow
 from cryptopipe.contracts import Trade
 from cryptopipe.ingest.clock import ahead_of_receipt
@@ -41,8 +38,6 @@ log = logging.getLogger(__name__)
 FetchTrades = Callable[..., FetchedRange | Sequence[Trade]]
 # Gaps queued beyond this are refused: something is badly wrong upstream and memory must stay bounded.
 MAX_QUEUED_GAPS = 1000
-# Records per partition read back on start to find where the previous run left off.
-RESUME_TAIL_RECORDS = 5000
 
 
 class Backfiller:
@@ -326,7 +321,9 @@ class Backfiller:
             self._expired.add((product_id, first, last))
         if left:
             fields = {"product_id": product_id, "first_missing": first, "last_missing": last}
-            self._give_up(product_id, len(left), "hold_expired", {**fields, "unfilled_trade_ids_sample": left[:10]})
+            self._give_up(
+                product_id, len(left), "hold_expired", {**fields, "unfilled_trade_ids_sample": left[:10]}, left
+            )
 
     def _still_missing(self, product_id: str, first: int, last: int) -> bool:
         with self._lock:
@@ -370,42 +367,3 @@ class Backfiller:
         self._metrics.trades_unfilled.labels(product_id).inc(count)
         log.error("trade gap not backfilled", extra={**fields, "reason": reason, "trades": count})
         publish_unfillable(self._producer, product_id, ids, reason)  # the lake monitor's input (issue 10)
-
-
-def trade_ids_in_topic_tail(
-    bootstrap: str, topic: str, products: Sequence[str], *, tail: int = RESUME_TAIL_RECORDS, timeout_s: float = 15.0
-) -> dict[str, tuple[int, int]]:
-    """(lowest, highest) trade id per product among the last ``tail`` records of each partition.
-
-    Where a previous run of this service left off: seeding the reader with it makes the first trade
-    after a restart reveal the trades missed while down (backfilled like any gap), and the replays of
-    a reconnect (last_match, snapshots) recognisable as duplicates.
-    """
-    wanted = set(products)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cryptopipe-ingest-resume"
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not partitions:
-            return {}
-        consumer.assign(partitions)
-        begin, end = consumer.beginning_offsets(partitions), consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, max(begin[tp], end[tp] - tail))
-        found: dict[str, tuple[int, int]] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read the tail of {topic} within {timeout_s} s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    value = orjson.loads(record.value)
-                    product, trade_id = value.get("product_id"), value.get("trade_id")
-                    if value.get("kind") != "trade" or product not in wanted or type(trade_id) is not int:
-                        continue
-                    low, high = found.get(product, (trade_id, trade_id))
-                    found[product] = (min(low, trade_id), max(high, trade_id))
-        return found
-    finally:
-        consumer.close()

@@ -24,9 +24,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from kafka.partitioner import murmur2
 
+from cryptopipe.contracts import UnfillableTradeIds
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import (
     DELIVERY_ERROR_LOG_INTERVAL_S,
@@ -85,7 +86,11 @@ class ConfluentProducer(RecordProducer):
         self._products: dict[bytes | None, str] = {}  # key -> product (msg.key() is typed optional)
         self._sent = 0
         self._observe_latency = metrics.produce_latency.observe
-        self._failed_trade_handler: Callable[[str, int], None] | None = None
+        self._failed_trade_handler: Callable[[str, int, int], None] | None = None
+        self._finished: Callable[[str], None] = _nothing
+        self.acked_max: dict[str, tuple[int, int, int, int]] = {}
+        self._state_topic = settings.state_topic
+        self._partitions: dict[str, int] = {}  # topic -> partition count, from wait_for_topics()
         self._error_lock = threading.Lock()
         self._last_error_log = 0.0
         self._suppressed_errors = 0
@@ -96,9 +101,6 @@ class ConfluentProducer(RecordProducer):
         # deliveries seen, and since when records have waited with none (check() reads both)
         self._reports = 0
         self._watch: tuple[int, float] | None = None
-        # bound once: one callback per kind of record, no allocation per record
-        self._on_ws_trade = functools.partial(self._on_trade_delivery, metrics.hot.trades)
-        self._on_rest_trade = functools.partial(self._on_trade_delivery, metrics.hot.backfilled)
         self._on_tick = self._on_tick_delivery
         self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="ingest-producer-poll", daemon=True)
@@ -110,17 +112,23 @@ class ConfluentProducer(RecordProducer):
 
     # -- hot path ---------------------------------------------------------------------------------
 
-    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None:
+    def send(
+        self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws", event_time_us: int = 0
+    ) -> None:
         """As ``KafkaPythonProducer.send``; raises ProducerQueueFull if librdkafka cannot take the
         record within MAX_BLOCK_S."""
         key = self._keys.get(product_id)
         if key is None:
             key = self._keys[product_id] = product_id.encode()
             self._products[key] = product_id
+        on_delivery: Callable[..., None]
         if trade_id is None:
             on_delivery = self._on_tick
         else:
-            on_delivery = self._on_ws_trade if source == "ws" else self._on_rest_trade
+            # the trade's id and time go with its callback: the resume point and a failed trade's
+            # hand-back need both (one small partial per trade, as kafka-python's side)
+            counts = self._metrics.hot.trades if source == "ws" else self._metrics.hot.backfilled
+            on_delivery = functools.partial(self._on_trade_delivery, counts, product_id, trade_id, event_time_us)
         self._sent = sent = self._sent + 1  # racy across threads; drives sampling only
         if not sent & LATENCY_SAMPLE_MASK:
             on_delivery = functools.partial(self._on_sampled_delivery, on_delivery, time.perf_counter())
@@ -143,8 +151,37 @@ class ConfluentProducer(RecordProducer):
                         f"librdkafka's queue stayed full for {MAX_BLOCK_S:g} s ({len(self._producer)} records waiting)"
                     ) from None
 
-    def on_failed_trade(self, handler: Callable[[str, int], None]) -> None:
+    def on_failed_trade(self, handler: Callable[[str, int, int], None]) -> None:
         self._failed_trade_handler = handler
+
+    def on_finished(self, hook: Callable[[str], None]) -> None:
+        self._finished = hook
+
+    def send_unfillable(self, record: UnfillableTradeIds) -> None:
+        """As ``KafkaPythonProducer.send_unfillable``: to the dead-letter topic, keyed by product."""
+        value, key = record.to_json(), record.product_id.encode()
+        try:
+            self._produce(self._dlq_topic, value, key, on_delivery=self._on_dead_letter_delivery)
+        except BufferError:
+            self._produce_when_room(self._dlq_topic, value, key, self._on_dead_letter_delivery)
+
+    def send_state(self, key: bytes, value: bytes) -> None:
+        """One resume point to the state topic (compacted: the newest per key is what counts)."""
+        try:
+            self._produce(self._state_topic, value, key, on_delivery=self._on_state_delivery)
+        except BufferError:
+            self._produce_when_room(self._state_topic, value, key, self._on_state_delivery)
+
+    def partition_of(self, product_id: str) -> int | None:
+        """The trades topic's partition of a product: Java's murmur2 of the key, as librdkafka's
+        ``murmur2_random`` picks it (None before wait_for_topics() found the topic)."""
+        count = self._partitions.get(self._topic)
+        if not count:
+            return None
+        return (murmur2(product_id.encode()) & 0x7FFFFFFF) % count
+
+    def flush(self, timeout_s: float) -> None:
+        self._producer.flush(timeout_s)
 
     def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None:
         value = dead_letter_value(reason, raw, feed, receive_time_us)
@@ -166,26 +203,46 @@ class ConfluentProducer(RecordProducer):
         if err is None:
             self._observe_latency(time.perf_counter() - started)
 
-    def _on_trade_delivery(self, counts: Counter[str], err: KafkaError | None, msg: Message) -> None:
+    def _on_trade_delivery(
+        self,
+        counts: Counter[str],
+        product_id: str,
+        trade_id: int,
+        event_time_us: int,
+        err: KafkaError | None,
+        msg: Message,
+    ) -> None:
         self._reports += 1
-        product_id = self._products[msg.key()]
         if err is None:
             counts[product_id] += 1  # only the poll thread writes these counts
+            best = self.acked_max.get(product_id)
+            if best is None or trade_id > best[0]:
+                self.acked_max[product_id] = (trade_id, event_time_us, msg.partition() or 0, msg.offset() or 0)
+            self._finished(product_id)
             return
         self._on_delivery_error(self._topic, err)
         handler = self._failed_trade_handler
         if handler is not None:
             try:
-                handler(product_id, orjson.loads(msg.value() or b"{}")["trade_id"])
+                # owed again before it stops counting as unacknowledged (see KafkaPythonProducer)
+                handler(product_id, trade_id, event_time_us)
             except Exception:  # never let it kill the poll thread
-                log.exception("could not hand back a trade whose delivery failed")
+                log.exception("could not hand back a trade whose delivery failed", extra={"trade_id": trade_id})
+        self._finished(product_id)
 
     def _on_tick_delivery(self, err: KafkaError | None, msg: Message) -> None:
         self._reports += 1
+        product_id = self._products[msg.key()]
         if err is None:
-            self._metrics.hot.ticks[self._products[msg.key()]] += 1
+            self._metrics.hot.ticks[product_id] += 1
         else:  # a lost tick only delays the watermark
             self._on_delivery_error(self._topic, err)
+        self._finished(product_id)
+
+    def _on_state_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        self._reports += 1
+        if err is not None:
+            self._on_delivery_error(self._state_topic, err)
 
     def _on_dead_letter_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         self._reports += 1
@@ -244,6 +301,7 @@ class ConfluentProducer(RecordProducer):
             if found is None or found.error is not None or not found.partitions:
                 reason = found.error.str() if found is not None and found.error is not None else "no partitions"
                 raise TopicMissing(f"kafka topic {topic!r} not available: {reason}")
+            self._partitions[topic] = len(found.partitions)
         self._topics_known = True
 
     def has_topic_metadata(self) -> bool:
@@ -259,3 +317,7 @@ class ConfluentProducer(RecordProducer):
         left = self._producer.flush(timeout_s)
         if left:
             raise FlushIncomplete(f"{left} records not delivered within {timeout_s:g} s")
+
+
+def _nothing(_product_id: str) -> None:
+    pass

@@ -10,8 +10,10 @@ Duplicate suppression: a trade whose id is at or below the newest id already pro
 product is skipped (counted), unless it is an id known to be missing (a gap being backfilled) --
 then it is produced once, and the backfill will not produce it again. This drops the duplicates a
 reconnect brings (``last_match``, Advanced Trade snapshots, a replaying server) for one dict lookup,
-without ever dropping a trade nobody produced. Across restarts the reader is seeded from the topic's
-tail (``resume_after``), so the same holds there and the downtime is backfilled. What still slips
+without ever dropping a trade nobody produced. Across restarts the reader is seeded with each
+product's newest trade in the topic (``resume_after``, found exactly by ``resume.py``), so the same
+holds there and the downtime is backfilled. Every record goes to Kafka through the release order
+(``releaser.Releaser``): held while an earlier trade is owed. What still slips
 through (two instances at once, a crash between produce and ack) the Spark job dedupes on
 (product_id, trade_id) anyway.
 """

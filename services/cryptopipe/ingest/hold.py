@@ -19,7 +19,7 @@ arrival order among equal times) as soon as the earliest debt is paid. Held tick
 only a product's newest tick matters to the watermark. With ``slack`` below the job's watermark
 delay, Kafka never holds a record the job would drop as late for an owed trade.
 
-A hold is bounded by ``max_hold_us`` (age of the oldest held record) and ``max_held`` (records
+A hold is bounded by ``max_hold_us`` (how long records have been held without a break) and ``max_held`` (records
 held): past either, every debt is given up -- ``expire`` returns the owed gaps so the caller
 counts their ids as unfillable -- and everything held is released.
 """
@@ -27,9 +27,9 @@ counts their ids as unfillable -- and everything held is released.
 from __future__ import annotations
 
 import collections
-import contextlib
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -54,8 +54,12 @@ class _Held(Generic[T]):
     event_time_us: int
     seq: int
     product: str = field(compare=False)
-    is_tick: bool = field(compare=False)
-    held_at_us: int = field(compare=False)
+    trade_id: int = field(compare=False)  # -1 for a tick
+
+    @property
+    def is_tick(self) -> bool:
+        return self.trade_id < 0
+
     record: T = field(compare=False)
 
 
@@ -74,10 +78,12 @@ class ReleaseOrder(Generic[T]):
         self._unseen: dict[str, tuple[int, int]] = {}  # product -> (floor, expected since)
         # per product, event times of released records not yet acknowledged, in release order (one
         # product is one partition, acknowledged in order)
-        self._unacked: dict[str, collections.deque[int]] = {}
+        self._unacked: dict[str, collections.deque[tuple[int, int]]] = {}  # (event time, trade id | -1)
         self._heap: list[_Held[T]] = []
+        self._blocked: dict[str, list[_Held[T]]] = {}  # trades of a product that owes, until it is paid
         self._newest_tick: dict[str, int] = {}  # product -> seq of its held tick that counts
         self._held = 0  # records in the heap that will be released (coalesced ticks excluded)
+        self._hold_since = 0  # when _held last went from 0 to 1
         self._seq = itertools.count()
 
     # -- debts --------------------------------------------------------------------------------------
@@ -120,72 +126,128 @@ class ReleaseOrder(Generic[T]):
         """Kafka finished one released record of ``product`` (acknowledged or failed: a failed trade
         comes back as a debt through ``owe``), or the producer refused it. One product's records
         complete in release order, so the oldest is the one finished."""
+        # lock-free: called on the producer's sender thread (per record) while others may release;
+        # an expiry may have emptied the queue meanwhile
         pending = self._unacked.get(product)
-        # lock-free: called on the producer's sender thread while others may release; an expiry
-        # may have emptied it meanwhile
-        with contextlib.suppress(AttributeError, IndexError):
-            pending.popleft()  # type: ignore[union-attr]
+        if pending:  # (not contextlib.suppress: this runs once per record)
+            try:
+                pending.popleft()
+            except IndexError:  # emptied between the test and the pop
+                return
 
     def floor_us(self) -> int:
         """The earliest event time still owed, NO_DEBT if nothing is."""
         floor = NO_DEBT
         # unacknowledged first, owed second: a failed delivery is owed before it is finished, so
         # whichever moment this runs at, it sees the record as one or the other
-        for pending in list(self._unacked.values()):
-            with contextlib.suppress(IndexError):  # nothing unacknowledged (or acknowledged meanwhile)
-                floor = min(floor, pending[0])
-        self._absorb()
+        for pending in list(self._unacked.values()):  # (per record: kept to plain loops and compares)
+            try:
+                head = pending[0][0]
+            except IndexError:  # nothing unacknowledged (or acknowledged meanwhile)
+                continue
+            if head < floor:
+                floor = head
+        if self._incoming:
+            self._absorb()
         if self._owed:
             floor = min(floor, min(self._owed.values()))
-        for unseen_floor, _since in self._unseen.values():
-            floor = min(floor, unseen_floor)
+        if self._unseen:
+            floor = min(floor, min(f for f, _since in self._unseen.values()))
         return floor
 
     # -- records ------------------------------------------------------------------------------------
 
-    def offer(self, record: T, product: str, event_time_us: int, is_tick: bool, now_us: int) -> list[T]:
-        """A record to produce: returns what may be released now, in order (maybe nothing)."""
-        if not self._heap and event_time_us <= self.floor_us() + self._slack_us:
-            self._track(product, event_time_us)
+    def offer(self, record: T, product: str, event_time_us: int, trade_id: int | None, now_us: int) -> list[T]:
+        """A record to produce (a tick when ``trade_id`` is None): returns what may be released now,
+        in order (maybe nothing)."""
+        if (
+            not self._heap
+            and event_time_us <= self.floor_us() + self._slack_us
+            and (trade_id is None or not self._owes(product))
+        ):
+            self._track(product, event_time_us, -1 if trade_id is None else trade_id)
             return [record]
+        is_tick = trade_id is None
         seq = next(self._seq)
         if is_tick:
             if product in self._newest_tick:
                 self._held -= 1  # the older held tick of the product no longer counts
             self._newest_tick[product] = seq
+        if not self._held:
+            self._hold_since = now_us
         self._held += 1
-        heapq.heappush(self._heap, _Held(event_time_us, seq, product, is_tick, now_us, record))
+        heapq.heappush(self._heap, _Held(event_time_us, seq, product, -1 if trade_id is None else trade_id, record))
         return self.release()
 
     def release(self) -> list[T]:
         """Held records that may go now, in event-time order."""
+        self._unblock(lambda product: not self._owes(product))
         return self._take(self.floor_us() + self._slack_us)
 
     def drain(self) -> list[T]:
         """Everything held, in event-time order, whatever is owed (shutdown)."""
+        self._unblock(lambda _product: True)
         return self._take(None)
+
+    def _unblock(self, free: Callable[[str], bool]) -> None:
+        for product in [p for p in self._blocked if free(p)]:
+            for held in self._blocked.pop(product):
+                heapq.heappush(self._heap, held)
 
     def _take(self, limit: int | None) -> list[T]:
         out: list[T] = []
         heap = self._heap
         while heap and (limit is None or heap[0].event_time_us <= limit):
             held = heapq.heappop(heap)
+            if limit is not None and not held.is_tick and self._owes(held.product):
+                # a product's trades never overtake its own owed ids, slack or not (exact resume);
+                # the other products' records go on past them
+                self._blocked.setdefault(held.product, []).append(held)
+                continue
             if held.is_tick:
                 if self._newest_tick.get(held.product) != held.seq:
                     continue  # coalesced: a newer tick of the product is held
                 del self._newest_tick[held.product]
             self._held -= 1
-            self._track(held.product, held.event_time_us)
+            self._track(held.product, held.event_time_us, held.trade_id)
             if limit is not None:  # released and not acknowledged: now a debt itself
                 limit = min(limit, held.event_time_us + self._slack_us)
             out.append(held.record)
         return out
 
-    def _track(self, product: str, event_time_us: int) -> None:
+    def _track(self, product: str, event_time_us: int, trade_id: int) -> None:
         pending = self._unacked.get(product)
         if pending is None:
             pending = self._unacked[product] = collections.deque()
-        pending.append(event_time_us)
+        pending.append((event_time_us, trade_id))
+
+    def _owes(self, product: str) -> bool:
+        if self._incoming:
+            self._absorb()
+        return bool(self._owed) and any(key[0] == product for key in self._owed)
+
+    def outstanding(self) -> dict[str, int]:
+        """Per product, the lowest trade id owed, held, or released and not acknowledged: every id
+        below it that the service knows of is in Kafka or counted (products with none are absent).
+        Raises RuntimeError if an acknowledgement changed a queue meanwhile (ask again later)."""
+        self._absorb()
+        lowest: dict[str, int] = {}
+
+        def note(product: str, trade_id: int) -> None:
+            if trade_id >= 0 and trade_id < lowest.get(product, NO_DEBT):
+                lowest[product] = trade_id
+
+        for product, first, _last in self._owed:
+            note(product, first)
+        for product, pending in list(self._unacked.items()):
+            for _time, trade_id in list(pending):
+                note(product, trade_id)
+        for held in self._heap:
+            note(held.product, held.trade_id)
+        for blocked in self._blocked.values():
+            for held in blocked:
+                note(held.product, held.trade_id)
+        return lowest
 
     # -- bounds -------------------------------------------------------------------------------------
 
@@ -194,17 +256,21 @@ class ReleaseOrder(Generic[T]):
         return self._held
 
     def held_age_us(self, now_us: int) -> int:
-        """How long the oldest held record has waited (0 when nothing is held)."""
-        return max(now_us - min(h.held_at_us for h in self._heap), 0) if self._heap else 0
+        """How long records have been held without a break (0 when nothing is held)."""
+        oldest = self._oldest_held_at()
+        return 0 if oldest is None else max(now_us - oldest, 0)
+
+    def _oldest_held_at(self) -> int | None:
+        """When the current hold began: records have been held without a break since then."""
+        return self._hold_since if self._held else None
 
     def expire(self, now_us: int) -> Expired | None:
         """Give up what a bound no longer allows to wait for: products unseen past the settle time
         (they are then assumed to owe nothing), and -- past max_hold or max_held -- every debt."""
         self._absorb()
         cause = None
-        if self._heap and (
-            self._held > self._max_held or now_us - min(h.held_at_us for h in self._heap) > self._max_hold_us
-        ):
+        oldest = self._oldest_held_at()
+        if oldest is not None and (self._held > self._max_held or now_us - oldest > self._max_hold_us):
             cause = "max_held" if self._held > self._max_held else "max_hold_s"
         if cause is not None:
             gaps = tuple(sorted(self._owed))

@@ -96,11 +96,20 @@ class RecordProducer(abc.ABC):
         """Is the client's cheapest per-record path in use (the benchmark reports it)?"""
         return False
 
-    @abc.abstractmethod
-    def send(self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws") -> None: ...
+    # per product, the acknowledged trade with the highest id: (trade id, event time, partition,
+    # offset), the candidate resume point (written by the client's delivery thread only)
+    acked_max: dict[str, tuple[int, int, int, int]]
 
     @abc.abstractmethod
-    def on_failed_trade(self, handler: Callable[[str, int], None]) -> None: ...
+    def send(
+        self, product_id: str, value: bytes, trade_id: int | None = None, source: str = "ws", event_time_us: int = 0
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def on_finished(self, hook: Callable[[str], None]) -> None: ...
+
+    @abc.abstractmethod
+    def on_failed_trade(self, handler: Callable[[str, int, int], None]) -> None: ...
 
     @abc.abstractmethod
     def failure(self) -> str | None: ...
@@ -110,6 +119,18 @@ class RecordProducer(abc.ABC):
 
     @abc.abstractmethod
     def send_dead_letter(self, reason: str, raw: str | bytes, feed: str, receive_time_us: int) -> None: ...
+
+    @abc.abstractmethod
+    def send_unfillable(self, record: UnfillableTradeIds) -> None: ...
+
+    @abc.abstractmethod
+    def send_state(self, key: bytes, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def partition_of(self, product_id: str) -> int | None: ...
+
+    @abc.abstractmethod
+    def flush(self, timeout_s: float) -> None: ...
 
     @abc.abstractmethod
     def wait_for_topics(self) -> None: ...
@@ -168,6 +189,11 @@ class KafkaPythonProducer(RecordProducer):
         self._acked_ticks = metrics.hot.ticks
         self._failed_trade_handler: Callable[[str, int, int], None] | None = None
         self._finished: Callable[[str], None] = _nothing
+        # per product, the acknowledged trade with the highest id: (trade id, event time, partition,
+        # offset), the candidate resume point (written on the sender thread only)
+        self.acked_max: dict[str, tuple[int, int, int, int]] = {}
+        self._state_topic = settings.state_topic
+        self._state_errback = functools.partial(self._on_delivery_error, self._state_topic)
         self._closing = False
         self._stuck: str | None = None
         # kafka-python's own hot path registers callback + errback under one lock; use it if it is there
@@ -316,6 +342,9 @@ class KafkaPythonProducer(RecordProducer):
     ) -> None:
         if not isinstance(result, BaseException):
             counts[product_id] += 1  # only the sender thread writes these counts
+            best = self.acked_max.get(product_id)
+            if best is None or trade_id > best[0]:
+                self.acked_max[product_id] = (trade_id, event_time_us, result.partition, result.offset)  # type: ignore[attr-defined]
             self._finished(product_id)
             return
         self._on_delivery_error(self._topic, result)
@@ -350,6 +379,21 @@ class KafkaPythonProducer(RecordProducer):
         raises KafkaTimeoutError if a topic does not exist."""
         for topic in (self._topic, self._dlq_topic):
             self._producer.partitions_for(topic)
+
+    def send_state(self, key: bytes, value: bytes) -> None:
+        """One resume point to the state topic (compacted: the newest per key is what counts)."""
+        self._send_raw(self._state_topic, value, key).add_errback(self._state_errback)
+
+    def partition_of(self, product_id: str) -> int | None:
+        """The trades topic's partition a product's records go to (None without metadata)."""
+        cluster = self._producer._metadata
+        if cluster.partitions_for_topic(self._topic) is None:
+            return None
+        key = product_id.encode()
+        return self._partitioner.partition(self._topic, key, key, None, None, cluster)
+
+    def flush(self, timeout_s: float) -> None:
+        self._producer.flush(timeout=timeout_s)
 
     def has_topic_metadata(self) -> bool:
         """Non-blocking: does the producer currently know the record topic's partitions?"""

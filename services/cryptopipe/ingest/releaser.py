@@ -82,9 +82,8 @@ class Releaser:
 
     def offer(self, record: Trade | Tick) -> None:
         with self._lock:
-            self._emit(
-                self._order.offer(record, record.product_id, record.event_time_us, record.kind == "tick", _now_us())
-            )
+            trade_id = record.trade_id if isinstance(record, Trade) else None
+            self._emit(self._order.offer(record, record.product_id, record.event_time_us, trade_id, _now_us()))
 
     def _emit(self, records: list[Trade | Tick]) -> None:
         send = self._producer.send
@@ -121,6 +120,11 @@ class Releaser:
             self._thread.join(timeout_s)
         with self._lock:
             self._emit(self._order.drain())
+
+    def outstanding(self) -> dict[str, int]:
+        """Per product, the lowest trade id owed, held or unacknowledged (see ReleaseOrder)."""
+        with self._lock:
+            return self._order.outstanding()
 
     @property
     def held(self) -> int:

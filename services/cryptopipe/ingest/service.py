@@ -14,17 +14,20 @@ import functools
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
 from cryptopipe import coinbase
 from cryptopipe.http_server import HealthServer
-from cryptopipe.ingest.backfill import Backfiller, trade_ids_in_topic_tail
+from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.producer_choice import make_producer
+from cryptopipe.ingest.resume import ResumePoint, plan, read_state, scan_trades, topic_exists
+from cryptopipe.ingest.resume_writer import WRITE_INTERVAL_S, ResumeWriter
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe.logs import setup_logging
 
@@ -50,6 +53,7 @@ class IngestService:
         self.producer: RecordProducer | None = None
         self.backfiller: Backfiller | None = None
         self.feed: FeedConnection | None = None
+        self.resume_writer: ResumeWriter | None = None
         self._starter = threading.Thread(target=self._start_pipeline, name="ingest-starter", daemon=True)
         self._watchdog = threading.Thread(target=self._watch_producer, name="ingest-producer-watch", daemon=True)
         self._start_failed = False
@@ -66,6 +70,7 @@ class IngestService:
     def _watch_producer(self) -> None:
         """Once a second: let the producer repair what it can and notice what it cannot (then
         readiness() and failed() report it and the process exits non-zero)."""
+        last_write = time.monotonic()
         while not self._stop.wait(1.0):
             producer = self.producer
             if producer is None:
@@ -74,6 +79,13 @@ class IngestService:
                 producer.check()
             except Exception:  # a bug here must not end the watch
                 log.exception("kafka producer check failed")
+            writer = self.resume_writer
+            if writer is not None and time.monotonic() - last_write >= WRITE_INTERVAL_S:
+                last_write = time.monotonic()
+                try:
+                    writer.write()
+                except Exception:  # a bug here must not end the watch
+                    log.exception("writing the resume points failed")
 
     def readiness(self) -> str | None:
         """None when ready, else why not (served by /readyz)."""
@@ -129,8 +141,19 @@ class IngestService:
             handler = FrameHandler(
                 self.settings, producer, backfiller, self.metrics, coinbase.GapTracker(), coinbase.parse_frame
             )
-            if self.settings.resume_from_topic:
-                self._resume(handler)
+            try:
+                has_state = topic_exists(self.settings.kafka_bootstrap, self.settings.state_topic)
+            except Exception as exc:  # Kafka answered the producer a moment ago: treat as absent, say so
+                log.warning("could not look the resume-point topic up", extra={"error": repr(exc)})
+                has_state = False
+            if not has_state:
+                log.warning(
+                    "no resume-point topic: a restart will read the whole trades topic",
+                    extra={"state_topic": self.settings.state_topic},
+                )
+            points = self._resume(handler, backfiller, producer, has_state) if self.settings.resume_from_topic else {}
+            if has_state:
+                self.resume_writer = ResumeWriter(producer, backfiller.releaser, points)
             feed = FeedConnection(self.settings, handler, self.metrics, coinbase.subscribe_frames)
             backfiller.start()
             self.backfiller = backfiller
@@ -142,20 +165,34 @@ class IngestService:
             log.exception("ingestion failed to start")
             self._start_failed = True
 
-    def _resume(self, handler: FrameHandler) -> None:
+    def _resume(
+        self, handler: FrameHandler, backfiller: Backfiller, producer: RecordProducer, has_state: bool
+    ) -> dict[str, ResumePoint]:
+        """Continue exactly where the previous run left off (ingest/resume.py): each product's newest
+        trade in the topic, and the trades still pending then, backfilled again now."""
         s = self.settings
         try:
-            produced = trade_ids_in_topic_tail(s.kafka_bootstrap, s.topic, s.products)
+            points = read_state(s.kafka_bootstrap, s.state_topic) if has_state else {}
+            partitions = {p: producer.partition_of(p) for p in s.products}
+            known = {p: n for p, n in partitions.items() if n is not None}
+            resumes = plan(points, scan_trades(s.kafka_bootstrap, s.topic, s.products, points, known))
         except Exception as exc:  # not fatal: without it a restart's downtime is simply not backfilled
             self.metrics.error("resume")
-            log.warning("could not read where the last run left off", extra={"topic": s.topic, "error": repr(exc)})
-            return
-        for product, (lowest, highest) in produced.items():
-            handler.resume_after(product, lowest, highest)
+            log.error("could not read where the last run left off", extra={"topic": s.topic, "error": repr(exc)})
+            return {}
+        for product, resume in resumes.items():
+            handler.resume_after(product, 0, resume.newest, resume.newest_time_us)
+            for first, last in resume.pending:
+                backfiller.submit(product, first, last, resume.floor_us)
         log.info(
             "resuming after the topic's last trades",
-            extra={"last_trade_ids": {p: hi for p, (_lo, hi) in produced.items()}},
+            extra={
+                "last_trade_ids": {p: r.newest for p, r in resumes.items()},
+                "pending": {p: list(r.pending[:10]) for p, r in resumes.items() if r.pending},
+                "resume_points": {p: pt.trade_id for p, pt in points.items()},
+            },
         )
+        return points
 
     def _connect_producer(self) -> RecordProducer | None:
         delay = self.settings.backoff_initial_s
@@ -197,6 +234,10 @@ class IngestService:
         clean = True
         if self.producer is not None:
             try:
+                if self.resume_writer is not None:
+                    # the last points after everything accepted is acknowledged (then flushed by close)
+                    self.producer.flush(self.settings.flush_timeout_s)
+                    self.resume_writer.write()
                 self.producer.close(self.settings.flush_timeout_s)
             except Exception as exc:
                 clean = False

@@ -13,6 +13,7 @@ CRYPTOPIPE_INGEST_REST_URL                     REST_BASE_URL                    
 CRYPTOPIPE_INGEST_KAFKA_BOOTSTRAP              127.0.0.1:9092                   Kafka bootstrap servers
 CRYPTOPIPE_INGEST_TOPIC                        coinbase.trades                  trades + ticks topic
 CRYPTOPIPE_INGEST_DLQ_TOPIC                    coinbase.trades.dlq              dead-letter topic
+CRYPTOPIPE_INGEST_STATE_TOPIC                  <topic>.ingest-state             resume points (compacted)
 CRYPTOPIPE_INGEST_HTTP_HOST                    0.0.0.0                          /metrics /healthz /readyz bind
 CRYPTOPIPE_INGEST_HTTP_PORT                    8080                             0 = any free port (logged)
 CRYPTOPIPE_INGEST_SUBSCRIBE_TIMEOUT_S          5                                connect + subscribe ack limit
@@ -48,7 +49,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptopipe.coinbase.frames import FEED_URLS, REST_BASE_URL
-from cryptopipe.contracts import PRODUCT_PATTERN
+from cryptopipe.contracts import PRODUCT_PATTERN, ingest_state_topic
 
 ENV_PREFIX = "CRYPTOPIPE_INGEST_"
 
@@ -82,6 +83,11 @@ class IngestSettings(BaseSettings):
     topic: str = Field("coinbase.trades", description="Kafka topic for trade and tick records.")
     dlq_topic: str = Field(
         "coinbase.trades.dlq", description="Kafka topic for frames that could not be turned into records."
+    )
+    state_topic: str = Field(
+        "",
+        description="Compacted Kafka topic where ingestion records, per product, the trade id it can resume "
+        "after (with its partition and offset); empty means '<topic>.ingest-state'.",
     )
     http_host: str = Field("0.0.0.0", description="Address the /metrics, /healthz and /readyz server binds to.")
     http_port: int = Field(
@@ -158,8 +164,9 @@ class IngestSettings(BaseSettings):
     backfill_timeout_s: float = Field(10.0, gt=0, description="Timeout of one REST request while backfilling.")
     resume_from_topic: bool = Field(
         True,
-        description="On start, read the topic's tail to find the last trade id produced per product: the "
-        "trades missed while the service was down are then backfilled (up to backfill_max_trades) and "
+        description="On start, read the resume points (state_topic) and the trades topic past them to find "
+        "the last trade id produced per product and the trades still pending when the last run stopped: those "
+        "and the trades missed while the service was down are then backfilled (up to backfill_max_trades) and "
         "replays of trades already in the topic are not produced again.",
     )
 
@@ -229,6 +236,8 @@ class IngestSettings(BaseSettings):
         if not self.ws_url:
             # frozen model: set through object.__setattr__ once, at validation time
             object.__setattr__(self, "ws_url", FEED_URLS[self.feed])
+        if not self.state_topic:
+            object.__setattr__(self, "state_topic", ingest_state_topic(self.topic))
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be >= backoff_initial_s")
         if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms:

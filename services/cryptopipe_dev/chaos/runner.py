@@ -27,7 +27,7 @@ import orjson
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from cryptopipe.contracts import decode_unfillable, us_to_iso
+from cryptopipe.contracts import decode_unfillable, ingest_state_topic, us_to_iso
 from cryptopipe.monitor.continuity import merge_ranges
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.chaos.audit import Verdict, judge
@@ -209,6 +209,7 @@ class _Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stack.kafka.create_topic(config.topic, PARTITIONS)
         self.stack.kafka.create_topic(config.dlq_topic, 1)
+        self.stack.kafka.create_topic(ingest_state_topic(config.topic), 1, config={"cleanup.policy": "compact"})
         faults = {k: v for k, v in sc.faults.items() if k != "rest_missing" and not k.endswith("_after")}
         if "rest_missing" in sc.faults:
             faults.update(skip_trade_ids=[], rest_missing_ids=[])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from cryptopipe.contracts import Tick
+from cryptopipe.contracts import Tick, ingest_state_topic
 from cryptopipe.lake.reader import read_candles
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import PipelineConfig, ingestion_env, job_arguments, job_env, monitor_env
@@ -59,6 +59,8 @@ class LocalStack:
             self.kafka.create_topic(self.config.topic, self.partitions)
             # the DLQ keeps bad frames for a week: long enough to look at them
             self.kafka.create_topic(self.config.dlq_topic, 1, config={"retention.ms": str(7 * 86_400_000)})
+            # ingestion's resume points (ingest/resume.py): the newest per product, kept forever
+            self.kafka.create_topic(ingest_state_topic(self.config.topic), 1, config={"cleanup.policy": "compact"})
         finally:
             s3_thread.join()
         if errors:

@@ -1,0 +1,160 @@
+"""Issue 10, hole 2: a restart resumes exactly, per product -- a gap pending when the process was
+killed is refilled, and a quiet product far back in a busy partition is neither forgotten nor
+backfilled again.
+
+Real replay servers (one per run: the market before and after the restart; the second one's REST
+answers what its socket withholds), real Kafka; the first test runs the ingestion as the
+Deployment does (a process, killed with SIGKILL), the second in-process with a clean stop.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryptopipe.pipeline import PipelineConfig, ingestion_env
+from cryptopipe_dev.replay import ReplayServer
+from cryptopipe_dev.stack.procs import ManagedProcess
+from tests.components.test_ingest_pipeline import (
+    metric_value,
+    read_topic,
+    running,
+    settings_for,
+    trades_by_product,
+    unique_topics,
+    wait_for,
+)
+
+pytestmark = pytest.mark.components
+
+T0 = 1_783_465_080.0  # 2026-07-07T22:58:00Z
+
+
+def write_recording(path: Path, trades: list[tuple[str, int]], products: tuple[str, ...]) -> Path:
+    """An Exchange recording of ``trades`` (product, id) in that order, 1 ms apart, with a
+    heartbeat of the trade's product after every 50th trade."""
+    ack = {
+        "type": "subscriptions",
+        "channels": [{"name": n, "product_ids": list(products), "account_ids": None} for n in ("matches", "heartbeat")],
+    }
+    lines = [_row(T0, ack)]
+    for n, (product, trade_id) in enumerate(trades):
+        ts = T0 + 0.5 + n * 0.001
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1e6) % 1_000_000:06d}Z"
+        match = {
+            "type": "match",
+            "trade_id": trade_id,
+            "maker_order_id": "m",
+            "taker_order_id": "t",
+            "side": "buy",
+            "size": "0.5",
+            "price": f"{100 + n % 7}.25",
+            "product_id": product,
+            "sequence": n,
+            "time": when,
+        }
+        lines.append(_row(ts, match))
+        if n % 50 == 49:
+            beat = {"type": "heartbeat", "last_trade_id": trade_id, "product_id": product, "sequence": n, "time": when}
+            lines.append(_row(ts, beat))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _row(ts: float, frame: dict[str, Any]) -> str:
+    return json.dumps(
+        {"ts": ts, "dir": "recv", "url": "wss://ws-feed.exchange.coinbase.com", "data": json.dumps(frame)}
+    )
+
+
+def ids_in_kafka(kafka: Any, topic: str) -> dict[str, collections.Counter[int]]:
+    return {
+        product: collections.Counter(t.trade_id for t in trades)
+        for product, trades in trades_by_product(read_topic(kafka.bootstrap, topic)).items()
+    }
+
+
+def test_a_gap_pending_when_the_process_is_killed_is_refilled_after_the_restart(kafka: Any, tmp_path: Path) -> None:
+    product = "BTC-USD"
+    ids = list(range(1000, 1201))
+    gap = list(range(1040, 1050))  # withheld by the socket; REST answers it only after a minute
+    first = write_recording(tmp_path / "first.jsonl", [(product, i) for i in ids[:101]], (product,))
+    again = write_recording(tmp_path / "again.jsonl", [(product, i) for i in ids], (product,))
+    topic, dlq = unique_topics(kafka, "killed")
+    env = ingestion_env(
+        PipelineConfig(products=(product,), topic=topic, dlq_topic=dlq),
+        kafka_bootstrap=kafka.bootstrap,
+        http_port=0,
+        extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1", "CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S": "120"},
+    )
+
+    def ingestion(server: ReplayServer, log: Path) -> ManagedProcess:
+        urls = {"CRYPTOPIPE_INGEST_WS_URL": server.url, "CRYPTOPIPE_INGEST_REST_URL": server.rest_url}
+        command = [sys.executable, "-m", "cryptopipe.ingest"]
+        return ManagedProcess(command, env=env | urls, log_path=log, name="ingest", die_with_parent=True).start()
+
+    with ReplayServer([first], speed="max", faults={"skip_trade_ids": gap, "rest_delay_s": 60.0}) as server:
+        process = ingestion(server, tmp_path / "first.log")
+        try:
+            wait_for(lambda: server.wait_done(0), 30, "the first replay")
+            wait_for(lambda: "trade gap detected" in (tmp_path / "first.log").read_text(), 30, "the gap found")
+            # everything before the gap is acknowledged; the gap is pending (REST is slow) when killed
+            wait_for(lambda: set(range(1000, 1040)) <= set(ids_in_kafka(kafka, topic).get(product, {})), 30, "acks")
+            time.sleep(6)  # at least one resume-point write (every 5 s) while the gap is pending
+        finally:
+            process.kill(signal.SIGKILL)
+            process.wait(10)
+    with ReplayServer([again], speed="max", faults={"skip_trade_ids": gap}) as server:
+        process = ingestion(server, tmp_path / "again.log")
+        try:
+            wait_for(lambda: server.wait_done(0), 30, "the second replay")
+            deadline = time.monotonic() + 60
+            while set(ids) - set(found := ids_in_kafka(kafka, topic).get(product, {})):
+                missing = sorted(set(ids) - set(found))
+                assert time.monotonic() < deadline, f"never reached Kafka: {missing}"
+                time.sleep(0.5)
+        finally:
+            process.stop()
+    assert sorted(ids_in_kafka(kafka, topic)[product]) == ids
+
+
+def test_a_quiet_product_far_back_in_a_busy_partition_resumes_exactly(kafka: Any, tmp_path: Path) -> None:
+    quiet, busy = "LTC-USD", "BTC-USD"  # both in partition 0 of 3
+    products = (busy, quiet)
+    # before the restart: five quiet trades, then 6,000 busy ones in the same partition
+    before = [(quiet, i) for i in range(100, 105)] + [(busy, i) for i in range(10_000, 16_000)]
+    # after it: the socket has missed quiet 105..107 and busy 16000..16001 while the service was down
+    after = [(quiet, i) for i in range(105, 111)] + [(busy, i) for i in range(16_000, 16_100)]
+    missed = [105, 106, 107, 16_000, 16_001]
+    topic, dlq = unique_topics(kafka, "quiet")
+    with ReplayServer([write_recording(tmp_path / "before.jsonl", before, products)], speed="max") as server:
+        with running(settings_for(kafka, server, topic, dlq, products=list(products), watchdog_s=30.0)):
+            wait_for(lambda: server.wait_done(0), 30, "the first replay")
+            wait_for(lambda: len(ids_in_kafka(kafka, topic).get(busy, {})) == 6000, 60, "the busy trades")
+    recording = write_recording(tmp_path / "after.jsonl", after, products)
+    with ReplayServer([recording], speed="max", faults={"skip_trade_ids": missed}) as server:
+        with running(settings_for(kafka, server, topic, dlq, products=list(products), watchdog_s=30.0)) as service:
+            wait_for(lambda: server.wait_done(0), 30, "the second replay")
+            assert service.backfiller.wait_idle(30)
+            wait_for(lambda: metric_value(service, "cryptopipe_ingest_held_records") == 0, 10, "nothing held")
+            wait_for(
+                lambda: {16_099, 110} <= {max(c) for c in ids_in_kafka(kafka, topic).values()},
+                30,
+                "the last trades of both products in Kafka",
+            )
+            # the two downtime gaps, nothing else: no old id fetched again
+            backfilled = {
+                p: metric_value(service, "cryptopipe_ingest_trades_backfilled_total", product_id=p) for p in products
+            }
+    found = ids_in_kafka(kafka, topic)
+    assert sorted(found[quiet]) == list(range(100, 111))
+    assert sorted(found[busy]) == list(range(10_000, 16_100))
+    assert max(found[quiet].values()) == max(found[busy].values()) == 1, "a trade reached Kafka twice"
+    assert backfilled == {quiet: 3, busy: 2}
