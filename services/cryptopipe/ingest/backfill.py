@@ -34,6 +34,7 @@ from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.releaser import Releaser
 from cryptopipe.ingest.settings import IngestSettings
 from cryptopipe.ingest.unfillable import publish_unfillable
+from cryptopipe.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,13 @@ class Backfiller:
 
 
 def trade_ids_in_topic_tail(
-    bootstrap: str, topic: str, products: Sequence[str], *, tail: int = RESUME_TAIL_RECORDS, timeout_s: float = 15.0
+    bootstrap: str,
+    topic: str,
+    products: Sequence[str],
+    *,
+    tail: int = RESUME_TAIL_RECORDS,
+    timeout_s: float = 15.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[str, tuple[int, int]]:
     """(lowest, highest) trade id per product among the last ``tail`` records of each partition.
 
@@ -383,7 +390,10 @@ def trade_ids_in_topic_tail(
     """
     wanted = set(products)
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cryptopipe-ingest-resume"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        client_id="cryptopipe-ingest-resume",
+        **security.kafka_python(),
     )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -145,7 +145,7 @@ class IngestService:
     def _resume(self, handler: FrameHandler) -> None:
         s = self.settings
         try:
-            produced = trade_ids_in_topic_tail(s.kafka_bootstrap, s.topic, s.products)
+            produced = trade_ids_in_topic_tail(s.kafka_bootstrap, s.topic, s.products, security=s.kafka_security)
         except Exception as exc:  # not fatal: without it a restart's downtime is simply not backfilled
             self.metrics.error("resume")
             log.warning("could not read where the last run left off", extra={"topic": s.topic, "error": repr(exc)})
