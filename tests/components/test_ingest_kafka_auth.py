@@ -1,6 +1,6 @@
 """``python -m cryptopipe.ingest`` against a broker's SASL_SSL listener (TLS verified against a test
 CA, SCRAM-SHA-512), as spec.kafka.tls + spec.kafka.authentication render it: the replay server's
-trades arrive, read back by an authenticated consumer."""
+trades arrive, read back by an authenticated consumer; a wrong password is named on /readyz."""
 
 from __future__ import annotations
 
@@ -107,3 +107,31 @@ def test_ingestion_produces_over_tls_with_scram(
         # the recording's trades, in order, from its first: nothing lost on the way through TLS
         assert sorted(set(ids)) == expected[product][: len(set(ids))], product
     assert PASSWORD not in log_path.read_text(errors="replace")
+
+
+def test_wrong_password_is_named_as_an_authentication_failure(
+    secured_kafka: tuple[KafkaBroker, SaslSslListener], tmp_path: Path
+) -> None:
+    broker, listener = secured_kafka
+    topic = "secured-refused"
+    broker.create_topic(topic, 1)
+    broker.create_topic(f"{topic}.dlq", 1)
+    log_path = tmp_path / "ingest.log"
+    process = ingestion(broker, listener, topic, free_port(), "not-the-password", log_path)
+    with process:
+        listening = wait_for(
+            lambda: [line for line in log_lines(log_path) if line["msg"] == "http server listening"],
+            30,
+            "the http server",
+            process,
+        )
+        base = f"http://127.0.0.1:{listening[0]['port']}"
+
+        def refused() -> str | None:
+            status, body = http_get(base + "/readyz")
+            text = body.decode() if isinstance(body, bytes) else str(body)
+            return text if status == 503 and "authentication failed" in text.lower() else None
+
+        reason = wait_for(refused, 60, "/readyz naming the authentication failure", process)
+        assert USER in reason and "not-the-password" not in reason
+    assert "not-the-password" not in log_path.read_text(errors="replace")

@@ -22,6 +22,7 @@ from cryptopipe import coinbase
 from cryptopipe.http_server import HealthServer
 from cryptopipe.ingest.backfill import Backfiller, trade_ids_in_topic_tail
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
+from cryptopipe.ingest.kafka_auth_failure import AuthFailureWatch
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.producer_choice import make_producer
@@ -53,6 +54,8 @@ class IngestService:
         self._starter = threading.Thread(target=self._start_pipeline, name="ingest-starter", daemon=True)
         self._watchdog = threading.Thread(target=self._watch_producer, name="ingest-producer-watch", daemon=True)
         self._start_failed = False
+        self._auth_watch = AuthFailureWatch()
+        self._kafka_refused: str | None = None  # the broker's reason when the last connect was refused
 
     @property
     def http_port(self) -> int:
@@ -81,6 +84,13 @@ class IngestService:
         if self._stop.is_set():
             return "shutting down"
         if producer is None:
+            refused = self._kafka_refused
+            if refused is not None:
+                s = self.settings
+                return (
+                    f"kafka authentication failed for user {s.kafka_sasl_username} ({s.kafka_sasl_mechanism}) "
+                    f"at {s.kafka_bootstrap}: {refused}"
+                )
             return f"kafka producer not connected to {self.settings.kafka_bootstrap}"
         failure = producer.failure()
         if failure is not None:
@@ -160,14 +170,24 @@ class IngestService:
     def _connect_producer(self) -> RecordProducer | None:
         delay = self.settings.backoff_initial_s
         while not self._stop.is_set():
+            self._auth_watch.last = None
             try:
-                return make_producer(self.settings, self.metrics)
+                with self._auth_watch:
+                    return make_producer(self.settings, self.metrics)
             except Exception as exc:  # NoBrokersAvailable and friends: Kafka may just be starting
                 self.metrics.error("kafka_connect")
-                log.warning(
-                    "kafka not reachable; retrying",
-                    extra={"bootstrap": self.settings.kafka_bootstrap, "error": repr(exc), "delay_s": delay},
-                )
+                self._kafka_refused = refused = self._auth_watch.last
+                if refused is not None:  # retried too: the Secret may be fixed, but said plainly
+                    self.metrics.error("kafka_authentication")
+                    log.error(
+                        "kafka authentication failed; retrying",
+                        extra={"bootstrap": self.settings.kafka_bootstrap, "reason": refused, "delay_s": delay},
+                    )
+                else:
+                    log.warning(
+                        "kafka not reachable; retrying",
+                        extra={"bootstrap": self.settings.kafka_bootstrap, "error": repr(exc), "delay_s": delay},
+                    )
                 self._stop.wait(delay)
                 delay = min(self.settings.backoff_max_s, delay * 2)
         return None
