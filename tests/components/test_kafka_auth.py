@@ -1,23 +1,27 @@
-"""``python -m cryptopipe.ingest`` against a broker's SASL_SSL listener (TLS verified against a test
+"""``python -m cryptopipe.ingest`` and the candle job against a broker's SASL_SSL listener (TLS verified against a test
 CA, SCRAM-SHA-512), as spec.kafka.tls + spec.kafka.authentication render it: the replay server's
-trades arrive, read back by an authenticated consumer; a wrong password is named on /readyz."""
+trades arrive, read back by an authenticated consumer; a wrong password is named on /readyz; and
+the Spark candle job reads the topic through the same listener."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe.contracts import Trade, decode_record
 from cryptopipe.kafka_security import KafkaSecurity
+from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.kafka_tls import SaslSslListener
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port
 from tests.components.test_ingest_process import EXCHANGE, log_lines, recorded_ids, scrape, wait_for
+from tests.support.candle_job_process import JobRun, produce, trade, unique_name
 from tests.support.http_probe import http_get
 
 pytestmark = pytest.mark.components
@@ -135,3 +139,36 @@ def test_wrong_password_is_named_as_an_authentication_failure(
         reason = wait_for(refused, 60, "/readyz naming the authentication failure", process)
         assert USER in reason and "not-the-password" not in reason
     assert "not-the-password" not in log_path.read_text(errors="replace")
+
+
+def test_candle_job_reads_over_tls_with_scram(
+    secured_kafka: tuple[KafkaBroker, SaslSslListener], s3: Any, tmp_path: Path
+) -> None:
+    """The Spark job's Kafka source, configured from the env the SparkApplication renders (the JAAS
+    line built in the job from the password variable), reads the topic through the SASL_SSL listener."""
+    broker, listener = secured_kafka
+    topic = unique_name("secured-job")
+    broker.create_topic(topic, 1)
+    config = PipelineConfig(
+        topic=topic, prefix=topic, windows=("1m",), watermark="30s", trigger="1s", products=("AUTH-USD",)
+    )
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", USER, PASSWORD, str(listener.ca_file))
+    run = JobRun(
+        broker,
+        s3,
+        config,
+        tmp_path,
+        kafka_bootstrap=broker.sasl_ssl_bootstrap,
+        extra_env=security.env("CRYPTOPIPE_JOB_"),
+    ).start()
+    try:
+        # written through the plaintext listener: what is under test is the job's reading
+        sent = produce(
+            broker, topic, [trade("AUTH-USD", i, "100", "1", f"2026-11-26T10:00:{10 + i}Z") for i in range(5)]
+        )
+        progress = run.wait_input(sent, timeout=300)
+        assert progress["1m"]["input_rows"] >= sent
+    finally:
+        run.stop()
+    assert run.process is not None
+    assert PASSWORD not in run.process.log_path.read_text(errors="replace")
