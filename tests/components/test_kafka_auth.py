@@ -38,9 +38,16 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ka
 
 
 def ingestion(
-    broker: KafkaBroker, listener: SaslSslListener, topic: str, replay_port: int, password: str, log_path: Path
+    broker: KafkaBroker,
+    listener: SaslSslListener,
+    topic: str,
+    replay_port: int,
+    password: str,
+    log_path: Path,
+    producer: str = "kafka-python",
 ) -> ManagedProcess:
     env = {
+        "CRYPTOPIPE_INGEST_PRODUCER": producer,
         "CRYPTOPIPE_INGEST_FEED": "exchange",
         "CRYPTOPIPE_INGEST_PRODUCTS": "BTC-USD,ETH-USD",
         "CRYPTOPIPE_INGEST_WS_URL": f"ws://127.0.0.1:{replay_port}",
@@ -111,6 +118,7 @@ def test_ingestion_produces_over_tls_with_scram(
         # the recording's trades, in order, from its first: nothing lost on the way through TLS
         assert sorted(set(ids)) == expected[product][: len(set(ids))], product
     assert PASSWORD not in log_path.read_text(errors="replace")
+    assert PASSWORD not in broker.log_path.read_text(errors="replace")
 
 
 def test_wrong_password_is_named_as_an_authentication_failure(

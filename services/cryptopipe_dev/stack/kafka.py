@@ -321,6 +321,7 @@ class KafkaBroker:
     def _format(self, classpath: str) -> None:
         # With a static controller.quorum.voters, `format` needs no --standalone.
         self.cluster_id = random_cluster_id()
+        scram = self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []
         cmd = [
             java_bin(),
             "-Xmx256m",
@@ -335,11 +336,12 @@ class KafkaBroker:
             self.cluster_id,
             "-c",
             str(self.config_path),
-            *(self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []),
+            *scram,
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        shown = cmd if self.sasl_ssl is None else [*cmd[: -len(scram)], *self.sasl_ssl.format_arguments(redacted=True)]
         with open(self.log_path, "a") as f:
-            f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
+            f.write(f"$ {' '.join(shown)}\n{result.stdout}{result.stderr}")
         if result.returncode != 0:
             raise RuntimeError(f"kafka storage format failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 

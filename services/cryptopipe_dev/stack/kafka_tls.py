@@ -55,12 +55,14 @@ class SaslSslListener:
             config[f"listener.name.{NAME.lower()}.{mechanism.lower()}.sasl.jaas.config"] = f"{_SCRAM_MODULE} required;"
         return config
 
-    def format_arguments(self) -> list[str]:
-        """kafka-storage format's ``--add-scram`` for every user, both mechanisms."""
+    def format_arguments(self, *, redacted: bool = False) -> list[str]:
+        """kafka-storage format's ``--add-scram`` for every user, both mechanisms (``redacted``:
+        the passwords masked, for the broker's log)."""
         args = []
         for user, password in self.users.items():
+            shown = "***" if redacted else password
             for mechanism in MECHANISMS:
-                args += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+                args += ["--add-scram", f"{mechanism}=[name={user},password={shown}]"]
         return args
 
 
