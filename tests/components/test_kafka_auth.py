@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from cryptopipe.contracts import Trade, decode_record
+from cryptopipe.contracts import Trade, UnfillableTradeIds, decode_record
 from cryptopipe.kafka_security import KafkaSecurity
+from cryptopipe.monitor.unfillable import UnfillableLog
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.kafka import KafkaBroker
@@ -180,3 +181,21 @@ def test_candle_job_reads_over_tls_with_scram(
         run.stop()
     assert run.process is not None
     assert PASSWORD not in run.process.log_path.read_text(errors="replace")
+
+
+def test_lake_monitor_reads_the_dead_letter_topic_over_tls_with_scram(
+    secured_kafka: tuple[KafkaBroker, SaslSslListener],
+) -> None:
+    """The lake monitor's consumer of counted-unfillable trade ids, with the settings it is rendered."""
+    broker, listener = secured_kafka
+    topic = unique_name("secured-dlq")
+    broker.create_topic(topic, 1)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer.send(topic, UnfillableTradeIds("BTC-USD", 10, 12, "not_returned", 1_780_000_000_000_000).to_json()).get(30)
+    producer.close()
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", USER, PASSWORD, str(listener.ca_file))
+    log_ = UnfillableLog(broker.sasl_ssl_bootstrap, topic, timeout_s=30, security=security)
+    try:
+        assert log_.refresh() == {"BTC-USD": [(10, 12)]}
+    finally:
+        log_.close()

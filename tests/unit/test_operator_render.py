@@ -649,3 +649,18 @@ def test_network_policy_lets_the_ingestion_reach_the_tls_listener() -> None:
         port["port"] for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])
     }
     assert 9093 in egress_ports and 9092 not in egress_ports
+
+
+def test_monitor_reads_its_kafka_security_back_from_its_env() -> None:
+    from cryptopipe.monitor.settings import load_settings
+
+    monitor = render_monitor_deployment(VARIANTS["kafka-sasl-ssl"])
+    assert monitor is not None
+    settings = load_settings({e["name"]: e.get("value", "from-the-secret") for e in container(monitor)["env"]})
+    assert settings.kafka_security.kafka_python() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "btc-ingest",
+        "sasl_plain_password": "from-the-secret",
+        "ssl_cafile": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }
