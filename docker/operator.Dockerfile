@@ -18,7 +18,8 @@ COPY pyproject.toml README.md ./
 # layout and the Spark conf (import-linter keeps it to these; tests/unit/test_packaging.py checks
 # that every module they import is copied). The "operator" extra holds kopf. No dev harness, no tests.
 COPY services/cryptopipe/__init__.py services/cryptopipe/contracts.py services/cryptopipe/pipeline.py \
-     services/cryptopipe/logs.py services/cryptopipe/spark_conf.py services/cryptopipe/
+     services/cryptopipe/logs.py services/cryptopipe/spark_conf.py services/cryptopipe/kafka_security.py \
+     services/cryptopipe/
 COPY services/cryptopipe/lake/ services/cryptopipe/lake/
 COPY operator/ operator/
 # one distribution serves every image, so its console script `cryptopipe` (the dev CLI, whose

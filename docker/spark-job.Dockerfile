@@ -68,7 +68,8 @@ COPY pyproject.toml README.md ./
 # it to these), without the "spark-job" extra: pyspark is Spark's own, above. No dev harness, no
 # test library. One distribution serves every image, so its console script `cryptopipe` (the dev
 # CLI, whose package this image does not hold) is left out with the other scripts.
-COPY services/cryptopipe/__init__.py services/cryptopipe/contracts.py services/cryptopipe/logs.py services/cryptopipe/
+COPY services/cryptopipe/__init__.py services/cryptopipe/contracts.py services/cryptopipe/logs.py \
+     services/cryptopipe/kafka_security.py services/cryptopipe/
 COPY services/cryptopipe/lake/ services/cryptopipe/lake/
 COPY spark-apps/ spark-apps/
 RUN /opt/venv/bin/pip install $(ls /wheels/*.whl >/dev/null 2>&1 && echo --no-index --find-links=/wheels) --target /opt/cryptopipe/lib . \

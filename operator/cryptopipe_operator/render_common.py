@@ -110,6 +110,8 @@ def python_service_deployment(
     replicas: int,
     termination_grace_s: int,
     strategy: dict[str, object] | None = None,
+    volumes: Sequence[Mapping[str, object]] = (),
+    volume_mounts: Sequence[Mapping[str, object]] = (),
 ) -> Manifest:
     """A Deployment of one of the pipeline's Python services (ingestion, lake monitor): one
     container named after the component serving /metrics and its probes on the "metrics" port,
@@ -125,7 +127,7 @@ def python_service_deployment(
         "readinessProbe": readiness_probe,
         "resources": {"requests": resources.requests.as_dict(), "limits": resources.limits.as_dict()},
         "securityContext": restricted_container_security() | {"readOnlyRootFilesystem": True},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *volume_mounts],
     }
     spec: dict[str, object] = {
         "replicas": replicas,
@@ -145,7 +147,7 @@ def python_service_deployment(
             },
             "terminationGracePeriodSeconds": termination_grace_s,
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *volumes],
         },
     }
     return {

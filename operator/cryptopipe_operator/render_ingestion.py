@@ -11,6 +11,7 @@ from cryptopipe_operator.render_common import (
     python_service_deployment,
     selector,
 )
+from cryptopipe_operator.render_kafka_auth import ca_volumes, kafka_auth_env
 from cryptopipe_operator.spec import Pipeline, to_pipeline_config
 
 COMPONENT = "ingestion"
@@ -27,8 +28,12 @@ def metrics_service_name(pipeline: Pipeline) -> str:
     return f"{pipeline.name}-ingestion-metrics"
 
 
-def ingestion_container_env(pipeline: Pipeline) -> list[dict[str, str]]:
-    """The container's env: exactly what the local stack passes to the process (no secrets needed)."""
+ENV_PREFIX = "CRYPTOPIPE_INGEST_"  # cryptopipe.ingest.settings.ENV_PREFIX
+
+
+def ingestion_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
+    """The container's env: what the local stack passes to the process, plus the Kafka TLS/SCRAM
+    settings (the password as a reference to its Secret)."""
     ingestion = pipeline.spec.ingestion
     env = ingestion_env(
         # ingestion reads no checkpoint setting: any generation renders the same env
@@ -38,11 +43,13 @@ def ingestion_container_env(pipeline: Pipeline) -> list[dict[str, str]]:
         rest_url=ingestion.rest_url,
         http_port=HTTP_PORT,
     )
-    return [{"name": name, "value": value} for name, value in env.items()]
+    literal: list[dict[str, object]] = [{"name": name, "value": value} for name, value in env.items()]
+    return literal + kafka_auth_env(pipeline, ENV_PREFIX)
 
 
 def render_ingestion_deployment(pipeline: Pipeline) -> Manifest:
     ingestion = pipeline.spec.ingestion
+    volumes, volume_mounts = ca_volumes(pipeline)
     return python_service_deployment(
         pipeline,
         name=deployment_name(pipeline),
@@ -62,6 +69,8 @@ def render_ingestion_deployment(pipeline: Pipeline) -> Manifest:
         strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         # the producer's flush on SIGTERM (flush_timeout_s 20 s + ~5 s stop) fits in this
         termination_grace_s=30,
+        volumes=volumes,
+        volume_mounts=volume_mounts,
     )
 
 

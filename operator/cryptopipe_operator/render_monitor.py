@@ -13,10 +13,12 @@ from cryptopipe_operator.render_common import (
     http_probe,
     python_service_deployment,
 )
+from cryptopipe_operator.render_kafka_auth import ca_volumes, kafka_auth_env
 from cryptopipe_operator.spec import Pipeline, to_pipeline_config
 
 COMPONENT = "lake-monitor"
 COMMAND = ["python", "-m", "cryptopipe.monitor"]
+ENV_PREFIX = "CRYPTOPIPE_MONITOR_"  # cryptopipe.monitor.settings.ENV_PREFIX
 HTTP_PORT = 8080  # /metrics, /healthz, /readyz (ready after the first successful scan)
 
 
@@ -47,11 +49,12 @@ def monitor_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
         # the ingestion's counted-unfillable trade ids are in its dead-letter topic (issue 10)
         kafka_bootstrap=pipeline.kafka_bootstrap,
     )
-    return env_with_sink_secret_refs(pipeline, env)
+    return env_with_sink_secret_refs(pipeline, env) + kafka_auth_env(pipeline, ENV_PREFIX)
 
 
 def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
     monitor = pipeline.spec.monitor
+    volumes, volume_mounts = ca_volumes(pipeline)
     return python_service_deployment(
         pipeline,
         name=deployment_name(pipeline),
@@ -69,4 +72,6 @@ def render_monitor_deployment(pipeline: Pipeline) -> Manifest:
         # one scanner is enough; suspend stops it with the pipeline (a paused lake is stale by design)
         replicas=0 if pipeline.spec.suspend else 1,
         termination_grace_s=15,
+        volumes=volumes,
+        volume_mounts=volume_mounts,
     )

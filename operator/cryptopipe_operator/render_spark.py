@@ -6,12 +6,14 @@ from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.pipeline import job_arguments, job_env
 from cryptopipe.spark_conf import spark_conf
 from cryptopipe_operator.render_common import Manifest, labels, metadata, restricted_container_security
+from cryptopipe_operator.render_kafka_auth import kafka_auth_env, spark_ca_secrets, spark_cafile
 from cryptopipe_operator.spec import Pipeline, SparkPod, to_pipeline_config
 
 COMPONENT = "spark"
 SPARK_API_VERSION = "sparkoperator.k8s.io/v1beta2"
 MAIN_APPLICATION_FILE = "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
 JOB_METRICS_PORT = 9108
+JOB_ENV_PREFIX = "CRYPTOPIPE_JOB_"  # candles_job.settings.JobSettings
 # spark-operator derives these from the SparkApplication's own fields (master URL, driver memory,
 # the driver's service address); the local-mode values spark_conf() gives them must not leak in
 _SET_BY_SPARK_OPERATOR = {"spark.master", "spark.driver.memory", "spark.driver.host", "spark.driver.bindAddress"}
@@ -47,7 +49,8 @@ def job_container_env(pipeline: Pipeline) -> list[dict[str, object]]:
             env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": secret_keys[value]}}})
         else:
             env.append({"name": name, "value": value})
-    return env
+    # Kafka TLS/SCRAM: the job builds its JAAS line from the password variable (a secretKeyRef)
+    return env + kafka_auth_env(pipeline, JOB_ENV_PREFIX, cafile=spark_cafile(pipeline))
 
 
 def job_spark_conf(pipeline: Pipeline) -> dict[str, str]:
@@ -68,15 +71,21 @@ def _parallelism(pipeline: Pipeline) -> int:
 
 def _pod(pipeline: Pipeline, pod: SparkPod) -> dict[str, object]:
     # coreRequest only when set: spark-operator then requests the pod's cores
-    return ({"coreRequest": pod.core_request} if pod.core_request else {}) | {
-        "cores": pod.cores,
-        "memory": pod.memory,
-        "labels": labels(pipeline, COMPONENT),
-        "env": job_container_env(pipeline),
-        # no readOnlyRootFilesystem: Spark writes its work and local dirs into the image's tree
-        "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "securityContext": restricted_container_security(),
-    }
+    # the Kafka CA on driver and executors: the executors' tasks read the topic
+    secrets = spark_ca_secrets(pipeline)
+    return (
+        ({"coreRequest": pod.core_request} if pod.core_request else {})
+        | ({"secrets": secrets} if secrets else {})
+        | {
+            "cores": pod.cores,
+            "memory": pod.memory,
+            "labels": labels(pipeline, COMPONENT),
+            "env": job_container_env(pipeline),
+            # no readOnlyRootFilesystem: Spark writes its work and local dirs into the image's tree
+            "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": restricted_container_security(),
+        }
+    )
 
 
 def render_spark_application(

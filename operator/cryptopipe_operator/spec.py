@@ -41,6 +41,41 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+class KeyRef(_Model):
+    """One key of a Secret in the pipeline's namespace (Strimzi's ``secretName``/``certificate``)."""
+
+    name: str
+    key: str
+
+
+class CaKeyRef(KeyRef):
+    key: str = "ca.crt"  # the key of Strimzi's CLUSTER-cluster-ca-cert Secret
+
+
+class PasswordKeyRef(KeyRef):
+    key: str = "password"  # the key of the Secret Strimzi's User Operator writes for a KafkaUser
+
+
+class KafkaTlsSpec(_Model):
+    """TLS to the brokers, verified against the cluster CA certificate (PEM) in a Secret."""
+
+    ca_secret_ref: CaKeyRef
+
+
+SaslMechanism = Literal["scram-sha-512", "scram-sha-256"]
+
+
+class KafkaAuthenticationSpec(_Model):
+    """SASL SCRAM as a KafkaUser (Strimzi ``type: scram-sha-512``); the password only by reference."""
+
+    type: SaslMechanism = "scram-sha-512"
+    username: str
+    password_secret_ref: PasswordKeyRef
+    # declared so that an inline password is refused by name (_rule_problems, the CRD's CEL rule)
+    # rather than silently pruned by the API server
+    password: str | None = None
+
+
 class KafkaSpec(_Model):
     cluster_name: str
     bootstrap_servers: str | None = None
@@ -50,6 +85,16 @@ class KafkaSpec(_Model):
     min_insync_replicas: int | None = None
     retention_ms: int = 604_800_000
     dlq_retention_ms: int = 2_592_000_000
+    tls: KafkaTlsSpec | None = None
+    authentication: KafkaAuthenticationSpec | None = None
+
+    @property
+    def security_protocol(self) -> str:
+        """Kafka's security.protocol for these settings."""
+        sasl = self.authentication is not None
+        return {(False, False): "PLAINTEXT", (True, False): "SSL", (False, True): "SASL_PLAINTEXT"}.get(
+            (self.tls is not None, sasl), "SASL_SSL"
+        )
 
     @property
     def topic_min_insync_replicas(self) -> int | None:
@@ -220,8 +265,10 @@ class Pipeline:
 
     @property
     def kafka_bootstrap(self) -> str:
-        # Strimzi's service for the cluster's plain listener
-        return self.spec.kafka.bootstrap_servers or f"{self.spec.kafka.cluster_name}-kafka-bootstrap:9092"
+        # Strimzi's service for the cluster's plain listener (9092), or its tls listener (9093)
+        kafka = self.spec.kafka
+        port = 9093 if kafka.tls is not None else 9092
+        return kafka.bootstrap_servers or f"{kafka.cluster_name}-kafka-bootstrap:{port}"
 
 
 def effective_prefix(spec: PipelineSpec, namespace: str, name: str) -> str:
@@ -366,6 +413,14 @@ def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
     problems += _url_problems("spec.ingestion.restUrl", spec.ingestion.rest_url)
     problems += _resource_problems("spec.ingestion.resources", spec.ingestion.resources)
     problems += _resource_problems("spec.monitor.resources", spec.monitor.resources)
+    if kafka.authentication is not None and kafka.authentication.password is not None:
+        problems.append(
+            SpecProblem(
+                "spec.kafka.authentication.password",
+                "an inline password is refused (a spec is readable by everyone who may read the pipeline): "
+                "put it in a Secret and name it in passwordSecretRef",
+            )
+        )
     ref = spec.sink.credentials_secret_ref
     if ref.access_key_key == ref.secret_key_key:
         field = "spec.sink.credentialsSecretRef.secretKeyKey"

@@ -68,11 +68,14 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
     # fences this one out (it stops at its next batch instead of committing; lake/fence.py)
     driver_token = uuid.uuid4().hex
     log.info("driver claims its windows", extra={"driver": driver_token, "generation": settings.checkpoint_generation})
+    # TLS and SCRAM: the JAAS line with the password is built here from the env, never rendered
+    kafka_options = settings.kafka_security.spark_kafka_source()
     queries = []
     for window, seconds in zip(settings.windows, settings.window_seconds, strict=False):
         source = (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+            .options(**kafka_options)
             .option("subscribe", settings.topic)
             .option("startingOffsets", settings.starting_offsets)
         )

@@ -158,7 +158,8 @@ def test_default_render(helm: Path) -> None:
     kinds = sorted(d["kind"] for d in docs)
     # the two ConfigMaps are the Grafana dashboards (pipeline overview, operator); the ClusterRoles:
     # the operator's, kopf's CRD observer, the Spark driver's, cryptopipeline-edit and -view; the
-    # Role and RoleBinding: the leader-election Lease
+    # Role and RoleBinding: the leader-election Lease; the admission policies: the Secret opt-ins
+    # (sink credentials, Kafka password and CA)
     assert kinds == sorted(
         [
             "ServiceAccount",
@@ -169,6 +170,8 @@ def test_default_render(helm: Path) -> None:
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
             "ClusterRoleBinding",
@@ -1003,5 +1006,53 @@ def test_tenants_get_pipeline_rights_and_only_opted_in_secrets_as_sink_credentia
         kube.kubectl("label", "secret", "lake-keys", "cryptopipeline.io/sink-credentials-", "-n", ns)
         kube.kubectl("annotate", "cryptopipeline", "lake", "-n", ns, "example.com/touched=yes")
         kube.kubectl("delete", "cryptopipeline", "lake", "later", "-n", ns, "--timeout=30s")
+    finally:
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _kafka_auth_pipeline(name: str, namespace: str, password_secret: str, ca_secret: str) -> dict[str, Any]:
+    body = _sink_pipeline(name, namespace, "lake-keys")
+    body["spec"]["kafka"]["tls"] = {"caSecretRef": {"name": ca_secret}}
+    body["spec"]["kafka"]["authentication"] = {"username": name, "passwordSecretRef": {"name": password_secret}}
+    return body
+
+
+def test_only_opted_in_secrets_as_kafka_password_or_ca(
+    kube: KubeControlPlane, helm: Path, kube_namespace: str, release: tuple[str, list[str]]
+) -> None:
+    """A CryptoPipeline may name as its Kafka password or cluster CA only a Secret labelled
+    cryptopipeline.io/kafka-credentials=true (the chart's second admission policy); the sink's
+    label does not count for Kafka."""
+    _install(kube, helm, release, kube_namespace)
+    ns = f"{kube_namespace}-k"[:63]
+    kube.ensure_namespace(ns)
+    label = "cryptopipeline.io/kafka-credentials=true"
+    try:
+        kube.kubectl("create", "secret", "generic", "lake-keys", "--from-literal=accessKey=a", "-n", ns)
+        kube.kubectl("label", "secret", "lake-keys", "cryptopipeline.io/sink-credentials=true", "-n", ns)
+        for secret in ("cluster-ca-key", "cluster-ca-cert", "ingest-user"):
+            kube.kubectl("create", "secret", "generic", secret, "--from-literal=ca.crt=c", "-n", ns)
+        for secret in ("cluster-ca-cert", "ingest-user"):
+            kube.kubectl("label", "secret", secret, label, "-n", ns)
+
+        def refused() -> None:
+            body = _kafka_auth_pipeline("steal", ns, "ingest-user", "cluster-ca-key")
+            result = _create(kube, body, "--dry-run=server")
+            assert result.returncode != 0 and "cluster-ca-key has not opted in" in result.stderr, result.stderr
+
+        _eventually(refused, "a pipeline naming an unlabelled Secret as its Kafka CA is refused")
+        # as the password, and the sink's label is not the Kafka one
+        result = _create(kube, _kafka_auth_pipeline("steal", ns, "lake-keys", "cluster-ca-cert"))
+        assert result.returncode != 0 and label in result.stderr, result.stderr
+        result = _create(kube, _kafka_auth_pipeline("ok", ns, "ingest-user", "cluster-ca-cert"))
+        assert result.returncode == 0, result.stderr
+        # switching the existing pipeline's CA to the unlabelled Secret is refused too
+        patch = json.dumps({"spec": {"kafka": {"tls": {"caSecretRef": {"name": "cluster-ca-key"}}}}})
+        result = kube.kubectl("patch", "cryptopipeline", "ok", "-n", ns, "--type=merge", "-p", patch, check=False)
+        assert result.returncode != 0 and "has not opted in" in result.stderr, result.stderr
+        # a label removed later does not block the operator's own patches
+        kube.kubectl("label", "secret", "ingest-user", "cryptopipeline.io/kafka-credentials-", "-n", ns)
+        kube.kubectl("annotate", "cryptopipeline", "ok", "-n", ns, "example.com/touched=yes")
+        kube.kubectl("delete", "cryptopipeline", "ok", "-n", ns, "--timeout=30s")
     finally:
         kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -38,8 +38,22 @@ def tick(product: str, at: str) -> Tick:
 class JobRun:
     """One job process over ``config``; its progress file tells what it committed."""
 
-    def __init__(self, kafka, s3, config: PipelineConfig, work_dir: Path, *, extra_args: Iterable[str] = ()):
+    def __init__(
+        self,
+        kafka,
+        s3,
+        config: PipelineConfig,
+        work_dir: Path,
+        *,
+        extra_args: Iterable[str] = (),
+        kafka_bootstrap: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ):
+        """``kafka_bootstrap``: another listener of ``kafka`` (its SASL_SSL one, say), whose
+        security settings come in ``extra_env`` as the SparkApplication's env would give them."""
         self.kafka = kafka
+        self.kafka_bootstrap = kafka_bootstrap or kafka.bootstrap
+        self.extra_env = dict(extra_env or {})
         self.s3 = s3
         self.config = config
         self.work_dir = work_dir
@@ -54,14 +68,16 @@ class JobRun:
         args = (
             job_arguments(
                 self.config,
-                kafka_bootstrap=self.kafka.bootstrap,
+                kafka_bootstrap=self.kafka_bootstrap,
                 s3_endpoint=self.s3.endpoint,
                 progress_file=str(self.progress_file),
             )
             + self.extra_args
         )
         self.process = spark_job_process(
-            args, env=job_env(self.connection), log_path=self.work_dir / f"job-{self.config.prefix}-{self.runs}.log"
+            args,
+            env=job_env(self.connection) | self.extra_env,
+            log_path=self.work_dir / f"job-{self.config.prefix}-{self.runs}.log",
         ).start()
         return self
 

@@ -89,3 +89,52 @@ def test_backoff_grows_exponentially_to_the_cap_with_bounded_jitter() -> None:
     high = backoff_delay(s, 3, uniform=lambda a, b: b)
     assert (low, high) == pytest.approx((1.6, 2.4))
     assert all(0.4 <= backoff_delay(s, 1) <= 0.6 for _ in range(200))
+
+
+def test_kafka_sasl_ssl_from_env_reaches_each_client_by_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "ingest",
+        "KAFKA_SASL_PASSWORD": "s3cr3t",
+        "KAFKA_SSL_CAFILE": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }.items():
+        monkeypatch.setenv(ENV_PREFIX + name, value)
+    s = IngestSettings()
+    assert "s3cr3t" not in repr(s) and "s3cr3t" not in str(s.model_dump())
+    assert s.kafka_security.kafka_python() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "ingest",
+        "sasl_plain_password": "s3cr3t",
+        "ssl_cafile": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }
+    assert s.kafka_security.confluent() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "ingest",
+        "sasl.password": "s3cr3t",
+        "ssl.ca.location": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }
+
+
+def test_plaintext_by_default() -> None:
+    assert IngestSettings().kafka_security.kafka_python() == {"security_protocol": "PLAINTEXT"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}, "needs kafka_sasl_username"),
+        ({"KAFKA_SASL_USERNAME": "ingest"}, "SASL settings given with security protocol PLAINTEXT"),
+        ({"KAFKA_SSL_CAFILE": "/ca.crt"}, "cafile given with security protocol PLAINTEXT"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN"}, "kafka_sasl_mechanism"),
+    ],
+)
+def test_incomplete_kafka_security_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(ENV_PREFIX + name, value)
+    with pytest.raises(ValidationError, match=message):
+        IngestSettings()

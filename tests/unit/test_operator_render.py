@@ -71,6 +71,14 @@ VARIANTS = {
             "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}},
         },
     ),
+    "kafka-sasl-ssl": pipeline(
+        kafka={
+            "clusterName": "prod",
+            "tls": {"caSecretRef": {"name": "prod-cluster-ca-cert"}},
+            "authentication": {"username": "btc-ingest", "passwordSecretRef": {"name": "btc-ingest", "key": "pw"}},
+        },
+        monitor={"enabled": True},
+    ),
 }
 MONITORED = ("monitored", "monitored-aws-suspended")
 
@@ -183,7 +191,8 @@ def container(deployment: dict) -> dict:
 
 @pytest.mark.parametrize("p", VARIANTS.values(), ids=VARIANTS.keys())
 def test_ingestion_env_is_the_settings_contract(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {e["name"]: e["value"] for e in container(render_ingestion_deployment(p))["env"]}
+    # a secretKeyRef's value as the kubelet would give it
+    env = {e["name"]: e.get("value", "from-secret") for e in container(render_ingestion_deployment(p))["env"]}
     settings_names = {ENV_PREFIX + name.upper() for name in IngestSettings.model_fields}
     assert set(env) <= settings_names
     # and the process would read back the spec's values from it
@@ -566,3 +575,103 @@ def test_network_policies_can_be_turned_off_and_are_then_unwanted() -> None:
 
 def test_spark_ui_cannot_kill_jobs() -> None:
     assert render_spark_application(pipeline(), 1)["spec"]["sparkConf"]["spark.ui.killEnabled"] == "false"
+
+
+def _env_entries(c: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in c["env"]}
+
+
+def test_ingestion_authenticates_with_the_secrets_by_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = VARIANTS["kafka-sasl-ssl"]
+    deployment = render_ingestion_deployment(p)
+    c = container(deployment)
+    env = _env_entries(c)
+    assert env["CRYPTOPIPE_INGEST_KAFKA_SASL_PASSWORD"] == {
+        "name": "CRYPTOPIPE_INGEST_KAFKA_SASL_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "btc-ingest", "key": "pw"}},
+    }
+    assert env["CRYPTOPIPE_INGEST_KAFKA_BOOTSTRAP"]["value"] == "prod-kafka-bootstrap:9093"  # Strimzi's tls listener
+    # the CA Secret's key mounted read-only where the settings point
+    assert {"name": "kafka-ca", "mountPath": "/etc/cryptopipe/kafka-ca", "readOnly": True} in c["volumeMounts"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kafka-ca"]["secret"]["secretName"] == "prod-cluster-ca-cert"
+    assert volumes["kafka-ca"]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    for entry in env.values():
+        if "value" in entry:
+            monkeypatch.setenv(entry["name"], entry["value"])
+    monkeypatch.setenv("CRYPTOPIPE_INGEST_KAFKA_SASL_PASSWORD", "from-secret")
+    assert IngestSettings().kafka_security.kafka_python() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "btc-ingest",
+        "sasl_plain_password": "from-secret",
+        "ssl_cafile": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }
+
+
+def test_plaintext_pipelines_render_no_kafka_security() -> None:
+    for p in (VARIANTS["base"], VARIANTS["monitored"]):
+        for child in render_children(p, checkpoint_generation=1):
+            assert not any("KAFKA_SASL" in leaf or "kafka-ca" in leaf for leaf in string_leaves(child))
+
+
+def test_spark_job_builds_its_kafka_options_from_the_rendered_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = VARIANTS["kafka-sasl-ssl"]
+    app = render_spark_application(p, 1)["spec"]
+    for pod in (app["driver"], app["executor"]):
+        env = _env_entries(pod)
+        password = env["CRYPTOPIPE_JOB_KAFKA_SASL_PASSWORD"]
+        assert password["valueFrom"] == {"secretKeyRef": {"name": "btc-ingest", "key": "pw"}}
+        assert pod["secrets"] == [
+            {"name": "prod-cluster-ca-cert", "path": "/etc/cryptopipe/kafka-ca", "secretType": "Generic"}
+        ]
+    # nothing in the SparkApplication is a JAAS line or a password
+    assert not any("jaas" in leaf.lower() or "ScramLoginModule" in leaf for leaf in string_leaves(app))
+    for entry in _env_entries(app["driver"]).values():
+        monkeypatch.setenv(entry["name"], entry.get("value", "from-secret"))
+    settings = parse_args(app["arguments"])
+    assert settings.kafka_security.spark_kafka_source() == {
+        "kafka.security.protocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="btc-ingest" password="from-secret";',
+        "kafka.ssl.truststore.type": "PEM",
+        "kafka.ssl.truststore.location": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }
+
+
+def test_monitor_authenticates_like_the_ingestion() -> None:
+    p = VARIANTS["kafka-sasl-ssl"]
+    monitor = render_monitor_deployment(p)
+    assert monitor is not None
+    c = container(monitor)
+    env = _env_entries(c)
+    assert env["CRYPTOPIPE_MONITOR_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    assert env["CRYPTOPIPE_MONITOR_KAFKA_SASL_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "btc-ingest", "key": "pw"}
+    }
+    assert env["CRYPTOPIPE_MONITOR_KAFKA_SSL_CAFILE"]["value"] == "/etc/cryptopipe/kafka-ca/ca.crt"
+    assert {"name": "kafka-ca", "mountPath": "/etc/cryptopipe/kafka-ca", "readOnly": True} in c["volumeMounts"]
+
+
+def test_network_policy_lets_the_ingestion_reach_the_tls_listener() -> None:
+    policies = [c for c in render_children(VARIANTS["kafka-sasl-ssl"], 1) if c["kind"] == "NetworkPolicy"]
+    egress_ports = {
+        port["port"] for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])
+    }
+    assert 9093 in egress_ports and 9092 not in egress_ports
+
+
+def test_monitor_reads_its_kafka_security_back_from_its_env() -> None:
+    from cryptopipe.monitor.settings import load_settings
+
+    monitor = render_monitor_deployment(VARIANTS["kafka-sasl-ssl"])
+    assert monitor is not None
+    settings = load_settings({e["name"]: e.get("value", "from-the-secret") for e in container(monitor)["env"]})
+    assert settings.kafka_security.kafka_python() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "btc-ingest",
+        "sasl_plain_password": "from-the-secret",
+        "ssl_cafile": "/etc/cryptopipe/kafka-ca/ca.crt",
+    }

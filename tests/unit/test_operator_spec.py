@@ -207,3 +207,39 @@ def test_turning_the_monitor_on_or_off_keeps_the_checkpoint() -> None:
         classify_change(spec_with(monitor={"enabled": True}), spec_with(monitor={"enabled": True, "lookback": "6h"}))
         == "compatible"
     )
+
+
+KAFKA_TLS = {"caSecretRef": {"name": "lake-kafka-cluster-ca-cert"}}
+KAFKA_SCRAM = {"username": "ingest", "passwordSecretRef": {"name": "ingest"}}
+
+
+@pytest.mark.parametrize(
+    ("tls", "authentication", "protocol", "bootstrap"),
+    [
+        (None, None, "PLAINTEXT", "lake-kafka-kafka-bootstrap:9092"),
+        (KAFKA_TLS, None, "SSL", "lake-kafka-kafka-bootstrap:9093"),
+        (None, KAFKA_SCRAM, "SASL_PLAINTEXT", "lake-kafka-kafka-bootstrap:9092"),
+        (KAFKA_TLS, KAFKA_SCRAM, "SASL_SSL", "lake-kafka-kafka-bootstrap:9093"),
+    ],
+)
+def test_kafka_security_protocol_and_default_listener(
+    tls: dict | None, authentication: dict | None, protocol: str, bootstrap: str
+) -> None:
+    spec = spec_with(kafka__tls=tls, kafka__authentication=authentication)
+    pipeline = Pipeline("btc", "data", "u-1", spec)
+    assert (spec.kafka.security_protocol, pipeline.kafka_bootstrap) == (protocol, bootstrap)
+
+
+def test_kafka_secret_refs_default_to_strimzis_keys() -> None:
+    spec = spec_with(kafka__tls=KAFKA_TLS, kafka__authentication=KAFKA_SCRAM | {"type": "scram-sha-256"})
+    assert spec.kafka.tls is not None and spec.kafka.authentication is not None
+    assert spec.kafka.tls.ca_secret_ref.key == "ca.crt"
+    assert spec.kafka.authentication.password_secret_ref.key == "password"
+    assert spec.kafka.authentication.type == "scram-sha-256"
+
+
+def test_inline_kafka_password_is_refused_by_name() -> None:
+    with pytest.raises(SpecError) as caught:
+        spec_with(kafka__authentication=KAFKA_SCRAM | {"password": "hunter2"})
+    assert [p.field for p in caught.value.problems] == ["spec.kafka.authentication.password"]
+    assert "hunter2" not in str(caught.value)

@@ -75,6 +75,7 @@ class ConfluentProducer(RecordProducer):
             "error_cb": self._on_client_error,
             "logger": log,  # librdkafka logs through logging (JSON on stderr), not raw to stderr
         }
+        config.update(settings.kafka_security.confluent())
         config.update(overrides)
         self._settings = settings
         self._metrics = metrics

@@ -165,6 +165,7 @@ class KafkaPythonProducer(RecordProducer):
             # fail fast and let the service retry, so a stop request never waits long on a dead broker
             "bootstrap_timeout_ms": 5_000,
         }
+        config.update(settings.kafka_security.kafka_python())
         config.update(overrides)
         self._producer = KafkaProducer(**config)
         self._settings = settings

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from cryptopipe.kafka_security import PLAINTEXT, KafkaSecurity
+
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
@@ -113,18 +115,22 @@ def plan(points: dict[str, ResumePoint], seen: dict[str, dict[int, int]]) -> dic
     return out
 
 
-def topic_exists(bootstrap: str, topic: str) -> bool:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="cryptopipe-ingest-resume")
+def topic_exists(bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> bool:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="cryptopipe-ingest-resume", **security.kafka_python()
+    )
     try:
         return topic in consumer.topics()
     finally:
         consumer.close()
 
 
-def read_state(bootstrap: str, state_topic: str, timeout_s: float = SCAN_TIMEOUT_S) -> dict[str, ResumePoint]:
+def read_state(
+    bootstrap: str, state_topic: str, timeout_s: float = SCAN_TIMEOUT_S, security: KafkaSecurity = PLAINTEXT
+) -> dict[str, ResumePoint]:
     """The newest resume point per product in the state topic ({} if it is empty)."""
     points: dict[str, ResumePoint] = {}
-    for key, value, _partition, _offset in _read(bootstrap, state_topic, None, timeout_s):
+    for key, value, _partition, _offset in _read(bootstrap, state_topic, None, timeout_s, security):
         if key is None or value is None:
             continue
         try:
@@ -142,6 +148,7 @@ def scan_trades(
     points: dict[str, ResumePoint],
     partition_of: dict[str, int],
     timeout_s: float = SCAN_TIMEOUT_S,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[str, dict[int, int]]:
     """(trade id -> event time) per product, of the trades at or after each product's recorded
     offset (from the beginning without one)."""
@@ -158,7 +165,7 @@ def scan_trades(
         else:
             start[point.partition] = min(start.get(point.partition, point.offset), point.offset)
     seen: dict[str, dict[int, int]] = {}
-    for _key, value, _partition, _offset in _read(bootstrap, topic, start or None, timeout_s):
+    for _key, value, _partition, _offset in _read(bootstrap, topic, start or None, timeout_s, security):
         if value is None:
             continue
         try:
@@ -174,12 +181,15 @@ def scan_trades(
 
 
 def _read(
-    bootstrap: str, topic: str, start: dict[int, int] | None, timeout_s: float
+    bootstrap: str, topic: str, start: dict[int, int] | None, timeout_s: float, security: KafkaSecurity
 ) -> list[tuple[bytes | None, bytes | None, int, int]]:
     """Every record of ``topic`` (of the partitions in ``start``, from those offsets; all
     partitions from the beginning when None), read up to the end offsets of the moment."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cryptopipe-ingest-resume"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        client_id="cryptopipe-ingest-resume",
+        **security.kafka_python(),
     )
     try:
         available = sorted(consumer.partitions_for_topic(topic) or ())

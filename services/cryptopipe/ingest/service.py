@@ -23,6 +23,7 @@ from cryptopipe import coinbase
 from cryptopipe.http_server import HealthServer
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
+from cryptopipe.ingest.kafka_auth_failure import AuthFailureWatch
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.producer_choice import make_producer
@@ -57,6 +58,8 @@ class IngestService:
         self._starter = threading.Thread(target=self._start_pipeline, name="ingest-starter", daemon=True)
         self._watchdog = threading.Thread(target=self._watch_producer, name="ingest-producer-watch", daemon=True)
         self._start_failed = False
+        self._auth_watch = AuthFailureWatch()
+        self._kafka_refused: str | None = None  # the broker's reason when the last connect was refused
 
     @property
     def http_port(self) -> int:
@@ -93,6 +96,13 @@ class IngestService:
         if self._stop.is_set():
             return "shutting down"
         if producer is None:
+            refused = self._kafka_refused
+            if refused is not None:
+                s = self.settings
+                return (
+                    f"kafka authentication failed for user {s.kafka_sasl_username} ({s.kafka_sasl_mechanism}) "
+                    f"at {s.kafka_bootstrap}: {refused}"
+                )
             return f"kafka producer not connected to {self.settings.kafka_bootstrap}"
         failure = producer.failure()
         if failure is not None:
@@ -142,7 +152,9 @@ class IngestService:
                 self.settings, producer, backfiller, self.metrics, coinbase.GapTracker(), coinbase.parse_frame
             )
             try:
-                has_state = topic_exists(self.settings.kafka_bootstrap, self.settings.state_topic)
+                has_state = topic_exists(
+                    self.settings.kafka_bootstrap, self.settings.state_topic, self.settings.kafka_security
+                )
             except Exception as exc:  # Kafka answered the producer a moment ago: treat as absent, say so
                 log.warning("could not look the resume-point topic up", extra={"error": repr(exc)})
                 has_state = False
@@ -172,10 +184,13 @@ class IngestService:
         trade in the topic, and the trades still pending then, backfilled again now."""
         s = self.settings
         try:
-            points = read_state(s.kafka_bootstrap, s.state_topic) if has_state else {}
+            security = s.kafka_security
+            points = read_state(s.kafka_bootstrap, s.state_topic, security=security) if has_state else {}
             partitions = {p: producer.partition_of(p) for p in s.products}
             known = {p: n for p, n in partitions.items() if n is not None}
-            resumes = plan(points, scan_trades(s.kafka_bootstrap, s.topic, s.products, points, known))
+            resumes = plan(
+                points, scan_trades(s.kafka_bootstrap, s.topic, s.products, points, known, security=security)
+            )
         except Exception as exc:  # not fatal: without it a restart's downtime is simply not backfilled
             self.metrics.error("resume")
             log.error("could not read where the last run left off", extra={"topic": s.topic, "error": repr(exc)})
@@ -197,14 +212,24 @@ class IngestService:
     def _connect_producer(self) -> RecordProducer | None:
         delay = self.settings.backoff_initial_s
         while not self._stop.is_set():
+            self._auth_watch.last = None
             try:
-                return make_producer(self.settings, self.metrics)
+                with self._auth_watch:
+                    return make_producer(self.settings, self.metrics)
             except Exception as exc:  # NoBrokersAvailable and friends: Kafka may just be starting
                 self.metrics.error("kafka_connect")
-                log.warning(
-                    "kafka not reachable; retrying",
-                    extra={"bootstrap": self.settings.kafka_bootstrap, "error": repr(exc), "delay_s": delay},
-                )
+                self._kafka_refused = refused = self._auth_watch.last
+                if refused is not None:  # retried too: the Secret may be fixed, but said plainly
+                    self.metrics.error("kafka_authentication")
+                    log.error(
+                        "kafka authentication failed; retrying",
+                        extra={"bootstrap": self.settings.kafka_bootstrap, "reason": refused, "delay_s": delay},
+                    )
+                else:
+                    log.warning(
+                        "kafka not reachable; retrying",
+                        extra={"bootstrap": self.settings.kafka_bootstrap, "error": repr(exc), "delay_s": delay},
+                    )
                 self._stop.wait(delay)
                 delay = min(self.settings.backoff_max_s, delay * 2)
         return None

@@ -11,6 +11,11 @@ CRYPTOPIPE_INGEST_PRODUCTS                     BTC-USD,ETH-USD                  
 CRYPTOPIPE_INGEST_WS_URL                       FEED_URLS[feed]                  WebSocket feed URL
 CRYPTOPIPE_INGEST_REST_URL                     REST_BASE_URL                    REST base URL (backfill)
 CRYPTOPIPE_INGEST_KAFKA_BOOTSTRAP              127.0.0.1:9092                   Kafka bootstrap servers
+CRYPTOPIPE_INGEST_KAFKA_SECURITY_PROTOCOL      PLAINTEXT                        PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL
+CRYPTOPIPE_INGEST_KAFKA_SASL_MECHANISM         (none)                           SCRAM-SHA-512 | SCRAM-SHA-256
+CRYPTOPIPE_INGEST_KAFKA_SASL_USERNAME          (none)                           Kafka user (SASL)
+CRYPTOPIPE_INGEST_KAFKA_SASL_PASSWORD          (none)                           its password (from a Secret)
+CRYPTOPIPE_INGEST_KAFKA_SSL_CAFILE             (none: system CAs)               PEM CA file verifying brokers
 CRYPTOPIPE_INGEST_TOPIC                        coinbase.trades                  trades + ticks topic
 CRYPTOPIPE_INGEST_DLQ_TOPIC                    coinbase.trades.dlq              dead-letter topic
 CRYPTOPIPE_INGEST_STATE_TOPIC                  <topic>.ingest-state             resume points (compacted)
@@ -45,11 +50,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptopipe.coinbase.frames import FEED_URLS, REST_BASE_URL
 from cryptopipe.contracts import PRODUCT_PATTERN, ingest_state_topic
+from cryptopipe.kafka_security import KafkaSecurity
 
 ENV_PREFIX = "CRYPTOPIPE_INGEST_"
 
@@ -79,6 +85,20 @@ class IngestSettings(BaseSettings):
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092",
         description="Kafka bootstrap servers, comma-separated host:port.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol: TLS (SSL), SASL authentication, or both (SASL_SSL)."
+    )
+    kafka_sasl_mechanism: Literal["", "SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "", description="SASL mechanism under SASL_PLAINTEXT or SASL_SSL (Strimzi's KafkaUser: SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str = Field("", description="Kafka user name under SASL.")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="The Kafka user's password under SASL (in Kubernetes: from a Secret; never logged)."
+    )
+    kafka_ssl_cafile: str = Field(
+        "",
+        description="PEM file of the CA certificate(s) the brokers' certificates are verified with; empty: the system's.",
     )
     topic: str = Field("coinbase.trades", description="Kafka topic for trade and tick records.")
     dlq_topic: str = Field(
@@ -242,4 +262,16 @@ class IngestSettings(BaseSettings):
             raise ValueError("backoff_max_s must be >= backoff_initial_s")
         if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms:
             raise ValueError("delivery_timeout_ms must be >= linger_ms + request_timeout_ms")
+        self.kafka_security  # noqa: B018 - validates the five Kafka security settings together
         return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The Kafka security settings, for whichever client the service builds."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            cafile=self.kafka_ssl_cafile,
+        )

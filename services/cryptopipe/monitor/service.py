@@ -134,7 +134,7 @@ class LakeMonitor:
         self._filesystem = None
         # the ingestion's counted-unfillable trade ids (None: no such input configured)
         self._unfillable = (
-            UnfillableLog(settings.kafka_bootstrap, settings.dlq_topic)
+            UnfillableLog(settings.kafka_bootstrap, settings.dlq_topic, security=settings.kafka_security)
             if settings.kafka_bootstrap and settings.dlq_topic
             else None
         )

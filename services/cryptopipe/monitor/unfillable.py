@@ -16,6 +16,7 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe.contracts import ContractError, decode_unfillable
+from cryptopipe.kafka_security import PLAINTEXT, KafkaSecurity
 from cryptopipe.monitor.continuity import merge_ranges
 
 log = logging.getLogger("cryptopipe.monitor")
@@ -24,8 +25,11 @@ POLL_MS = 500
 
 
 class UnfillableLog:
-    def __init__(self, bootstrap: str, topic: str, *, timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, *, timeout_s: float = 20.0, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self.bootstrap, self.topic, self.timeout_s = bootstrap, topic, timeout_s
+        self._security = security
         self.bad_records = 0  # records of the kind that break the contract (logged, skipped)
         self._ranges: dict[str, list[tuple[int, int]]] = {}
         self._consumer: KafkaConsumer | None = None
@@ -74,6 +78,7 @@ class UnfillableLog:
                 bootstrap_servers=self.bootstrap,
                 enable_auto_commit=False,
                 client_id="cryptopipe-lake-monitor",
+                **self._security.kafka_python(),
             )
         return self._consumer
 

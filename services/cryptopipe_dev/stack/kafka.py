@@ -24,6 +24,8 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from cryptopipe_dev.stack import paths
+from cryptopipe_dev.stack.kafka_tls import NAME as SASL_SSL
+from cryptopipe_dev.stack.kafka_tls import SaslSslListener
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, port_open, wait_for
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,11 @@ class KafkaBroker:
         config: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
         die_with_parent: bool = False,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
+        # one more listener, TLS + SCRAM (kafka_tls.py), next to the plaintext one tests administer with
+        self.sasl_ssl = sasl_ssl
         self.libs = libs or paths.kafka_libs()
         self.heap = heap
         self.extra_config = dict(config or {})
@@ -140,6 +145,12 @@ class KafkaBroker:
         # name -> advertised port of listeners added with add_listener(); their real ports
         self._advertised: dict[str, int] = {}
         self.listener_ports: dict[str, int] = {}
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        if self.sasl_ssl is None or not self.listener_ports.get(SASL_SSL):
+            raise RuntimeError("broker not started with a SASL_SSL listener")
+        return f"{LOOPBACK}:{self.listener_ports[SASL_SSL]}"
 
     @property
     def bootstrap(self) -> str:
@@ -161,13 +172,18 @@ class KafkaBroker:
             raise ValueError(f"listener name {name!r}: upper case, not PLAINTEXT or CONTROLLER")
         self._advertised[name] = advertised_port
 
+    def _listener_names(self) -> list[str]:
+        return [*self._advertised, *([SASL_SSL] if self.sasl_ssl is not None else [])]
+
     def config(self) -> dict[str, str]:
         """The server.properties this broker runs with."""
-        extra = {name: self.listener_ports.get(name, 0) for name in self._advertised}
+        extra = {name: self.listener_ports.get(name, 0) for name in self._listener_names()}
+        advertised = {**extra, **self._advertised}
+        protocols = {name: name if name == SASL_SSL else "PLAINTEXT" for name in extra}
         return {
             **_BASE_CONFIG,
             "listener.security.protocol.map": ",".join(
-                [_BASE_CONFIG["listener.security.protocol.map"], *(f"{n}:PLAINTEXT" for n in extra)]
+                [_BASE_CONFIG["listener.security.protocol.map"], *(f"{n}:{protocols[n]}" for n in extra)]
             ),
             "listeners": ",".join(
                 [
@@ -177,8 +193,9 @@ class KafkaBroker:
                 ]
             ),
             "advertised.listeners": ",".join(
-                [f"PLAINTEXT://{LOOPBACK}:{self.port}", *(f"{n}://{LOOPBACK}:{a}" for n, a in self._advertised.items())]
+                [f"PLAINTEXT://{LOOPBACK}:{self.port}", *(f"{n}://{LOOPBACK}:{a}" for n, a in advertised.items())]
             ),
+            **(self.sasl_ssl.broker_config() if self.sasl_ssl is not None else {}),
             "controller.quorum.voters": f"{NODE_ID}@{LOOPBACK}:{self.controller_port}",
             "log.dirs": str(self.data_dir),
             **self.extra_config,
@@ -201,7 +218,7 @@ class KafkaBroker:
             if fresh or not self.port:
                 self.port, self.controller_port = _two_free_ports()
                 self.listener_ports = {
-                    name: _free_port_besides(self.port, self.controller_port) for name in self._advertised
+                    name: _free_port_besides(self.port, self.controller_port) for name in self._listener_names()
                 }
             self._write_config()
             if fresh:
@@ -304,6 +321,7 @@ class KafkaBroker:
     def _format(self, classpath: str) -> None:
         # With a static controller.quorum.voters, `format` needs no --standalone.
         self.cluster_id = random_cluster_id()
+        scram = self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []
         cmd = [
             java_bin(),
             "-Xmx256m",
@@ -318,10 +336,12 @@ class KafkaBroker:
             self.cluster_id,
             "-c",
             str(self.config_path),
+            *scram,
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        shown = cmd if self.sasl_ssl is None else [*cmd[: -len(scram)], *self.sasl_ssl.format_arguments(redacted=True)]
         with open(self.log_path, "a") as f:
-            f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
+            f.write(f"$ {' '.join(shown)}\n{result.stdout}{result.stderr}")
         if result.returncode != 0:
             raise RuntimeError(f"kafka storage format failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
