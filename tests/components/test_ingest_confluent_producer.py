@@ -97,7 +97,7 @@ def test_each_trade_whose_delivery_times_out_is_counted_once_and_handed_back(
     metrics = IngestMetrics()
     failed: list[tuple[str, int]] = []
     seam = make_producer(settings, metrics)
-    seam.on_failed_trade(lambda product, trade_id: failed.append((product, trade_id)))
+    seam.on_failed_trade(lambda product, trade_id, _event_time_us: failed.append((product, trade_id)))
     seam.wait_for_topics()
     try:
         for trade_id in range(1, 6):
