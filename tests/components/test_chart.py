@@ -254,10 +254,12 @@ def test_namespaced_render_uses_roles_and_namespace_flags(helm: Path) -> None:
     assert not {("", "secrets", v) for v in ("list", "watch")} & granted(rbac_rules(docs)), "Secrets by name only"
     default_rules = granted(all_rbac_rules(template(helm)))
     assert not any(resource == "secrets" for _, resource, _ in default_rules), "no Secrets by default"
-    # the admission policy applies in the watched namespaces only
-    (binding,) = of_kind(docs, "ValidatingAdmissionPolicyBinding")
-    (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
-    assert selector["values"] == ["team-a", "team-b"]
+    # the admission policies (sink Secrets, Kafka Secrets) apply in the watched namespaces only
+    bindings = of_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert len(bindings) == 2
+    for binding in bindings:
+        (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert selector["values"] == ["team-a", "team-b"], binding["metadata"]["name"]
 
 
 def test_service_monitor_is_opt_in(helm: Path) -> None:
