@@ -160,3 +160,21 @@ def test_a_products_trades_never_overtake_its_own_owed_ids_even_within_the_slack
     assert o.outstanding() == {"A": 102}
     o.acked("A")
     assert o.outstanding() == {}
+
+
+def test_a_paid_gap_releases_the_products_trades_below_its_next_owed_id() -> None:
+    # rest-slow (docs/reliability.md): a busy product owes one gap after another while REST is slow;
+    # its trades between two gaps must go once the first is paid, not wait for every later one, or
+    # the other products' records move the job's watermark past them (157 rows dropped as late)
+    o = order(slack_s=1)
+    o.owe(("A", 15, 15), 100 * S)
+    assert o.offer("A@101", "A", 101 * S, 16, 0) == []  # after the owed id 15: held
+    o.owe(("A", 64, 64), 150 * S)  # the next gap, found while 15 is still fetched
+    assert o.offer("A@151", "A", 151 * S, 65, 0) == []
+    assert o.offer("A@100.5", "A", round(100.5 * S), 15, 0) == []  # the backfill's trade, before settle
+    o.settle("A", 15, 15)
+    released = o.release()
+    assert released == ["A@100.5", "A@101"]  # id 64 still owed: A@151 waits for it
+    ack_all(o, released)
+    assert o.offer("B@140", "B", 140 * S, 7, 0) == ["B@140"]  # the floor is 64's now: B goes on
+    assert o.outstanding() == {"A": 64, "B": 7}

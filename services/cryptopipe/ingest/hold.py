@@ -80,7 +80,8 @@ class ReleaseOrder(Generic[T]):
         # product is one partition, acknowledged in order)
         self._unacked: dict[str, collections.deque[tuple[int, int]]] = {}  # (event time, trade id | -1)
         self._heap: list[_Held[T]] = []
-        self._blocked: dict[str, list[_Held[T]]] = {}  # trades of a product that owes, until it is paid
+        self._blocked: dict[str, list[_Held[T]]] = {}  # trades of a product after an id it owes, until paid
+        self._blocked_below: dict[str, int] = {}  # product -> its lowest owed id when its trades were blocked
         self._newest_tick: dict[str, int] = {}  # product -> seq of its held tick that counts
         self._held = 0  # records in the heap that will be released (coalesced ticks excluded)
         self._hold_since = 0  # when _held last went from 0 to 1
@@ -163,7 +164,7 @@ class ReleaseOrder(Generic[T]):
         if (
             not self._heap
             and event_time_us <= self.floor_us() + self._slack_us
-            and (trade_id is None or not self._owes(product))
+            and (trade_id is None or trade_id < self._lowest_owed(product))
         ):
             self._track(product, event_time_us, -1 if trade_id is None else trade_id)
             return [record]
@@ -181,29 +182,41 @@ class ReleaseOrder(Generic[T]):
 
     def release(self) -> list[T]:
         """Held records that may go now, in event-time order."""
-        self._unblock(lambda product: not self._owes(product))
+        self._unblock(self._lowest_owed)
         return self._take(self.floor_us() + self._slack_us)
 
     def drain(self) -> list[T]:
         """Everything held, in event-time order, whatever is owed (shutdown)."""
-        self._unblock(lambda _product: True)
+        self._unblock(lambda _product: NO_DEBT)
         return self._take(None)
 
-    def _unblock(self, free: Callable[[str], bool]) -> None:
-        for product in [p for p in self._blocked if free(p)]:
-            for held in self._blocked.pop(product):
-                heapq.heappush(self._heap, held)
+    def _unblock(self, lowest_owed: Callable[[str], int]) -> None:
+        # a product's trades below its lowest owed id go back to the order as soon as that id rises:
+        # waiting for all its debts would let the other products move the watermark past them
+        for product in list(self._blocked):
+            lowest = lowest_owed(product)
+            if lowest <= self._blocked_below[product]:
+                continue  # no debt of the product paid since it was last looked at
+            blocked = self._blocked.pop(product)
+            del self._blocked_below[product]
+            for held in blocked:
+                if held.trade_id < lowest:
+                    heapq.heappush(self._heap, held)
+                else:
+                    self._block(held, lowest)
 
     def _take(self, limit: int | None) -> list[T]:
         out: list[T] = []
         heap = self._heap
         while heap and (limit is None or heap[0].event_time_us <= limit):
             held = heapq.heappop(heap)
-            if limit is not None and not held.is_tick and self._owes(held.product):
-                # a product's trades never overtake its own owed ids, slack or not (exact resume);
-                # the other products' records go on past them
-                self._blocked.setdefault(held.product, []).append(held)
-                continue
+            if limit is not None and not held.is_tick:
+                lowest = self._lowest_owed(held.product)
+                if held.trade_id >= lowest:
+                    # a product's trades never overtake its own owed ids, slack or not (exact
+                    # resume); the other products' records go on past them
+                    self._block(held, lowest)
+                    continue
             if held.is_tick:
                 if self._newest_tick.get(held.product) != held.seq:
                     continue  # coalesced: a newer tick of the product is held
@@ -221,10 +234,18 @@ class ReleaseOrder(Generic[T]):
             pending = self._unacked[product] = collections.deque()
         pending.append((event_time_us, trade_id))
 
-    def _owes(self, product: str) -> bool:
+    def _block(self, held: _Held[T], lowest_owed: int) -> None:
+        self._blocked.setdefault(held.product, []).append(held)
+        below = self._blocked_below.get(held.product)
+        self._blocked_below[held.product] = lowest_owed if below is None else min(below, lowest_owed)
+
+    def _lowest_owed(self, product: str) -> int:
+        """The first id of the product's lowest owed range, NO_DEBT if it owes nothing."""
         if self._incoming:
             self._absorb()
-        return bool(self._owed) and any(key[0] == product for key in self._owed)
+        if not self._owed:
+            return NO_DEBT
+        return min((key[1] for key in self._owed if key[0] == product), default=NO_DEBT)
 
     def outstanding(self) -> dict[str, int]:
         """Per product, the lowest trade id owed, held, or released and not acknowledged: every id
