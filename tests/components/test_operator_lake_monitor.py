@@ -90,6 +90,9 @@ def test_monitor_created_reported_and_deleted_when_turned_off(
         "CRYPTOPIPE_MONITOR_MIN_HISTORY": "20",
         "CRYPTOPIPE_MONITOR_HTTP_HOST": "0.0.0.0",
         "CRYPTOPIPE_MONITOR_HTTP_PORT": "8080",
+        # the ingestion's counted-unfillable ranges: the dead-letter topic, read through Kafka
+        "CRYPTOPIPE_MONITOR_KAFKA_BOOTSTRAP": "lake-kafka-kafka-bootstrap:9092",
+        "CRYPTOPIPE_MONITOR_DLQ_TOPIC": "cryptopipe.watched.trades.dlq",
     }
     assert env["CRYPTOPIPE_MONITOR_S3_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "lake-s3", "key": "id"}}
     assert env["CRYPTOPIPE_MONITOR_S3_SECRET_KEY"]["valueFrom"] == {
