@@ -111,7 +111,9 @@ def test_monitor_created_reported_and_deleted_when_turned_off(
     first = eventually(
         lambda: monitor_condition("False"), "LakeMonitorReady False before its pod is ready", operator=operator
     )
-    assert first["LakeMonitorReady"]["reason"] == "DeploymentUnavailable", first["LakeMonitorReady"]
+    # a Deployment not ready: its controller has not seen it yet, or its pods are not available
+    not_ready = {"DeploymentRolloutPending", "DeploymentRollingOut", "DeploymentUnavailable"}
+    assert first["LakeMonitorReady"]["reason"] in not_ready, first["LakeMonitorReady"]
     _monitor_pods_ready(kube, ns, name)
     ready = eventually(lambda: monitor_condition("True"), "LakeMonitorReady True", operator=operator)
     assert ready["LakeMonitorReady"]["reason"] == "DeploymentAvailable"
