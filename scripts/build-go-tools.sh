@@ -4,6 +4,7 @@
 #   scripts/build-go-tools.sh [TOOL...]      build (all when none named); idempotent
 #   scripts/build-go-tools.sh --path TOOL    print where TOOL's binary is (built or not)
 #   scripts/build-go-tools.sh --list         TOOL VERSION, one a line
+#   scripts/build-go-tools.sh --release TOOL the version the tool itself reports (prometheus: 3.16.0)
 #
 # Tools:
 #   skaffold             v2.16.1  github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold
@@ -11,6 +12,10 @@
 #                                 (bin/operator), its config reloader (bin/prometheus-config-reloader,
 #                                 the sidecar of every Prometheus pod it makes) and its CRDs, copied
 #                                 from the module's example/prometheus-operator-crd (crds/*.yaml)
+#   prometheus           v0.316.0 github.com/prometheus/prometheus/cmd/prometheus (Prometheus 3.16.0; go
+#                                 install: no replace lines), without the web UI's built assets (the
+#                                 API, scraping and rules need none). Debian's build cannot serve the
+#                                 cluster: it has no Kubernetes service discovery (docs/cluster.md)
 #   kind                 v0.33.0  sigs.k8s.io/kind (go install: no replace lines). The CLI only: its
 #                                 node image needs a registry (docs/cluster.md, "kind")
 #
@@ -36,15 +41,17 @@ SCRIPT_NAME=go-tools
 
 SKAFFOLD_VERSION=v2.16.1
 KIND_VERSION=v0.33.0
+PROMETHEUS_MODULE_VERSION=v0.316.0   # the module's v0.3MM.P is Prometheus 3.MM.P
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 GO_MIN=1.24
-ALL="skaffold prometheus-operator kind"
+ALL="skaffold prometheus-operator kind prometheus"
 
 version_of() {
   case "$1" in
     skaffold) echo "$SKAFFOLD_VERSION" ;;
     prometheus-operator) echo "$PROMETHEUS_OPERATOR_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
+    prometheus) echo "$PROMETHEUS_MODULE_VERSION" ;;
     *) die "unknown tool '$1' (tools: $ALL)" ;;
   esac
 }
@@ -53,11 +60,21 @@ path_of() {
     skaffold) echo "$TOOLS/skaffold/bin/skaffold" ;;
     prometheus-operator) echo "$TOOLS/prometheus-operator/bin/operator" ;;
     kind) echo "$TOOLS/kind/bin/kind" ;;
+    prometheus) echo "$TOOLS/prometheus/bin/prometheus" ;;
     *) die "unknown tool '$1' (tools: $ALL)" ;;
   esac
 }
 
+# prometheus' Go module versions v0.3MM.P are its releases 3.MM.P
+release_of() {
+  case "$1" in
+    prometheus) local v="${PROMETHEUS_MODULE_VERSION#v0.3}"; echo "3.$((10#${v%%.*})).${v#*.}" ;;
+    *) version_of "$1" | sed 's/^v//' ;;
+  esac
+}
+
 case "${1:-}" in
+  --release) release_of "${2:?--release needs a tool}"; exit 0 ;;
   --path) path_of "${2:?--path needs a tool}"; exit 0 ;;
   --list) for t in $ALL; do echo "$t $(version_of "$t")"; done; exit 0 ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -179,11 +196,30 @@ build_kind() {
   say "kind: built in $((SECONDS - began))s ($(du -h "$dir/bin/kind" | cut -f1))"
 }
 
+# --- prometheus ------------------------------------------------------------------------------------
+build_prometheus() {
+  local mod=github.com/prometheus/prometheus v="$PROMETHEUS_MODULE_VERSION" dir="$TOOLS/prometheus"
+  local logf="$LOGS/go-tools-prometheus.log" key="prometheus $PROMETHEUS_MODULE_VERSION $GO_VERSION"
+  local release; release="$(release_of prometheus)"
+  if stamp_ok "$dir/.stamp" "$key" && [ -x "$dir/bin/prometheus" ]; then say "prometheus: up to date ($release)"; return; fi
+  say "prometheus: go install $mod/cmd/prometheus@$v (Prometheus $release; log $logf)"
+  local began=$SECONDS out="$dir/out" pv=github.com/prometheus/common/version
+  rm -rf "$out" "$dir/.stamp" "$logf"; mkdir -p "$out" "$dir/bin"
+  gobuild "$dir" "$logf" env GOBIN="$out" go install -trimpath \
+    -ldflags "-s -w -X $pv.Version=$release -X $pv.Revision=$v -X $pv.Branch=release -X $pv.BuildUser=cryptopipe" \
+    "$mod/cmd/prometheus@$v" "$mod/cmd/promtool@$v"
+  "$out/prometheus" --version >>"$logf" 2>&1 || die "the built prometheus does not run (log $logf)"
+  mv -f "$out/prometheus" "$out/promtool" "$dir/bin/" && rm -rf "$out"
+  echo "$key" >"$dir/.stamp"
+  say "prometheus: built in $((SECONDS - began))s ($(du -h "$dir/bin/prometheus" | cut -f1))"
+}
+
 for t in $WANT; do
   lock "$t"
   case "$t" in
     skaffold) build_skaffold ;;
     prometheus-operator) build_prometheus_operator ;;
     kind) build_kind ;;
+    prometheus) build_prometheus ;;
   esac
 done

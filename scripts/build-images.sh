@@ -23,11 +23,10 @@
 #        cryptopipe-debian:bookworm-minbase   (+ passwd)                       versitygw
 #        cryptopipe-debian:bookworm-python3   (+ python3, python3-venv)        operator, ingestion, replay
 #        cryptopipe-debian:bookworm-java17    (+ python3, openjdk-17-jre-headless) Spark, spark-operator, Kafka
-#        cryptopipe-debian:bookworm-prometheus (+ Debian's prometheus)          dev Prometheus (only when built)
 #   3. per image a wheelhouse (`pip wheel` on the host of exactly that image's extra; pyspark from the
 #      pip cache, built once from its sdist), installed in the image with `pip install --no-index`
 #   4. spark-operator from the Go module proxy (a throwaway module with its replace block);
-#      prometheus-operator and its config reloader by scripts/build-go-tools.sh (dev tooling)
+#      prometheus-operator, its config reloader and Prometheus by scripts/build-go-tools.sh (dev tooling)
 #   5. `docker build` of each docker/*.Dockerfile from a staged context (the repo's files plus the
 #      image's wheelhouse, jars or binary), with the local base and wheelhouse as build arguments
 #
@@ -56,11 +55,10 @@ kafka_version() { local j; j="$(ls "$KAFKA_LIBS"/kafka-clients-*.jar 2>/dev/null
 PY="${CRYPTOPIPE_HOST_PYTHON:-$REPO/.venv/bin/python}"
 [ -x "$PY" ] || PY="$(command -v python3)"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-# Debian bookworm's prometheus package (2.42.0+ds-5+deb12u1): the tag is its upstream version, checked
-# against what the debootstrapped image holds (a new bookworm point release would fail loudly)
-PROMETHEUS_DEBIAN_VERSION=2.42.0
 GO_TOOLS="$REPO/scripts/build-go-tools.sh"
 PROMETHEUS_OPERATOR_VERSION="$("$GO_TOOLS" --list | sed -n 's/^prometheus-operator //p')"
+# Prometheus from the Go proxy (Debian's has no Kubernetes service discovery): its release version
+PROMETHEUS_VERSION="$("$GO_TOOLS" --release prometheus)"
 
 # name -> image:tag (the order is the build order: spark before spark-job and spark-operator)
 ALL="operator ingestion spark spark-job spark-operator kafka s3 dev-replay dev-prometheus dev-prometheus-operator dev-prometheus-config-reloader"
@@ -74,7 +72,7 @@ image_of() {
     kafka) echo "cryptopipe-kafka:$(kafka_version)" ;;
     s3) echo "cryptopipe-s3-versitygw:${VERSITYGW_VERSION#v}" ;;
     dev-replay) echo "cryptopipe-dev-replay:$TAG" ;;
-    dev-prometheus) echo "cryptopipe-dev-prometheus:$PROMETHEUS_DEBIAN_VERSION" ;;
+    dev-prometheus) echo "cryptopipe-dev-prometheus:$PROMETHEUS_VERSION" ;;
     dev-prometheus-operator) echo "cryptopipe-dev-prometheus-operator:${PROMETHEUS_OPERATOR_VERSION#v}" ;;
     dev-prometheus-config-reloader) echo "cryptopipe-dev-prometheus-config-reloader:${PROMETHEUS_OPERATOR_VERSION#v}" ;;
     *) die "unknown image '$1' (images: $ALL)" ;;
@@ -366,18 +364,11 @@ if want dev-replay; then
 fi
 
 if want dev-prometheus; then
-  # dev tooling: Debian's Prometheus (see docker/dev-prometheus.Dockerfile)
-  if [ "$PUBLIC" = 1 ]; then a=(); else
-    base prometheus passwd,prometheus
-    a=(--build-arg BASE_IMAGE=cryptopipe-debian:bookworm-prometheus)
-  fi
+  # dev tooling: Prometheus and promtool built from the Go proxy (see docker/dev-prometheus.Dockerfile)
+  run "$LOGS/images-dev-prometheus.log" "$GO_TOOLS" prometheus
   ctx="$(stage dev-prometheus)"
-  build dev-prometheus dev-prometheus.Dockerfile "$ctx" "${a[@]}"
-  got="$(docker run --rm --network none "$(image_of dev-prometheus)" --version 2>&1 | head -n1)"
-  case "$got" in
-    *"version $PROMETHEUS_DEBIAN_VERSION "* | *"version $PROMETHEUS_DEBIAN_VERSION+"*) ;;  # Debian's: 2.42.0+ds
-    *) die "$(image_of dev-prometheus) holds '$got', not Prometheus $PROMETHEUS_DEBIAN_VERSION: update PROMETHEUS_DEBIAN_VERSION" ;;
-  esac
+  link_in "$(dirname "$("$GO_TOOLS" --path prometheus)")" "$ctx/prometheus" '*'
+  build dev-prometheus dev-prometheus.Dockerfile "$ctx" "${MIN_ARGS[@]}"
 fi
 if want dev-prometheus-operator || want dev-prometheus-config-reloader; then
   # dev tooling: one Dockerfile, a target per binary (see docker/dev-prometheus-operator.Dockerfile)

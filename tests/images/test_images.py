@@ -283,26 +283,37 @@ def test_replay_server_is_the_dev_image_and_starts(docker_env: dict[str, str]) -
     assert cli.returncode != 0 and "ModuleNotFoundError" in cli.stderr
 
 
-def test_dev_prometheus_is_debians_and_accepts_the_chart_rules(
+def test_dev_prometheus_loads_the_chart_rules_and_a_kubernetes_discovery_config(
     docker_env: dict[str, str], helm: Path, tmp_path: Path
 ) -> None:
-    """Debian's Prometheus (the tag is its version), and its promtool loads the chart's alert rules."""
+    """Prometheus built from the Go proxy (the tag is its version): its promtool loads the chart's
+    alert rules and a config that discovers pods through the Kubernetes API, as every job
+    prometheus-operator generates from a PodMonitor does (Debian's build fails this: it has no
+    Kubernetes service discovery)."""
     from cryptopipe_dev.stack.alert_rules import render_rule_groups, write_rules_file
 
     image = IMAGES["dev-prometheus"]
     version = run(docker_env, image, "--version")
     assert version.returncode == 0, version.stderr
-    # Debian's build says "version 2.42.0+ds"
     assert re.search(rf"version {re.escape(image.rsplit(':', 1)[1])}[+ ]", version.stdout + version.stderr), version
     tmp_path.chmod(0o755)
     rules = write_rules_file(render_rule_groups(helm), tmp_path / "rules.yaml")
-    rules.chmod(0o644)
-    checked = docker(
-        docker_env, "run", "--rm", *NO_NET, "-v", f"{tmp_path}:/rules:ro", "--entrypoint", "promtool", image,
-        "check", "rules", "/rules/rules.yaml",
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS" in checked.stdout, checked.stdout
+    config = tmp_path / "prometheus.yaml"
+    config.write_text(
+        "rule_files: [/work/rules.yaml]\n"
+        "scrape_configs:\n"
+        "  - job_name: podMonitor/ns/pipelines/0\n"
+        "    kubernetes_sd_configs: [{role: pod, namespaces: {names: [cryptopipe]}}]\n"
+    )
+    for f in (rules, config):
+        f.chmod(0o644)
+    for what, path in (("rules", "/work/rules.yaml"), ("config", "/work/prometheus.yaml")):
+        checked = docker(
+            docker_env, "run", "--rm", *NO_NET, "-v", f"{tmp_path}:/work:ro", "--entrypoint", "promtool", image,
+            "check", what, path,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "SUCCESS" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
 
 
 @pytest.mark.parametrize("name", ["dev-prometheus-operator", "dev-prometheus-config-reloader"])

@@ -14,7 +14,7 @@ from cryptopipe_dev.repo import CHART
 from cryptopipe_dev.stack import node_monitoring as nm
 
 REFS = {
-    "dev-prometheus": "cryptopipe-dev-prometheus:2.42.0",
+    "dev-prometheus": "cryptopipe-dev-prometheus:3.16.0",
     "dev-prometheus-operator": "cryptopipe-dev-prometheus-operator:0.85.0",
     "dev-prometheus-config-reloader": "cryptopipe-dev-prometheus-config-reloader:0.85.0",
 }
@@ -60,7 +60,7 @@ def test_the_prometheus_selects_by_the_labels_the_chart_sets(docs: dict[str, dic
 def test_the_images_and_the_prometheus_version_are_the_built_ones(docs: dict[str, dict[str, Any]]) -> None:
     spec = docs[f"Prometheus/{nm.PROMETHEUS_NAME}"]["spec"]
     assert spec["image"] == REFS["dev-prometheus"]
-    assert spec["version"] == "v2.42.0"
+    assert spec["version"] == "v3.16.0"
     (container,) = docs["Deployment/prometheus-operator"]["spec"]["template"]["spec"]["containers"]
     assert container["image"] == REFS["dev-prometheus-operator"]
     assert f"--prometheus-config-reloader={REFS['dev-prometheus-config-reloader']}" in container["args"]

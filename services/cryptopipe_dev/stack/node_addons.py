@@ -15,8 +15,9 @@ the chart.
   by ``helm upgrade --install`` of its chart with the image built here (``install_operator``; it
   replaces the operator process ``up`` runs on the host without --platform), and the dev replay
   server in a pod serving recordings (``deploy_replay``), which a CryptoPipeline's wsUrl/restUrl name.
-- Prometheus (Debian's, in an image) run by the real prometheus-operator (from the Go proxy, its CRDs
-  from its module), selecting the chart's PodMonitor, ServiceMonitor and PrometheusRule:
+- Prometheus (built from the Go proxy, in an image) run by the real prometheus-operator (also from
+  the Go proxy, its CRDs from its module), selecting the chart's PodMonitor, ServiceMonitor and
+  PrometheusRule:
   ``node_monitoring.deploy_monitoring`` (a module of its own, which uses this one's helpers), then
   ``install_operator(kube, monitoring=True)``.
 """

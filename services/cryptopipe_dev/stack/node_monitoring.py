@@ -3,7 +3,7 @@ ships only its PodMonitor, ServiceMonitor and PrometheusRule; cluster_manifests/
 holds the rest).
 
 - ``monitoring_manifest``: monitoring.yaml rendered with the images of scripts/build-images.sh
-  (Debian's Prometheus, prometheus-operator and its config reloader from the Go proxy) and the
+  (Prometheus, prometheus-operator and its config reloader, all from the Go proxy) and the
   ``Prometheus`` selecting the chart's monitoring objects by ``CHART_MONITOR_LABELS``.
 - ``prometheus_operator_crds``: the CRDs as prometheus-operator's Go module ships them (copied by
   scripts/build-go-tools.sh), never hand-written.
@@ -131,11 +131,7 @@ def deploy_monitoring(
 ) -> dict[str, float]:
     """On a node cluster: the images into the node's containerd, the CRDs, the operator and the
     Prometheus; returns once Prometheus' StatefulSet is rolled out (timings in seconds). Install
-    (or upgrade) the operator chart with CHART_MONITORING_VALUES for it to have something to scrape.
-
-    Not yet usable as is: Debian's Prometheus (the dev-prometheus image) has no Kubernetes service
-    discovery and refuses the config the operator generates (docs/cluster.md, "Prometheus in the
-    cluster"); the image must first be built from a Prometheus with it."""
+    (or upgrade) the operator chart with CHART_MONITORING_VALUES for it to have something to scrape."""
     timings: dict[str, float] = {}
     began = time.monotonic()
     node_addons.load_images(node, MONITORING_IMAGES, log_path=log_path)
