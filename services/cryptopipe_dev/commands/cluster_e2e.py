@@ -296,7 +296,15 @@ def run_e2e(
     finally:
         # the node's CPUs for the next run; the lake stays (Retain)
         kube.kubectl(
-            "-n", namespace, "delete", "cryptopipeline", name, "--ignore-not-found", "--timeout=120s", check=False
+            "-n",
+            namespace,
+            "delete",
+            "cryptopipeline",
+            name,
+            "--ignore-not-found",
+            "--timeout=120s",
+            check=False,
+            timeout=150,
         )
         for kind in ("deployment", "service", "configmap"):
             target_name = f"{replay_name}-recordings" if kind == "configmap" else replay_name
