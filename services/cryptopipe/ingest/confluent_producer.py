@@ -30,9 +30,9 @@ from kafka.partitioner import murmur2
 from cryptopipe.contracts import UnfillableTradeIds
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import (
-    DELIVERY_ERROR_LOG_INTERVAL_S,
     LATENCY_SAMPLE_MASK,
     STUCK_MARGIN_S,
+    DeliveryErrorLog,
     RecordProducer,
     dead_letter_value,
 )
@@ -92,9 +92,7 @@ class ConfluentProducer(RecordProducer):
         self.acked_max: dict[str, tuple[int, int, int, int]] = {}
         self._state_topic = settings.state_topic
         self._partitions: dict[str, int] = {}  # topic -> partition count, from wait_for_topics()
-        self._error_lock = threading.Lock()
-        self._last_error_log = 0.0
-        self._suppressed_errors = 0
+        self._log_delivery_error = DeliveryErrorLog()
         self._fatal: str | None = None
         self._stuck: str | None = None
         self._closing = False
@@ -252,17 +250,7 @@ class ConfluentProducer(RecordProducer):
 
     def _on_delivery_error(self, topic: str, err: KafkaError) -> None:
         self._metrics.delivery_errors.labels(topic).inc()
-        now = time.monotonic()
-        with self._error_lock:
-            if now - self._last_error_log < DELIVERY_ERROR_LOG_INTERVAL_S:
-                self._suppressed_errors += 1
-                return
-            suppressed, self._suppressed_errors = self._suppressed_errors, 0
-            self._last_error_log = now
-        log.error(
-            "kafka delivery failed",
-            extra={"topic": topic, "error": repr(KafkaException(err)), "suppressed_since_last_log": suppressed},
-        )
+        self._log_delivery_error(topic, repr(KafkaException(err)))
 
     def _on_client_error(self, err: KafkaError) -> None:
         """librdkafka's error callback: mostly transient (a broker down, it retries); a fatal error

@@ -175,9 +175,7 @@ class KafkaPythonProducer(RecordProducer):
         self._send_raw = self._producer.send
         self._keys: dict[str, bytes] = {}
         self._sent = 0
-        self._error_lock = threading.Lock()
-        self._last_error_log = 0.0
-        self._suppressed_errors = 0
+        self._log_delivery_error = DeliveryErrorLog()
         self._observe_latency = metrics.produce_latency.observe
         # built once: add_errback(f) with no extra args stores f as is, no allocation per record
         self._dead_letter_errback = functools.partial(self._on_delivery_error, self._dlq_topic)
@@ -361,17 +359,7 @@ class KafkaPythonProducer(RecordProducer):
 
     def _on_delivery_error(self, topic: str, exc: BaseException) -> None:
         self._metrics.delivery_errors.labels(topic).inc()
-        now = time.monotonic()
-        with self._error_lock:
-            if now - self._last_error_log < DELIVERY_ERROR_LOG_INTERVAL_S:
-                self._suppressed_errors += 1
-                return
-            suppressed, self._suppressed_errors = self._suppressed_errors, 0
-            self._last_error_log = now
-        log.error(
-            "kafka delivery failed",
-            extra={"topic": topic, "error": repr(exc), "suppressed_since_last_log": suppressed},
-        )
+        self._log_delivery_error(topic, repr(exc))
 
     # -- readiness and lifecycle -------------------------------------------------------------------
 
@@ -411,6 +399,30 @@ class KafkaPythonProducer(RecordProducer):
                 self._producer.close(timeout=0)
             raise
         self._producer.close(timeout=timeout_s)
+
+
+class DeliveryErrorLog:
+    """Logs failed deliveries without flooding: while they keep failing (a broker down fails every
+    record), the first one and then at most one line per DELIVERY_ERROR_LOG_INTERVAL_S, each saying
+    how many it left out. Thread-safe; both producers' delivery threads call it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._suppressed = 0
+
+    def __call__(self, topic: str, error: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < DELIVERY_ERROR_LOG_INTERVAL_S:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+            self._last = now
+        log.error(
+            "kafka delivery failed",
+            extra={"topic": topic, "error": error, "suppressed_since_last_log": suppressed},
+        )
 
 
 def _nothing(_product_id: str) -> None:
