@@ -10,7 +10,6 @@ reconciles), drift repair every second, a retry backoff of 1 s doubling up to 8 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 import urllib.request
@@ -112,20 +111,30 @@ class StatusRecorder:
 def test_observed_generation_never_goes_backwards_while_the_timer_runs(
     kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str, tmp_path: Path
 ) -> None:
-    """The status timer races at least 20 spec changes. Its writes are widened to the window a busy API
-    server gives: an admission webhook holds each status write that keeps observedGeneration (a
-    refresh, not a reconcile) for two seconds. A spec change and its reconcile landing in them
-    must not end with the refresh's older generation written over the reconcile's (the API server
-    re-applies a merge patch to the newer object unless it carries a resourceVersion)."""
+    """Spec changes land while the status timer's write is in flight. The write is widened to the
+    window a busy API server gives: an admission webhook holds each status write that keeps
+    observedGeneration (a refresh, not a reconcile) for two seconds, and each spec change is made
+    inside that hold. The reconcile that follows must not end with the refresh's older generation
+    written over its own (the API server re-applies a merge patch to the newer object unless it
+    carries a resourceVersion).
+
+    Event-driven, not timed: each round waits for its generation to be applied, gives the timer a
+    new Spark state to write, and changes the spec once the webhook holds that write. (Spec changes
+    at random intervals raced the reconciles instead: with each reconcile slower than the interval,
+    the timer found no applied generation to refresh and wrote 1 time in 80 changes.)"""
     ns, name = kube_namespace, "b"
+    rounds = 8
     held: list[int] = []
+    holding = threading.Event()
 
     def review(request: dict[str, Any]) -> dict[str, Any]:
         before = ((request.get("oldObject") or {}).get("status") or {}).get("observedGeneration")
         after = ((request.get("object") or {}).get("status") or {}).get("observedGeneration")
         if request["name"] == name and before == after:
             held.append(after)
+            holding.set()
             time.sleep(2.0)
+            holding.clear()
         return {"allowed": True}
 
     _create(kube, pipeline(name, ns))
@@ -137,38 +146,42 @@ def test_observed_generation_never_goes_backwards_while_the_timer_runs(
         "operations": ["UPDATE"],
         "resources": ["cryptopipelines/status"],
     }
+    inside_hold = 0
     with AdmissionWebhook(tmp_path, review) as hook:
         configuration = hook.configuration(f"hold-status-{ns}", ns, rule)
         kube.apply(configuration)
         recorder = StatusRecorder(kube, ns, name)
         try:
-            rng = random.Random(11)
-            changes = 0
-            # at least 20 changes, and more while the timer has written fewer than 5 times among
-            # them (a loaded machine slows the timer's ticks; the race needs its writes)
-            while changes < 20 or (len(held) < 5 and changes < 80):
-                i = changes
-                # a new Spark state: the next timer tick has a status to write
-                state = "RUNNING" if i % 2 else "SUBMITTED"
+            for i in range(rounds):
+                eventually(lambda: _applied(kube, ns, name), f"generation of round {i} applied", operator=operator)
+                writes = len(held)
+                # a new Spark state: the timer's next tick has a status to write, which the webhook holds
                 patch_status(
                     kube,
                     f"sparkapplication/{name}-candles",
                     ns,
-                    {"applicationState": {"state": state}, "driverInfo": {}},
+                    {"applicationState": {"state": "RUNNING" if i % 2 else "SUBMITTED"}, "driverInfo": {}},
                 )
-                time.sleep(rng.uniform(0.1, 0.8))
+                eventually(
+                    lambda writes=writes: len(held) > writes, f"round {i}: the timer's write held", operator=operator
+                )
                 _merge(kube, f"cryptopipeline/{name}", ns, {"spec": {"sink": {"prefix": f"{ns}/{name}-{i}"}}})
-                changes += 1
+                inside_hold += holding.is_set()
             final = eventually(lambda: _applied(kube, ns, name), "status of the last generation", operator=operator)
         finally:
             versions = recorder.stop()
             kube.kubectl("delete", "validatingwebhookconfiguration", configuration["metadata"]["name"])
-    assert len(held) >= 5, held  # the timer did write while the spec changed
-    observed = [o for _, o in versions if o is not None]
-    backwards = [(before, after) for before, after in zip(observed, observed[1:], strict=False) if after < before]
-    assert not backwards, f"observedGeneration went backwards {backwards} in {observed}"
+            # checked first, even when a round stalled: a generation written backwards leaves the
+            # pipeline's newest generation never applied, and that stall is only its symptom
+            observed = [o for _, o in versions if o is not None]
+            backwards = [
+                (before, after) for before, after in zip(observed, observed[1:], strict=False) if after < before
+            ]
+            assert not backwards, f"observedGeneration went backwards {backwards} in {observed}"
+    # the race was run: most spec changes landed while a refresh's write was held
+    assert inside_hold >= rounds // 2, (inside_hold, held)
     # each change a new generation
-    assert observed[-1] == final["metadata"]["generation"] == changes + 1, observed
+    assert observed[-1] == final["metadata"]["generation"] == rounds + 1, observed
 
 
 def _quota_in_force(kube: KubeControlPlane, ns: str) -> bool:
