@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from cryptopipe.contracts import ingest_state_topic
+from cryptopipe.ingest.resume import read_state
 from cryptopipe.pipeline import PipelineConfig, ingestion_env
 from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.procs import ManagedProcess
@@ -81,6 +83,12 @@ def ids_in_kafka(kafka: Any, topic: str) -> dict[str, collections.Counter[int]]:
     }
 
 
+def _resume_point(kafka: Any, topic: str, product: str) -> int | None:
+    """The trade id the ingestion's state topic says the product resumes after."""
+    point = read_state(kafka.bootstrap, ingest_state_topic(topic), timeout_s=10).get(product)
+    return None if point is None else point.trade_id
+
+
 def test_a_gap_pending_when_the_process_is_killed_is_refilled_after_the_restart(kafka: Any, tmp_path: Path) -> None:
     product = "BTC-USD"
     ids = list(range(1000, 1201))
@@ -107,7 +115,9 @@ def test_a_gap_pending_when_the_process_is_killed_is_refilled_after_the_restart(
             wait_for(lambda: "trade gap detected" in (tmp_path / "first.log").read_text(), 30, "the gap found")
             # everything before the gap is acknowledged; the gap is pending (REST is slow) when killed
             wait_for(lambda: set(range(1000, 1040)) <= set(ids_in_kafka(kafka, topic).get(product, {})), 30, "acks")
-            time.sleep(6)  # at least one resume-point write (every 5 s) while the gap is pending
+            # a resume point written while the gap is pending: it stays below the gap (event-driven;
+            # a fixed wait of one write interval missed the write on a loaded machine)
+            wait_for(lambda: _resume_point(kafka, topic, product) == gap[0] - 1, 60, "a resume point below the gap")
         finally:
             process.kill(signal.SIGKILL)
             process.wait(10)
