@@ -145,6 +145,7 @@ class IngestionSpec(_Model):
     replicas: int = 1
     ws_url: str | None = None
     rest_url: str | None = None
+    hold_slack: str = "5s"  # cryptopipe.ingest.settings hold_slack_s; shorter than spec.watermark
     resources: Resources = Resources()
 
 
@@ -333,6 +334,13 @@ def _seconds(value: str) -> int | None:
         return None
 
 
+def hold_slack_seconds(value: str) -> int | None:
+    """spec.ingestion.holdSlack ('5s', '0s': whole seconds, as the CRD's pattern) -> seconds."""
+    if re.fullmatch(r"(0|[1-9][0-9]{0,3})s", value) is None:
+        return None
+    return int(value[:-1])
+
+
 # A spec is readable by everyone who may read the pipeline and lands in Events and logs: a URL that
 # carries a password (user:password@host) or a token in its query is refused (the CRD's CEL rules).
 _CREDENTIALS_IN_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@")
@@ -387,6 +395,18 @@ def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
         problems.append(SpecProblem("spec.watermark", "watermark must be at most 1h"))
     elif window_s and watermark_s >= max(window_s):
         problems.append(SpecProblem("spec.watermark", "watermark must be shorter than the largest window"))
+    hold_slack_s = hold_slack_seconds(spec.ingestion.hold_slack)
+    if hold_slack_s is None:
+        problems.append(
+            SpecProblem("spec.ingestion.holdSlack", f"not whole seconds like 5s: {spec.ingestion.hold_slack!r}")
+        )
+    elif watermark_s is not None and hold_slack_s >= watermark_s:
+        problems.append(
+            SpecProblem(
+                "spec.ingestion.holdSlack",
+                "holdSlack must be shorter than watermark: a backfilled trade could otherwise be dropped as late",
+            )
+        )
     if trigger_s is None:
         problems.append(SpecProblem("spec.trigger", f"not a duration like 5s, 1m: {spec.trigger!r}"))
     elif trigger_s > MAX_TRIGGER_S:
@@ -442,6 +462,7 @@ def to_pipeline_config(pipeline: Pipeline, checkpoint_generation: int) -> Pipeli
         bucket=spec.sink.bucket,
         prefix=pipeline.lake_prefix,
         checkpoint_generation=checkpoint_generation,
+        hold_slack_s=float(hold_slack_seconds(spec.ingestion.hold_slack) or 0),
     )
 
 

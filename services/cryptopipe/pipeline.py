@@ -11,11 +11,27 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from cryptopipe.contracts import Feed, parse_duration, window_label
+from cryptopipe.contracts import ContractError, Feed, parse_duration, window_label
 from cryptopipe.lake.s3 import S3Connection
 
 DEFAULT_TOPIC = "coinbase.trades"
 DEFAULT_DLQ_TOPIC = "coinbase.trades.dlq"
+DEFAULT_HOLD_SLACK_S = 5.0  # cryptopipe.ingest.settings.IngestSettings.hold_slack_s
+HOLD_SLACK_ENV = "CRYPTOPIPE_INGEST_HOLD_SLACK_S"
+
+
+def check_hold_slack(hold_slack_s: float, watermark: str, name: str) -> None:
+    """The ingestion releases records up to ``hold_slack_s`` later than a trade it still owes; the
+    job drops a trade that arrives more than ``watermark`` behind the latest record. A slack not
+    below the watermark lets the owed trade, once backfilled, be dropped as late: refused, naming
+    ``name`` (the setting that carries the slack)."""
+    watermark_s = parse_duration(watermark)
+    if not 0 <= hold_slack_s < watermark_s:
+        raise ContractError(
+            f"{name}: the ingestion's hold slack ({hold_slack_s:g}s) must be at least 0 and shorter than "
+            f"the job's watermark ({watermark}): otherwise a backfilled trade can arrive after the "
+            "watermark passed it and be dropped as late"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +46,13 @@ class PipelineConfig:
     bucket: str = "lake"
     prefix: str = "cryptopipe"
     checkpoint_generation: int = 1
+    # ingestion's hold slack (CRYPTOPIPE_INGEST_HOLD_SLACK_S, cryptopipe.ingest.hold): below the watermark
+    hold_slack_s: float = DEFAULT_HOLD_SLACK_S
 
     def __post_init__(self) -> None:
         # normalise and validate once: "60s" and "1m" are the same window
         object.__setattr__(self, "windows", tuple(window_label(parse_duration(w)) for w in self.windows))
-        parse_duration(self.watermark)
+        check_hold_slack(self.hold_slack_s, self.watermark, "hold_slack_s")
         parse_duration(self.trigger)
 
     @property
@@ -59,12 +77,19 @@ def ingestion_env(
         "CRYPTOPIPE_INGEST_TOPIC": config.topic,
         "CRYPTOPIPE_INGEST_DLQ_TOPIC": config.dlq_topic,
         "CRYPTOPIPE_INGEST_HTTP_PORT": str(http_port),
+        HOLD_SLACK_ENV: f"{config.hold_slack_s:g}",
     }
     if ws_url:
         env["CRYPTOPIPE_INGEST_WS_URL"] = ws_url
     if rest_url:
         env["CRYPTOPIPE_INGEST_REST_URL"] = rest_url
     env.update(extra or {})
+    if env[HOLD_SLACK_ENV] != f"{config.hold_slack_s:g}":  # overridden: the job's watermark still rules
+        try:
+            slack = float(env[HOLD_SLACK_ENV])
+        except ValueError:
+            raise ContractError(f"{HOLD_SLACK_ENV}: not a number of seconds: {env[HOLD_SLACK_ENV]!r}") from None
+        check_hold_slack(slack, config.watermark, HOLD_SLACK_ENV)
     return env
 
 

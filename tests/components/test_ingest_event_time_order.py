@@ -137,7 +137,15 @@ def test_after_an_outage_longer_than_the_watermark_backfilled_trades_reach_their
     topic = unique_name("ingest-order")
     kafka.create_topic(topic, 3)
     kafka.create_topic(topic + ".dlq", 1)
-    config = PipelineConfig(products=products, topic=topic, prefix=topic, windows=("1m",), watermark="5s", trigger="1s")
+    config = PipelineConfig(
+        products=products,
+        topic=topic,
+        prefix=topic,
+        windows=("1m",),
+        watermark="5s",
+        trigger="1s",
+        hold_slack_s=SLACK_S,
+    )
     job = JobRun(kafka, s3, config, tmp_path).start()
     try:
         # the job runs before ingestion starts, so it reads the live trades in their own batches

@@ -95,7 +95,7 @@ def scene(kube: KubeControlPlane, tmp_path_factory: pytest.TempPathFactory) -> I
     groups = render_rule_groups(helm, *RULE_VALUES)
     rules = write_rules_file(groups, work / "cryptopipe-rules.yml")
 
-    config = PipelineConfig(products=PRODUCTS, windows=("1m",), watermark="5s", trigger="2s")
+    config = PipelineConfig(products=PRODUCTS, windows=("1m",), watermark="5s", trigger="2s", hold_slack_s=2.0)
     now = time.time()
     healthy_feed = ReplayServer(
         SyntheticSource(SyntheticConfig(products=PRODUCTS, rate=20, duration=None, start_time=now, seed=7)), speed=1

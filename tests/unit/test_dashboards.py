@@ -65,6 +65,9 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
         ("cryptopipe_ingest_delivery_errors_total", COUNTER, ["topic"]),
         ("cryptopipe_ingest_trades_redelivered_total", COUNTER, ["product_id"]),
         ("cryptopipe_ingest_connection_state", GAUGE, ["state"]),
+        ("cryptopipe_ingest_held_records", GAUGE, []),
+        ("cryptopipe_ingest_hold_age_seconds", GAUGE, []),
+        ("cryptopipe_ingest_hold_expired_total", COUNTER, ["cause"]),
         # Spark job, one query per window
         ("cryptopipe_job_input_rows_total", COUNTER, ["window"]),
         ("cryptopipe_job_batches_total", COUNTER, ["window"]),
@@ -135,6 +138,10 @@ REQUIRED_METRICS = {
         "cryptopipe_job_kafka_lag_records",
         "cryptopipe_job_state_rows",
         "cryptopipe_lake_anomalies",
+        # the release order's hold (docs/data-plane.md): what waits for an owed trade, and its bounds
+        "cryptopipe_ingest_held_records",
+        "cryptopipe_ingest_hold_age_seconds",
+        "cryptopipe_ingest_hold_expired_total",
     },
     "operator": {
         "cryptopipe_operator_reconciles_total",

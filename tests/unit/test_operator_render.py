@@ -23,7 +23,7 @@ from cryptopipe_operator.render import (
     render_state_topic,
     unwanted_children,
 )
-from cryptopipe_operator.spec import Pipeline, parse_spec, to_pipeline_config
+from cryptopipe_operator.spec import Pipeline, hold_slack_seconds, parse_spec, to_pipeline_config
 
 BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
 UPSTREAM_SCHEMAS = {
@@ -203,6 +203,7 @@ def test_ingestion_env_is_the_settings_contract(p: Pipeline, monkeypatch: pytest
     assert (settings.feed, settings.topic, settings.dlq_topic) == (p.spec.feed, p.topic, p.dlq_topic)
     assert settings.kafka_bootstrap == p.kafka_bootstrap
     assert settings.ws_url == (p.spec.ingestion.ws_url or settings.ws_url)
+    assert settings.hold_slack_s == hold_slack_seconds(p.spec.ingestion.hold_slack)
 
 
 def test_ingestion_container() -> None:

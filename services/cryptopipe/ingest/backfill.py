@@ -9,6 +9,12 @@ returned is produced, a row that breaks the contract is dead-lettered with the r
 counted as unfillable (reason ``bad_row``), and only the ids still missing are asked for again, so
 ``trades_unfilled_total`` counts exactly the ids that never reached Kafka.
 
+At shutdown a gap not filled yet is **left for the next start** when that start resumes exactly
+(``retry_on_restart``: a state topic is written and read, resume.py): it stays owed, so the last
+resume point stays below it, and the restart finds its ids missing from the topic and backfills
+them again. Counting them as unfillable too would count as lost ids that reach the lake. Without
+an exact resume they are given up and counted (reason ``shutdown``).
+
 Every trade goes to Kafka through the release order (``releaser.Releaser``, ``hold.py``): a gap is
 owed from the moment it is submitted, with the event time of the product's trade before it as its
 floor, until its ids are offered or given up, and records later than the floor wait meanwhile.
@@ -67,6 +73,8 @@ class Backfiller:
         self.releaser = Releaser(settings, producer, metrics)
         self.releaser.on_expired_gap = self.give_up_owed
         self.releaser.on_refused_trade = self._refused
+        # set by the service when the next start resumes exactly from the state topic (resume.py)
+        self.retry_on_restart = False
 
     # -- called by the socket reader ----------------------------------------------------------------
 
@@ -81,6 +89,9 @@ class Backfiller:
         fields = {"product_id": product_id, "first_missing": first_missing, "last_missing": last_missing}
         if count > self._settings.backfill_max_trades:
             self._give_up(product_id, count, "too_large", fields, range(first_missing, last_missing + 1))
+            return
+        if self._stopping.is_set() and self.retry_on_restart:
+            self._leave_for_restart(product_id, first_missing, last_missing, floor_us)
             return
         if self._queue.qsize() >= MAX_QUEUED_GAPS or self._stopping.is_set():
             reason = "queue_full" if not self._stopping.is_set() else "shutdown"
@@ -109,6 +120,9 @@ class Backfiller:
                 new_marker = len(ids) == 1
                 if new_marker:
                     self._pending += 1
+        if stopping and self.retry_on_restart:
+            self._leave_for_restart(product_id, trade_id, trade_id, event_time_us)
+            return
         if stopping:
             fields = {"product_id": product_id, "first_missing": trade_id, "last_missing": trade_id}
             self._give_up(product_id, 1, "shutdown", fields, (trade_id,))
@@ -342,13 +356,20 @@ class Backfiller:
                 p == product_id and first <= f and la <= last for p, f, la in self._expired
             )
             self._expired = {k for k in self._expired if not (k[0] == product_id and first <= k[1] and k[2] <= last)}
-        # paid: every id of the gap is offered to the release order or counted below
-        self.releaser.settle(product_id, first, last)
         fields = {"product_id": product_id, "first_missing": first, "last_missing": last}
+        if left and reason == "shutdown" and self.retry_on_restart:
+            # not paid: the debt stays, so no resume point passes it and the next start refills it
+            log.warning(
+                "trade gap left for the next start",
+                extra={**fields, "trades": len(left), "unfilled_trade_ids_sample": left[:10]},
+            )
+        else:
+            # paid: every id of the gap is offered to the release order or counted below
+            self.releaser.settle(product_id, first, last)
+            if left:
+                self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]}, left)
         if not left and not rejected and not expired:
             self._metrics.gaps_backfilled.labels(product_id).inc()
-        if left:
-            self._give_up(product_id, len(left), reason, {**fields, "unfilled_trade_ids_sample": left[:10]}, left)
         if rejected:
             self._give_up(
                 product_id,
@@ -361,6 +382,15 @@ class Backfiller:
         with self._lock:
             self._pending -= 1
             self._idle.notify_all()
+
+    def _leave_for_restart(self, product_id: str, first: int, last: int, floor_us: int) -> None:
+        """A gap found while stopping: owed (so the last resume point stays below it), not counted:
+        the next start finds its ids missing from the topic and backfills them."""
+        self.releaser.owe((product_id, first, last), floor_us)
+        log.warning(
+            "trade gap left for the next start",
+            extra={"product_id": product_id, "first_missing": first, "last_missing": last, "trades": last - first + 1},
+        )
 
     def _give_up(self, product_id: str, count: int, reason: str, fields: dict, ids: Iterable[int]) -> None:
         self._metrics.gaps_unfilled.labels(product_id, reason).inc()

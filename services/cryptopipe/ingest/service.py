@@ -37,7 +37,7 @@ log = logging.getLogger("cryptopipe.ingest")
 REST_PAGE_LIMIT = 1000
 # Stopping waits at most these (plus flush_timeout_s): together within Kubernetes' 30 s grace period.
 STOP_FEED_TIMEOUT_S = 2.0  # the reader only finishes the frame in hand
-STOP_BACKFILL_TIMEOUT_S = 5.0  # a REST fetch in flight; queued gaps are logged as unfilled
+STOP_BACKFILL_TIMEOUT_S = 5.0  # a REST fetch in flight; queued gaps are left for the next start (or counted)
 
 
 class IngestService:
@@ -166,6 +166,8 @@ class IngestService:
             points = self._resume(handler, backfiller, producer, has_state) if self.settings.resume_from_topic else {}
             if has_state:
                 self.resume_writer = ResumeWriter(producer, backfiller.releaser, points)
+                # the next start reads the points and refills what is still missing past them
+                backfiller.retry_on_restart = self.settings.resume_from_topic
             feed = FeedConnection(self.settings, handler, self.metrics, coinbase.subscribe_frames)
             backfiller.start()
             self.backfiller = backfiller
