@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from cryptopipe_operator import deletion, kube_api, metrics, reconcile, retry_policy, secret_access
+from cryptopipe_operator import deletion, kube_api, lake_claims, metrics, reconcile, retry_policy, secret_access
 from cryptopipe_operator.object_locks import ObjectLocks
 from cryptopipe_operator.settings import OperatorConfig
 from cryptopipe_operator.spec import API_GROUP, API_VERSION, PLURAL
@@ -85,15 +85,29 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
+@kopf.index(*RESOURCE)
+def lake_spaces(body: kopf.Body, **_: Any) -> dict[str, lake_claims.LakeClaim] | None:
+    """Every watched pipeline's lake space, by bucket, for the lake-overlap check (lake_claims.py):
+    kept from kopf's watch, so a reconcile looks it up instead of listing every pipeline. kopf
+    passes the index to every handler as ``lake_spaces``, and starts none before it is filled."""
+    claim = lake_claims.claim_of_body(_plain(body))
+    return {claim.bucket_key: claim} if claim is not None else None
+
+
 @kopf.on.resume(*RESOURCE, backoff=CONFIG.retry_backoff_s)
 @kopf.on.create(*RESOURCE, backoff=CONFIG.retry_backoff_s)
 @kopf.on.update(*RESOURCE, backoff=CONFIG.retry_backoff_s)
-async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def apply_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
+    # kopf passes each index as a keyword named after its handler (kopf's typing of handlers
+    # cannot name it, hence kwargs)
+    lake_spaces: kopf.Index[str, lake_claims.LakeClaim] = kwargs["lake_spaces"]
     async with LOCKS.hold(body["metadata"]["uid"]):
-        await _apply_pipeline(body, memo, retry)
+        await _apply_pipeline(body, memo, retry, lake_spaces)
 
 
-async def _apply_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
+async def _apply_pipeline(
+    body: kopf.Body, memo: kopf.Memo, retry: int, lake_spaces: kopf.Index[str, lake_claims.LakeClaim]
+) -> None:
     with metrics.RECONCILE_SECONDS.time():
         try:
             conditions = await reconcile.reconcile(
@@ -101,7 +115,7 @@ async def _apply_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
                 _plain(body),
                 _emitter(body),
                 spark_driver_role=CONFIG.spark_driver_cluster_role,
-                namespaces=CONFIG.namespaces,
+                lake_claims=lake_spaces,
                 conflict_retry_s=CONFIG.misconfig_retry_s,
             )
             await secret_access.warn_if_delete_cannot_read_secret(memo.api, _plain(body), _emitter(body))

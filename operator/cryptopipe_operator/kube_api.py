@@ -39,11 +39,13 @@ from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from cryptopipe_operator import metrics
 from cryptopipe_operator.spec import PLURAL
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "cryptopipe-operator"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # The plural of every kind the operator reads or writes (no discovery round-trip needed).
 PLURALS = {
     "ServiceAccount": "serviceaccounts",
@@ -99,6 +101,26 @@ def object_path(api_version: str, kind: str, namespace: str, name: str | None = 
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     path = f"{base}/namespaces/{namespace}/{PLURALS[kind]}"
     return f"{path}/{name}" if name else path
+
+
+def verb_and_resource(method: str, path: str, content_type: str = "application/json") -> tuple[str, str]:
+    """A request as the API server's metrics and audit name it: (verb, resource), e.g. ("list",
+    "cryptopipelines") for a GET of a collection, ("apply", "deployments") for a server-side apply,
+    ("patch", "cryptopipelines/status")."""
+    parts = [part for part in path.split("?", 1)[0].split("/") if part]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]  # after /api/v1 or /apis/GROUP/VERSION
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]  # a namespaced resource
+    resource = "/".join([rest[0], *rest[2:3]]) if rest else ""
+    named = len(rest) >= 2
+    verb = {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "PUT": "update",
+        "DELETE": "delete",
+        "PATCH": "apply" if content_type == APPLY_CONTENT_TYPE else "patch",
+    }.get(method, method.lower())
+    return verb, resource
 
 
 async def load_configuration() -> Configuration:
@@ -162,6 +184,7 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
     ) -> dict[str, Any] | None:
+        metrics.API_REQUESTS.labels(*verb_and_resource(method, path, content_type)).inc()
         for attempt in (1, 2):
             token = await self._client.configuration.get_api_key_with_prefix("BearerToken")
             try:
@@ -217,9 +240,7 @@ class KubeApi:
         meta = manifest["metadata"]
         path = object_path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        result = await self.request(
-            "PATCH", path, body=manifest, content_type="application/apply-patch+yaml", params=params
-        )
+        result = await self.request("PATCH", path, body=manifest, content_type=APPLY_CONTENT_TYPE, params=params)
         assert result is not None
         return result
 

@@ -58,6 +58,13 @@ DRIFT_REPAIRS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "cryptopipe_operator_api_requests",
+    "Requests the operator's own client sent to the API server (kopf's watches not included), by "
+    "verb (get, list, apply, patch, create, update, delete) and resource (plural, /subresource)",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
 
 
 def record_failed_attempt(meta: Mapping[str, Any], attempts: int, delay: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ import kopf
 from cryptopipe_operator import lake_cleanup
 from cryptopipe_operator.drift import drifted
 from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi, object_path
+from cryptopipe_operator.lake_claims import LakeClaim, bucket_key, claim_of, older_overlapping
 from cryptopipe_operator.render import ChildRef, render_children, unwanted_children
 from cryptopipe_operator.render_common import MANAGED_BY
 from cryptopipe_operator.render_ingestion import deployment_name
@@ -31,11 +32,9 @@ from cryptopipe_operator.settings import DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
 from cryptopipe_operator.spec import (
     API_GROUP,
     API_VERSION,
-    PLURAL,
     Pipeline,
     SpecError,
     checkpoint_status,
-    lake_spaces_overlap,
     next_checkpoint_generation,
     parse_pipeline,
 )
@@ -80,7 +79,7 @@ async def reconcile(
     emit: Emit,
     *,
     spark_driver_role: str = DEFAULT_SPARK_DRIVER_CLUSTER_ROLE,
-    namespaces: list[str] | None = None,
+    lake_claims: Mapping[str, Iterable[LakeClaim]],
     conflict_retry_s: float = 60.0,
 ) -> list[Mapping[str, Any]]:
     """Bring the children in line with the spec and record what was done in status.
@@ -97,8 +96,8 @@ async def reconcile(
     Nothing is applied either (Ready False, phase Conflict, a Warning Event, kopf.TemporaryError
     after ``conflict_retry_s``) when the pipeline's lake space equals or nests with an older
     pipeline's, or its lake marker names another pipeline (LakeConflict), or an object with a
-    child's name exists and is not this pipeline's (ChildConflict). ``namespaces``: where to look
-    for other pipelines (the operator's watched namespaces; empty: the whole cluster).
+    child's name exists and is not this pipeline's (ChildConflict). ``lake_claims``: the watched
+    pipelines' lake spaces by bucket (lake_claims.py; the kopf index ``lake_spaces``).
     """
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
@@ -125,7 +124,7 @@ async def reconcile(
             emit("Warning", reason, message)
         raise Conflict(f"nothing applied: {message}", delay=conflict_retry_s)
 
-    lake_conflict = await _lake_conflict(api, pipeline, body, namespaces or [])
+    lake_conflict = await _lake_conflict(api, pipeline, body, lake_claims)
     if lake_conflict is not None:
         await refuse("LakeConflict", lake_conflict)
 
@@ -235,31 +234,18 @@ def _ours(obj: Mapping[str, Any], manifest: Mapping[str, Any], pipeline: Pipelin
 
 
 async def _lake_conflict(
-    api: KubeApi, pipeline: Pipeline, body: Mapping[str, Any], namespaces: list[str]
+    api: KubeApi, pipeline: Pipeline, body: Mapping[str, Any], lake_claims: Mapping[str, Iterable[LakeClaim]]
 ) -> str | None:
     """Why the pipeline may not use its lake space, or None: an older pipeline (by creation time,
     then namespace/name) whose space equals or nests with it, or a marker in the lake naming
     another pipeline."""
-    mine = pipeline.lake
-    created = body["metadata"].get("creationTimestamp") or ""
-    key = (created, pipeline.namespace, pipeline.name)
-    paths = [object_path(f"{API_GROUP}/{API_VERSION}", "CryptoPipeline", ns) for ns in namespaces]
-    for path in paths or [f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}"]:
-        listing = await api.request("GET", path)
-        for other_body in (listing or {}).get("items", []):
-            other_meta = other_body["metadata"]
-            if other_meta.get("uid") == pipeline.uid:
-                continue
-            try:
-                other = parse_pipeline(known_spec(other_body)[0])  # a newer CRD's fields do not hide it
-            except (SpecError, KeyError):
-                continue
-            other_key = (other_meta.get("creationTimestamp") or "", other.namespace, other.name)
-            if other_key < key and lake_spaces_overlap(mine, other.lake):
-                return (
-                    f"lake space s3://{mine.root}/ overlaps s3://{other.lake.root}/ of CryptoPipeline "
-                    f"{other.namespace}/{other.name}: set spec.sink.prefix to a path of this pipeline's own"
-                )
+    mine = claim_of(pipeline, body["metadata"].get("creationTimestamp") or "")
+    other = older_overlapping(mine, lake_claims.get(bucket_key(pipeline.lake), ()))
+    if other is not None:
+        return (
+            f"lake space s3://{mine.lake.root}/ overlaps s3://{other.lake.root}/ of CryptoPipeline "
+            f"{other.namespace}/{other.name}: set spec.sink.prefix to a path of this pipeline's own"
+        )
     return await _claim_lake(api, pipeline)
 
 

@@ -301,6 +301,46 @@ def test_upgrade_keeps_the_stored_default_prefix_until_it_is_removed(
     assert get(kube, "SparkApplication", ns, "old-b-candles") is not None
 
 
+def _lists_of_pipelines(operator: OperatorProcess) -> float:
+    found = operator.metric("cryptopipe_operator_api_requests_total", verb="list", resource="cryptopipelines")
+    return found or 0.0
+
+
+def test_the_overlap_check_lists_no_pipelines(
+    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
+) -> None:
+    """The lake-overlap check looks the other pipelines up in the operator's index (kopf's watch),
+    not in a LIST of every CryptoPipeline per reconcile: a create and two prefix changes, each
+    reconciled, send no LIST of CryptoPipelines (before: one per reconcile, which a burst of 100
+    made quadratic)."""
+    ns, name = kube_namespace, "indexed"
+    lists_before = _lists_of_pipelines(operator)
+    applied_before = operator.metric("cryptopipe_operator_reconciles_total", result="applied") or 0.0
+    _create(kube, pipeline(name, ns))
+    for round_ in range(3):
+
+        def reconciled(round_: int = round_) -> bool:
+            obj = get(kube, "CryptoPipeline", ns, name)
+            assert obj is not None
+            status = obj.get("status") or {}
+            assert status.get("observedGeneration") == obj["metadata"]["generation"] == round_ + 1, status
+            assert status.get("phase") != "Conflict", status
+            return True
+
+        eventually(reconciled, f"generation {round_ + 1} applied", operator=operator)
+        if round_ < 2:
+            patch = {"spec": {"sink": {"prefix": f"{ns}/{name}-{round_}"}}}
+            kube.kubectl("patch", f"cryptopipeline/{name}", "-n", ns, "--type=merge", "-p", json.dumps(patch))
+
+    def counted() -> bool:  # the metric follows the status write by a moment
+        applied = operator.metric("cryptopipe_operator_reconciles_total", result="applied") or 0.0
+        assert applied - applied_before >= 3, applied - applied_before
+        return True
+
+    eventually(counted, "three applied reconciles counted", operator=operator)
+    assert _lists_of_pipelines(operator) == lists_before
+
+
 # --- 2. no takeover of existing objects --------------------------------------------------------------
 
 

@@ -34,3 +34,22 @@ def test_every_reconcile_result_exists_at_zero() -> None:
     # the reconcile-errors alert uses increase(), blind to a counter's first step from absent to 1
     for result in ("applied", "invalid", "error"):
         assert metrics.REGISTRY.get_sample_value("cryptopipe_operator_reconciles_total", {"result": result}) is not None
+
+
+def test_requests_are_counted_as_the_api_server_names_them() -> None:
+    from cryptopipe_operator.kube_api import APPLY_CONTENT_TYPE, verb_and_resource
+
+    group = "/apis/cryptopipeline.io/v1alpha1"
+    assert verb_and_resource("GET", f"{group}/cryptopipelines") == ("list", "cryptopipelines")
+    assert verb_and_resource("GET", f"{group}/namespaces/ns/cryptopipelines") == ("list", "cryptopipelines")
+    assert verb_and_resource("GET", f"{group}/namespaces/ns/cryptopipelines/p") == ("get", "cryptopipelines")
+    status = f"{group}/namespaces/ns/cryptopipelines/p/status"
+    assert verb_and_resource("PATCH", status, "application/merge-patch+json") == ("patch", "cryptopipelines/status")
+    deployment = "/apis/apps/v1/namespaces/ns/deployments/d"
+    assert verb_and_resource("PATCH", deployment, APPLY_CONTENT_TYPE) == ("apply", "deployments")
+    assert verb_and_resource("GET", "/api/v1/namespaces/ns/secrets/s") == ("get", "secrets")
+    assert verb_and_resource("DELETE", "/api/v1/namespaces/ns/secrets/s") == ("delete", "secrets")
+    review = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    assert verb_and_resource("POST", review) == ("create", "selfsubjectaccessreviews")
+    lease = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"
+    assert verb_and_resource("PUT", lease) == ("update", "leases")
