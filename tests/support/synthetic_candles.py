@@ -83,10 +83,10 @@ def candle_table(rows: list[dict], *, window: str = "1m") -> pa.Table:
 
 
 def write_candles(
-    rows: list[dict], *, lake: LakeLocation, filesystem, window: str = "1m", batch_id: int = 0
+    rows: list[dict], *, lake: LakeLocation, filesystem, window: str = "1m", batch_id: int = 0, generation: int = 1
 ) -> list[str]:
     """Write as the Spark job's sink does (one file per window/product/date partition for this batch)."""
     from candles_job.sink import write_batch
 
     table = candle_table(rows, window=window).sort_by([("product_id", "ascending"), ("window_start", "ascending")])
-    return write_batch(table, lake=lake, filesystem=filesystem, generation=1, batch_id=batch_id)
+    return write_batch(table, lake=lake, filesystem=filesystem, generation=generation, batch_id=batch_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,29 @@ class CommittedFile:
     product_id: str
     date: str
     rows: int
+    # the newest checkpoint generation whose candles the file holds (a batch's own; a compaction's
+    # newest source's), 0 when unknown: the reader keeps the newest generation's candle of a window
+    generation: int = 0
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Which file's candle of a window wins when several hold one (two generations overlapping):
+        the newest generation; of one generation, a batch's file over a compaction's merged file
+        (which may carry an older generation's candle of a window that batch wrote since)."""
+        return (self.generation, 0 if _is_compacted_path(self.path) else 1)
+
+
+_BATCH_FILE = re.compile(r"part-g(\d+)-b\d+\.parquet$")
+
+
+def _is_compacted_path(path: str) -> bool:
+    return path.rsplit("/", 1)[-1].startswith("compacted-")
+
+
+def path_generation(path: str) -> int:
+    """The checkpoint generation in a batch file's name (``part-g0002-b…``), 0 for other files."""
+    match = _BATCH_FILE.search(path)
+    return int(match.group(1)) if match else 0
 
 
 def _put(filesystem, path: str, body: dict) -> None:
@@ -288,10 +312,17 @@ def lake_view(
             if (product, date, ref.rel) in superseded:
                 continue
             path = f"{lake.candles_root}/{entry['path']}"
-            out[path] = CommittedFile(path, product, date, int(entry["rows"]))
+            out[path] = CommittedFile(path, product, date, int(entry["rows"]), _manifest_generation(manifest))
             sources[path] = ref.rel
     files = sorted(out.values(), key=lambda f: f.path)
     return LakeView(files, sources, frozenset(superseded))
+
+
+def _manifest_generation(manifest: dict) -> int:
+    """A batch manifest's generation; a compaction's: the newest of the batch files it merged."""
+    if "superseded_files" in manifest and "generation" not in manifest:  # a compaction before generations
+        return max((path_generation(p) for p in manifest["superseded_files"]), default=0)
+    return int(manifest.get("generation") or 0)
 
 
 def committed_files(

@@ -62,6 +62,7 @@ class Plan:
     supersedes: tuple[str, ...]  # manifest rels (relative to the window's manifest folder)
     superseded_files: tuple[str, ...]  # paths relative to candles/, deleted in step 3
     token: str
+    generation: int  # the newest checkpoint generation among the sources (CommittedFile.rank)
     merged_path: str
     manifest_path: str
 
@@ -114,6 +115,7 @@ def plan(lake: LakeLocation, filesystem, *, window: str, date: str, product_id: 
         supersedes=supersedes,
         superseded_files=tuple(sorted(f.path.removeprefix(root) for f in sources)),
         token=token,
+        generation=max(f.generation for f in sources),
         merged_path=lake.compacted_file(window=window, product_id=product_id, date=date, token=token),
         manifest_path=lake.compaction_manifest_file(window=window, date=date, product_id=product_id, token=token),
     )
@@ -127,15 +129,21 @@ def merge(plan: Plan, filesystem) -> int:
     def read(source: CommittedFile) -> pa.Table:
         return pq.read_table(source.path, filesystem=filesystem, columns=columns, partitioning=None).cast(schema)
 
-    with ThreadPoolExecutor(max_workers=min(16, len(plan.sources))) as pool:
-        tables = list(pool.map(read, plan.sources))
-    merged = pa.concat_tables(tables).sort_by([("window_start", "ascending")])
-    # one candle per window: the sink never writes one twice; if two generations did, keep one
+    # the newest-ranked source first: of two generations' candles of a window, the newer one stays
+    ordered = sorted(plan.sources, key=lambda f: f.rank, reverse=True)
+    with ThreadPoolExecutor(max_workers=min(16, len(ordered))) as pool:
+        tables = list(pool.map(read, ordered))
+    order = pa.array([i for i, t in enumerate(tables) for _ in range(t.num_rows)], pa.int64())
+    merged = pa.concat_tables(tables).append_column("_order", order)
+    merged = merged.sort_by([("window_start", "ascending"), ("_order", "ascending")])
+    # one candle per window: one generation never writes one twice; of two generations, the newest
     starts = merged.column("window_start").to_pylist()
     keep = [i for i in range(len(starts)) if i == 0 or starts[i] != starts[i - 1]]
     if len(keep) != merged.num_rows:
-        log.warning("duplicate candles merged into one", extra={"product_id": plan.product_id, "date": plan.date})
-        merged = merged.take(keep)
+        log.info(
+            "overlapping generations: newest candle kept", extra={"product_id": plan.product_id, "date": plan.date}
+        )
+    merged = merged.take(keep).drop_columns(["_order"])
     pq.write_table(merged, plan.merged_path, filesystem=filesystem, compression="zstd")
     return merged.num_rows
 
@@ -161,6 +169,7 @@ def commit(plan: Plan, lake: LakeLocation, filesystem, *, rows: int) -> None:
             ],
             "supersedes": list(plan.supersedes),
             "superseded_files": list(plan.superseded_files),
+            "generation": plan.generation,
         },
     )
 

@@ -39,7 +39,9 @@ def read_candles(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> pa.Table:
-    """Candles of one window size from committed batches, sorted by (product_id, window_start).
+    """Candles of one window size from committed batches, sorted by (product_id, window_start):
+    exactly one per (product, window start) whatever checkpoint generations wrote it (the newest
+    generation's; lake/commits.py CommittedFile.rank).
 
     ``start``/``end`` select windows with start <= window_start < end (timezone-aware datetimes).
     An empty lake gives an empty table with the contract's columns. Only the manifests of the dates
@@ -64,14 +66,7 @@ def read_candles(
         if not files:
             return schema.empty_table()
         try:
-            dataset = ds.dataset(
-                [f.path for f in files],
-                filesystem=filesystem,
-                format="parquet",
-                partitioning=_partitioning(),
-                partition_base_dir=lake.candles_root,
-            )
-            table = dataset.to_table(filter=expr, columns=[f.name for f in schema])
+            table = _newest_candles(_read_by_rank(lake, filesystem, files, expr, [f.name for f in schema]))
         except OSError:
             # a compaction deleted files it had superseded after we listed: list again, and the
             # compaction's manifest now names its merged file instead (lake/compaction.py)
@@ -82,11 +77,47 @@ def read_candles(
     raise AssertionError("unreachable")
 
 
+def _read_by_rank(lake: LakeLocation, filesystem, files, expr, columns: list[str]) -> list[tuple[tuple, pa.Table]]:
+    """The files' candles, one table per file rank (CommittedFile.rank): one in the usual lake."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for f in files:
+        groups.setdefault(f.rank, []).append(f.path)
+    out = []
+    for rank, paths in sorted(groups.items(), reverse=True):
+        dataset = ds.dataset(
+            paths,
+            filesystem=filesystem,
+            format="parquet",
+            partitioning=_partitioning(),
+            partition_base_dir=lake.candles_root,
+        )
+        out.append((rank, dataset.to_table(filter=expr, columns=columns)))
+    return out
+
+
+def _newest_candles(ranked: list[tuple[tuple, pa.Table]]) -> pa.Table:
+    """One candle per (product, window start): of files of several ranks (two checkpoint
+    generations that overlap: a new one re-read what the old one had written), the newest rank's.
+    ``ranked`` is newest first."""
+    if len(ranked) == 1:
+        return ranked[0][1]
+    tables = [t for _, t in ranked]
+    order = pa.array([i for i, t in enumerate(tables) for _ in range(t.num_rows)], pa.int64())
+    table = pa.concat_tables(tables).append_column("_rank_order", order)
+    table = table.sort_by([("product_id", "ascending"), ("window_start", "ascending"), ("_rank_order", "ascending")])
+    products = table.column("product_id").to_pylist()
+    starts = table.column("window_start").to_pylist()
+    keep = [i for i in range(len(starts)) if i == 0 or (products[i], starts[i]) != (products[i - 1], starts[i - 1])]
+    return table.take(keep).drop_columns(["_rank_order"])
+
+
 def committed_paths(lake: LakeLocation, filesystem, *, window: str = "1m", scheme: str = "") -> list[str]:
     """Paths of the committed candle files of one window size, for other readers: DuckDB's
     ``read_parquet([...], hive_partitioning=true)``, ``pyarrow.dataset.dataset([...])``, Spark.
     ``scheme`` ("s3://") is prefixed to each path; a glob over the folders would also see files of a
-    batch that is still being written."""
+    batch that is still being written. Where two checkpoint generations overlap, both generations'
+    files are listed (``read_candles`` keeps the newest's candle; a query over these paths should
+    too, e.g. by the generation in the file name ``part-gNNNN-``)."""
     return [scheme + f.path for f in committed_files(lake, filesystem, window=window)]
 
 
