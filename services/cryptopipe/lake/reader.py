@@ -8,11 +8,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from cryptopipe.contracts import CANDLE_CSV_COLUMNS, candle_arrow_schema
 from cryptopipe.lake.commits import committed_files, complete_through
@@ -22,12 +23,33 @@ __all__ = ["read_candles", "committed_paths", "complete_through", "candle_rows",
 
 
 _ATTEMPTS = 3
+# files fetched at once: an uncompacted day is one small file per batch, each a round trip
+_READERS = 8
 
 
-def _partitioning() -> ds.Partitioning:
-    return ds.partitioning(
-        pa.schema([("window", pa.string()), ("product_id", pa.string()), ("date", pa.string())]), flavor="hive"
-    )
+def _read_file(filesystem, path: str, schema: pa.Schema) -> pa.Table:
+    """One candle file, its contract columns in the contract's types. Through pyarrow.parquet and not
+    pyarrow.dataset: importing the latter imports pandas, a second of `cryptopipe candles`' start-up."""
+    with filesystem.open_input_file(path) as f:
+        table = pq.ParquetFile(f).read(columns=schema.names)
+    return table.select(schema.names).cast(schema)
+
+
+def _keep(table: pa.Table, products: list[str], start: datetime | None, end: datetime | None) -> pa.Table:
+    """The rows of ``products`` (all if empty) with start <= window_start < end."""
+    conditions = []
+    if products:
+        conditions.append(pc.is_in(table.column("product_id"), value_set=pa.array(products, pa.string())))
+    if start is not None:
+        conditions.append(pc.greater_equal(table.column("window_start"), pa.scalar(start, pa.timestamp("us", "UTC"))))
+    if end is not None:
+        conditions.append(pc.less(table.column("window_start"), pa.scalar(end, pa.timestamp("us", "UTC"))))
+    if not conditions:
+        return table
+    mask = conditions[0]
+    for condition in conditions[1:]:
+        mask = pc.and_(mask, condition)
+    return table.filter(mask)
 
 
 def read_candles(
@@ -52,47 +74,34 @@ def read_candles(
     # a file's date partition is its windows' start date: only these can hold [start, end)
     first_date = utc_date(start) if start is not None else None
     last_date = utc_date(end - timedelta(microseconds=1)) if end is not None else None
-    expr = pc.field("window") == window
-    if product_list:
-        expr &= pc.field("product_id").isin(product_list)
-    if start is not None:
-        expr &= pc.field("window_start") >= pa.scalar(start, type=pa.timestamp("us", tz="UTC"))
-    if end is not None:
-        expr &= pc.field("window_start") < pa.scalar(end, type=pa.timestamp("us", tz="UTC"))
     for attempt in range(_ATTEMPTS):
+        # the manifests of one window size name only that window's files: no filter on window needed
         files = committed_files(
             lake, filesystem, window=window, products=product_list or None, first_date=first_date, last_date=last_date
         )
         if not files:
             return schema.empty_table()
         try:
-            table = _newest_candles(_read_by_rank(lake, filesystem, files, expr, [f.name for f in schema]))
+            with ThreadPoolExecutor(min(_READERS, len(files))) as pool:
+                tables = list(pool.map(lambda f: _read_file(filesystem, f.path, schema), files))
         except OSError:
             # a compaction deleted files it had superseded after we listed: list again, and the
             # compaction's manifest now names its merged file instead (lake/compaction.py)
             if attempt + 1 == _ATTEMPTS:
                 raise
             continue
-        return table.cast(schema).sort_by([("product_id", "ascending"), ("window_start", "ascending")])
+        ranked = [(rank, _keep(table, product_list, start, end)) for rank, table in _by_rank(files, tables)]
+        return _newest_candles(ranked).sort_by([("product_id", "ascending"), ("window_start", "ascending")])
     raise AssertionError("unreachable")
 
 
-def _read_by_rank(lake: LakeLocation, filesystem, files, expr, columns: list[str]) -> list[tuple[tuple, pa.Table]]:
-    """The files' candles, one table per file rank (CommittedFile.rank): one in the usual lake."""
-    groups: dict[tuple[int, int], list[str]] = {}
-    for f in files:
-        groups.setdefault(f.rank, []).append(f.path)
-    out = []
-    for rank, paths in sorted(groups.items(), reverse=True):
-        dataset = ds.dataset(
-            paths,
-            filesystem=filesystem,
-            format="parquet",
-            partitioning=_partitioning(),
-            partition_base_dir=lake.candles_root,
-        )
-        out.append((rank, dataset.to_table(filter=expr, columns=columns)))
-    return out
+def _by_rank(files, tables: list[pa.Table]) -> list[tuple[tuple, pa.Table]]:
+    """The files' candles, one table per file rank (CommittedFile.rank), newest rank first: one
+    rank in the usual lake."""
+    groups: dict[tuple, list[pa.Table]] = {}
+    for f, table in zip(files, tables, strict=True):
+        groups.setdefault(f.rank, []).append(table)
+    return [(rank, pa.concat_tables(group)) for rank, group in sorted(groups.items(), reverse=True)]
 
 
 def _newest_candles(ranked: list[tuple[tuple, pa.Table]]) -> pa.Table:
