@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptopipe_dev.stack import node as nodemod
-from cryptopipe_dev.stack import node_addons, node_spark, paths, procs
+from cryptopipe_dev.stack import node_addons, node_monitoring, node_spark, paths, procs
 from cryptopipe_dev.stack.kube import KubeControlPlane
 from cryptopipe_dev.stack.procs import LOOPBACK, ManagedProcess, free_port, wait_for
 
@@ -138,11 +138,16 @@ def _write_state(work_dir: Path, state: dict[str, Any]) -> None:
 # --- commands ---------------------------------------------------------------------------------------
 
 
-def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, out: Any = None) -> int:
+def cluster_up(
+    work_dir: Path, *, node: bool = False, platform: bool = False, monitoring: bool = True, out: Any = None
+) -> int:
+    """``monitoring`` (with ``platform``): Prometheus run by prometheus-operator, and the chart with its
+    PodMonitor, ServiceMonitor and PrometheusRule (``--no-monitoring`` turns it off)."""
     out = out or sys.stdout
     if platform and not node:
         print("error: --platform needs --node (the platform runs in pods)", file=sys.stderr)
         return 1
+    monitoring = monitoring and platform
     if node:
         try:
             nodemod.require_root()
@@ -202,8 +207,17 @@ def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, ou
                 addons.update(node_spark.deploy_spark_operator(kube, kube_node, log_path=work_dir / "images-load.log"))
                 topics = node_addons.topic_controller_for(kube, deps, log_path=work_dir / "topic-controller.log")
                 started.append(topics.start())
+                if monitoring:
+                    # before the chart: its PodMonitor, ServiceMonitor and PrometheusRule need the CRDs
+                    addons.update(
+                        node_monitoring.deploy_monitoring(kube, kube_node, log_path=work_dir / "images-load.log")
+                    )
+                    addons["monitoring"] = {
+                        "namespace": node_monitoring.MONITORING_NAMESPACE,
+                        "prometheus_service": node_monitoring.PROMETHEUS_SERVICE,
+                    }
                 # the operator as a user installs it: its chart, its image, in a pod (not on the host)
-                addons["operator_install_s"] = node_addons.install_operator(kube)
+                addons["operator_install_s"] = node_addons.install_operator(kube, monitoring=monitoring)
         operator = None if platform else _start_operator(kube, work_dir)
         if operator is not None:
             started.append(operator)
@@ -259,6 +273,14 @@ def cluster_up(work_dir: Path, *, node: bool = False, platform: bool = False, ou
                 f"(from the host {p['kafka_bootstrap_from_host']}), S3 {p['s3_endpoint']} (Secret {p['s3_secret']}, "
                 f"bucket {p['lake_bucket']}; from the host {p['s3_endpoint_from_host']}), KafkaTopic stand-in on the host, "
                 f"spark-operator {node_spark.SPARK_OPERATOR_VERSION} in {node_spark.NAMESPACE} (controller + webhook)",
+                file=out,
+            )
+        if monitoring:
+            ns, svc = node_monitoring.MONITORING_NAMESPACE, node_monitoring.PROMETHEUS_SERVICE
+            print(
+                f"Prometheus (prometheus-operator) in {ns}, scraping the chart's PodMonitor and ServiceMonitor, "
+                f"with its PrometheusRule: kubectl get --raw "
+                f"'/api/v1/namespaces/{ns}/services/{svc}/proxy/api/v1/targets'",
                 file=out,
             )
     if operator is not None:
@@ -413,11 +435,13 @@ def _print_status(work_dir: Path, state: dict[str, Any], out: Any) -> bool:
     return all_alive
 
 
-def run_dev_cluster(action: str, work_dir: Path | None, *, node: bool = False, platform: bool = False) -> int:
+def run_dev_cluster(
+    action: str, work_dir: Path | None, *, node: bool = False, platform: bool = False, monitoring: bool = True
+) -> int:
     work_dir = work_dir or default_work_dir()
     if action == "up":
         try:
-            return cluster_up(work_dir, node=node, platform=platform)
+            return cluster_up(work_dir, node=node, platform=platform, monitoring=monitoring)
         except paths.MissingDependency as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -324,24 +324,58 @@ def deploy_replay(
     """The dev replay server in a pod, serving ``recordings`` (files on this machine, put in a
     ConfigMap: each must be well under 1 MiB). Returns the in-cluster ``ws_url`` and ``rest_url``
     for a CryptoPipeline's spec.ingestion."""
+    args = [*[f"/recordings/{p.name}" for p in recordings], "--speed", speed]
+    files = {p.name: p.read_text() for p in recordings}
+    return _deploy_replay_server(kube, name, namespace, args, files, timeout)
+
+
+def deploy_live_replay(
+    kube: KubeControlPlane,
+    products: list[str],
+    *,
+    rate: float,
+    name: str = "live-replay",
+    namespace: str = PLATFORM_NAMESPACE,
+    timeout: float = 120,
+) -> dict[str, str]:
+    """The dev replay server in a pod serving an endless synthetic feed at wall-clock time (``rate``
+    trades per second over ``products``): a pipeline that streams like a live one, for as long as
+    it runs. Returns ``ws_url`` and ``rest_url`` as ``deploy_replay`` does."""
+    args = [
+        "--synthetic",
+        "--products",
+        ",".join(products),
+        "--rate",
+        str(rate),
+        "--duration",
+        "0",  # endless
+        "--start-time",
+        f"{time.time():.3f}",
+        "--speed",
+        "1",
+    ]
+    return _deploy_replay_server(kube, name, namespace, args, {}, timeout)
+
+
+def _deploy_replay_server(
+    kube: KubeControlPlane, name: str, namespace: str, source_args: list[str], files: dict[str, str], timeout: float
+) -> dict[str, str]:
     configmap = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": f"{name}-recordings", "namespace": namespace},
-        "data": {p.name: p.read_text() for p in recordings},
+        "data": files,
     }
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(configmap))
     args = [
         "serve",
-        *[f"/recordings/{p.name}" for p in recordings],
+        *source_args,
         "--host",
         "0.0.0.0",
         "--port",
         str(REPLAY_PORT),
         "--control-port",
         str(REPLAY_PORT + 1),
-        "--speed",
-        speed,
     ]
     image = image_refs()["dev-replay"]
     apply(kube, render("replay.yaml", NAME=name, NAMESPACE=namespace, IMAGE=image, ARGS=json.dumps(args)))
@@ -357,6 +391,7 @@ __all__ = [
     "PLATFORM_NAMESPACE",
     "PlatformDeps",
     "deploy_dns",
+    "deploy_live_replay",
     "deploy_platform_deps",
     "deploy_replay",
     "install_operator",

@@ -32,6 +32,9 @@ PROMETHEUS_NAME = "cryptopipe"
 CONFIG_SECRET = f"prometheus-{PROMETHEUS_NAME}"
 RULES_CONFIGMAP_PREFIX = f"prometheus-{PROMETHEUS_NAME}-rulefiles-"
 STATEFULSET = f"prometheus-{PROMETHEUS_NAME}"
+# the Service prometheus-operator makes for every Prometheus (headless; port "web", 9090): the HTTP
+# API through the apiserver's service proxy is /api/v1/namespaces/<ns>/services/<this>/proxy/api/v1/...
+PROMETHEUS_SERVICE = "prometheus-operated:web"
 # build-images.sh's names of the images this needs in the node's containerd
 MONITORING_IMAGES = ("dev-prometheus", "dev-prometheus-operator", "dev-prometheus-config-reloader")
 # the labels charts/cryptopipe-operator puts on its PodMonitor, ServiceMonitor and PrometheusRule
@@ -138,9 +141,9 @@ def deploy_monitoring(
     timings["images_load_s"] = round(time.monotonic() - began, 1)
     build_prometheus_operator(log_path=log_path)
     kube.install_crds(prometheus_operator_crds(), timeout=120)
-    node_addons._apply(kube, monitoring_manifest(node_addons.image_refs()))
+    node_addons.apply(kube, monitoring_manifest(node_addons.image_refs()))
     applied = time.monotonic()
-    node_addons._rollout(kube, MONITORING_NAMESPACE, "deployment/prometheus-operator", timeout)
+    node_addons.rollout(kube, MONITORING_NAMESPACE, "deployment/prometheus-operator", timeout)
     timings["operator_ready_s"] = round(time.monotonic() - applied, 1)
 
     def statefulset_made() -> bool:
@@ -148,7 +151,7 @@ def deploy_monitoring(
         return got.returncode == 0
 
     wait_for(statefulset_made, timeout, f"statefulset {STATEFULSET} made by prometheus-operator", interval=1.0)
-    node_addons._rollout(kube, MONITORING_NAMESPACE, f"statefulset/{STATEFULSET}", timeout)
+    node_addons.rollout(kube, MONITORING_NAMESPACE, f"statefulset/{STATEFULSET}", timeout)
     timings["prometheus_ready_s"] = round(time.monotonic() - applied, 1)
     timings["monitoring_s"] = round(time.monotonic() - began, 1)
     return timings
