@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -21,7 +21,7 @@ from cryptopipe_operator import lake_cleanup
 from cryptopipe_operator.drift import drifted
 from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi, object_path
 from cryptopipe_operator.lake_claims import LakeClaim, bucket_key, claim_of, older_overlapping
-from cryptopipe_operator.render import ChildRef, render_children, unwanted_children
+from cryptopipe_operator.render import ChildRef, Manifest, apply_stages, render_children, unwanted_children
 from cryptopipe_operator.render_common import MANAGED_BY
 from cryptopipe_operator.render_ingestion import deployment_name
 from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name, trades_topic_name
@@ -48,6 +48,7 @@ from cryptopipe_operator.status import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -66,6 +67,27 @@ def _path(manifest: Mapping[str, Any]) -> str:
 
 def _ref(manifest: Mapping[str, Any]) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """The calls' results, the calls sent at once: a reconcile is mostly round trips to the API
+    server, and one after another they added up to most of its time. Every call ends before this
+    returns; the first failure (in the calls' order) is raised then, none left running."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]  # no exceptions left among them
+
+
+async def _apply_in_stages(api: KubeApi, manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """Apply the children stage by stage (render.apply_stages: the workloads last), each stage at
+    once. Returns each applied child as the API server answered, by ``Kind/name``."""
+    applied: dict[str, dict[str, Any]] = {}
+    for stage in apply_stages(manifests):
+        answers = await _all(_apply(api, manifest) for manifest in stage)
+        applied |= {_ref(manifest): answer for manifest, answer in zip(stage, answers, strict=True)}
+    return applied
 
 
 class Conflict(kopf.TemporaryError):
@@ -130,20 +152,15 @@ async def reconcile(
 
     checkpoint = next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
     manifests = render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role)
-    existing = [await _get(api, manifest) for manifest in manifests]
-    taken = [
-        _ref(m) for m, obj in zip(manifests, existing, strict=True) if obj is not None and not _ours(obj, m, pipeline)
-    ]
+    existing = await _all(_get(api, manifest) for manifest in manifests)
+    taken = _foreign(manifests, existing, pipeline)
     if taken:
-        await refuse(
-            "ChildConflict",
-            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} in namespace {pipeline.namespace} "
-            "and not as this pipeline's children: nothing applied (rename or delete them, or rename the pipeline)",
-        )
+        await refuse(CHILD_CONFLICT, _child_conflict_message(taken, pipeline))
 
     created, updated = [], []
+    applied = await _apply_in_stages(api, manifests)
     for manifest, before in zip(manifests, existing, strict=True):
-        after = await _apply(api, manifest)
+        after = applied[_ref(manifest)]
         if before is None:
             created.append(_ref(manifest))
         elif before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
@@ -151,7 +168,7 @@ async def reconcile(
     if created or updated:
         parts = [f"created {', '.join(created)}" if created else "", f"updated {', '.join(updated)}" if updated else ""]
         emit("Normal", "ChildrenApplied", "; ".join(p for p in parts if p))
-    deleted = [ref for ref in unwanted_children(pipeline) if await _delete_unwanted(api, pipeline, ref)]
+    deleted = await _delete_unwanted(api, pipeline, unwanted_children(pipeline))
     if deleted:
         names = ", ".join(f"{ref.kind}/{ref.name}" for ref in deleted)
         emit("Normal", "ChildrenDeleted", f"no longer wanted by the spec: deleted {names}")
@@ -204,6 +221,21 @@ async def record_failure(api: KubeApi, body: Mapping[str, Any], emit: Emit, mess
     before = _ready(previous)
     if (before.get("reason"), before.get("message")) != (RECONCILE_FAILED, message):
         emit("Warning", RECONCILE_FAILED, message)
+
+
+CHILD_CONFLICT = "ChildConflict"
+
+
+def _child_conflict_message(taken: list[str], pipeline: Pipeline) -> str:
+    return (
+        f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} in namespace {pipeline.namespace} "
+        "and not as this pipeline's children: nothing applied (rename or delete them, or rename the pipeline)"
+    )
+
+
+def _foreign(manifests: list[Manifest], live: list[dict[str, Any] | None], pipeline: Pipeline) -> list[str]:
+    """The children (``Kind/name``) whose name an object that is not this pipeline's holds."""
+    return [_ref(m) for m, obj in zip(manifests, live, strict=True) if obj is not None and not _ours(obj, m, pipeline)]
 
 
 def _ours(obj: Mapping[str, Any], manifest: Mapping[str, Any], pipeline: Pipeline) -> bool:
@@ -278,15 +310,21 @@ async def _claim_lake(api: KubeApi, pipeline: Pipeline) -> str | None:
     )
 
 
-async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, ref: ChildRef) -> bool:
-    """Delete a child the spec no longer wants (the lake monitor turned off). Only an object that
-    is this pipeline's: labelled with its instance and the child's component, and owned by its
-    uid; anything else of that name (a user's own Deployment) is left alone. Returns whether one
-    was deleted."""
-    path = object_path(ref.api_version, ref.kind, pipeline.namespace, ref.name)
-    obj = await api.get(path)
-    if obj is None:
-        return False
+async def _delete_unwanted(api: KubeApi, pipeline: Pipeline, refs: list[ChildRef]) -> list[ChildRef]:
+    """Delete the children the spec no longer wants (the lake monitor turned off), in ``refs``'
+    order (all looked up at once first; almost always none exists). Only an object that is this
+    pipeline's: labelled with its instance and the child's component, and owned by its uid;
+    anything else of that name (a user's own Deployment) is left alone. Returns those deleted."""
+    paths = [object_path(ref.api_version, ref.kind, pipeline.namespace, ref.name) for ref in refs]
+    found = await _all(api.get(path) for path in paths)
+    deleted = []
+    for ref, path, obj in zip(refs, paths, found, strict=True):
+        if obj is not None and await _delete_if_ours(api, pipeline, ref, path, obj):
+            deleted.append(ref)
+    return deleted
+
+
+async def _delete_if_ours(api: KubeApi, pipeline: Pipeline, ref: ChildRef, path: str, obj: Mapping[str, Any]) -> bool:
     meta = obj["metadata"]
     labels = meta.get("labels") or {}
     ours = (
@@ -346,12 +384,7 @@ async def refresh_status(api: KubeApi, body: Mapping[str, Any], emit: Emit) -> l
     )
     if fresh["conditions"] == previous and fresh["phase"] == status.get("phase"):
         return previous  # no write (and no new resourceVersion) for a status that did not change
-    try:
-        await api.patch_status(_pipeline_path(body), fresh, resource_version=meta["resourceVersion"])
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-        log.debug("status refresh of %s/%s skipped: changed meanwhile", meta["namespace"], meta["name"])
+    if not await _patch_status_unless_changed(api, fresh_body, fresh):
         return None
     conditions: list[Mapping[str, Any]] = fresh["conditions"]
     _emit_readiness_change(emit, previous, conditions)
@@ -369,16 +402,24 @@ async def repair_drift(
     behind the operator's back (the periodic drift repair; Strimzi's periodic reconciliation).
 
     Each child is read and re-applied only when it is gone or a field the operator renders has
-    another value (drift.py); server-side apply then sets back exactly the operator's fields. A
-    child of that name that is not the pipeline's (someone else's object where a deleted child
-    was) is left alone, as the reconcile would. Nothing while the current generation is not
-    applied (the reconcile does it). Returns the children repaired (``Kind/name``), announced in
+    another value (drift.py); server-side apply then sets back exactly the operator's fields.
+    Nothing while the current generation is not applied (the reconcile does it).
+
+    An object that is not the pipeline's where a child was (deleted by hand, and someone else's
+    object created by its name) is left alone and, as in the reconcile, nothing is applied: the
+    status says ChildConflict (Ready False, phase Conflict, the objects named; a Warning Event when
+    that changes), which stops the status timer from reading the other object as the child. Drift
+    repair goes on looking, and once the name is free it re-creates the child and writes the
+    status from the children again. Returns the children repaired (``Kind/name``), announced in
     one Normal Event ``DriftRepaired``.
     """
     fresh_body = await api.get(_pipeline_path(body))
-    if fresh_body is None or fresh_body["metadata"].get("deletionTimestamp") or not _applied(fresh_body):
+    if fresh_body is None or fresh_body["metadata"].get("deletionTimestamp"):
         return []
-    status = fresh_body.get("status") or {}
+    meta, status = fresh_body["metadata"], fresh_body.get("status") or {}
+    in_conflict = _child_conflict_reported(fresh_body)
+    if not (_applied(fresh_body) or in_conflict):
+        return []
     try:
         pipeline = parse_pipeline(fresh_body)
     except SpecError:
@@ -386,19 +427,62 @@ async def repair_drift(
     checkpoint = next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
     if checkpoint != status.get("checkpointGeneration"):
         return []  # the recorded state is not this spec's: the reconcile's to sort out
+    manifests = render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role)
+    live = await _all(_get(api, manifest) for manifest in manifests)
+    previous: list[Mapping[str, Any]] = status.get("conditions") or []
+    taken = _foreign(manifests, live, pipeline)
+    if taken:
+        log.warning("drift repair: %s not %s's, left alone", ", ".join(taken), pipeline.name)
+        message = _child_conflict_message(taken, pipeline)
+        before = _ready(previous)
+        if (before.get("reason"), before.get("message")) != (CHILD_CONFLICT, message):
+            conflict = conflict_status(
+                CHILD_CONFLICT, message, generation=meta["generation"], previous=previous, now=_now()
+            )
+            if await _patch_status_unless_changed(api, fresh_body, conflict):
+                emit("Warning", CHILD_CONFLICT, message)
+        return []
+    drifted_ones = [manifest for manifest, obj in zip(manifests, live, strict=True) if drifted(manifest, obj)]
+    applied = await _apply_in_stages(api, drifted_ones)
     repaired = []
-    for manifest in render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role):
-        live = await _get(api, manifest)
-        if live is not None and not _ours(live, manifest, pipeline):
-            log.warning("drift repair: %s is not %s's, left alone", _ref(manifest), pipeline.name)
-            continue
-        if drifted(manifest, live):
-            after = await _apply(api, manifest)
-            if live is None or after["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]:
-                repaired.append(_ref(manifest))
+    for manifest, obj in zip(manifests, live, strict=True):
+        after = applied.get(_ref(manifest))
+        if after is not None and (
+            obj is None or after["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]
+        ):
+            repaired.append(_ref(manifest))
     if repaired:
         emit("Normal", "DriftRepaired", f"deleted or changed by hand, re-applied from the spec: {', '.join(repaired)}")
+    if in_conflict:  # the name is free again and the children are back: the status from them
+        fresh = await _aggregate(api, pipeline, meta["generation"], previous)
+        if await _patch_status_unless_changed(api, fresh_body, fresh):
+            _emit_readiness_change(emit, previous, fresh["conditions"])
     return repaired
+
+
+def _child_conflict_reported(body: Mapping[str, Any]) -> bool:
+    """Whether the status of the current generation says ChildConflict (the reconcile's or the
+    drift repair's)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return (
+        status.get("observedGeneration") == meta.get("generation")
+        and status.get("phase") == "Conflict"
+        and _ready(status.get("conditions") or []).get("reason") == CHILD_CONFLICT
+    )
+
+
+async def _patch_status_unless_changed(api: KubeApi, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Write the status only if the pipeline is still at the version read (a reconcile or spec
+    change in between wins: 409, nothing written, False)."""
+    meta = body["metadata"]
+    try:
+        await api.patch_status(_pipeline_path(body), status, resource_version=meta["resourceVersion"])
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        log.debug("status of %s/%s not written: changed meanwhile", meta["namespace"], meta["name"])
+        return False
+    return True
 
 
 async def _aggregate(
@@ -414,14 +498,17 @@ async def _aggregate(
             return None, None
         return obj.get("status") or {}, obj["metadata"].get("generation")
 
-    topic, _ = await child(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, trades_topic_name(pipeline)))
-    dlq, _ = await child(object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, dlq_topic_name(pipeline)))
-    deployment, deployment_generation = await child(object_path("apps/v1", "Deployment", ns, deployment_name(pipeline)))
-    spark, _ = await child(object_path(SPARK_API_VERSION, "SparkApplication", ns, spark_application_name(pipeline)))
-    monitor, monitor_generation = None, None
+    paths = [
+        object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, trades_topic_name(pipeline)),
+        object_path(STRIMZI_API_VERSION, "KafkaTopic", ns, dlq_topic_name(pipeline)),
+        object_path("apps/v1", "Deployment", ns, deployment_name(pipeline)),
+        object_path(SPARK_API_VERSION, "SparkApplication", ns, spark_application_name(pipeline)),
+    ]
     if pipeline.spec.monitor.enabled:
-        path = object_path("apps/v1", "Deployment", ns, monitor_deployment_name(pipeline))
-        monitor, monitor_generation = await child(path)
+        paths.append(object_path("apps/v1", "Deployment", ns, monitor_deployment_name(pipeline)))
+    found = await _all(child(path) for path in paths)
+    (topic, _), (dlq, _), (deployment, deployment_generation), (spark, _) = found[:4]
+    monitor, monitor_generation = found[4] if pipeline.spec.monitor.enabled else (None, None)
     return aggregate_conditions(
         pipeline,
         generation,

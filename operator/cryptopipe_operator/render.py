@@ -1,5 +1,6 @@
 """Every child of a CryptoPipeline, in the order to apply them (RBAC before the pods that use it),
-and the children a spec no longer wants (optional ones turned off, and what older operators made)."""
+the stages that order allows to apply at once, and the children a spec no longer wants (optional
+ones turned off, and what older operators made)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ __all__ = [
     "render_role_binding",
     "render_service_account",
     "render_spark_application",
+    "apply_stages",
     "unwanted_children",
 ]
 
@@ -72,6 +74,20 @@ def render_children(
     if pipeline.spec.monitor.enabled:
         children.append(render_monitor_deployment(pipeline))
     return children
+
+
+# the children whose controllers start pods: applied only once every other child exists
+POD_MAKING_KINDS = frozenset({"Deployment", "SparkApplication"})
+
+
+def apply_stages(children: list[Manifest]) -> list[list[Manifest]]:
+    """``children`` (render_children's order) in two stages, the children of a stage independent of
+    each other, so a reconcile applies each stage at once instead of one request after another:
+    first what the pods are fenced by or need (NetworkPolicies, topics, ServiceAccount,
+    RoleBinding, Service), then the workloads that start them. A stage keeps the order it had."""
+    first = [child for child in children if child["kind"] not in POD_MAKING_KINDS]
+    then = [child for child in children if child["kind"] in POD_MAKING_KINDS]
+    return [stage for stage in (first, then) if stage]
 
 
 def _network_policies(pipeline: Pipeline) -> list[Manifest]:

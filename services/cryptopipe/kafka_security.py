@@ -2,15 +2,18 @@
 
 The ingestion, the lake monitor and the Spark job read the same five settings from their
 environment (``<PREFIX>KAFKA_SECURITY_PROTOCOL``, ``..._SASL_MECHANISM``, ``..._SASL_USERNAME``,
-``..._SASL_PASSWORD``, ``..._SSL_CAFILE``) and hand them to kafka-python, librdkafka or Spark's Kafka
-source under those clients' option names. The password is never in a repr or a log line.
+``..._SASL_PASSWORD``, ``..._SSL_CAFILE``), declared once here (KafkaSecuritySettings, which their
+settings classes extend), and hand them to kafka-python, librdkafka or Spark's Kafka source under
+those clients' option names. The password is never in a repr or a log line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
@@ -125,3 +128,39 @@ PLAINTEXT = KafkaSecurity()
 def _jaas_quote(value: str) -> str:
     # a JAAS value is a double-quoted string with backslash escapes
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class KafkaSecuritySettings(BaseModel):
+    """The five Kafka security settings of a service's settings class (pydantic-settings: each read
+    from ``<the class's env prefix>KAFKA_...``), checked together when the settings are built."""
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol: TLS (SSL), SASL authentication, or both (SASL_SSL)."
+    )
+    kafka_sasl_mechanism: Literal["", "SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "", description="SASL mechanism under SASL_PLAINTEXT or SASL_SSL (Strimzi's KafkaUser: SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str = Field("", description="Kafka user name under SASL.")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="The Kafka user's password under SASL (in Kubernetes: from a Secret; never logged)."
+    )
+    kafka_ssl_cafile: str = Field(
+        "",
+        description="PEM file of the CA certificate(s) the brokers' certificates are verified with; empty: the system's.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_kafka_security(self) -> Self:
+        self.kafka_security  # noqa: B018 - refuses incomplete TLS/SASL settings at start, by name
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The Kafka security settings, for whichever client the service builds."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            cafile=self.kafka_ssl_cafile,
+        )

@@ -7,26 +7,19 @@ from __future__ import annotations
 
 import argparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cryptopipe.contracts import ContractError, parse_duration, window_label
-from cryptopipe.kafka_security import KafkaSecurity
+from cryptopipe.kafka_security import KafkaSecuritySettings
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.s3 import S3Connection
 
 
-class JobSettings(BaseSettings):
+class JobSettings(KafkaSecuritySettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRYPTOPIPE_JOB_", extra="forbid")
 
     kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
-    kafka_security_protocol: str = Field(
-        "PLAINTEXT", description="Kafka security.protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
-    )
-    kafka_sasl_mechanism: str = Field("", description="SASL mechanism: SCRAM-SHA-512 or SCRAM-SHA-256")
-    kafka_sasl_username: str = Field("", description="Kafka user name under SASL")
-    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="The Kafka user's password (env, from a Secret)")
-    kafka_ssl_cafile: str = Field("", description="PEM file of the CA certificate(s) verifying the brokers")
     topic: str = Field("coinbase.trades", description="Topic of trade and tick records")
     starting_offsets: str = Field("earliest", description="Where a new checkpoint starts reading: earliest|latest")
     max_offsets_per_trigger: int | None = Field(None, ge=1, description="Cap on records per micro-batch")
@@ -103,21 +96,6 @@ class JobSettings(BaseSettings):
     @property
     def lake(self) -> LakeLocation:
         return LakeLocation(self.bucket, self.prefix)
-
-    @model_validator(mode="after")
-    def _valid_kafka_security(self) -> JobSettings:
-        self.kafka_security  # noqa: B018 - refuses incomplete TLS/SASL settings at start, by name
-        return self
-
-    @property
-    def kafka_security(self) -> KafkaSecurity:
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            username=self.kafka_sasl_username,
-            password=self.kafka_sasl_password.get_secret_value(),
-            cafile=self.kafka_ssl_cafile,
-        )
 
     @property
     def s3(self) -> S3Connection:

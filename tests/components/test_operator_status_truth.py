@@ -318,3 +318,61 @@ def test_children_deleted_or_changed_by_hand_are_put_back(
     repairs = [e["message"] for e in events(kube, ns, name) if e["reason"] == "DriftRepaired"]
     assert any(f"Deployment/{name}-ingestion" in m for m in repairs), repairs
     assert any(f"KafkaTopic/{name}-trades" in m for m in repairs), repairs
+
+
+def test_drift_repair_reports_a_foreign_object_in_a_deleted_childs_place(
+    kube: KubeControlPlane, operator: OperatorProcess, kube_namespace: str
+) -> None:
+    """A child deleted by hand and another team's object created by its name: drift repair leaves
+    the object alone and the status says so (Ready False ChildConflict naming it, phase Conflict,
+    one Warning Event), as the reconcile does; once the name is free the child is back and the
+    conflict gone. (Before: the repair only logged it, and the status kept the old Ready.)"""
+    ns, name = kube_namespace, "usurped"
+    child = f"{name}-trades-dlq"
+    theirs = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaTopic",
+        "metadata": {"name": child, "namespace": ns, "labels": {"strimzi.io/cluster": "lake-kafka"}},
+        "spec": {"partitions": 7, "replicas": 1, "config": {"retention.ms": 3600000}},
+    }
+    _create(kube, pipeline(name, ns))
+    eventually(lambda: get(kube, "SparkApplication", ns, f"{name}-candles"), "children", operator=operator)
+    eventually(lambda: _applied(kube, ns, name), "first status", operator=operator)
+
+    def replaced() -> bool:
+        # drift repair (every second here) may re-create the child between the two calls: then again
+        kube.kubectl("delete", "kafkatopic", child, "-n", ns, "--ignore-not-found")
+        kube.kubectl("create", "-f", "-", input=json.dumps(theirs), check=False)
+        now = get(kube, "KafkaTopic", ns, child)
+        return now is not None and not now["metadata"].get("ownerReferences")
+
+    eventually(replaced, "the child's name taken by another object", operator=operator)
+
+    def refused() -> dict[str, Any]:
+        obj = _pipeline(kube, ns, name)
+        ready = conditions(obj).get("Ready") or {}
+        assert (ready.get("status"), ready.get("reason")) == ("False", "ChildConflict"), ready
+        assert obj["status"]["phase"] == "Conflict", obj["status"]
+        return ready
+
+    ready = eventually(refused, "ChildConflict from the drift repair", operator=operator)
+    assert f"KafkaTopic/{child}" in ready["message"], ready
+    warning = eventually(
+        lambda: [e for e in events(kube, ns, name) if e["reason"] == "ChildConflict"], "Event", operator=operator
+    )
+    assert warning[0]["type"] == "Warning" and f"KafkaTopic/{child}" in warning[0]["message"], warning
+    topic = get(kube, "KafkaTopic", ns, child)
+    assert topic is not None and topic["spec"] == theirs["spec"] and not topic["metadata"].get("ownerReferences")
+
+    kube.kubectl("delete", "kafkatopic", child, "-n", ns)
+
+    def back() -> bool:
+        topic = get(kube, "KafkaTopic", ns, child)
+        assert topic is not None and topic["metadata"].get("ownerReferences"), "child not re-created"
+        obj = _pipeline(kube, ns, name)
+        assert obj["status"]["phase"] != "Conflict", obj["status"]
+        assert (conditions(obj).get("Ready") or {}).get("reason") != "ChildConflict", conditions(obj)
+        return True
+
+    eventually(back, "child back, conflict gone", operator=operator)
+    assert len([e for e in events(kube, ns, name) if e["reason"] == "ChildConflict"]) == 1

@@ -14,6 +14,7 @@ from cryptopipe.pipeline import job_arguments
 from cryptopipe_dev import crd
 from cryptopipe_operator.render import (
     ChildRef,
+    apply_stages,
     render_children,
     render_dlq_topic,
     render_ingestion_deployment,
@@ -676,3 +677,20 @@ def test_monitor_reads_its_kafka_security_back_from_its_env() -> None:
         "sasl_plain_password": "from-the-secret",
         "ssl_cafile": "/etc/cryptopipe/kafka-ca/ca.crt",
     }
+
+
+def test_children_are_applied_in_two_stages_the_workloads_last() -> None:
+    """What fences or serves the pods (NetworkPolicies, topics, RBAC, Service) at once, then the
+    workloads that start pods at once: never a pod before its NetworkPolicy or RoleBinding."""
+    children = render_children(VARIANTS["monitored"], 1)
+    first, then = apply_stages(children)
+    assert [c["kind"] for c in then] == ["Deployment", "SparkApplication", "Deployment"]
+    assert {c["kind"] for c in first} == {
+        "NetworkPolicy",
+        "KafkaTopic",
+        "ServiceAccount",
+        "RoleBinding",
+        "Service",
+    }
+    assert sorted(map(id, first + then)) == sorted(map(id, children))  # nothing lost, nothing twice
+    assert [c for c in children if c in first] == first  # each stage keeps render_children's order

@@ -50,17 +50,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptopipe.coinbase.frames import FEED_URLS, REST_BASE_URL
 from cryptopipe.contracts import PRODUCT_PATTERN, ingest_state_topic
-from cryptopipe.kafka_security import KafkaSecurity
+from cryptopipe.kafka_security import KafkaSecuritySettings
 
 ENV_PREFIX = "CRYPTOPIPE_INGEST_"
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(KafkaSecuritySettings, BaseSettings):
     """Configuration of one ingestion process (one feed, a set of products, one Kafka topic)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -85,20 +85,6 @@ class IngestSettings(BaseSettings):
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092",
         description="Kafka bootstrap servers, comma-separated host:port.",
-    )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="Kafka security.protocol: TLS (SSL), SASL authentication, or both (SASL_SSL)."
-    )
-    kafka_sasl_mechanism: Literal["", "SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
-        "", description="SASL mechanism under SASL_PLAINTEXT or SASL_SSL (Strimzi's KafkaUser: SCRAM-SHA-512)."
-    )
-    kafka_sasl_username: str = Field("", description="Kafka user name under SASL.")
-    kafka_sasl_password: SecretStr = Field(
-        SecretStr(""), description="The Kafka user's password under SASL (in Kubernetes: from a Secret; never logged)."
-    )
-    kafka_ssl_cafile: str = Field(
-        "",
-        description="PEM file of the CA certificate(s) the brokers' certificates are verified with; empty: the system's.",
     )
     topic: str = Field("coinbase.trades", description="Kafka topic for trade and tick records.")
     dlq_topic: str = Field(
@@ -262,16 +248,4 @@ class IngestSettings(BaseSettings):
             raise ValueError("backoff_max_s must be >= backoff_initial_s")
         if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms:
             raise ValueError("delivery_timeout_ms must be >= linger_ms + request_timeout_ms")
-        self.kafka_security  # noqa: B018 - validates the five Kafka security settings together
         return self
-
-    @property
-    def kafka_security(self) -> KafkaSecurity:
-        """The Kafka security settings, for whichever client the service builds."""
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            username=self.kafka_sasl_username,
-            password=self.kafka_sasl_password.get_secret_value(),
-            cafile=self.kafka_ssl_cafile,
-        )

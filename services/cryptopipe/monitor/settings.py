@@ -33,11 +33,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptopipe.contracts import PRODUCT_PATTERN, ContractError, parse_duration, window_label
-from cryptopipe.kafka_security import KafkaSecurity
+from cryptopipe.kafka_security import KafkaSecuritySettings
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.lake.s3 import S3Connection
 from cryptopipe.monitor.anomalies import Thresholds
@@ -61,7 +61,8 @@ def _duration(value: str) -> str:
     return value.strip()
 
 
-class MonitorSettings(BaseSettings):
+class MonitorSettings(KafkaSecuritySettings, BaseSettings):
+    # how it authenticates to Kafka: the ingestion's settings of the same names (KafkaSecuritySettings)
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     s3_endpoint: str | None = Field(None, description="S3 endpoint URL; unset for AWS S3.")
@@ -84,12 +85,6 @@ class MonitorSettings(BaseSettings):
         None, description="Kafka bootstrap of the ingestion's dead-letter topic (counted-unfillable trade ids)."
     )
     dlq_topic: str | None = Field(None, description="The ingestion's dead-letter topic.")
-    # how it authenticates to Kafka: the ingestion's settings of the same names (cryptopipe.kafka_security)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["", "SCRAM-SHA-512", "SCRAM-SHA-256"] = ""
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: SecretStr = SecretStr("")
-    kafka_ssl_cafile: str = ""
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -115,18 +110,7 @@ class MonitorSettings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}KAFKA_BOOTSTRAP and {ENV_PREFIX}DLQ_TOPIC go together: set both (or neither)"
             )
-        self.kafka_security  # noqa: B018 - refuses incomplete TLS/SASL settings, by name
         return self
-
-    @property
-    def kafka_security(self) -> KafkaSecurity:
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            username=self.kafka_sasl_username,
-            password=self.kafka_sasl_password.get_secret_value(),
-            cafile=self.kafka_ssl_cafile,
-        )
 
     @field_validator("products")
     @classmethod
