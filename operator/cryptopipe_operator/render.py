@@ -55,7 +55,7 @@ def render_children(
     pipeline: Pipeline,
     checkpoint_generation: int,
     *,
-    starting_offsets: str = "earliest",
+    starting_offsets: str | None = None,
     spark_driver_role: str = DEFAULT_SPARK_DRIVER_CLUSTER_ROLE,
 ) -> list[Manifest]:
     """``spark_driver_role``: the ClusterRole the driver's RoleBinding references (the operator's

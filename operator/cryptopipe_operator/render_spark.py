@@ -7,13 +7,21 @@ from cryptopipe.pipeline import job_arguments, job_env
 from cryptopipe.spark_conf import spark_conf
 from cryptopipe_operator.render_common import Manifest, labels, metadata, restricted_container_security
 from cryptopipe_operator.render_kafka_auth import kafka_auth_env, spark_ca_secrets, spark_cafile
-from cryptopipe_operator.spec import Pipeline, SparkPod, to_pipeline_config
+from cryptopipe_operator.spec import (
+    Pipeline,
+    SparkPod,
+    job_start,
+    shuffle_partitions,
+    state_fingerprint,
+    to_pipeline_config,
+)
 
 COMPONENT = "spark"
 SPARK_API_VERSION = "sparkoperator.k8s.io/v1beta2"
 MAIN_APPLICATION_FILE = "local:///opt/cryptopipe/spark-apps/candles_job/main.py"
 JOB_METRICS_PORT = 9108
-JOB_ENV_PREFIX = "CRYPTOPIPE_JOB_"  # candles_job.settings.JobSettings
+JOB_ENV_PREFIX = "CRYPTOPIPE_JOB_"
+RESTART_NONCE_ANNOTATION = "cryptopipeline.io/restart-nonce"  # candles_job.settings.JobSettings
 # spark-operator derives these from the SparkApplication's own fields (master URL, driver memory,
 # the driver's service address); the local-mode values spark_conf() gives them must not leak in
 _SET_BY_SPARK_OPERATOR = {"spark.master", "spark.driver.memory", "spark.driver.host", "spark.driver.bindAddress"}
@@ -65,8 +73,7 @@ def job_spark_conf(pipeline: Pipeline) -> dict[str, str]:
 
 
 def _parallelism(pipeline: Pipeline) -> int:
-    executor = pipeline.spec.spark.executor
-    return executor.cores * executor.instances
+    return shuffle_partitions(pipeline.spec)
 
 
 def _pod(pipeline: Pipeline, pod: SparkPod) -> dict[str, object]:
@@ -89,15 +96,24 @@ def _pod(pipeline: Pipeline, pod: SparkPod) -> dict[str, object]:
 
 
 def render_spark_application(
-    pipeline: Pipeline, checkpoint_generation: int, *, starting_offsets: str = "earliest"
+    pipeline: Pipeline, checkpoint_generation: int, *, starting_offsets: str | None = None
 ) -> Manifest:
-    """``starting_offsets`` matters only when the generation's checkpoint does not exist yet (Spark
-    resumes from the checkpoint otherwise): a new generation may start at the old one's end offsets."""
+    """Where a new generation starts (spec.job_start: the hand-over, or spec.freshStart under
+    ``upgradeMode: fresh``) matters only when its checkpoint does not exist yet (Spark resumes from
+    the checkpoint otherwise). ``starting_offsets`` overrides it (no hand-over). A restartNonce is
+    an annotation of the driver: changing it changes the SparkApplication's spec, which
+    spark-operator answers by resubmitting the application (on the same checkpoint)."""
     spark = pipeline.spec.spark
+    start = job_start(pipeline.spec)
+    if starting_offsets is not None:
+        start = {"handover": "false", "starting_offsets": starting_offsets}
+    nonce = pipeline.spec.restart_nonce
     driver = _pod(pipeline, spark.driver) | {
         "serviceAccount": service_account_name(pipeline),
         "ports": [{"name": "metrics", "containerPort": JOB_METRICS_PORT, "protocol": "TCP"}],
     }
+    if nonce is not None:
+        driver["annotations"] = {RESTART_NONCE_ANNOTATION: str(nonce)}
     executor = _pod(pipeline, spark.executor) | {"instances": spark.executor.instances}
     return {
         "apiVersion": SPARK_API_VERSION,
@@ -116,8 +132,11 @@ def render_spark_application(
                 kafka_bootstrap=pipeline.kafka_bootstrap,
                 s3_endpoint=pipeline.spec.sink.endpoint,
                 metrics_port=JOB_METRICS_PORT,
-                shuffle_partitions=_parallelism(pipeline),
-                starting_offsets=starting_offsets,
+                shuffle_partitions=shuffle_partitions(pipeline.spec),
+                starting_offsets=start["starting_offsets"],
+                handover=start["handover"] == "true",
+                state_fingerprint=state_fingerprint(pipeline.spec, pipeline.lake_prefix),
+                pipeline_uid=pipeline.uid,
             ),
             "sparkConf": job_spark_conf(pipeline),
             "restartPolicy": RESTART_POLICY,

@@ -33,6 +33,8 @@ MAX_WATERMARK_S = 3600
 MAX_TRIGGER_S = 600
 
 ChangeKind = Literal["none", "compatible", "state_breaking"]
+# status.stateFingerprintVersion: 2 since the fingerprint covers Kafka, Spark image/version and layout
+STATE_FINGERPRINT_VERSION = 2
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
 
@@ -199,8 +201,22 @@ class NetworkPolicySpec(_Model):
     )
 
 
+FreshFrom = Literal["handover", "earliest", "latest", "timestamp"]
+
+
+class FreshStartSpec(_Model):
+    """Where a generation started by ``upgradeMode: fresh`` reads the topic from."""
+
+    from_: FreshFrom = Field("handover", alias="from")
+    timestamp: str | None = None  # RFC 3339, with from: timestamp
+
+
 class PipelineSpec(_Model):
     suspend: bool = False
+    # Flink-style lifecycle controls (docs/operator.md, "Checkpoint generations and upgrade modes")
+    restart_nonce: int | None = None
+    upgrade_mode: Literal["last-state", "fresh"] = "last-state"
+    fresh_start: FreshStartSpec = FreshStartSpec()
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     feed: Literal["exchange", "advanced_trade"] = "exchange"
     products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
@@ -266,10 +282,20 @@ class Pipeline:
 
     @property
     def kafka_bootstrap(self) -> str:
-        # Strimzi's service for the cluster's plain listener (9092), or its tls listener (9093)
-        kafka = self.spec.kafka
-        port = 9093 if kafka.tls is not None else 9092
-        return kafka.bootstrap_servers or f"{kafka.cluster_name}-kafka-bootstrap:{port}"
+        return kafka_bootstrap(self.spec)
+
+
+def kafka_bootstrap(spec: PipelineSpec) -> str:
+    # Strimzi's service for the cluster's plain listener (9092), or its tls listener (9093)
+    kafka = spec.kafka
+    port = 9093 if kafka.tls is not None else 9092
+    return kafka.bootstrap_servers or f"{kafka.cluster_name}-kafka-bootstrap:{port}"
+
+
+def shuffle_partitions(spec: PipelineSpec) -> int:
+    """spark.sql.shuffle.partitions of the job: the executors' cores. A checkpoint fixes it (Spark
+    keeps the value the query started with), so a new layout only takes effect in a new generation."""
+    return spec.spark.executor.cores * spec.spark.executor.instances
 
 
 def effective_prefix(spec: PipelineSpec, namespace: str, name: str) -> str:
@@ -362,6 +388,16 @@ def parse_quantity(text: str) -> Decimal:
     return Decimal(match.group(1)) * _QUANTITY_SCALE[match.group(2)]
 
 
+def _epoch_ms(text: str) -> int | None:
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int(value.timestamp() * 1000) if value.tzinfo is not None else None
+
+
 def _url_problems(field: str, url: str | None) -> list[SpecProblem]:
     if url is None:
         return []
@@ -441,6 +477,13 @@ def _rule_problems(spec: PipelineSpec) -> list[SpecProblem]:
                 "put it in a Secret and name it in passwordSecretRef",
             )
         )
+    fresh = spec.fresh_start
+    if (fresh.from_ == "timestamp") != (fresh.timestamp is not None):
+        problems.append(
+            SpecProblem("spec.freshStart.timestamp", "timestamp is required with from: timestamp, and only then")
+        )
+    elif fresh.timestamp is not None and _epoch_ms(fresh.timestamp) is None:
+        problems.append(SpecProblem("spec.freshStart.timestamp", f"not an RFC 3339 time: {fresh.timestamp!r}"))
     ref = spec.sink.credentials_secret_ref
     if ref.access_key_key == ref.secret_key_key:
         field = "spec.sink.credentialsSecretRef.secretKeyKey"
@@ -469,10 +512,9 @@ def to_pipeline_config(pipeline: Pipeline, checkpoint_generation: int) -> Pipeli
 # -- spec changes and checkpoint generations ------------------------------------------------------
 
 
-def _state_fields(spec: PipelineSpec, prefix: str | None = None) -> dict[str, object]:
-    """What the Spark checkpoint's state depends on, normalised: reordering windows or writing 60s
-    for 1m changes nothing Spark keeps, so it must not throw the state away. ``prefix``: the
-    effective lake prefix (Pipeline.lake_prefix) when known, else the spec's own."""
+def _legacy_state_fields(spec: PipelineSpec, prefix: str | None = None) -> dict[str, object]:
+    """The fields fingerprinted before issue 11 (windows, watermark, sink): a status recorded by an
+    older operator still matches them once, so upgrading the operator bumps no generation."""
     return {
         "windows": sorted(parse_duration(w) for w in spec.windows),
         "watermark": parse_duration(spec.watermark),
@@ -481,17 +523,40 @@ def _state_fields(spec: PipelineSpec, prefix: str | None = None) -> dict[str, ob
     }
 
 
-def state_fingerprint(spec: PipelineSpec, prefix: str) -> str:
-    """Recorded in status with the checkpoint generation it started (``prefix``: the effective
-    lake prefix, Pipeline.lake_prefix)."""
-    canonical = json.dumps(_state_fields(spec, prefix), sort_keys=True, separators=(",", ":"))
+def _state_fields(spec: PipelineSpec, prefix: str | None = None) -> dict[str, object]:
+    """What the Spark checkpoint's state depends on, normalised: reordering windows or writing 60s
+    for 1m changes nothing Spark keeps, so it must not throw the state away. ``prefix``: the
+    effective lake prefix (Pipeline.lake_prefix) when known, else the spec's own.
+
+    Beyond windows, watermark and sink: the Kafka cluster and topic (the checkpoint's offsets are
+    that cluster's), the Spark image and version (the job's code and Spark's state format), and the
+    executor layout (the shuffle partitions a checkpoint fixes). With ``upgradeMode: fresh`` also
+    the restart nonce and the fresh start: bumping the nonce starts a new generation."""
+    fields = _legacy_state_fields(spec, prefix) | {
+        "kafka": [kafka_bootstrap(spec), spec.kafka.topic or ""],
+        "spark": [spec.spark.image, spec.spark.spark_version],
+        "shufflePartitions": shuffle_partitions(spec),
+    }
+    if spec.upgrade_mode == "fresh":
+        fields["fresh"] = [spec.restart_nonce, spec.fresh_start.from_, spec.fresh_start.timestamp]
+    return fields
+
+
+def _fingerprint(fields: dict[str, object]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def state_fingerprint(spec: PipelineSpec, prefix: str) -> str:
+    """Recorded in status with the checkpoint generation it started, and in the lake's generation
+    record (``prefix``: the effective lake prefix, Pipeline.lake_prefix)."""
+    return _fingerprint(_state_fields(spec, prefix))
 
 
 def classify_change(old: PipelineSpec, new: PipelineSpec) -> ChangeKind:
     """none: nothing changed; compatible: applied in place, the checkpoint is kept (resources,
-    images, products, trigger, replicas, suspend, ...); state_breaking: windows, watermark or the
-    sink's bucket/prefix changed, so Spark cannot resume from the checkpoint."""
+    ingestion, products, trigger, executor memory, suspend, restartNonce under last-state, ...);
+    state_breaking: a field of _state_fields changed, so a new checkpoint generation starts."""
     if old == new:
         return "none"
     return "state_breaking" if _state_fields(old) != _state_fields(new) else "compatible"
@@ -507,7 +572,11 @@ def next_checkpoint_generation(status: Mapping[str, Any], spec: PipelineSpec, pr
     current: int | None = status.get("checkpointGeneration")
     if current is None:
         return 1
-    return current if status.get("stateFingerprint") == state_fingerprint(spec, prefix) else current + 1
+    recorded = status.get("stateFingerprint")
+    same = recorded == state_fingerprint(spec, prefix)
+    if not same and status.get("stateFingerprintVersion") is None:  # written by an older operator
+        same = recorded == _fingerprint(_legacy_state_fields(spec, prefix))
+    return current if same else current + 1
 
 
 def checkpoint_status(spec: PipelineSpec, generation: int, prefix: str) -> dict[str, object]:
@@ -517,4 +586,18 @@ def checkpoint_status(spec: PipelineSpec, generation: int, prefix: str) -> dict[
         "checkpointGeneration": generation,
         "checkpointPath": f"s3a://{root}",
         "stateFingerprint": state_fingerprint(spec, prefix),
+        "stateFingerprintVersion": STATE_FINGERPRINT_VERSION,
     }
+
+
+def job_start(spec: PipelineSpec) -> dict[str, str]:
+    """Where a new generation's queries start reading (the job's --handover/--starting-offsets):
+    under last-state, the hand-over (each window size where the older generations' candles are
+    final; earliest for a new size); under fresh, spec.freshStart."""
+    fresh = spec.fresh_start
+    if spec.upgrade_mode == "last-state" or fresh.from_ == "handover":
+        return {"handover": "true", "starting_offsets": "earliest"}
+    if fresh.from_ == "timestamp":
+        ms = _epoch_ms(fresh.timestamp or "")
+        return {"handover": "false", "starting_offsets": str(ms)}
+    return {"handover": "false", "starting_offsets": fresh.from_}

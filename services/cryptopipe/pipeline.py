@@ -102,6 +102,9 @@ def job_arguments(
     metrics_port: int | None = None,
     shuffle_partitions: int = 2,
     starting_offsets: str = "earliest",
+    handover: bool = True,
+    state_fingerprint: str | None = None,
+    pipeline_uid: str | None = None,
 ) -> list[str]:
     """Arguments of spark-apps/candles_job/main.py (credentials are not arguments: see job_env)."""
     args = [
@@ -126,6 +129,12 @@ def job_arguments(
         "--starting-offsets",
         starting_offsets,
     ]
+    if not handover:  # the job's default: a new generation hands over from the older ones
+        args += ["--handover", "false"]
+    if state_fingerprint:
+        args += ["--state-fingerprint", state_fingerprint]
+    if pipeline_uid:
+        args += ["--pipeline-uid", pipeline_uid]
     if s3_endpoint:
         args += ["--s3-endpoint", s3_endpoint]
     if progress_file:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import uuid
 
 # spark-submit runs this file as a script: make the sibling package importable without installing
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pyspark.sql import SparkSession
 
+from candles_job.generation import start_generation
 from candles_job.progress import JobProgress, ProgressListener
 from candles_job.settings import JobSettings, parse_args, spark_duration
 from candles_job.sink import make_batch_writer, offset_log_watermark_ms
@@ -64,6 +66,11 @@ def build_session(settings: JobSettings) -> SparkSession:
 def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgress):
     filesystem = settings.s3.arrow_filesystem()
     check_lake(settings, filesystem)
+    # the generation the lake allows (never older than its newest, never a stale checkpoint) and
+    # each window size's hand-over point from the older generations (lake/generations.py)
+    start = start_generation(settings, filesystem, now_us=time.time_ns() // 1000)
+    settings = start.settings
+    progress.checkpoint_generation.set(settings.checkpoint_generation)
     # this driver's claim on the checkpoint's commits: a driver started later on the same checkpoint
     # fences this one out (it stops at its next batch instead of committing; lake/fence.py)
     driver_token = uuid.uuid4().hex
@@ -77,7 +84,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
             .options(**kafka_options)
             .option("subscribe", settings.topic)
-            .option("startingOffsets", settings.starting_offsets)
+            .options(**start.kafka_starting_options(window))
         )
         if settings.max_offsets_per_trigger:
             source = source.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
@@ -89,6 +96,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             batch_watermark_ms=functools.partial(offset_log_watermark_ms, spark, settings.checkpoint_location(window)),
             on_written=functools.partial(progress.on_written, window),
             driver_token=driver_token,
+            first_window_us=start.first_window_us(window),
         )
         stream = (
             candles(source.load(), seconds, spark_duration(settings.watermark), settings.max_clock_skew_us)
@@ -107,6 +115,8 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             extra={
                 "window": window,
                 "checkpoint": settings.checkpoint_location(window),
+                "generation": settings.checkpoint_generation,
+                "first_window_us": start.first_window_us(window),
                 "watermark": settings.watermark,
                 "max_clock_skew": settings.max_clock_skew,
             },

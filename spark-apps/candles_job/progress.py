@@ -84,6 +84,11 @@ class JobProgress:
         self.processed_rate = Gauge(
             "cryptopipe_job_processed_rows_per_second", "Processing rate of the last batch", labels, registry=r
         )
+        self.checkpoint_generation = Gauge(
+            "cryptopipe_job_checkpoint_generation",
+            "The checkpoint generation this driver runs (lake/generations.py; may be newer than the one handed)",
+            registry=r,
+        )
         self.batch_duration = Histogram(
             "cryptopipe_job_batch_duration_seconds",
             "Wall time of a micro-batch",

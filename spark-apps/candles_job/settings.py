@@ -21,7 +21,11 @@ class JobSettings(KafkaSecuritySettings, BaseSettings):
 
     kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
     topic: str = Field("coinbase.trades", description="Topic of trade and tick records")
-    starting_offsets: str = Field("earliest", description="Where a new checkpoint starts reading: earliest|latest")
+    starting_offsets: str = Field(
+        "earliest",
+        description="Where a new checkpoint starts reading a window size no older generation had (or with "
+        "handover off): earliest|latest, or a record timestamp in epoch ms",
+    )
     max_offsets_per_trigger: int | None = Field(None, ge=1, description="Cap on records per micro-batch")
     windows: list[str] = Field(["1m"], description="Candle window sizes, e.g. 1m,5m,1h; one streaming query each")
     watermark: str = Field("30s", description="How late a trade may arrive and still count")
@@ -43,6 +47,20 @@ class JobSettings(KafkaSecuritySettings, BaseSettings):
     bucket: str = Field(description="Lake bucket")
     prefix: str = Field("cryptopipe", description="Lake prefix inside the bucket")
     checkpoint_generation: int = Field(1, ge=1, description="Checkpoint generation; a new one starts fresh state")
+    state_fingerprint: str | None = Field(
+        None,
+        description="The spec's state fingerprint (the operator's): a lake generation of another fingerprint is "
+        "never resumed (lake/generations.py)",
+    )
+    pipeline_uid: str | None = Field(None, description="The CryptoPipeline's uid, recorded with a new generation")
+    handover: bool = Field(
+        True,
+        description="A new generation starts each window size where older generations' candles are final "
+        "(their complete-through) instead of at starting-offsets; off: always starting-offsets",
+    )
+    handover_slack: str = Field(
+        "2m", description="How far before the first handed-over window the Kafka source starts (record time)"
+    )
     checkpoint_root: str | None = Field(
         None, description="Override the checkpoint location root (default: s3a://BUCKET/PREFIX/_checkpoints)"
     )
@@ -76,7 +94,7 @@ class JobSettings(KafkaSecuritySettings, BaseSettings):
             raise ValueError(f"windows: duplicate window sizes in {value}")
         return [window_label(s) for s in seconds]
 
-    @field_validator("watermark", "trigger", "max_clock_skew")
+    @field_validator("watermark", "trigger", "max_clock_skew", "handover_slack")
     @classmethod
     def _valid_duration(cls, value: str, info) -> str:
         try:

@@ -138,6 +138,20 @@ def offset_log_watermark_ms(spark, checkpoint_location: str, batch_id: int) -> i
     return value
 
 
+def _from_window(table: pa.Table, first_window_us: int, window: str, batch_id: int) -> pa.Table:
+    import pyarrow.compute as pc
+
+    first = pa.scalar(first_window_us, pa.timestamp("us", tz="UTC"))
+    kept = table.filter(pc.greater_equal(table.column("window_start"), first))
+    if kept.num_rows != table.num_rows:
+        # not a loss: an older generation wrote these windows and they are final there
+        log.info(
+            "windows before the hand-over left to the older generation",
+            extra={"window": window, "batch_id": batch_id, "candles": table.num_rows - kept.num_rows},
+        )
+    return kept
+
+
 def make_batch_writer(
     *,
     lake: LakeLocation,
@@ -147,11 +161,14 @@ def make_batch_writer(
     batch_watermark_ms: Callable[[int], int | None] | None = None,
     on_written: Callable[[int, int, int], None] | None = None,
     driver_token: str | None = None,
+    first_window_us: int | None = None,
 ) -> Callable[[DataFrame, int], None]:
     """foreachBatch callback for one window size. ``batch_watermark_ms(batch_id)`` gives the watermark
     the batch runs with (complete-through); ``on_written(batch_id, candles, files)`` feeds metrics.
     ``driver_token``: claim the window's commits for this driver now, and refuse to commit (FencedOut)
-    once another driver has claimed them since (lake/fence.py)."""
+    once another driver has claimed them since (lake/fence.py). ``first_window_us``: windows starting
+    before it are an older generation's, final in the lake already (the hand-over,
+    lake/generations.py): not written again."""
     last_published: list[int | None] = [None]
     before_commit: Callable[[], None] | None = None
     if driver_token is not None:
@@ -171,6 +188,8 @@ def make_batch_writer(
         if before_commit is not None:
             before_commit()  # a superseded driver stops before computing anything
         table = candle_table(batch)
+        if first_window_us is not None and table.num_rows:
+            table = _from_window(table, first_window_us, window, batch_id)
         watermark_ms = batch_watermark_ms(batch_id) if batch_watermark_ms else None
         through_us = watermark_ms * 1000 if watermark_ms else None
         paths = write_batch(

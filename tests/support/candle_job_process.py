@@ -116,12 +116,15 @@ class JobRun:
         )
 
 
-def produce(kafka, topic: str, records: Iterable[Trade | Tick]) -> int:
+def produce(kafka, topic: str, records: Iterable[Trade | Tick], *, receipt_timestamps: bool = False) -> int:
+    """``receipt_timestamps``: each Kafka record's timestamp is its receive time, as ingestion's
+    producer stamps them (it produces on receipt); else the producer's clock now."""
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
     n = 0
     try:
         for record in records:
-            producer.send(topic, key=record.product_id.encode(), value=record.to_json())
+            stamp = record.receive_time_us // 1000 if receipt_timestamps else None
+            producer.send(topic, key=record.product_id.encode(), value=record.to_json(), timestamp_ms=stamp)
             n += 1
         producer.flush()
     finally:

@@ -3,6 +3,7 @@ locked down, and running exactly the local stack's command, env and arguments.""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from cryptopipe_operator.render import (
     render_state_topic,
     unwanted_children,
 )
-from cryptopipe_operator.spec import Pipeline, hold_slack_seconds, parse_spec, to_pipeline_config
+from cryptopipe_operator.spec import Pipeline, hold_slack_seconds, parse_spec, state_fingerprint, to_pipeline_config
 
 BASE_SPEC = yaml.safe_load((Path(__file__).parent / "invalid_specs.yaml").read_text())["base"]
 UPSTREAM_SCHEMAS = {
@@ -250,6 +251,8 @@ def test_spark_application_runs_the_local_job(p: Pipeline) -> None:
         s3_endpoint=p.spec.sink.endpoint,
         metrics_port=9108,
         shuffle_partitions=executor.cores * executor.instances,
+        state_fingerprint=state_fingerprint(p.spec, p.lake_prefix),
+        pipeline_uid=p.uid,
     )
     # the job parses them (credentials from env, as the Secret would give them)
     settings: JobSettings = parse_args(app["arguments"] + ["--s3-access-key", "a", "--s3-secret-key", "b"])
@@ -257,6 +260,26 @@ def test_spark_application_runs_the_local_job(p: Pipeline) -> None:
     assert settings.topic == p.topic and settings.windows == list(p.spec.windows)
     assert app["executor"]["instances"] == executor.instances
     assert app["restartPolicy"]["type"] == "Always"
+    assert (settings.state_fingerprint, settings.pipeline_uid, settings.handover) == (
+        state_fingerprint(p.spec, p.lake_prefix),
+        p.uid,
+        True,
+    )
+
+
+def test_restart_nonce_and_fresh_start_reach_the_spark_application() -> None:
+    base = VARIANTS["base"]
+    assert "annotations" not in render_spark_application(base, 1)["spec"]["driver"]
+    restarted = dataclasses.replace(base, spec=base.spec.model_copy(update={"restart_nonce": 3}))
+    driver = render_spark_application(restarted, 1)["spec"]["driver"]
+    assert driver["annotations"] == {"cryptopipeline.io/restart-nonce": "3"}
+    fresh = parse_spec(
+        base.spec.model_dump(by_alias=True, exclude_none=True)
+        | {"upgradeMode": "fresh", "freshStart": {"from": "timestamp", "timestamp": "2026-12-01T00:00:00Z"}}
+    )
+    args = render_spark_application(dataclasses.replace(base, spec=fresh), 2)["spec"]["arguments"]
+    settings = parse_args(args + ["--s3-access-key", "a", "--s3-secret-key", "b"])
+    assert (settings.handover, settings.starting_offsets) == (False, "1796083200000")  # 2026-12-01T00:00:00Z in ms
 
 
 def test_spark_pods_carry_the_restricted_profile() -> None:

@@ -127,8 +127,10 @@ def test_explicit_topic_and_bootstrap_win() -> None:
         ({"ingestion__image": "cryptopipe/ingestion:v2"}, "compatible"),
         ({"ingestion__replicas": 2}, "compatible"),
         ({"ingestion__resources": {"limits": {"memory": "512Mi"}}}, "compatible"),
-        ({"spark__image": "cryptopipe/spark-job:v2"}, "compatible"),
-        ({"spark__executor": {"instances": 3, "memory": "2g"}}, "compatible"),
+        ({"spark__executor": {"memory": "2g"}}, "compatible"),
+        ({"spark__driver": {"cores": 2, "memory": "2g"}}, "compatible"),
+        ({"restartNonce": 7}, "compatible"),  # under last-state: a restart on the same checkpoint
+        ({"freshStart": {"from": "earliest"}}, "compatible"),  # used only under upgradeMode fresh
         ({"kafka__partitions": 6}, "compatible"),
         ({"sink__endpoint": "http://minio.storage:9000"}, "compatible"),
         # same state, written differently: Spark's checkpoint is still the right one
@@ -139,6 +141,17 @@ def test_explicit_topic_and_bootstrap_win() -> None:
         ({"watermark": "45s"}, "state_breaking"),
         ({"sink__bucket": "lake2"}, "state_breaking"),
         ({"sink__prefix": "candles-v2"}, "state_breaking"),
+        # the checkpoint's offsets are this cluster's and topic's
+        ({"kafka__bootstrapServers": "other-kafka:9092"}, "state_breaking"),
+        ({"kafka__clusterName": "other"}, "state_breaking"),
+        ({"kafka__topic": "other.trades"}, "state_breaking"),
+        # the job's code and Spark's state format
+        ({"spark__image": "cryptopipe/spark-job:v2"}, "state_breaking"),
+        ({"spark__sparkVersion": "4.2.0"}, "state_breaking"),
+        # the shuffle partitions a checkpoint fixes (cores x instances)
+        ({"spark__executor": {"instances": 3, "memory": "2g"}}, "state_breaking"),
+        ({"spark__executor": {"cores": 2}}, "state_breaking"),
+        ({"upgradeMode": "fresh"}, "state_breaking"),
     ],
 )
 def test_classify_change(change: dict, expected: str) -> None:
@@ -164,6 +177,35 @@ def test_checkpoint_generation_follows_the_recorded_state() -> None:
     assert next_checkpoint_generation(recorded, changed, P) == 2
     # going back to the old windows is a new state too: the old checkpoint has moved on meanwhile
     assert next_checkpoint_generation(recorded, first, P) == 3
+
+
+def test_a_nonce_under_fresh_is_a_new_generation_under_last_state_not() -> None:
+    fresh = spec_with(upgradeMode="fresh")
+    assert classify_change(fresh, spec_with(upgradeMode="fresh", restartNonce=1)) == "state_breaking"
+    assert classify_change(spec_with(), spec_with(restartNonce=1)) == "compatible"
+
+
+def test_a_status_of_an_older_operator_keeps_its_generation_once() -> None:
+    """An operator upgrade must not bump every pipeline's generation: a status without
+    stateFingerprintVersion matches the old fields' fingerprint, once."""
+    from cryptopipe_operator.spec import _fingerprint, _legacy_state_fields
+
+    spec = spec_with()
+    old_status = {"checkpointGeneration": 4, "stateFingerprint": _fingerprint(_legacy_state_fields(spec, P))}
+    assert next_checkpoint_generation(old_status, spec, P) == 4
+    assert next_checkpoint_generation(old_status, spec_with(spark__image="cryptopipe/spark-job:v2"), P) == 4
+    recorded = checkpoint_status(spec, 4, P)
+    assert next_checkpoint_generation(recorded, spec_with(spark__image="cryptopipe/spark-job:v2"), P) == 5
+    assert next_checkpoint_generation(old_status, spec_with(watermark="45s"), P) == 5
+
+
+def test_fresh_start_needs_a_timestamp_exactly_when_from_timestamp() -> None:
+    with pytest.raises(SpecError, match=r"spec.freshStart.timestamp"):
+        spec_with(freshStart={"from": "timestamp"})
+    with pytest.raises(SpecError, match=r"spec.freshStart.timestamp"):
+        spec_with(freshStart={"from": "earliest", "timestamp": "2026-12-01T00:00:00Z"})
+    with pytest.raises(SpecError, match=r"spec.freshStart.timestamp"):
+        spec_with(freshStart={"from": "timestamp", "timestamp": "yesterday"})
 
 
 def test_fingerprint_ignores_what_the_checkpoint_does_not_hold() -> None:

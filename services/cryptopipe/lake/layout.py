@@ -7,6 +7,7 @@ the operator (checkpoint generations) and the tests.
     s3://BUCKET/PREFIX/candles/_manifests/window=1m/date=2026-11-26/c-BTC-USD-<token>.json
     s3://BUCKET/PREFIX/candles/_complete_through/window=1m/g0001.json
     s3://BUCKET/PREFIX/_checkpoints/gen-1/window=1m/
+    s3://BUCKET/PREFIX/_checkpoints/gen-1/_generation.json
 
 A candle file is named by (checkpoint generation, window, batch id): when Spark replays a batch after
 a crash it recomputes the same rows from the same offsets and state, and writes them under the same
@@ -38,8 +39,16 @@ class LakeLocation:
     def candles_root(self) -> str:
         return f"{self.root}/candles"
 
+    @property
+    def checkpoints_root(self) -> str:
+        return f"{self.root}/_checkpoints"
+
     def checkpoint_root(self, generation: int) -> str:
-        return f"{self.root}/_checkpoints/gen-{generation}"
+        return f"{self.checkpoints_root}/gen-{generation}"
+
+    def generation_record_file(self, generation: int) -> str:
+        """The generation's write-once record (lake/generations.py), next to its queries' checkpoints."""
+        return f"{self.checkpoint_root(generation)}/_generation.json"
 
     def checkpoint_url(self, generation: int, window: str, scheme: str = "s3a") -> str:
         """Hadoop URL of one query's checkpoint: Spark writes checkpoints through s3a."""
