@@ -42,6 +42,10 @@ class LeaseConfig:
     duration_s: float = 15.0
     renew_deadline_s: float = 10.0
     retry_s: float = 2.0
+    # A Role in the Lease's namespace that owns the Lease (its ownerReference): the operator makes
+    # the Lease, so nothing else would ever remove it; owned by the chart's leader-election Role, the
+    # garbage collector deletes it once `helm uninstall` deletes that Role. Empty: no owner.
+    owner_role: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.retry_s < self.renew_deadline_s < self.duration_s:
@@ -53,6 +57,24 @@ class LeaseConfig:
     @property
     def path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}"
+
+    @property
+    def owner_role_path(self) -> str:
+        return f"/apis/rbac.authorization.k8s.io/v1/namespaces/{self.namespace}/roles/{self.owner_role}"
+
+
+def owner_reference(role: Mapping[str, Any]) -> dict[str, str]:
+    """The ownerReference naming ``role`` (a Role as the API server returns it)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+        "uid": role["metadata"]["uid"],
+    }
+
+
+def _unowned(lease: Mapping[str, Any] | None) -> bool:
+    return lease is None or not (lease.get("metadata") or {}).get("ownerReferences")
 
 
 def _now_micro() -> str:
@@ -81,16 +103,22 @@ class LeaseClock:
         return now - self._seen_at >= float(spec.get("leaseDurationSeconds") or 0)
 
 
-def claim(lease: Mapping[str, Any] | None, config: LeaseConfig, expired: bool) -> dict[str, Any] | None:
+def claim(
+    lease: Mapping[str, Any] | None, config: LeaseConfig, expired: bool, owner: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
     """The Lease to write to hold it (None: someone else holds it, wait). ``lease`` is the current
-    object (None: there is none); ``expired`` the LeaseClock's verdict on it."""
+    object (None: there is none); ``expired`` the LeaseClock's verdict on it; ``owner`` the
+    ownerReference a Lease without any is given (one made by an operator that set none is adopted)."""
     now = _now_micro()
     duration = max(1, round(config.duration_s))
     if lease is None:
+        metadata: dict[str, Any] = {"name": config.name, "namespace": config.namespace}
+        if owner is not None:
+            metadata["ownerReferences"] = [dict(owner)]
         return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": config.name, "namespace": config.namespace},
+            "metadata": metadata,
             "spec": {
                 "holderIdentity": config.identity,
                 "leaseDurationSeconds": duration,
@@ -107,6 +135,8 @@ def claim(lease: Mapping[str, Any] | None, config: LeaseConfig, expired: bool) -
         spec["acquireTime"] = now
         spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
     spec |= {"holderIdentity": config.identity, "leaseDurationSeconds": duration, "renewTime": now}
+    if owner is not None and _unowned(lease):
+        return {**lease, "metadata": {**lease["metadata"], "ownerReferences": [dict(owner)]}, "spec": spec}
     return {**lease, "spec": spec}
 
 
@@ -126,11 +156,28 @@ class LeaderElector:
         self.api = api
         self.config = config
         self._clock = LeaseClock()
+        self._owner: dict[str, str] | None = None
+
+    async def _owner_reference(self) -> dict[str, str] | None:
+        """The ownerReference to config.owner_role (read once); None without one, or while the Role
+        cannot be read (the Lease then goes unowned until a later renewal)."""
+        if self._owner is None and self.config.owner_role:
+            try:
+                role = await self.api.get(self.config.owner_role_path)
+            except ApiError as exc:
+                log.warning("leader election: cannot read the Lease's owner Role: %s", exc, extra=self._extra())
+                return None
+            if role is None:
+                log.warning("leader election: the Lease's owner Role does not exist", extra=self._extra())
+                return None
+            self._owner = owner_reference(role)
+        return self._owner
 
     async def _try_once(self) -> bool:
         """One attempt to take or renew the Lease; whether this process holds it now."""
         lease = await self.api.get(self.config.path)
-        wanted = claim(lease, self.config, self._clock.expired((lease or {}).get("spec") or {}))
+        owner = await self._owner_reference() if _unowned(lease) else None
+        wanted = claim(lease, self.config, self._clock.expired((lease or {}).get("spec") or {}), owner)
         if wanted is None:
             return False
         try:

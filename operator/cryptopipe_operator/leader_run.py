@@ -32,6 +32,7 @@ def lease_config(config: OperatorConfig) -> LeaseConfig:
         duration_s=config.lease_duration_s,
         renew_deadline_s=config.lease_renew_deadline_s,
         retry_s=config.lease_retry_s,
+        owner_role=config.lease_owner_role,
     )
 
 

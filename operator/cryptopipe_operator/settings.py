@@ -78,6 +78,9 @@ class OperatorConfig(BaseSettings):
     # only; the tests' and the benchmark's single operator). The chart always sets both.
     lease_name: str = ""
     lease_namespace: str = ""
+    # A Role in lease_namespace that owns the Lease, so that deleting it (helm uninstall) deletes
+    # the Lease too (leader.LeaseConfig.owner_role). Empty: the Lease has no owner.
+    lease_owner_role: str = ""
     # The Lease is taken over lease_duration_s after its holder's last renewal; the holder renews
     # every lease_retry_s and stops reconciling (the process exits) when no renewal succeeded for
     # lease_renew_deadline_s, before anyone may take over. client-go's defaults: 15 / 10 / 2 s.

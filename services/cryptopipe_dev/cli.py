@@ -163,6 +163,15 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--watermark", default="30s", help="e2e: the pipeline's watermark")
     cluster.add_argument("--speed", default="max", help="e2e: replay speed, max or a factor (1 = real time)")
     cluster.add_argument("--timeout", type=float, default=900.0, help="e2e: seconds for each wait")
+    cluster.add_argument("--name", default=None, help="e2e: the CryptoPipeline's name (default e2e-<UTC time>)")
+    cluster.add_argument(
+        "--keep", action="store_true", help="e2e: leave the pipeline and its replay server running afterwards"
+    )
+    cluster.add_argument(
+        "--follow-replaced-pods",
+        action="store_true",
+        help="e2e: follow a deleted ingestion pod to its replacement (for checks that delete pods mid-stream)",
+    )
     return parser
 
 

@@ -367,9 +367,14 @@ def test_two_replicas_roll_with_a_lease_only_they_may_use(helm: Path) -> None:
     assert env["CRYPTOPIPE_OPERATOR_LEASE_NAMESPACE"] == "ops"
     (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
     assert role["metadata"]["namespace"] == "ops"
-    assert granted(role["rules"]) == {("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "update")}
+    assert granted(role["rules"]) == {
+        *(("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "update")),
+        ("rbac.authorization.k8s.io", "roles", "get"),  # itself, the Lease's owner
+    }
     named = [rule for rule in role["rules"] if "get" in rule["verbs"]]
-    assert [rule["resourceNames"] for rule in named] == [["cryptopipe-operator"]]
+    assert [rule["resourceNames"] for rule in named] == [["cryptopipe-operator"], [role["metadata"]["name"]]]
+    # the Lease the operator makes is owned by this Role: helm uninstall deletes both
+    assert env["CRYPTOPIPE_OPERATOR_LEASE_OWNER_ROLE"] == role["metadata"]["name"]
     (binding,) = [b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-leader-election")]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 

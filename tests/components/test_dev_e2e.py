@@ -4,6 +4,12 @@ driver and executor in the restricted namespace, the S3 pod), and the CSV must e
 the independent reference the replay tests use (cryptopipe_dev/reference.py). Nothing is marked
 ready by the test: the command itself waits for the pipeline's Ready=True from real status.
 
+Then, on the same cluster: the ingestion pod and the Spark driver pod deleted mid-stream (the
+candles still equal the reference, Ready goes False and back to True each time, every transition
+seen by a watch), and a running pipeline through ``helm upgrade`` to a new operator image tag and
+``helm uninstall`` (here rather than in a module of their own: the module's cluster is the costly
+part).
+
 One cluster serves the module (its start, with the Spark images, is most of the cost); ``down``
 then restores the host, compared with before.
 """
@@ -11,19 +17,28 @@ then restores the host, compared with before.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cryptopipe_dev.commands import cluster_e2e
+from cryptopipe_dev.commands.scrape import samples
 from cryptopipe_dev.reference import csv_candles, recorded_trades, reference_candles
 from cryptopipe_dev.stack import node_addons
+from cryptopipe_dev.stack.kube import KubeControlPlane
+from cryptopipe_dev.stack.local import produce_ticks
 from tests.components.test_dev_node import _cli, _diff, _kubectl, _require_node, host_snapshot
-from tests.support.paths import DERIVED_RECORDINGS
+from tests.support.paths import DERIVED_RECORDINGS, REPO
+from tests.support.ready_watch import ReadyWatch
 
 pytestmark = pytest.mark.node
+NS = node_addons.PLATFORM_NAMESPACE
 
 RECORDINGS = [
     "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl",
@@ -88,3 +103,294 @@ def test_e2e_refuses_a_cluster_without_a_node(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 1 and "no dev cluster recorded" in run.stderr, run.stderr
     assert not (tmp_path / "c.csv").exists()
+
+
+# --- pods deleted mid-stream ------------------------------------------------------------------------
+
+# the longest recording (61 s of trades) at 0.15 of real time: ~7 min of stream, longer than the
+# pipeline takes to be Ready, lose its ingestion pod and get it back, and commit a first batch
+RESTART_RECORDING = "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"
+RESTART_SPEED = "0.15"
+RESTART_PIPELINE = "restarts"
+
+
+def _cli_background(out: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``cryptopipe dev cluster ARGS`` started, not waited for (as test_dev_node's _cli runs it),
+    its stdout and stderr into ``out``.stdout / ``out``.stderr (a pipe nobody reads would block it)."""
+    with open(out.with_suffix(".stdout"), "wb") as stdout, open(out.with_suffix(".stderr"), "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cryptopipe_dev.cli", "dev", "cluster", *args],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=REPO,
+        )
+
+
+def _kube(cluster: dict[str, Any]) -> KubeControlPlane:
+    kube, _ = cluster_e2e.attached_cluster(cluster["work_dir"], cluster)
+    return kube
+
+
+def _watch(kube: KubeControlPlane, name: str) -> ReadyWatch:
+    return ReadyWatch([str(kube.kubectl_path)], kube.env(), NS, name)
+
+
+def _pods(kube: KubeControlPlane, selector: str) -> list[dict[str, Any]]:
+    items = kube.get_json("-n", NS, "pods", "-l", selector)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float) -> Any:
+    """``probe()`` until it returns something truthy (polled every second), else fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(1)
+    pytest.fail(f"{what}: not within {timeout:.0f} s")
+
+
+def _replay_status(kube: KubeControlPlane, replay: str) -> dict[str, Any]:
+    ip = kube.get_json("-n", NS, "service", replay)["spec"]["clusterIP"]
+    with urllib.request.urlopen(f"http://{ip}:{node_addons.REPLAY_PORT}/_replay/status", timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+def _produced(pod: dict[str, Any]) -> float:
+    try:
+        found = samples(f"http://{pod['status']['podIP']}:{cluster_e2e.INGESTION_PORT}/metrics")
+    except OSError:
+        return 0.0
+    return sum(s.value for s in found if s.name == "cryptopipe_ingest_trades_produced_total")
+
+
+def _delete_and_recover(
+    kube: KubeControlPlane, watch: ReadyWatch, pod: dict[str, Any], replay: str
+) -> dict[str, float]:
+    """Delete ``pod`` while the replay server is still streaming; Ready must go False, then True."""
+    assert not _replay_status(kube, replay)["done"], f"the stream ended before {pod['metadata']['name']} was deleted"
+    deleted = time.monotonic()
+    kube.kubectl("-n", NS, "delete", "pod", pod["metadata"]["name"], "--wait=false")
+    down = watch.wait_for("False", after=deleted, timeout=300)
+    up = watch.wait_for("True", after=down.at, timeout=900)
+    return {"to_not_ready_s": round(down.at - deleted, 1), "to_ready_s": round(up.at - deleted, 1)}
+
+
+def test_pods_deleted_mid_stream_candles_stay_exact(cluster: dict[str, Any], tmp_path: Path) -> None:
+    kube = _kube(cluster)
+    recording = DERIVED_RECORDINGS / RESTART_RECORDING
+    replay = f"{RESTART_PIPELINE}-replay"
+    out = tmp_path / "candles.csv"
+    ingestion = f"app.kubernetes.io/instance={RESTART_PIPELINE},app.kubernetes.io/component=ingestion"
+    driver = f"spark-role=driver,sparkoperator.k8s.io/app-name={RESTART_PIPELINE}-candles"
+    began = time.monotonic()
+    with _watch(kube, RESTART_PIPELINE) as watch:
+        e2e = _cli_background(
+            tmp_path / "e2e",
+            "e2e", "--work-dir", str(cluster["work_dir"]), "--replay", str(recording), "--output-csv", str(out),
+            "--speed", RESTART_SPEED, "--name", RESTART_PIPELINE, "--follow-replaced-pods",
+        )  # fmt: skip
+        try:
+            # everything running, and trades flowing from the ingestion pod into Kafka
+            watch.wait_for("True", after=began, timeout=900)
+            pod = _wait(
+                "an ingestion pod that produced trades",
+                lambda: next((p for p in _pods(kube, ingestion) if _produced(p) > 0), None),
+                300,
+            )
+            ingestion_times = _delete_and_recover(kube, watch, pod, replay)
+            # the job committed a batch (its watermark gauge is set) in the running driver
+            _wait(
+                "a committed batch",
+                lambda: cluster_e2e.job_watermarks(kube, NS, f"{RESTART_PIPELINE}-candles"),
+                900,
+            )
+            (pod,) = _pods(kube, driver)
+            driver_times = _delete_and_recover(kube, watch, pod, replay)
+            e2e.wait(timeout=1500)
+        finally:
+            if e2e.poll() is None:
+                e2e.kill()
+                e2e.wait()
+    stdout, stderr = (tmp_path / "e2e.stdout").read_text(), (tmp_path / "e2e.stderr").read_text()
+    history = watch.history()
+    print(f"\ningestion pod deleted: {ingestion_times}; driver pod deleted: {driver_times}; Ready: {history}")
+    print(f"e2e with the deletions {time.monotonic() - began:.1f} s: {stdout.strip()}")
+    assert e2e.returncode == 0, stdout + stderr[-4000:]
+    assert "'ingestion_pods_followed': 1" in stdout, stdout
+    got = csv_candles(out.read_text())
+    trades = recorded_trades(recording)
+    assert got == reference_candles(trades)
+    assert sum(c["trade_count"] for c in got) == len(trades)
+
+
+# --- the operator's release: helm upgrade and helm uninstall under a running pipeline -----------------
+
+RELEASE_RECORDING = "advtrade_2026-08-09_BTC-ETH_no-l2.jsonl"  # the shortest: 25 s of trades
+RELEASE_PIPELINE = "release"
+UPGRADE_TAG_SUFFIX = "-upgrade"
+# what the chart can render (PodMonitor and PrometheusRule only when their CRDs exist); CRDs are
+# not in the list: by Helm's convention `helm uninstall` leaves them (and with them every pipeline)
+RELEASE_KINDS = (
+    "deployments", "replicasets", "pods", "serviceaccounts", "services", "configmaps", "secrets", "roles",
+    "rolebindings", "clusterroles", "clusterrolebindings", "leases", "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings", "podmonitors", "servicemonitors", "prometheusrules",
+)  # fmt: skip
+
+
+def _children(kube: KubeControlPlane, name: str) -> dict[str, tuple[str, int]]:
+    """uid and generation of each child the operator made for the pipeline, and uid and restart
+    count of its running pods."""
+    got: dict[str, tuple[str, int]] = {}
+    for kind in ("deployment", "sparkapplication", "kafkatopic"):
+        for item in kube.get_json("-n", NS, kind, "-l", f"app.kubernetes.io/instance={name}")["items"]:
+            got[f"{kind}/{item['metadata']['name']}"] = (item["metadata"]["uid"], item["metadata"]["generation"])
+    for selector in (f"app.kubernetes.io/instance={name}", f"sparkoperator.k8s.io/app-name={name}-candles"):
+        for pod in _pods(kube, selector):
+            restarts = sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
+            got[f"pod/{pod['metadata']['name']}"] = (pod["metadata"]["uid"], restarts)
+    return got
+
+
+def _operator_pods(kube: KubeControlPlane) -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={node_addons.OPERATOR_RELEASE}"
+    return list(kube.get_json("-n", node_addons.OPERATOR_NAMESPACE, "pods", "-l", selector)["items"])
+
+
+def _release_objects(kube: KubeControlPlane) -> list[str]:
+    """Every object labelled as the operator's release, of every kind the chart renders, in any
+    namespace; and the leader-election Lease (made by the operator, not rendered) by name."""
+    found = []
+    served = set(kube.kubectl("api-resources", "-o", "name").stdout.split())
+    selector = f"app.kubernetes.io/instance={node_addons.OPERATOR_RELEASE}"
+    for kind in RELEASE_KINDS:
+        if not any(name.split(".")[0] == kind for name in served):
+            continue  # its CRD is not installed here, so nothing of it can have been rendered
+        items = kube.get_json(kind, "-A", "-l", selector)["items"]
+        found += [f"{kind}/{i['metadata'].get('namespace', '')}/{i['metadata']['name']}" for i in items]
+    lease = kube.kubectl(
+        "-n", node_addons.OPERATOR_NAMESPACE, "get", "lease", "cryptopipe-operator", "--ignore-not-found", "-o", "name"
+    ).stdout.strip()
+    return found + ([lease] if lease else [])
+
+
+def _leading_pod(kube: KubeControlPlane, tag: str, old_pod: dict[str, Any]) -> dict[str, Any] | None:
+    lease = kube.get_json("-n", node_addons.OPERATOR_NAMESPACE, "lease", "cryptopipe-operator")
+    holder = str(lease["spec"].get("holderIdentity") or "")
+    return next(
+        (
+            p
+            for p in _operator_pods(kube)
+            if p["metadata"]["uid"] != old_pod["metadata"]["uid"]
+            and p["spec"]["containers"][0]["image"].endswith(f":{tag}")
+            and holder.startswith(p["metadata"]["name"] + "_")
+        ),
+        None,
+    )
+
+
+def _operator_saw_ready(pod: dict[str, Any], name: str) -> bool:
+    port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
+    try:
+        found = samples(f"http://{pod['status']['podIP']}:{port}/metrics")
+    except OSError:
+        return False
+    applied = sum(
+        s.value
+        for s in found
+        if s.name == "cryptopipe_operator_reconciles_total" and s.labels.get("result") == "applied"
+    )
+    ready = [
+        s.value
+        for s in found
+        if s.name == "cryptopipe_operator_pipeline_condition"
+        and s.labels.get("pipeline") == name
+        and s.labels.get("type") == "Ready"
+    ]
+    return applied >= 1 and ready == [1.0]
+
+
+def _candles(platform: dict[str, Any], name: str) -> list[Any]:
+    from cryptopipe.lake.layout import LakeLocation
+    from cryptopipe.lake.reader import read_candles
+
+    lake = LakeLocation(platform["lake_bucket"], f"cryptopipelines/{NS}/{name}")
+    connection = node_addons.s3_connection(platform["s3_endpoint_from_host"])
+    return read_candles(lake, connection.arrow_filesystem(), window="1m").to_pylist()
+
+
+def test_helm_upgrade_and_uninstall_leave_a_running_pipeline_alone(cluster: dict[str, Any], tmp_path: Path) -> None:
+    kube, platform = cluster_e2e.attached_cluster(cluster["work_dir"], cluster)
+    recording = DERIVED_RECORDINGS / RELEASE_RECORDING
+    began = time.monotonic()
+    run = _cli(
+        "e2e", "--work-dir", str(cluster["work_dir"]), "--replay", str(recording),
+        "--output-csv", str(tmp_path / "candles.csv"), "--name", RELEASE_PIPELINE, "--keep", timeout=1500,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr[-4000:]
+    before = _children(kube, RELEASE_PIPELINE)
+    assert any(k.startswith("pod/") and "driver" in k for k in before), before
+    candles = _candles(platform, RELEASE_PIPELINE)
+    assert candles, "no candles in the lake"
+
+    # helm upgrade to a new tag of the operator image (the same build, tagged anew in the node)
+    repository, tag = node_addons.image_refs()["operator"].rsplit(":", 1)
+    new_tag = tag + UPGRADE_TAG_SUFFIX
+    node_socket = Path(cluster["work_dir"]) / "node" / "containerd" / "containerd.sock"
+    subprocess.run(
+        ["ctr", "--address", str(node_socket), "-n", "k8s.io", "images", "tag", "--force",
+         f"docker.io/library/{repository}:{tag}", f"docker.io/library/{repository}:{new_tag}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    (old_pod,) = _operator_pods(kube)
+    upgraded = time.monotonic()
+    node_addons.install_operator(kube, tag=new_tag)  # helm upgrade --install ... --wait
+    deployment = kube.get_json("-n", node_addons.OPERATOR_NAMESPACE, "deployment", node_addons.OPERATOR_RELEASE)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repository}:{new_tag}"
+    # the new pod holds the Lease (its identity: pod name _ pid), so it is the one reconciling
+    new_pod = _wait(
+        "the operator pod of the new tag holding the Lease",
+        lambda: _leading_pod(kube, new_tag, old_pod),
+        300,
+    )
+    print(f"\nhelm upgrade to {new_tag}: new operator pod {new_pod['metadata']['name']} leading after "
+          f"{time.monotonic() - upgraded:.1f} s")  # fmt: skip
+    # the new operator has reconciled the pipeline (its resume re-applied the children) and
+    # computed its status from them: Ready
+    _wait(
+        "the new operator's reconcile of the pipeline and its Ready=True",
+        lambda: _operator_saw_ready(new_pod, RELEASE_PIPELINE),
+        300,
+    )
+    assert _children(kube, RELEASE_PIPELINE) == before  # nothing re-created, changed or restarted
+    # and the job still commits batches: a tick 5 min past its watermark moves it on
+    (tick_topic,) = [
+        t["spec"]["topicName"]
+        for t in kube.get_json("-n", NS, "kafkatopic", "-l", f"app.kubernetes.io/instance={RELEASE_PIPELINE}")["items"]
+        if t["spec"]["topicName"].endswith(".trades")
+    ]
+    marks = cluster_e2e.job_watermarks(kube, NS, f"{RELEASE_PIPELINE}-candles") or {}
+    assert marks, "the driver's watermark gauge is not set"
+    next_mark = max(marks.values()) + 300
+    produce_ticks(
+        platform["kafka_bootstrap_from_host"], tick_topic, "advanced_trade", ("BTC-USD", "ETH-USD"),
+        int((next_mark + 30) * 1_000_000),
+    )  # fmt: skip
+    _wait(
+        "the driver's watermark past the new tick",
+        lambda: (
+            min((cluster_e2e.job_watermarks(kube, NS, f"{RELEASE_PIPELINE}-candles") or {"": 0.0}).values())
+            >= next_mark
+        ),
+        600,
+    )
+
+    # the Retain pipeline deleted (by the operator: topics and lake stay), then helm uninstall
+    kube.kubectl("-n", NS, "delete", "cryptopipeline", RELEASE_PIPELINE, "--timeout=120s", timeout=150)
+    node_addons.helm(kube, "uninstall", node_addons.OPERATOR_RELEASE, "-n", node_addons.OPERATOR_NAMESPACE, "--wait")
+    # deletions by the garbage collector (the ReplicaSet, its pod) may take a moment
+    _wait("no object of the release left", lambda: not _release_objects(kube), 120)
+    assert kube.get_json("crd", "cryptopipelines.cryptopipeline.io")["metadata"]["name"]  # CRDs stay (Helm)
+    assert _candles(platform, RELEASE_PIPELINE) == candles  # the lake outlives pipeline and operator
+    print(f"release test {time.monotonic() - began:.1f} s")

@@ -95,3 +95,49 @@ def test_second_operator_waits_and_takes_over_when_the_leader_is_killed(
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_lease_is_owned_by_the_leader_election_role_and_goes_with_it(
+    kube: KubeControlPlane, kube_namespace: str, tmp_path: Path
+) -> None:
+    """The operator makes the Lease, so nothing else would delete it: owned by the chart's
+    leader-election Role, it is deleted by the garbage collector once the Role goes (helm uninstall)."""
+    ns = kube_namespace
+    role_name = "rel-cryptopipe-operator-leader-election"
+    kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": role_name, "namespace": ns},
+            "rules": [],
+        }
+    )
+    role = get(kube, "Role", ns, role_name)
+    assert role is not None
+    env = {**LEASE_ENV, "CRYPTOPIPE_OPERATOR_LEASE_NAMESPACE": ns, "CRYPTOPIPE_OPERATOR_LEASE_OWNER_ROLE": role_name}
+    operator = OperatorProcess(
+        kube, tmp_path / "operator.log", env={**env, "CRYPTOPIPE_OPERATOR_NAMESPACES": json.dumps([ns])}
+    )
+    try:
+        operator.start()
+        eventually(
+            lambda: _holder(kube, ns) == operator.lease_identity, "the operator holds the Lease", operator=operator
+        )
+    finally:
+        operator.stop()  # released, not deleted: the next replica of a rollout takes it at once
+    code, body = kube.api(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{LEASE}")
+    assert code == 200, body
+    assert json.loads(body)["metadata"].get("ownerReferences") == [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "name": role_name,
+            "uid": role["metadata"]["uid"],
+        }
+    ]
+    kube.kubectl("-n", ns, "delete", "role", role_name)
+    eventually(
+        lambda: kube.api(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{LEASE}")[0] == 404,
+        "the Lease deleted with its owner Role (kube-controller-manager's garbage collector)",
+        timeout=180,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopipe_operator.leader import LeaseClock, LeaseConfig, claim, released
+from cryptopipe_operator.leader import LeaseClock, LeaseConfig, claim, owner_reference, released
 
 CONFIG = LeaseConfig(namespace="ops", name="cryptopipe-operator", identity="pod-a_1", duration_s=15)
 
@@ -52,6 +52,33 @@ def test_claim_creates_renews_takes_over_or_waits() -> None:
     assert renewed is not None
     assert renewed["spec"]["leaseTransitions"] == 3
     assert renewed["spec"]["acquireTime"] == taken["spec"]["acquireTime"]
+
+
+def test_a_lease_is_made_owned_and_an_unowned_one_adopted_but_never_another_owners() -> None:
+    role = {"metadata": {"name": "rel-cryptopipe-operator-leader-election", "uid": "u-1", "namespace": "ops"}}
+    owner = owner_reference(role)
+    assert owner == {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "name": "rel-cryptopipe-operator-leader-election",
+        "uid": "u-1",
+    }
+    created = claim(None, CONFIG, expired=False, owner=owner)
+    assert created is not None and created["metadata"]["ownerReferences"] == [owner]
+    assert "ownerReferences" not in (claim(None, CONFIG, expired=False) or {})["metadata"]
+    # made by an operator that set no owner: adopted at the next renewal or takeover
+    unowned = {
+        "metadata": {"name": "cryptopipe-operator", "resourceVersion": "5"},
+        "spec": {"holderIdentity": "pod-a_1"},
+    }
+    renewed = claim(unowned, CONFIG, expired=False, owner=owner)
+    assert renewed is not None and renewed["metadata"]["ownerReferences"] == [owner]
+    assert renewed["metadata"]["resourceVersion"] == "5"
+    # owned by another release's Role (a shared Lease): left as it is
+    other = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "name": "other", "uid": "u-2"}
+    theirs = {**unowned, "metadata": {**unowned["metadata"], "ownerReferences": [other]}}
+    renewed = claim(theirs, CONFIG, expired=False, owner=owner)
+    assert renewed is not None and renewed["metadata"]["ownerReferences"] == [other]
 
 
 def test_released_lease_has_no_holder() -> None:

@@ -13,8 +13,14 @@ it. The candles are read from the S3 pod's bucket with the project's lake reader
 real status. Every wait is bounded by ``--timeout`` and names what it waited for.
 
 Afterwards the pipeline and its replay server are deleted (the lake stays: the pipeline is
-``Retain``), so that the next run finds the node's 2 CPUs free; the cluster keeps running.
-One feed per run: a CryptoPipeline ingests one feed.
+``Retain``), so that the next run finds the node's 2 CPUs free; the cluster keeps running
+(``--keep``: both stay, for checks on a running pipeline). One feed per run: a CryptoPipeline
+ingests one feed.
+
+``--follow-replaced-pods`` is for checks that delete pods mid-stream: a deleted ingestion pod is
+followed to the Deployment's replacement (whose frames are then those the replay server sent to
+its address), and a terminating driver is not scraped. Without it, an ingestion pod that stops or
+restarts fails the run.
 """
 
 from __future__ import annotations
@@ -104,11 +110,19 @@ def pipeline_manifest(
 
 
 class ReplayPodStatus:
-    """The replay server pod as wait_caught_up asks of a replay server (its /_replay/status)."""
+    """The replay server pod as wait_caught_up asks of a replay server (its /_replay/status).
 
-    def __init__(self, status_url: str) -> None:
+    ``peer_ip``: count only the data frames sent to connections from that address (the current
+    ingestion pod's, after a replacement), and be done only once such a connection exists."""
+
+    def __init__(self, status_url: str, peer_ip: str | None = None) -> None:
         self.status_url = status_url
+        self.peer_ip = peer_ip
         self._status: dict[str, Any] = {}
+
+    def _peer_connections(self) -> list[dict[str, Any]]:
+        prefix = f"{self.peer_ip}:"
+        return [c for c in self._status.get("connections") or [] if str(c.get("peer", "")).startswith(prefix)]
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -120,14 +134,18 @@ class ReplayPodStatus:
 
     @property
     def frames_sent(self) -> int:
-        return int(self._status.get("frames_sent", 0))
+        if self.peer_ip is None:
+            return int(self._status.get("frames_sent", 0))
+        return sum(int(c.get("data_frames_sent", 0)) for c in self._peer_connections())
 
     def wait_done(self, timeout: float | None = None) -> bool:
-        return bool(self._read().get("done"))
+        done = bool(self._read().get("done"))
+        return done and (self.peer_ip is None or bool(self._peer_connections()))
 
 
 class PodProcess:
-    """A pod as wait_caught_up watches a process: alive while Running with no container restart."""
+    """A pod as wait_caught_up watches a process: alive while Running, not being deleted, with no
+    container restart."""
 
     def __init__(self, kube: KubeControlPlane, namespace: str, pod: dict[str, Any]) -> None:
         self.kube, self.namespace, self.name = kube, namespace, pod["metadata"]["name"]
@@ -141,24 +159,38 @@ class PodProcess:
         if got.returncode != 0:
             self.returncode = -1
             return False
-        status = json.loads(got.stdout)["status"]
+        pod = json.loads(got.stdout)
+        status = pod["status"]
         restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses", []))
-        if status.get("phase") != "Running" or restarts:
+        if status.get("phase") != "Running" or restarts or pod["metadata"].get("deletionTimestamp"):
             self.returncode = -1
             return False
         return True
+
+    @property
+    def deleted(self) -> bool:
+        """The pod is gone or being deleted (not: its container exited or restarted)."""
+        got = self.kube.kubectl("-n", self.namespace, "get", "pod", self.name, "-o", "json", check=False)
+        return got.returncode != 0 or bool(json.loads(got.stdout)["metadata"].get("deletionTimestamp"))
 
     def log_tail(self, lines: int = 20) -> str:
         got = self.kube.kubectl("-n", self.namespace, "logs", self.name, f"--tail={lines}", check=False)
         return got.stdout + got.stderr
 
 
-def _ready_pod(kube: KubeControlPlane, namespace: str, selector: str, what: str, timeout: float) -> dict[str, Any]:
-    """The first pod matching ``selector`` that is Ready, within ``timeout`` (else E2EError)."""
+def _ready_pod(
+    kube: KubeControlPlane, namespace: str, selector: str, what: str, timeout: float, *, not_named: str = ""
+) -> dict[str, Any]:
+    """The first pod matching ``selector`` (other than ``not_named``, not being deleted) that is
+    Ready, within ``timeout`` (else E2EError)."""
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     while time.monotonic() < deadline:
-        pods = kube.get_json("-n", namespace, "pods", "-l", selector)["items"]
+        pods = [
+            p
+            for p in kube.get_json("-n", namespace, "pods", "-l", selector)["items"]
+            if p["metadata"]["name"] != not_named and not p["metadata"].get("deletionTimestamp")
+        ]
         seen = [f"{p['metadata']['name']}: {p['status'].get('phase')}" for p in pods]
         for pod in pods:
             conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
@@ -172,7 +204,10 @@ def job_watermarks(kube: KubeControlPlane, namespace: str, app: str) -> dict[str
     """The running driver's watermark gauge per window (epoch seconds; empty before its first
     batch), or None when no driver runs or its metrics do not answer."""
     pods = kube.get_json("-n", namespace, "pods", "-l", f"spark-role=driver,sparkoperator.k8s.io/app-name={app}")
-    ip = next((p["status"].get("podIP") for p in pods["items"] if p["status"].get("phase") == "Running"), None)
+    running = [
+        p for p in pods["items"] if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+    ip = next((p["status"].get("podIP") for p in running), None)
     if not ip:
         return None
     try:
@@ -233,6 +268,8 @@ def run_e2e(
     *,
     timeout: float = 900.0,
     name: str | None = None,
+    keep: bool = False,
+    follow_replaced_pods: bool = False,
 ) -> int:
     began = time.monotonic()
     kube, platform = attached_cluster(work_dir, state)
@@ -252,22 +289,15 @@ def run_e2e(
     try:
         applied = time.monotonic()
         kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-        ingestion_pod = _ready_pod(
-            kube,
-            namespace,
-            f"app.kubernetes.io/instance={name},app.kubernetes.io/component=ingestion",
-            "ingestion",
-            min(timeout, 300),
-        )
+        selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=ingestion"
+        ingestion_pod = _ready_pod(kube, namespace, selector, "ingestion", min(timeout, 300))
         timings["apply_to_ingestion_ready_s"] = round(time.monotonic() - applied, 1)
-        ingestion = PodProcess(kube, namespace, ingestion_pod)
         service_ip = kube.get_json("-n", namespace, "service", replay_name)["spec"]["clusterIP"]
-        server = ReplayPodStatus(f"http://{service_ip}:{node_addons.REPLAY_PORT}/_replay/status")
-        try:
-            replay_cmd.wait_caught_up(ingestion, INGESTION_PORT, server, timeout, host=ingestion.ip)
-        except SystemExit as exc:
-            raise E2EError(str(exc)) from None
+        status_url = f"http://{service_ip}:{node_addons.REPLAY_PORT}/_replay/status"
+        replaced = _wait_caught_up(kube, namespace, selector, ingestion_pod, status_url, timeout, follow_replaced_pods)
         timings["apply_to_caught_up_s"] = round(time.monotonic() - applied, 1)
+        if replaced:
+            timings["ingestion_pods_followed"] = replaced
         if plan.speed == "max" and job_watermarks(kube, namespace, f"{name}-candles"):
             # `cryptopipe replay --speed max` ingests everything before the job's first batch; here the
             # driver normally starts well after ingestion caught up, but nothing enforces it: say so
@@ -294,22 +324,50 @@ def run_e2e(
             flush=True,
         )
     finally:
-        # the node's CPUs for the next run; the lake stays (Retain)
-        kube.kubectl(
-            "-n",
-            namespace,
-            "delete",
-            "cryptopipeline",
-            name,
-            "--ignore-not-found",
-            "--timeout=120s",
-            check=False,
-            timeout=150,
-        )
-        for kind in ("deployment", "service", "configmap"):
-            target_name = f"{replay_name}-recordings" if kind == "configmap" else replay_name
-            kube.kubectl("-n", namespace, "delete", kind, target_name, "--ignore-not-found", check=False)
+        if not keep:
+            delete_run(kube, namespace, name, replay_name)
     return 0
+
+
+def _wait_caught_up(
+    kube: KubeControlPlane,
+    namespace: str,
+    selector: str,
+    pod: dict[str, Any],
+    status_url: str,
+    timeout: float,
+    follow: bool,
+) -> int:
+    """``cryptopipe replay``'s wait_caught_up on the ingestion pod; with ``follow``, a pod that is
+    deleted is followed to the Deployment's next Ready pod (the count of pods followed is returned).
+    A container that exits or restarts in a pod nobody deleted still fails the run."""
+    followed = 0
+    while True:
+        ingestion = PodProcess(kube, namespace, pod)
+        server = ReplayPodStatus(status_url, peer_ip=ingestion.ip if follow else None)
+        try:
+            replay_cmd.wait_caught_up(ingestion, INGESTION_PORT, server, timeout, host=ingestion.ip)
+            return followed
+        except SystemExit as exc:
+            if not (follow and ingestion.deleted):
+                raise E2EError(str(exc)) from None
+        log.info("ingestion pod deleted: following its replacement", extra={"pod": ingestion.name})
+        pod = _ready_pod(
+            kube, namespace, selector, "the replaced ingestion", min(timeout, 300), not_named=ingestion.name
+        )
+        followed += 1
+
+
+def delete_run(kube: KubeControlPlane, namespace: str, name: str, replay_name: str) -> None:
+    """The pipeline and its replay server, so that the next run finds the node's CPUs free; the
+    lake stays (Retain)."""
+    kube.kubectl(
+        "-n", namespace, "delete", "cryptopipeline", name, "--ignore-not-found", "--timeout=120s",
+        check=False, timeout=150,
+    )  # fmt: skip
+    for kind in ("deployment", "service", "configmap"):
+        target_name = f"{replay_name}-recordings" if kind == "configmap" else replay_name
+        kube.kubectl("-n", namespace, "delete", kind, target_name, "--ignore-not-found", check=False)
 
 
 def run_cluster_e2e(args: Any) -> int:
@@ -320,7 +378,16 @@ def run_cluster_e2e(args: Any) -> int:
     work_dir = (args.work_dir or default_work_dir()).resolve()
     try:
         plan = replay_cmd.plan_replay(args.replay, products=args.products, speed=args.speed, watermark=args.watermark)
-        return run_e2e(work_dir, read_state(work_dir), plan, args.output_csv, timeout=args.timeout)
+        return run_e2e(
+            work_dir,
+            read_state(work_dir),
+            plan,
+            args.output_csv,
+            timeout=args.timeout,
+            name=args.name,
+            keep=args.keep,
+            follow_replaced_pods=args.follow_replaced_pods,
+        )
     except (E2EError, paths.MissingDependency) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -58,6 +58,11 @@ DEPS_IMAGES = ("kafka", "s3", "operator", "ingestion", "dev-replay")
 OPERATOR_NAMESPACE = "cryptopipe-system"
 OPERATOR_RELEASE = "cryptopipe-operator"
 REPLAY_PORT = 8765
+# The operator refreshes each pipeline's status from its children every status_interval_s (10 s by
+# default): a child that is unavailable for less than that (a replaced ingestion pod is Ready again
+# after its start plus a passing readiness probe, every 5 s: 6-20 s here) may never show in Ready.
+# The dev cluster's operator samples every 2 s, so that such a window is seen (docs/cluster.md).
+OPERATOR_ENV = ({"name": "CRYPTOPIPE_OPERATOR_STATUS_INTERVAL_S", "value": "2"},)
 # helm --set values that make the chart render its PodMonitor, ServiceMonitor and PrometheusRule
 CHART_MONITORING_VALUES = (
     "podMonitor.enabled=true",
@@ -300,6 +305,8 @@ def install_operator(
         f"image.tag={tag or built_tag}",
         "--set",
         "image.pullPolicy=Never",
+        "--set-json",
+        f"operator.extraEnv={json.dumps(list(OPERATOR_ENV))}",
         *extra,
         "--wait",
         "--timeout",
