@@ -84,6 +84,11 @@ def marker_path(location: LakeLocation) -> str:
     return f"{checked_root(location)}/{OWNER_MARKER}"
 
 
+def reconcile_filesystem(connection: S3Connection) -> fs.S3FileSystem:
+    """The filesystem a reconcile reads the lake with (the marker, the generation records)."""
+    return _marker_filesystem(connection)
+
+
 def _marker_filesystem(connection: S3Connection) -> fs.S3FileSystem:
     """For the reconcile's marker check: short timeouts and few retries (an unreachable S3 must not
     hold a reconcile for long; the claim is tried again at the next one)."""

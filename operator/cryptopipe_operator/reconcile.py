@@ -21,6 +21,7 @@ from cryptopipe_operator import lake_cleanup
 from cryptopipe_operator.drift import drifted
 from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi, object_path
 from cryptopipe_operator.lake_claims import LakeClaim, bucket_key, claim_of, older_overlapping
+from cryptopipe_operator.lake_generation import lake_checkpoint_generation
 from cryptopipe_operator.render import ChildRef, Manifest, apply_stages, render_children, unwanted_children
 from cryptopipe_operator.render_common import MANAGED_BY
 from cryptopipe_operator.render_ingestion import deployment_name
@@ -150,7 +151,10 @@ async def reconcile(
     if lake_conflict is not None:
         await refuse("LakeConflict", lake_conflict)
 
-    checkpoint = next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
+    # never behind the lake's generation records (a status lost with the pipeline's re-creation)
+    checkpoint = await lake_checkpoint_generation(
+        api, pipeline, next_checkpoint_generation(status, pipeline.spec, pipeline.lake_prefix)
+    )
     manifests = render_children(pipeline, checkpoint, spark_driver_role=spark_driver_role)
     existing = await _all(_get(api, manifest) for manifest in manifests)
     taken = _foreign(manifests, existing, pipeline)
@@ -179,7 +183,7 @@ async def reconcile(
         emit(
             "Normal",
             "CheckpointGenerationBumped",
-            f"state-breaking change (windows, watermark or sink): checkpoint generation {old_checkpoint} -> "
+            f"state-breaking change (or the lake holds a newer generation): checkpoint generation {old_checkpoint} -> "
             f"{checkpoint}, Spark starts from {new_status['checkpointPath']}",
         )
     new_status |= await _aggregate(api, pipeline, generation, previous)

@@ -2,16 +2,22 @@
 kube-apiserver (issue 11, point 6): the fields that break a checkpoint (Kafka cluster, Spark image,
 executor layout) start a new generation; restartNonce restarts the job on the same checkpoint under
 upgradeMode last-state and starts a fresh generation under fresh; the CRD refuses a fresh start
-that names no timestamp."""
+that names no timestamp. And point 4: a pipeline created again over a lake that holds newer
+generations takes its generation from the lake's records (the session's S3 server)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
 
+from cryptopipe.lake.generations import GenerationRecord, write_record_once
+from cryptopipe.lake.layout import LakeLocation
 from cryptopipe_dev.stack.kube import KubeControlPlane, KubectlError
+from cryptopipe_dev.stack.s3server import S3Server
+from cryptopipe_operator.spec import parse_spec, state_fingerprint
 from tests.support.cryptopipelines import pipeline
 from tests.support.kube_objects import get
 from tests.support.operator_process import OperatorProcess, eventually
@@ -52,7 +58,10 @@ def test_controls_and_state_breaking_fields(
             assert _arg(spec, "--checkpoint-generation") == str(checkpoint)
             return status, spec
 
-        return eventually(ready, f"generation {generation} applied at checkpoint {checkpoint}", operator=operator)
+        # generous: each reconcile waits its turn on a loaded 2-core machine
+        return eventually(
+            ready, f"generation {generation} applied at checkpoint {checkpoint}", timeout=120, operator=operator
+        )
 
     status, first = at(1, 1)
     assert status["stateFingerprintVersion"] == 2
@@ -86,3 +95,45 @@ def test_controls_and_state_breaking_fields(
     # the API server refuses a fresh start from a timestamp that names none (the CRD's CEL rule)
     with pytest.raises(KubectlError, match=r"spec.freshStart.timestamp"):
         _patch(kube, ns, name, {"freshStart": {"from": "timestamp"}})
+
+
+@pytest.mark.parametrize(("same_spec", "expected"), [(True, 2), (False, 3)])
+def test_a_recreated_pipeline_takes_its_generation_from_the_lake(
+    kube: KubeControlPlane,
+    operator: OperatorProcess,
+    kube_namespace: str,
+    s3: S3Server,
+    same_spec: bool,
+    expected: int,
+) -> None:
+    """Point 4 in the operator: a pipeline created over a lake that already holds generations 1 and
+    2 (deleted with Retain, created again: its status starts empty) records the lake's newest
+    generation when its fingerprint is this spec's, else the one after it; never 1."""
+    ns, name, prefix = kube_namespace, "again", f"gens-{uuid.uuid4().hex[:8]}"
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "lake-credentials",  # the base spec's credentialsSecretRef
+        "-n",
+        ns,
+        f"--from-literal=accessKey={s3.access_key}",
+        f"--from-literal=secretKey={s3.secret_key}",
+    )
+    body = pipeline(name, ns, sink={"endpoint": s3.endpoint, "bucket": "lake", "prefix": prefix})
+    spec = parse_spec(body["spec"])
+    lake = LakeLocation("lake", prefix)
+    filesystem = s3.connection.arrow_filesystem()
+    mine = state_fingerprint(spec, prefix)
+    write_record_once(lake, filesystem, GenerationRecord(1, "an-older-spec"))
+    write_record_once(lake, filesystem, GenerationRecord(2, mine if same_spec else "another-spec"))
+    kube.kubectl("create", "-f", "-", input=json.dumps(body))
+
+    def recorded() -> dict[str, Any]:
+        status, app = _applied(kube, ns, name, 1)
+        assert status.get("checkpointGeneration") == expected, status
+        assert _arg(app, "--checkpoint-generation") == str(expected)
+        return status
+
+    status = eventually(recorded, f"checkpoint generation {expected} from the lake", timeout=120, operator=operator)
+    assert status["checkpointPath"] == f"s3a://{lake.checkpoint_root(expected)}"
