@@ -325,6 +325,9 @@ def _delete_and_recover(
     return {"to_not_ready_s": round(down.at - deleted, 1), "to_ready_s": round(up.at - deleted, 1)}
 
 
+# pytest's 900 s per test counts a module fixture's setup in the first test that uses it: run alone
+# (-k), this one pays for `up --node --platform` (11 min here) besides its own ~7 min of stream
+@pytest.mark.timeout(2400)
 def test_pods_deleted_mid_stream_candles_stay_exact(cluster: dict[str, Any], tmp_path: Path) -> None:
     kube = _kube(cluster)
     recording = DERIVED_RECORDINGS / RESTART_RECORDING
@@ -468,6 +471,7 @@ def _candles(platform: dict[str, Any], name: str) -> list[Any]:
     return read_candles(lake, connection.arrow_filesystem(), window="1m").to_pylist()
 
 
+@pytest.mark.timeout(2400)  # as above: it may be the first test of the module to run
 def test_helm_upgrade_and_uninstall_leave_a_running_pipeline_alone(cluster: dict[str, Any], tmp_path: Path) -> None:
     kube, platform = cluster_e2e.attached_cluster(cluster["work_dir"], cluster)
     recording = DERIVED_RECORDINGS / RELEASE_RECORDING

@@ -51,6 +51,8 @@ class ReadyWatch:
                 self._command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self._env
             )
             assert self._proc.stdout is not None
+            if self._stopping.is_set():  # stopped while this kubectl was starting: __exit__ missed it
+                self._proc.terminate()
             decoder, buffer = json.JSONDecoder(), ""
             for line in self._proc.stdout:
                 buffer += line
