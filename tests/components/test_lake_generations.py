@@ -178,9 +178,10 @@ def recent_minutes() -> Any:
 
 @pytest.mark.spark
 def test_a_new_generation_continues_where_the_old_one_is_final(kafka: Any, s3: Any, tmp_path_factory) -> None:
-    """Generation 1 (1m) ran over minutes 0-8; the pipeline then adds 5m, a new generation. Its 1m
-    query starts from Kafka record time (not earliest) and writes no minute generation 1 had final;
-    its new 5m query reads from earliest. Before the hand-over, generation 2 wrote every minute again."""
+    """Generation 1 (1m) is final through minute 8 (written with the job's own sink, as its batches
+    would be); the pipeline then adds 5m, a new generation, run by the real job. Its 1m query starts
+    from Kafka record time (not earliest) and writes no minute generation 1 had final; its new 5m
+    query reads from earliest. Before the hand-over, generation 2 wrote every minute again."""
     from cryptopipe.lake.commits import read_manifests
     from cryptopipe.pipeline import PipelineConfig
     from tests.support.candle_job_process import JobRun, at, produce, tick, trade, unique_name
@@ -188,33 +189,29 @@ def test_a_new_generation_continues_where_the_old_one_is_final(kafka: Any, s3: A
     t = recent_minutes()
     topic = unique_name("generations")
     kafka.create_topic(topic, 1)
-    work = tmp_path_factory.mktemp("generations")
-    minutes = [trade("HAND-USD", 1 + m, str(100 + m), "1", t(m, 5)) for m in range(8)]
-    produce(kafka, topic, [*minutes, tick("HAND-USD", t(8, 40))], receipt_timestamps=True)
-    config = PipelineConfig(topic=topic, prefix=topic, windows=("1m",), watermark="30s", trigger="1s")
-    first = JobRun(kafka, s3, config, work, extra_args=["--state-fingerprint", "one"]).start()
-    try:
-        first.wait_watermark(t(8, 10).removesuffix("Z"), timeout=900)  # the job's start on a busy machine
-    finally:
-        first.stop()
-    later = [trade("HAND-USD", 20 + m, str(200 + m), "1", t(m, 5)) for m in (9, 10)]
-    produce(kafka, topic, [*later, tick("HAND-USD", t(11, 40))], receipt_timestamps=True)
+    trades = [trade("HAND-USD", 1 + m, str(100 + m), "1", t(m, 5)) for m in (*range(8), 9, 10)]
+    produce(kafka, topic, [*trades, tick("HAND-USD", t(8, 40)), tick("HAND-USD", t(11, 40))], receipt_timestamps=True)
+    lake = LakeLocation(LAKE_BUCKET, topic)
+    filesystem = s3.connection.arrow_filesystem()
+    old = candle_rows("HAND-USD", at(t(0)), 8, seed=3)  # generation 1's minutes 0-7
+    write_candles(old, lake=lake, filesystem=filesystem, batch_id=0, generation=1)
+    through = int(at(t(8, 10)).timestamp() * 1e6)
+    write_complete_through(filesystem, lake, window="1m", generation=1, batch_id=0, complete_through_us=through)
 
-    config2 = PipelineConfig(
+    config = PipelineConfig(
         topic=topic, prefix=topic, windows=("1m", "5m"), watermark="30s", trigger="1s", checkpoint_generation=2
     )
-    work2 = tmp_path_factory.mktemp("generations")  # its own log and progress file
-    second = JobRun(kafka, s3, config2, work2, extra_args=["--state-fingerprint", "two"]).start()
+    job = JobRun(kafka, s3, config, tmp_path_factory.mktemp("generations"), extra_args=["--state-fingerprint", "two"])
+    job.start()
     try:
-        progress = second.wait_watermark(t(11, 10).removesuffix("Z"), timeout=900)
+        # generous: the job's start on a busy machine
+        progress = job.wait_watermark(t(11, 10).removesuffix("Z"), timeout=600)
     finally:
-        second.stop()
-    total = len(minutes) + len(later) + 2
+        job.stop()
+    total = len(trades) + 2
     assert progress["5m"]["input_rows"] == total  # a new window size: from earliest
     assert progress["1m"]["input_rows"] < total  # from record time minute 6 (2 min before the cut)
 
-    lake = LakeLocation(config.bucket, config.prefix)
-    filesystem = s3.connection.arrow_filesystem()
     gen2_1m = {
         entry["path"]
         for m in read_manifests(lake, filesystem, window="1m")
@@ -226,8 +223,9 @@ def test_a_new_generation_continues_where_the_old_one_is_final(kafka: Any, s3: A
         for path in gen2_1m
         for row in pq.read_table(f"{lake.candles_root}/{path}", filesystem=filesystem).to_pylist()
     }
-    assert starts_by_gen2 and min(starts_by_gen2) >= at(t(8)), sorted(starts_by_gen2)
-    one_minute = read_candles(lake, filesystem, window="1m")
-    assert [r["window_start"] for r in one_minute.to_pylist()] == [at(t(m)) for m in (*range(8), 9, 10)]
+    assert starts_by_gen2 == {at(t(9)), at(t(10))}, sorted(starts_by_gen2)
+    one_minute = read_candles(lake, filesystem, window="1m").to_pylist()
+    assert [r["window_start"] for r in one_minute] == [at(t(m)) for m in (*range(8), 9, 10)]
+    assert [r["close"] for r in one_minute[:8]] == [r["close"] for r in old]  # generation 1's, kept
     five = read_candles(lake, filesystem, window="5m")
     assert [(r["window_start"], r["trade_count"]) for r in five.to_pylist()] == [(at(t(0)), 5), (at(t(5)), 4)]
