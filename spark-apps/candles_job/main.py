@@ -50,6 +50,33 @@ def check_lake(settings: JobSettings, filesystem) -> None:
         )
 
 
+# Writes each checkpoint file (offsets, commits, state deltas and snapshots) straight to its final
+# S3 key, in one PUT that S3 makes visible whole or not at all, aborted if the write fails. Spark's
+# default writes a temporary object and renames it: on s3a a rename is HEADs and LISTs, a COPY and a
+# DELETE, for each of the ~12 files a micro-batch commits. Profiled (docs/benchmarks.md): those
+# S3 round trips were the largest share of the job's CPU per batch. From spark-hadoop-cloud.
+DIRECT_CHECKPOINT_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
+
+
+def use_direct_checkpoint_writes(spark: SparkSession, checkpoint_url: str) -> bool:
+    """Checkpoint files written in one PUT each instead of write-and-rename, when the checkpoint is
+    on s3a and the class is on the class path (an older jar set keeps Spark's default, with a warning)."""
+    jvm = spark._jvm
+    if jvm is None or not checkpoint_url.startswith("s3a://"):
+        return False
+    try:
+        jvm.java.lang.Class.forName(DIRECT_CHECKPOINT_MANAGER)
+    except Exception:  # noqa: BLE001 (py4j's error type): the default manager still works
+        log.warning(
+            "spark-hadoop-cloud is not on the class path: checkpoint files are written and renamed "
+            "(slower on S3; run scripts/bootstrap.sh)",
+            extra={"class": DIRECT_CHECKPOINT_MANAGER},
+        )
+        return False
+    spark.conf.set("spark.sql.streaming.checkpointFileManagerClass", DIRECT_CHECKPOINT_MANAGER)
+    return True
+
+
 def build_session(settings: JobSettings) -> SparkSession:
     builder = SparkSession.builder.appName("cryptopipe-candles")
     conf = {
@@ -145,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings.metrics_port is not None:
         progress.serve(settings.metrics_port)
     spark.streams.addListener(ProgressListener(progress))
+    if settings.checkpoint_direct_writes:
+        use_direct_checkpoint_writes(spark, settings.checkpoint_location(settings.windows[0]))
     try:
         queries = start_queries(spark, settings, progress)
     except LakeUnreachable as exc:

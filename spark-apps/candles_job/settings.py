@@ -65,6 +65,12 @@ class JobSettings(KafkaSecuritySettings, BaseSettings):
         None, description="Override the checkpoint location root (default: s3a://BUCKET/PREFIX/_checkpoints)"
     )
     shuffle_partitions: int = Field(2, ge=1, description="spark.sql.shuffle.partitions: about the core count")
+    checkpoint_direct_writes: bool = Field(
+        True,
+        description="Write each s3a checkpoint file in one PUT (spark-hadoop-cloud's abortable-stream manager) "
+        "instead of write-and-rename (false: Spark's default); without the jar on the class path the job "
+        "warns and keeps Spark's default (docs/benchmarks.md, catch-up profile)",
+    )
     progress_file: str | None = Field(None, description="Local JSON file the job rewrites after every batch")
     progress_events_file: str | None = Field(
         None, description="Local file the job appends every query progress event to, one JSON per line (profiling)"

@@ -70,6 +70,9 @@ class CatchupResult:
     startup_s: float  # spark-submit start -> the first batch's trigger
     batches: list[dict]  # query progress events (data and no-data batches)
     job_cpu_s: float  # the job's process tree, user + system
+    # the same once the first batch had committed: what the later batches, the closing no-data
+    # batch and the exit cost, start-up and the first batch's warm-up excluded (None: not seen)
+    cpu_after_first_s: float | None
     candles: int
     duckdb_s: float  # best of the rounds
     duckdb_rounds: list[float]
@@ -101,6 +104,16 @@ class CatchupResult:
         if not seconds:
             return None
         return records * (self.backlog.trades / self.records) / seconds
+
+    @property
+    def steady_trades_per_cpu_s(self) -> float | None:
+        """Trades of the batches after the first per CPU-second the job spent after the first batch:
+        unlike trades/s, hardly moved by other load on the machine (2 cores: 100,000 trades/s needs
+        50,000 per CPU-second)."""
+        records, _ = self.steady
+        if not self.cpu_after_first_s or not records:
+            return None
+        return records * (self.backlog.trades / self.records) / self.cpu_after_first_s
 
     @property
     def trades_per_s(self) -> float:
@@ -357,10 +370,13 @@ def run_catchup(
         job.start()
         stack.processes.append(job)  # stopped with the stack if anything below fails
         cpu = [0.0]
+        cpu_at_first_batch: list[float] = []
 
         def done() -> bool:
             if job.alive:
                 cpu[0] = max(cpu[0], tree_cpu_s(job.pid))
+                if not cpu_at_first_batch and _batches_committed(stack.progress_file) > 0:
+                    cpu_at_first_batch.append(cpu[0])
             return not job.alive
 
         wait_for(done, 3600, "catch-up job exited", interval=0.5)
@@ -388,12 +404,22 @@ def run_catchup(
         startup_s=first_trigger - began_wall,
         batches=batches,
         job_cpu_s=cpu[0],
+        cpu_after_first_s=cpu[0] - cpu_at_first_batch[0] if cpu_at_first_batch else None,
         candles=lake.num_rows,
         duckdb_s=min(duck_times),
         duckdb_rounds=duck_times,
         mismatches=compare(lake, duck),
         load=load,
     )
+
+
+def _batches_committed(progress_file: Path) -> int:
+    """Batches the job has committed, from the progress file it rewrites after each (0 before)."""
+    try:
+        queries = json.loads(progress_file.read_text())["queries"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(1 + q["batch_id"] for q in queries.values() if isinstance(q.get("batch_id"), int))
 
 
 def _iso_s(text: str) -> float:
@@ -415,6 +441,12 @@ def result_text(r: CatchupResult) -> str:
         f"CPU {r.job_cpu_s:.0f} s",
         f"  through the job: {r.trades_per_s:,.0f} trades/s over all batches; steady state (batches 2..): "
         + (f"{rate:,.0f} trades/s ({steady_records:,} records in {steady_s:.1f} s)" if rate else "n/a (one batch)"),
+        "  job CPU after the first batch: "
+        + (
+            f"{r.cpu_after_first_s:.1f} s, {r.steady_trades_per_cpu_s:,.0f} trades per CPU-second (batches 2..)"
+            if r.cpu_after_first_s and r.steady_trades_per_cpu_s
+            else "n/a"
+        ),
         "  a day (1.25 M trades) at the steady rate: " + (f"{day:.1f} s of processing" if day else "n/a"),
         f"  DuckDB, same candles from Parquet: {r.duckdb_s:.2f} s best of "
         + ", ".join(f"{s:.2f}" for s in r.duckdb_rounds)
@@ -446,6 +478,8 @@ def as_json(r: CatchupResult) -> dict:
         "startup_s": round(r.startup_s, 2),
         "processing_s": round(r.processing_s, 2),
         "job_cpu_s": round(r.job_cpu_s, 1),
+        "cpu_after_first_s": round(r.cpu_after_first_s, 1) if r.cpu_after_first_s else None,
+        "steady_trades_per_cpu_s": round(r.steady_trades_per_cpu_s) if r.steady_trades_per_cpu_s else None,
         "trades_per_s": round(r.trades_per_s),
         "steady_trades_per_s": round(r.steady_trades_per_s) if r.steady_trades_per_s else None,
         "day_processing_s": round(r.day_processing_s, 1) if r.day_processing_s else None,

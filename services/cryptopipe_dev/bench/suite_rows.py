@@ -150,6 +150,7 @@ def catchup(r: Any) -> list[Figure]:
     duck = r.duckdb_trades_per_s
     day = r.day_processing_s
     duck_day = r.duckdb_s * 1_250_000 / r.backlog.trades
+    per_cpu = getattr(r, "steady_trades_per_cpu_s", None)
     return [
         Figure(
             "catch-up",
@@ -169,6 +170,11 @@ def catchup(r: Any) -> list[Figure]:
             None if day is None else _times_better(day, duck_day, False),
             f"<= {CATCHUP_TARGET_DAY_S:g} s",
             day is not None and day <= CATCHUP_TARGET_DAY_S,
+        ),
+        Figure(
+            "catch-up",
+            "trades per job CPU-second after the first batch (load-independent; 100,000/s on 2 cores = 50,000)",
+            "-" if per_cpu is None else f"{per_cpu:,.0f}/CPU-s",
         ),
         Figure("catch-up", "start-up, spark-submit -> first batch (reported apart)", f"{r.startup_s:.0f} s"),
         Figure(
