@@ -34,6 +34,12 @@ def check_hold_slack(hold_slack_s: float, watermark: str, name: str) -> None:
         )
 
 
+def default_hold_slack_s(watermark: str) -> float:
+    """The slack a pipeline gets when none is set: the ingestion's default, or half the watermark
+    when that is shorter, so that `cryptopipe up --watermark 5s` runs as it always did."""
+    return min(DEFAULT_HOLD_SLACK_S, parse_duration(watermark) / 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
@@ -46,14 +52,23 @@ class PipelineConfig:
     bucket: str = "lake"
     prefix: str = "cryptopipe"
     checkpoint_generation: int = 1
-    # ingestion's hold slack (CRYPTOPIPE_INGEST_HOLD_SLACK_S, cryptopipe.ingest.hold): below the watermark
-    hold_slack_s: float = DEFAULT_HOLD_SLACK_S
+    # ingestion's hold slack (CRYPTOPIPE_INGEST_HOLD_SLACK_S, cryptopipe.ingest.hold): below the
+    # watermark; None: default_hold_slack_s(watermark)
+    hold_slack_s: float | None = None
 
     def __post_init__(self) -> None:
         # normalise and validate once: "60s" and "1m" are the same window
         object.__setattr__(self, "windows", tuple(window_label(parse_duration(w)) for w in self.windows))
-        check_hold_slack(self.hold_slack_s, self.watermark, "hold_slack_s")
+        if self.hold_slack_s is None:
+            object.__setattr__(self, "hold_slack_s", default_hold_slack_s(self.watermark))
+        check_hold_slack(self.slack_s, self.watermark, "hold_slack_s")
         parse_duration(self.trigger)
+
+    @property
+    def slack_s(self) -> float:
+        """The hold slack in force (set, or derived from the watermark)."""
+        assert self.hold_slack_s is not None  # set in __post_init__
+        return self.hold_slack_s
 
     @property
     def window_seconds(self) -> tuple[int, ...]:
@@ -77,14 +92,14 @@ def ingestion_env(
         "CRYPTOPIPE_INGEST_TOPIC": config.topic,
         "CRYPTOPIPE_INGEST_DLQ_TOPIC": config.dlq_topic,
         "CRYPTOPIPE_INGEST_HTTP_PORT": str(http_port),
-        HOLD_SLACK_ENV: f"{config.hold_slack_s:g}",
+        HOLD_SLACK_ENV: f"{config.slack_s:g}",
     }
     if ws_url:
         env["CRYPTOPIPE_INGEST_WS_URL"] = ws_url
     if rest_url:
         env["CRYPTOPIPE_INGEST_REST_URL"] = rest_url
     env.update(extra or {})
-    if env[HOLD_SLACK_ENV] != f"{config.hold_slack_s:g}":  # overridden: the job's watermark still rules
+    if env[HOLD_SLACK_ENV] != f"{config.slack_s:g}":  # overridden: the job's watermark still rules
         try:
             slack = float(env[HOLD_SLACK_ENV])
         except ValueError:

@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 from cryptopipe.logs import setup_logging
-from cryptopipe.pipeline import DEFAULT_HOLD_SLACK_S, check_hold_slack
 from cryptopipe_dev.stack.paths import cache_dir
 
 # a plain string, not the docstring: the formatter keeps its indentation, which --help prints
@@ -207,11 +206,6 @@ def default_stack_dir() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command in ("up", "replay"):  # the local stack runs the ingestion with the default hold slack
-        try:
-            check_hold_slack(DEFAULT_HOLD_SLACK_S, args.watermark, "--watermark")
-        except ValueError as exc:
-            parser.error(str(exc))
     setup_logging(args.log_level)
     _stop_on_signals()  # `cryptopipe up` installs its own handlers: it stops on its loop's next turn
     if args.command == "replay":

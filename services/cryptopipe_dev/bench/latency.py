@@ -30,7 +30,7 @@ from pyarrow import fs
 from cryptopipe.contracts import parse_duration, window_label
 from cryptopipe.lake.commits import committed_files
 from cryptopipe.lake.layout import LakeLocation
-from cryptopipe.pipeline import DEFAULT_HOLD_SLACK_S, PipelineConfig
+from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name
 from cryptopipe_dev.bench.stats import nearest_rank
 from cryptopipe_dev.commands.scrape import scrape
@@ -190,11 +190,8 @@ def run_latency(
     seed: int = 11,
 ) -> tuple[LatencyResult, MemoryResult]:
     window = window_label(parse_duration(window))
-    # the hold slack must stay below the (short) watermark of this run; it only matters around gaps
-    slack_s = min(DEFAULT_HOLD_SLACK_S, parse_duration(watermark) / 2)
-    config = PipelineConfig(
-        products=products, windows=(window,), watermark=watermark, trigger=trigger, hold_slack_s=slack_s
-    )
+    # the hold slack derived from the watermark (PipelineConfig's default); it only matters around gaps
+    config = PipelineConfig(products=products, windows=(window,), watermark=watermark, trigger=trigger)
     began = time.monotonic()
     with LocalStack(work_dir, config) as stack:
         stack_start_s = time.monotonic() - began
