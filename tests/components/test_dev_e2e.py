@@ -129,7 +129,7 @@ def test_prometheus_scrapes_a_live_pipeline_and_every_dashboard_query_has_data(c
     namespace = platform["namespace"]
     began = time.monotonic()
     urls = node_addons.deploy_live_replay(kube, LIVE_PRODUCTS, rate=4, name=f"{LIVE}-replay", namespace=namespace)
-    manifest = live_pipeline(LIVE, namespace, urls, LIVE_PRODUCTS, node_addons.image_refs(), platform)
+    manifest = live_pipeline(LIVE, namespace, urls, LIVE_PRODUCTS, platform)
     kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     try:
         # 1. the operator, and the pipeline's ingestion, Spark driver and lake monitor, each scraped

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cryptopipe_dev.commands.cluster_e2e import platform_pipeline
 from cryptopipe_dev.commands.dev_cluster import pid_runs
 from cryptopipe_dev.stack import node_addons
 from tests.components.test_dev_node import _cli, _diff, _kubectl, _require_node, _tail, host_snapshot
@@ -49,29 +50,9 @@ RECORDING = "exchange_2026-07-07_BTC-ETH_matches-heartbeats.jsonl"  # in DERIVED
 
 
 def _pipeline(urls: dict[str, str], platform: dict[str, str]) -> dict[str, Any]:
-    refs = node_addons.image_refs()
-    return {
-        "apiVersion": "cryptopipeline.io/v1alpha1",
-        "kind": "CryptoPipeline",
-        "metadata": {"name": "btc-eth", "namespace": NS},
-        "spec": {
-            "feed": "exchange",
-            "products": ["BTC-USD", "ETH-USD"],
-            "kafka": {"clusterName": platform["kafka_cluster"], "replicas": 1},
-            "sink": {
-                "endpoint": platform["s3_endpoint"],
-                "bucket": platform["lake_bucket"],
-                "credentialsSecretRef": {"name": platform["s3_secret"]},
-            },
-            "ingestion": {
-                "image": refs["ingestion"],
-                "imagePullPolicy": "Never",
-                "wsUrl": urls["ws_url"],
-                "restUrl": urls["rest_url"],
-            },
-            "spark": {"image": refs["spark-job"], "imagePullPolicy": "Never"},
-        },
-    }
+    return platform_pipeline(
+        "btc-eth", NS, urls, platform, feed="exchange", products=["BTC-USD", "ETH-USD"], small=False
+    )
 
 
 def _conditions(kubeconfig: str) -> dict[str, str]:

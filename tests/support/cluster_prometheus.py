@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptopipe_dev.commands.cluster_e2e import platform_pipeline
 from cryptopipe_dev.stack import node_monitoring
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -89,49 +90,29 @@ def live_pipeline(
     namespace: str,
     urls: Mapping[str, str],
     products: list[str],
-    refs: Mapping[str, str],
     platform: Mapping[str, Any],
     monitoring_namespace: str = node_monitoring.MONITORING_NAMESPACE,
 ) -> dict[str, Any]:
     """A CryptoPipeline of the live feed at ``urls``, with the lake monitor scanning every 10 s, the
     Spark pods small enough for the 2-CPU node, and its NetworkPolicy admitting the Prometheus
     namespace to the metrics ports (the default admits a namespace named ``monitoring``)."""
-    small = {"coreRequest": "400m"}
-    return {
-        "apiVersion": "cryptopipeline.io/v1alpha1",
-        "kind": "CryptoPipeline",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "feed": "exchange",
-            "products": products,
-            "windows": ["1m"],
-            "watermark": "10s",
-            "trigger": "5s",
-            "kafka": {"clusterName": platform["kafka_cluster"], "replicas": 1},
-            "sink": {
-                "endpoint": platform["s3_endpoint"],
-                "bucket": platform["lake_bucket"],
-                "credentialsSecretRef": {"name": platform["s3_secret"]},
-            },
-            "ingestion": {
-                "image": refs["ingestion"],
-                "imagePullPolicy": "Never",
-                "wsUrl": urls["ws_url"],
-                "restUrl": urls["rest_url"],
-            },
-            "spark": {"image": refs["spark-job"], "imagePullPolicy": "Never", "driver": small, "executor": small},
-            "monitor": {
-                "enabled": True,
-                "imagePullPolicy": "Never",
-                "interval": "10s",
-                "lookback": "30m",
-                "resources": {"requests": {"cpu": "50m"}},
-            },
-            "networkPolicy": {
-                "metricsNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring_namespace}}
-            },
+    manifest = platform_pipeline(name, namespace, urls, platform, feed="exchange", products=products)
+    manifest["spec"] |= {
+        "windows": ["1m"],
+        "watermark": "10s",
+        "trigger": "5s",
+        "monitor": {
+            "enabled": True,
+            "imagePullPolicy": "Never",
+            "interval": "10s",
+            "lookback": "30m",
+            "resources": {"requests": {"cpu": "50m"}},
+        },
+        "networkPolicy": {
+            "metricsNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring_namespace}}
         },
     }
+    return manifest
 
 
 def ingress_admits(policy: Mapping[str, Any], namespace_labels: Mapping[str, str], port: int) -> bool:

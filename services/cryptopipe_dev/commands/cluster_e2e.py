@@ -30,6 +30,7 @@ import logging
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,22 +77,30 @@ def attached_cluster(work_dir: Path, state: dict[str, Any] | None) -> tuple[Kube
     return kube, platform
 
 
-def pipeline_manifest(
-    name: str, plan: replay_cmd.ReplayPlan, urls: dict[str, str], platform: dict[str, Any], feed: str
+def platform_pipeline(
+    name: str,
+    namespace: str,
+    urls: Mapping[str, str],
+    platform: Mapping[str, Any],
+    *,
+    feed: str,
+    products: list[str],
+    small: bool = True,
 ) -> dict[str, Any]:
+    """A CryptoPipeline on the dev cluster's platform: its Kafka and S3 server, the images loaded
+    into the node (pull policy Never), the feed at ``urls`` (the replay server's pod); ``small``:
+    Spark pods that fit the 2-CPU node. Callers add what their check needs to ``spec``."""
     refs = node_addons.image_refs()
-    small = {"coreRequest": CORE_REQUEST}
+    spark: dict[str, Any] = {"image": refs["spark-job"], "imagePullPolicy": "Never"}
+    if small:
+        spark |= {"driver": {"coreRequest": CORE_REQUEST}, "executor": {"coreRequest": CORE_REQUEST}}
     return {
         "apiVersion": "cryptopipeline.io/v1alpha1",
         "kind": "CryptoPipeline",
-        "metadata": {"name": name, "namespace": platform["namespace"]},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "feed": feed,
-            "products": list(plan.products),
-            "windows": list(plan.windows),
-            "watermark": plan.watermark,
-            "trigger": plan.trigger,
-            "deletionPolicy": "Retain",
+            "products": list(products),
             "kafka": {"clusterName": platform["kafka_cluster"], "replicas": 1},
             "sink": {
                 "endpoint": platform["s3_endpoint"],
@@ -104,9 +113,22 @@ def pipeline_manifest(
                 "wsUrl": urls["ws_url"],
                 "restUrl": urls["rest_url"],
             },
-            "spark": {"image": refs["spark-job"], "imagePullPolicy": "Never", "driver": small, "executor": small},
+            "spark": spark,
         },
     }
+
+
+def pipeline_manifest(
+    name: str, plan: replay_cmd.ReplayPlan, urls: dict[str, str], platform: dict[str, Any], feed: str
+) -> dict[str, Any]:
+    manifest = platform_pipeline(name, platform["namespace"], urls, platform, feed=feed, products=list(plan.products))
+    manifest["spec"] |= {
+        "windows": list(plan.windows),
+        "watermark": plan.watermark,
+        "trigger": plan.trigger,
+        "deletionPolicy": "Retain",
+    }
+    return manifest
 
 
 class ReplayPodStatus:
