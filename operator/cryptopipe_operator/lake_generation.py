@@ -13,7 +13,8 @@ import logging
 
 from cryptopipe.lake.generations import read_generations, resolve_generation
 from cryptopipe_operator import lake_cleanup
-from cryptopipe_operator.kube_api import ApiError, KubeApi, object_path
+from cryptopipe_operator.kube_api import KubeApi
+from cryptopipe_operator.secret_access import read_sink_secret
 from cryptopipe_operator.spec import Pipeline, state_fingerprint
 
 log = logging.getLogger("cryptopipe.operator.lake_generation")
@@ -23,12 +24,7 @@ async def lake_checkpoint_generation(api: KubeApi, pipeline: Pipeline, from_stat
     """``from_status`` (next_checkpoint_generation's answer) resolved against the lake's generation
     records as the job resolves it; ``from_status`` itself when the lake cannot be read."""
     ref = pipeline.spec.sink.credentials_secret_ref
-    try:
-        secret = await api.get(object_path("v1", "Secret", pipeline.namespace, ref.name))
-    except ApiError as exc:
-        if exc.status != 403:
-            raise
-        secret = None
+    secret = await read_sink_secret(api, pipeline.namespace, ref.name)
     if secret is None:
         return from_status
     try:

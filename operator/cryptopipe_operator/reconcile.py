@@ -29,6 +29,7 @@ from cryptopipe_operator.render_kafka import STRIMZI_API_VERSION, dlq_topic_name
 from cryptopipe_operator.render_monitor import deployment_name as monitor_deployment_name
 from cryptopipe_operator.render_spark import SPARK_API_VERSION, spark_application_name
 from cryptopipe_operator.retry_policy import StepFailed
+from cryptopipe_operator.secret_access import read_sink_secret
 from cryptopipe_operator.settings import DEFAULT_SPARK_DRIVER_CLUSTER_ROLE
 from cryptopipe_operator.spec import (
     API_GROUP,
@@ -290,12 +291,7 @@ async def _claim_lake(api: KubeApi, pipeline: Pipeline) -> str | None:
     the Secret cannot be read (missing, RBAC) or S3 does not answer, the marker is left for a later
     reconcile and the pipeline goes on: deletionPolicy Delete refuses a prefix without it."""
     ref = pipeline.spec.sink.credentials_secret_ref
-    try:
-        secret = await api.get(object_path("v1", "Secret", pipeline.namespace, ref.name))
-    except ApiError as exc:
-        if exc.status != 403:
-            raise
-        secret = None
+    secret = await read_sink_secret(api, pipeline.namespace, ref.name)
     if secret is None:
         log.info("lake marker not checked: Secret %s/%s not readable", pipeline.namespace, ref.name)
         return None

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi
+from cryptopipe_operator.kube_api import ApiError, Emit, KubeApi, object_path
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,14 @@ async def warn_if_delete_cannot_read_secret(api: KubeApi, body: Mapping[str, Any
         "(or spec.deletionPolicy is Retain)",
     )
     return True
+
+
+async def read_sink_secret(api: KubeApi, namespace: str, name: str) -> dict[str, Any] | None:
+    """The sink Secret, or None when it is missing or the operator's RBAC may not read it (the
+    chart's default): the lake marker and generation records are then left to a later reconcile."""
+    try:
+        return await api.get(object_path("v1", "Secret", namespace, name))
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        return None
