@@ -62,6 +62,7 @@ CUT_S = 20.0  # real seconds the fault proxy blackholes the ingestion's way to t
 PROXIED_LISTENER = "CHAOS"  # the broker's listener that advertises the fault proxy's port
 LEAD_S = 12.0  # real seconds of market before the first injection
 TAIL_S = 8.0  # ...and after the last one
+GAP_WAIT_S = 10.0  # ingestion-kill: at most this long for a REST gap to be pending before a kill
 ENV = {"CRYPTOPIPE_INGEST_WATCHDOG_S": "5"}  # a stalled socket is reopened after 5 s of silence
 
 
@@ -180,6 +181,7 @@ class _Run:
         self.restarts = {"ingestion": 0, "spark-job": 0}
         self.notes: list[str] = []
         self.rest_missing: set[int] = set()
+        self.killed_with_gap_pending = 0  # ingestion-kill: kills that fell while a REST gap was pending
 
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> Row:
@@ -249,6 +251,8 @@ class _Run:
             reasons.insert(0, f"{v.wrong_candles} wrong candle(s)")
         if v.duplicate_rows:
             reasons.insert(0, f"{v.duplicate_rows} duplicate row(s)")
+        if self.scenario.action == "ingestion-kill":
+            self.notes.append(f"{self.killed_with_gap_pending} of {self.runs} kills fell while a REST gap was pending")
         restarted = {k: n for k, n in self.restarts.items() if n}
         if restarted:
             self.notes.append(
@@ -319,6 +323,18 @@ class _Run:
         subscribed = m.get(("cryptopipe_ingest_connection_state", (("state", "subscribed"),)), 0) == 1
         return subscribed and m.get(("cryptopipe_ingest_backfill_pending", ()), 1) == 0
 
+    def _gap_pending(self) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            return self._metrics().get(("cryptopipe_ingest_backfill_pending", ()), 0) > 0
+        return False
+
+    def _wait_a_while(self, check: Callable[[], bool], seconds: float) -> None:
+        """Until ``check`` or ``seconds`` passed (the fault goes in either way)."""
+        deadline = time.monotonic() + seconds
+        while not check() and time.monotonic() < deadline:
+            self._supervise()
+            time.sleep(0.05)
+
     def _reconnects(self) -> float:
         return sum(v for (n, _), v in self._metrics().items() if n == "cryptopipe_ingest_reconnects_total")
 
@@ -352,6 +368,9 @@ class _Run:
         t0 = time.monotonic()
         if action == "ingestion-kill":
             assert self.ingestion is not None
+            if i % 2 == 0:  # every other kill lands while a REST gap is in flight (REST answers late here)
+                self._wait_a_while(self._gap_pending, GAP_WAIT_S)
+            self.killed_with_gap_pending += self._gap_pending()
             self.ingestion.kill(signal.SIGKILL)
             self.ingestion.wait(30)
             self.ingestion = self._start_ingestion()

@@ -26,9 +26,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "ingestion-sigkill",
         20,
         "ingestion-kill",
-        "SIGKILL of the ingestion process at seeded random moments (every 13th trade withheld from the "
-        "WebSocket, so REST gaps are often pending), restarted at once",
-        {"skip_every": 13},
+        "SIGKILL of the ingestion process at seeded random moments, every other one while a REST gap is "
+        "pending (every 13th trade withheld from the WebSocket, each REST answer 0.2 s late), restarted at once",
+        {"skip_every": 13, "rest_delay_s": 0.2},
     ),
     Scenario("driver-sigkill", 10, "driver-kill", "SIGKILL of the Spark driver at random moments, restarted at once"),
     Scenario(
