@@ -87,6 +87,31 @@ def ids_in_kafka(kafka: Any, topic: str) -> dict[str, collections.Counter[int]]:
     }
 
 
+def _one_product_env(kafka: Any, product: str, topic: str, dlq: str) -> dict[str, str]:
+    """The ingestion's environment for one product, with a REST timeout long enough for the
+    replay server's delayed answers."""
+    return ingestion_env(
+        PipelineConfig(products=(product,), topic=topic, dlq_topic=dlq),
+        kafka_bootstrap=kafka.bootstrap,
+        http_port=0,
+        extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1", "CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S": "120"},
+    )
+
+
+def _start_ingestion(env: dict[str, str], server: ReplayServer, log: Path) -> ManagedProcess:
+    urls = {"CRYPTOPIPE_INGEST_WS_URL": server.url, "CRYPTOPIPE_INGEST_REST_URL": server.rest_url}
+    command = [sys.executable, "-m", "cryptopipe.ingest"]
+    return ManagedProcess(command, env=env | urls, log_path=log, name="ingest", die_with_parent=True).start()
+
+
+def _wait_until_in_kafka(kafka: Any, topic: str, product: str, ids: list[int], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while set(ids) - set(found := ids_in_kafka(kafka, topic).get(product, {})):
+        missing = sorted(set(ids) - set(found))
+        assert time.monotonic() < deadline, f"never reached Kafka: {missing}"
+        time.sleep(0.5)
+
+
 def _resume_point(kafka: Any, topic: str, product: str) -> int | None:
     """The trade id the ingestion's state topic says the product resumes after."""
     point = read_state(kafka.bootstrap, ingest_state_topic(topic), timeout_s=10).get(product)
@@ -100,20 +125,10 @@ def test_a_gap_pending_when_the_process_is_killed_is_refilled_after_the_restart(
     first = write_recording(tmp_path / "first.jsonl", [(product, i) for i in ids[:101]], (product,))
     again = write_recording(tmp_path / "again.jsonl", [(product, i) for i in ids], (product,))
     topic, dlq = unique_topics(kafka, "killed")
-    env = ingestion_env(
-        PipelineConfig(products=(product,), topic=topic, dlq_topic=dlq),
-        kafka_bootstrap=kafka.bootstrap,
-        http_port=0,
-        extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1", "CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S": "120"},
-    )
-
-    def ingestion(server: ReplayServer, log: Path) -> ManagedProcess:
-        urls = {"CRYPTOPIPE_INGEST_WS_URL": server.url, "CRYPTOPIPE_INGEST_REST_URL": server.rest_url}
-        command = [sys.executable, "-m", "cryptopipe.ingest"]
-        return ManagedProcess(command, env=env | urls, log_path=log, name="ingest", die_with_parent=True).start()
+    env = _one_product_env(kafka, product, topic, dlq)
 
     with ReplayServer([first], speed="max", faults={"skip_trade_ids": gap, "rest_delay_s": 60.0}) as server:
-        process = ingestion(server, tmp_path / "first.log")
+        process = _start_ingestion(env, server, tmp_path / "first.log")
         try:
             wait_for(lambda: server.wait_done(0), 30, "the first replay")
             wait_for(lambda: "trade gap detected" in (tmp_path / "first.log").read_text(), 30, "the gap found")
@@ -126,14 +141,10 @@ def test_a_gap_pending_when_the_process_is_killed_is_refilled_after_the_restart(
             process.kill(signal.SIGKILL)
             process.wait(10)
     with ReplayServer([again], speed="max", faults={"skip_trade_ids": gap}) as server:
-        process = ingestion(server, tmp_path / "again.log")
+        process = _start_ingestion(env, server, tmp_path / "again.log")
         try:
             wait_for(lambda: server.wait_done(0), 30, "the second replay")
-            deadline = time.monotonic() + 60
-            while set(ids) - set(found := ids_in_kafka(kafka, topic).get(product, {})):
-                missing = sorted(set(ids) - set(found))
-                assert time.monotonic() < deadline, f"never reached Kafka: {missing}"
-                time.sleep(0.5)
+            _wait_until_in_kafka(kafka, topic, product, ids)
         finally:
             process.stop()
     assert sorted(ids_in_kafka(kafka, topic)[product]) == ids
@@ -150,21 +161,11 @@ def test_gaps_pending_at_a_clean_stop_are_refilled_by_the_restart_and_not_counte
     first = write_recording(tmp_path / "first.jsonl", [(product, i) for i in ids[:101]], (product,))
     again = write_recording(tmp_path / "again.jsonl", [(product, i) for i in ids], (product,))
     topic, dlq = unique_topics(kafka, "sigterm")
-    env = ingestion_env(
-        PipelineConfig(products=(product,), topic=topic, dlq_topic=dlq),
-        kafka_bootstrap=kafka.bootstrap,
-        http_port=0,
-        extra={"CRYPTOPIPE_INGEST_HTTP_HOST": "127.0.0.1", "CRYPTOPIPE_INGEST_BACKFILL_TIMEOUT_S": "120"},
-    )
+    env = _one_product_env(kafka, product, topic, dlq)
     logs = (tmp_path / "first.log", tmp_path / "again.log")
 
-    def ingestion(server: ReplayServer, log: Path) -> ManagedProcess:
-        urls = {"CRYPTOPIPE_INGEST_WS_URL": server.url, "CRYPTOPIPE_INGEST_REST_URL": server.rest_url}
-        command = [sys.executable, "-m", "cryptopipe.ingest"]
-        return ManagedProcess(command, env=env | urls, log_path=log, name="ingest", die_with_parent=True).start()
-
     with ReplayServer([first], speed="max", faults={"skip_trade_ids": gaps, "rest_delay_s": 60.0}) as server:
-        process = ingestion(server, logs[0])
+        process = _start_ingestion(env, server, logs[0])
         try:
             wait_for(lambda: server.wait_done(0), 30, "the first replay")
             wait_for(lambda: logs[0].read_text().count("trade gap detected") == 2, 30, "both gaps found")
@@ -178,14 +179,10 @@ def test_gaps_pending_at_a_clean_stop_are_refilled_by_the_restart_and_not_counte
         finally:
             process.stop()
     with ReplayServer([again], speed="max", faults={"skip_trade_ids": gaps}) as server:
-        process = ingestion(server, logs[1])
+        process = _start_ingestion(env, server, logs[1])
         try:
             wait_for(lambda: server.wait_done(0), 30, "the second replay")
-            deadline = time.monotonic() + 60
-            while set(ids) - set(found := ids_in_kafka(kafka, topic).get(product, {})):
-                missing = sorted(set(ids) - set(found))
-                assert time.monotonic() < deadline, f"never reached Kafka: {missing}"
-                time.sleep(0.5)
+            _wait_until_in_kafka(kafka, topic, product, ids)
         finally:
             process.stop()
     in_kafka = ids_in_kafka(kafka, topic)[product]
