@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cryptopipe_operator.status import SUSPENDED_REASON
+
 REGISTRY = CollectorRegistry()
 
 RECONCILES = Counter(
@@ -29,6 +31,14 @@ CONDITION = Gauge(
     "cryptopipe_operator_pipeline_condition",
     "1 when the pipeline's condition of this type is True, else 0",
     ["namespace", "pipeline", "type"],
+    registry=REGISTRY,
+)
+
+SUSPENDED = Gauge(
+    "cryptopipe_operator_pipeline_suspended",
+    "1 while the pipeline is suspended (spec.suspend: its pods are stopped on purpose), else 0; no "
+    "series once the pipeline is deleted. The down alerts leave such pipelines out",
+    ["namespace", "pipeline"],
     registry=REGISTRY,
 )
 
@@ -83,6 +93,8 @@ def record_conditions(meta: Mapping[str, Any], conditions: Iterable[Mapping[str,
     spec.monitor is turned off) loses its series instead of keeping its last value."""
     namespace, name = meta["namespace"], meta["name"]
     reported = set()
+    conditions = list(conditions)
+    SUSPENDED.labels(namespace, name).set(any(c.get("reason") == SUSPENDED_REASON for c in conditions))
     for condition in conditions:
         CONDITION.labels(namespace, name, condition["type"]).set(condition["status"] == "True")
         reported.add(condition["type"])
@@ -96,4 +108,6 @@ def forget_pipeline(meta: Mapping[str, Any]) -> None:
     for labels in list(CONDITION._metrics):  # prometheus_client has no per-prefix removal
         if labels[:2] == (meta["namespace"], meta["name"]):
             CONDITION.remove(*labels)
+    if (meta["namespace"], meta["name"]) in SUSPENDED._metrics:
+        SUSPENDED.remove(meta["namespace"], meta["name"])
     forget_failures(meta)

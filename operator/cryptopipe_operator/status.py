@@ -126,8 +126,12 @@ def spark_verdict(name: str, status: Status) -> Verdict:
     return Verdict("False", f"SparkApplication{_camel(state)}", detail, failed=state in SPARK_FAILURE_STATES)
 
 
+# the reason of every child condition of a suspended pipeline (metrics.py reads it back)
+SUSPENDED_REASON = "Suspended"
+
+
 def suspended_verdict(what: str) -> Verdict:
-    return Verdict("False", "Suspended", f"{what} is suspended (spec.suspend)")
+    return Verdict("False", SUSPENDED_REASON, f"{what} is suspended (spec.suspend)")
 
 
 def combine(verdicts: Sequence[Verdict]) -> Verdict:

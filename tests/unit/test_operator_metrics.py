@@ -53,3 +53,28 @@ def test_requests_are_counted_as_the_api_server_names_them() -> None:
     assert verb_and_resource("POST", review) == ("create", "selfsubjectaccessreviews")
     lease = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"
     assert verb_and_resource("PUT", lease) == ("update", "leases")
+
+
+def test_suspended_follows_the_reported_reason_and_goes_with_the_pipeline() -> None:
+    from cryptopipe_operator.status import SUSPENDED_REASON
+
+    meta = {"namespace": "md", "name": "metrics-suspend"}
+
+    def suspended() -> float | None:
+        return metrics.REGISTRY.get_sample_value(
+            "cryptopipe_operator_pipeline_suspended", {"namespace": "md", "pipeline": "metrics-suspend"}
+        )
+
+    running = [{"type": "Ready", "status": "True", "reason": "AllChildrenReady"}]
+    paused = [
+        {"type": "Ready", "status": "False", "reason": "NotReady"},
+        {"type": "IngestionReady", "status": "False", "reason": SUSPENDED_REASON},
+    ]
+    metrics.record_conditions(meta, running)
+    assert suspended() == 0  # the down alerts need the series at 0, not absent, for a running pipeline
+    metrics.record_conditions(meta, paused)
+    assert suspended() == 1
+    metrics.record_conditions(meta, running)
+    assert suspended() == 0
+    metrics.forget_pipeline(meta)
+    assert suspended() is None  # deleted: the alerts tell this from "suspended" by the series' absence
