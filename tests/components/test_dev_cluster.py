@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,9 +48,10 @@ def _pids(work_dir: Path) -> dict[str, int]:
 def test_up_apply_example_down(tmp_path: Path) -> None:
     work_dir = tmp_path / "dev"
     began = time.monotonic()
-    up = _cli("up", "--work-dir", str(work_dir))
     pids: dict[str, int] = {}
     try:
+        # in the try: a timeout or an interrupt while `up` runs must still end in `down`
+        up = _cli("up", "--work-dir", str(work_dir))
         assert up.returncode == 0, up.stdout + up.stderr
         assert time.monotonic() - began < 90  # returned: nothing it started holds its output open
         pids = _pids(work_dir)
@@ -98,3 +100,52 @@ def test_up_apply_example_down(tmp_path: Path) -> None:
     assert not (work_dir / "state.json").exists()
     status = _cli("status", "--work-dir", str(work_dir))
     assert status.returncode == 1 and "no dev cluster" in status.stdout
+
+
+def test_down_stops_what_an_up_killed_midway_started(tmp_path: Path) -> None:
+    """An ``up`` SIGKILLed before it finished (a caller's timeout: subprocess.run kills its child)
+    has already detached etcd, kube-apiserver, kube-controller-manager and the operator. Each is in
+    state.json from the moment it starts, so ``down`` stops them; a new ``up`` refuses instead of
+    calling the half-started cluster running."""
+    work_dir = tmp_path / "dev"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cryptopipe_dev.cli", "dev", "cluster", "up", "--work-dir", str(work_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    state: dict[str, Any] = {}
+    try:
+        # the operator is the last thing `up` starts; it waits for its /healthz (seconds of imports)
+        # before it writes the final state, so this partial one is there to be seen
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and up.poll() is None:
+            try:
+                state = json.loads((work_dir / "state.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                state = {}
+            if state.get("partial") and "cryptopipe-operator" in _names(state):
+                break
+            time.sleep(0.05)
+        up.kill()
+        up.wait(timeout=30)
+        assert state.get("partial") and "cryptopipe-operator" in _names(state), (up.returncode, state)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    pids = {p["name"]: p["pid"] for p in state["processes"]}
+    try:
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "cryptopipe-operator"}, pids
+        assert all(pid_runs(pid) for pid in pids.values()), pids  # detached: `up`'s death left them running
+        again = _cli("up", "--work-dir", str(work_dir))
+        assert again.returncode == 1 and "cryptopipe dev cluster down" in again.stderr, again.stdout + again.stderr
+    finally:
+        down = _cli("down", "--work-dir", str(work_dir), timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    left = {name: pid for name, pid in pids.items() if pid_runs(pid)}
+    assert not left, left
+    assert not (work_dir / "state.json").exists()
+
+
+def _names(state: dict[str, Any]) -> set[str]:
+    return {p["name"] for p in state.get("processes", [])}

@@ -65,8 +65,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     work_dir = tmp_path_factory.mktemp("e2e") / "dev"
     before = host_snapshot(work_dir)
     began = time.monotonic()
-    up = _cli("up", "--node", "--platform", "--work-dir", str(work_dir), timeout=2400)
     try:
+        # in the try: a timeout or an interrupt while `up` runs must still end in `down`
+        up = _cli("up", "--node", "--platform", "--work-dir", str(work_dir), timeout=2400)
         assert up.returncode == 0, up.stdout + up.stderr[-4000:]
         state = json.loads((work_dir / "state.json").read_text())
         print(f"\nup --node --platform {time.monotonic() - began:.1f} s: {state['node']}")

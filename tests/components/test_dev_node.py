@@ -219,10 +219,11 @@ def test_up_node_pod_runs_down_restores_host(tmp_path: Path) -> None:
     before = host_snapshot(work_dir)
 
     began = time.monotonic()
-    up = _cli("up", "--node", "--work-dir", str(work_dir))
-    up_seconds = time.monotonic() - began
     pids: dict[str, int] = {}
     try:
+        # in the try: a timeout or an interrupt while `up` runs must still end in `down`
+        up = _cli("up", "--node", "--work-dir", str(work_dir))
+        up_seconds = time.monotonic() - began
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((work_dir / "state.json").read_text())
         pids = {p["name"]: p["pid"] for p in state["processes"]}
@@ -305,9 +306,10 @@ def test_down_after_kubelet_and_containerd_crash_restores_host(tmp_path: Path) -
     _require_node()
     work_dir = tmp_path / "dev"
     before = host_snapshot(work_dir)
-    up = _cli("up", "--node", "--work-dir", str(work_dir))
     pids: dict[str, int] = {}
     try:
+        # in the try: a timeout or an interrupt while `up` runs must still end in `down`
+        up = _cli("up", "--node", "--work-dir", str(work_dir))
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((work_dir / "state.json").read_text())
         pids = {p["name"]: p["pid"] for p in state["processes"]}

@@ -115,10 +115,11 @@ def test_up_node_platform_dependencies_in_restricted_namespace(tmp_path: Path) -
     work_dir = tmp_path / "dev"
     before = host_snapshot(work_dir)
     began = time.monotonic()
-    up = _cli("up", "--node", "--platform", "--work-dir", str(work_dir), timeout=1800)
-    up_seconds = time.monotonic() - began
     pids: dict[str, int] = {}
     try:
+        # in the try: a timeout or an interrupt while `up` runs must still end in `down`
+        up = _cli("up", "--node", "--platform", "--work-dir", str(work_dir), timeout=1800)
+        up_seconds = time.monotonic() - began
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((work_dir / "state.json").read_text())
         pids = {p["name"]: p["pid"] for p in state["processes"]}

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,10 +157,18 @@ def cluster_up(
             return 1
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    running = [p for p in recorded(read_state(work_dir)) if p.alive]
+    previous = read_state(work_dir)
+    running = [p for p in recorded(previous) if p.alive]
+    if running and (previous or {}).get("partial"):
+        print(
+            f"error: an `up` that was killed midway left {', '.join(p.name for p in running)} running in "
+            f"{work_dir}; `cryptopipe dev cluster down --work-dir {work_dir}` stops them",
+            file=sys.stderr,
+        )
+        return 1
     if running:
         print(f"dev cluster already running in {work_dir} (`cryptopipe dev cluster down` stops it)", file=out)
-        _print_status(work_dir, read_state(work_dir) or {}, out)
+        _print_status(work_dir, previous or {}, out)
         return 0
 
     began = time.monotonic()
@@ -167,6 +176,17 @@ def cluster_up(
     started: list[ManagedProcess] = []
     kube: KubeControlPlane | None = None
     addons: dict[str, Any] = {}
+
+    def track(proc: ManagedProcess) -> None:
+        """Record each process the moment it starts ("partial" until ``up`` finishes): an ``up``
+        killed midway (SIGKILL, a caller's timeout) leaves detached processes only ``down`` can
+        stop, and ``down`` stops what state.json lists."""
+        if proc not in started:
+            started.append(proc)
+        _write_state(work_dir, _partial_state(kube, started, kube_node))
+
+    if kube_node is not None:
+        kube_node.on_start = track
     try:
         if kube_node is None:
             kube = KubeControlPlane(work_dir / "kube", crds=crd_files(), die_with_parent=False)
@@ -183,13 +203,10 @@ def cluster_up(
                 root_ca_file=kube_node.pki / "ca.crt",
                 extra_apiserver_args=kube_node.apiserver_args(),
             )
+        kube.on_start = track
         kube.start()
-        started += [p for p in (kube.etcd, kube.apiserver, kube.controller_manager) if p is not None]
         if kube_node is not None:
-            try:
-                kube_node.start(kube)
-            finally:
-                started += kube_node.processes
+            kube_node.start(kube)
             addons["coredns_ready_s"] = node_addons.deploy_dns(kube, kube_node)
             if platform:
                 deps = node_addons.deploy_platform_deps(kube, kube_node, log_path=work_dir / "images-load.log")
@@ -206,7 +223,7 @@ def cluster_up(
                 # spark-operator (controller + webhook), so a pipeline's SparkApplication really runs
                 addons.update(node_spark.deploy_spark_operator(kube, kube_node, log_path=work_dir / "images-load.log"))
                 topics = node_addons.topic_controller_for(kube, deps, log_path=work_dir / "topic-controller.log")
-                started.append(topics.start())
+                track(topics.start())
                 if monitoring:
                     # before the chart: its PodMonitor, ServiceMonitor and PrometheusRule need the CRDs
                     addons.update(
@@ -218,11 +235,11 @@ def cluster_up(
                     }
                 # the operator as a user installs it: its chart, its image, in a pod (not on the host)
                 addons["operator_install_s"] = node_addons.install_operator(kube, monitoring=monitoring)
-        operator = None if platform else _start_operator(kube, work_dir)
-        if operator is not None:
-            started.append(operator)
+        operator = None if platform else _start_operator(kube, work_dir, on_start=track)
     except BaseException:
         _stop_started(started, kube_node, kube)
+        if not any(p.alive for p in started):
+            (work_dir / STATE_FILE).unlink(missing_ok=True)
         raise
     # Detach on purpose: ManagedProcess stops its children when this interpreter exits; these are
     # meant to outlive `up` (own sessions already, so a Ctrl-C in this terminal does not reach them).
@@ -233,7 +250,9 @@ def cluster_up(
         "kubeconfig": str(kube.kubeconfig_path),
         "bin_dir": str(kube.bin_dir),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in started],
+        "processes": [
+            {"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in {p.name: p for p in started}.values()
+        ],
     }
     if kube_node is not None:
         state["node"] = {
@@ -295,6 +314,23 @@ def cluster_up(
     return 0
 
 
+def _partial_state(
+    kube: KubeControlPlane | None, started: list[ManagedProcess], kube_node: nodemod.KubeNode | None
+) -> dict[str, Any]:
+    """What ``down`` needs of an ``up`` still under way: the processes (the last of each name: a
+    restart on a taken port replaces one) and, for the drain, the kubeconfig."""
+    latest = {p.name: p for p in started}
+    state: dict[str, Any] = {
+        "partial": True,
+        "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in latest.values()],
+    }
+    if kube is not None and kube.port:  # the apiserver's port is picked after etcd starts
+        state |= {"server": kube.server, "kubeconfig": str(kube.kubeconfig_path), "bin_dir": str(kube.bin_dir)}
+    if kube_node is not None:
+        state["node"] = {"dir": str(kube_node.dir), "bin_dir": str(kube_node.bin_dir)}
+    return state
+
+
 def _stop_started(started: list[ManagedProcess], kube_node: nodemod.KubeNode | None, kube: Any) -> None:
     """A failed ``up``: stop what it started (in STOP_ORDER) and, with a node, restore the host."""
     order = {name: i for i, name in enumerate(STOP_ORDER)}
@@ -308,7 +344,9 @@ def _stop_started(started: list[ManagedProcess], kube_node: nodemod.KubeNode | N
         nodemod.teardown(kube_node.dir, kube_node.bin_dir / "kube-proxy", say=lambda m: print(m, file=sys.stderr))
 
 
-def _start_operator(kube: KubeControlPlane, work_dir: Path) -> ManagedProcess:
+def _start_operator(
+    kube: KubeControlPlane, work_dir: Path, *, on_start: Callable[[ManagedProcess], None]
+) -> ManagedProcess:
     root = _repo_root()
     pythonpath = os.pathsep.join(
         [str(root / "operator"), str(root / "services"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -329,6 +367,7 @@ def _start_operator(kube: KubeControlPlane, work_dir: Path) -> ManagedProcess:
         env=env,
         name="cryptopipe-operator",
     ).start()
+    on_start(operator)
 
     def healthy() -> bool:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{health_port}/healthz", timeout=1) as resp:

@@ -27,7 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -99,6 +99,9 @@ class KubeControlPlane:
     ) -> None:
         self.work_dir = Path(work_dir)
         self.with_controller_manager = with_controller_manager
+        # called with each process as soon as it is launched (before it is ready): a detached
+        # cluster records it at once, so `down` finds it even if `up` is killed midway
+        self.on_start: Callable[[ManagedProcess], None] | None = None
         self.crds = [Path(p) for p in crds]
         self.bin_dir = Path(bin_dir) if bin_dir else control_plane_bin()
         self.startup_timeout = startup_timeout
@@ -341,6 +344,8 @@ class KubeControlPlane:
         """``launch()`` -> process, ``ready(process)``; on "address already in use" pick new ports."""
         for attempt in range(3):
             proc = launch()
+            if self.on_start is not None:
+                self.on_start(proc)
             try:
                 ready(proc)
                 return proc

@@ -336,6 +336,8 @@ class KubeNode:
         self.pod_logs = self.dir / "pod-logs"
         self.pause_image = PAUSE_IMAGE_DEFAULT
         self.processes: list[ManagedProcess] = []
+        # called with each process as soon as it is started (KubeControlPlane.on_start's twin)
+        self.on_start: Callable[[ManagedProcess], None] | None = None
         self.kubelet: ManagedProcess | None = None
         self.tools: dict[str, Path] = {}
         self.timings: dict[str, float] = {}
@@ -398,6 +400,8 @@ class KubeNode:
     def _process(self, name: str, args: list[str]) -> ManagedProcess:
         proc = ManagedProcess(args, log_path=self.dir / f"{name}.log", name=name).start()
         self.processes.append(proc)
+        if self.on_start is not None:
+            self.on_start(proc)
         return proc
 
     def _start_scheduler(self, timeout: float) -> None:
