@@ -94,10 +94,7 @@ def test_up_apply_example_down(tmp_path: Path) -> None:
         assert _pids(work_dir) == pids
     finally:
         down = _cli("down", "--work-dir", str(work_dir), timeout=120)
-    assert down.returncode == 0, down.stdout + down.stderr
-    left = {name: pid for name, pid in pids.items() if pid_runs(pid)}
-    assert not left, left
-    assert not (work_dir / "state.json").exists()
+    _assert_down_stopped_all(down, work_dir, pids)
     status = _cli("status", "--work-dir", str(work_dir))
     assert status.returncode == 1 and "no dev cluster" in status.stdout
 
@@ -141,6 +138,10 @@ def test_down_stops_what_an_up_killed_midway_started(tmp_path: Path) -> None:
         assert again.returncode == 1 and "cryptopipe dev cluster down" in again.stderr, again.stdout + again.stderr
     finally:
         down = _cli("down", "--work-dir", str(work_dir), timeout=120)
+    _assert_down_stopped_all(down, work_dir, pids)
+
+
+def _assert_down_stopped_all(down: subprocess.CompletedProcess[str], work_dir: Path, pids: dict[str, int]) -> None:
     assert down.returncode == 0, down.stdout + down.stderr
     left = {name: pid for name, pid in pids.items() if pid_runs(pid)}
     assert not left, left
