@@ -100,9 +100,22 @@ def trades_in(kafka: Any, topic: str) -> dict[int, list[Trade]]:
     return by_id
 
 
-def run_to_the_end(service: Any, server: ReplayServer, gaps: int) -> None:
-    """Until the replay is sent, its ``gaps`` gaps were found and the backfill has nothing pending."""
+def run_to_the_end(service: Any, server: ReplayServer, gaps: int, produced: int) -> None:
+    """Until the replay is sent, its ``gaps`` gaps were found, the backfill has nothing pending and
+    Kafka acknowledged ``produced`` trades (the server having sent its last frame does not mean
+    the service has read it: stopped earlier, it leaves the tail for its next start)."""
     wait_for(lambda: server.wait_done(0), 30, "the replay")
+    wait_for(
+        lambda: (
+            sum(
+                metric_value(service, "cryptopipe_ingest_trades_produced_total", product_id=PRODUCT, source=source)
+                for source in ("ws", "rest")
+            )
+            >= produced
+        ),
+        30,
+        f"{produced} trades acknowledged",
+    )
     wait_for(
         lambda: metric_value(service, "cryptopipe_ingest_gaps_detected_total", product_id=PRODUCT) >= gaps,
         30,
@@ -125,7 +138,7 @@ def test_a_size_in_exponent_form_is_taken_exactly_from_the_socket_and_from_rest(
         ReplayServer([recording], speed="max", faults={"skip_trade_ids": [over_rest]}) as server,
         running(settings_for(kafka, server, topic, dlq, products=[PRODUCT], watchdog_s=10.0)) as service,
     ):
-        run_to_the_end(service, server, gaps=1)
+        run_to_the_end(service, server, gaps=1, produced=len(ids))
         assert metric_value(service, "cryptopipe_ingest_trades_unfilled_total", product_id=PRODUCT) == 0
     produced = trades_in(kafka, topic)
     assert sorted(produced) == ids, f"missing {sorted(set(ids) - set(produced))}"
@@ -150,7 +163,7 @@ def test_a_partial_rest_answer_keeps_what_it_found_and_counts_exactly_what_it_co
         ReplayServer([recording], speed="max", faults={"skip_trade_ids": gap}) as server,
         running(settings_for(kafka, server, topic, dlq, products=[PRODUCT], watchdog_s=10.0)) as service,
     ):
-        run_to_the_end(service, server, gaps=1)
+        run_to_the_end(service, server, gaps=1, produced=len(ids) - 1)  # all but `bad`
         assert metric_value(service, "cryptopipe_ingest_trades_unfilled_total", product_id=PRODUCT) == 2
         for reason in ("not_returned", "bad_row"):
             assert (
