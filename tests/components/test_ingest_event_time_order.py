@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from cryptopipe.contracts import Tick, Trade, decode_record
 from cryptopipe.pipeline import PipelineConfig
 from cryptopipe_dev.replay import ReplayServer
-from tests.components.test_ingest_pipeline import metric_value, running, settings_for, wait_for
+from tests.components.test_ingest_pipeline import metric_value, produced_trades, running, settings_for, wait_for
 from tests.support.candle_job_process import JobRun, produce, unique_name
 
 pytestmark = pytest.mark.components
@@ -180,6 +180,9 @@ def test_after_an_outage_longer_than_the_watermark_backfilled_trades_reach_their
                     30,
                     "every held record released",
                 )
+                # the server's last frame sent is not the service's last frame read
+                total = sum(len(t) for t in trades.values())
+                wait_for(lambda: produced_trades(service) >= total, 30, f"{total} trades acknowledged")
                 for product in products:
                     assert metric_value(service, "cryptopipe_ingest_trades_unfilled_total", product_id=product) == 0
         stored = read_positions(kafka.bootstrap, topic)
@@ -235,6 +238,8 @@ def test_a_hold_past_max_hold_s_gives_the_owed_ids_up_counted_and_releases(kafka
             )
             assert service.readiness() is None
             assert service.backfiller.wait_idle(30), "backfill still pending"
+            live = len(trades[product]) - len(skipped)
+            wait_for(lambda: produced_trades(service) >= live, 30, f"{live} trades acknowledged")
             unfilled = metric_value(service, "cryptopipe_ingest_trades_unfilled_total", product_id=product)
             expired = metric_value(
                 service, "cryptopipe_ingest_gaps_unfilled_total", product_id=product, reason="hold_expired"

@@ -105,17 +105,7 @@ def run_to_the_end(service: Any, server: ReplayServer, gaps: int, produced: int)
     Kafka acknowledged ``produced`` trades (the server having sent its last frame does not mean
     the service has read it: stopped earlier, it leaves the tail for its next start)."""
     wait_for(lambda: server.wait_done(0), 30, "the replay")
-    wait_for(
-        lambda: (
-            sum(
-                metric_value(service, "cryptopipe_ingest_trades_produced_total", product_id=PRODUCT, source=source)
-                for source in ("ws", "rest")
-            )
-            >= produced
-        ),
-        30,
-        f"{produced} trades acknowledged",
-    )
+    wait_for(lambda: produced_trades(service) >= produced, 30, f"{produced} trades acknowledged")
     wait_for(
         lambda: metric_value(service, "cryptopipe_ingest_gaps_detected_total", product_id=PRODUCT) >= gaps,
         30,
