@@ -21,6 +21,7 @@ from cryptopipe_dev.replay import ReplayServer
 from cryptopipe_dev.stack.kafka import KafkaBroker
 from cryptopipe_dev.stack.kafka_tls import SaslSslListener
 from cryptopipe_dev.stack.procs import ManagedProcess, free_port
+from tests.components.test_ingest_no_silent_loss import PRODUCERS
 from tests.components.test_ingest_process import EXCHANGE, log_lines, recorded_ids, scrape, wait_for
 from tests.support.candle_job_process import JobRun, produce, trade, unique_name
 from tests.support.http_probe import http_get
@@ -91,16 +92,19 @@ def read_trades(bootstrap: str, security: KafkaSecurity, topic: str) -> dict[str
         consumer.close()
 
 
+@pytest.mark.parametrize("producer", PRODUCERS)
 def test_ingestion_produces_over_tls_with_scram(
-    secured_kafka: tuple[KafkaBroker, SaslSslListener], tmp_path: Path
+    secured_kafka: tuple[KafkaBroker, SaslSslListener], tmp_path: Path, producer: str
 ) -> None:
+    """Both producers behind the seam: kafka-python (the default) and librdkafka's (the option
+    the throughput benchmark measures), each through the same SASL_SSL settings."""
     broker, listener = secured_kafka
-    topic = "secured-trades"
+    topic = f"secured-trades-{producer}"
     broker.create_topic(topic, 2)
     broker.create_topic(f"{topic}.dlq", 1)
     replay_port = free_port()
     log_path = tmp_path / "ingest.log"
-    process = ingestion(broker, listener, topic, replay_port, PASSWORD, log_path)
+    process = ingestion(broker, listener, topic, replay_port, PASSWORD, log_path, producer)
     with ReplayServer([EXCHANGE], speed=20.0, port=replay_port), process:
         listening = wait_for(
             lambda: [line for line in log_lines(log_path) if line["msg"] == "http server listening"],
