@@ -36,6 +36,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import os
 import pstats
 import signal
@@ -115,7 +116,9 @@ class PeerRun:
 
     @property
     def per_cpu_s(self) -> float:
-        return self.trades / self.cpu_s
+        """NaN when the side used less CPU than the kernel counts (a 10 ms tick: a few hundred trades
+        on a fast path read 0.0), which the table shows as "no figure" instead of failing."""
+        return self.trades / self.cpu_s if self.cpu_s > 0 else math.nan
 
     def latency_ms(self, q: float) -> float:
         return nearest_rank(self.latencies_ms, q)
