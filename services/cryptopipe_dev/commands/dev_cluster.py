@@ -250,9 +250,7 @@ def cluster_up(
         "kubeconfig": str(kube.kubeconfig_path),
         "bin_dir": str(kube.bin_dir),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "processes": [
-            {"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in {p.name: p for p in started}.values()
-        ],
+        "processes": _process_records(started),
     }
     if kube_node is not None:
         state["node"] = {
@@ -314,16 +312,18 @@ def cluster_up(
     return 0
 
 
+def _process_records(started: list[ManagedProcess]) -> list[dict[str, Any]]:
+    """state.json's processes: the last started of each name (a restart on a taken port replaces one)."""
+    latest = {p.name: p for p in started}
+    return [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in latest.values()]
+
+
 def _partial_state(
     kube: KubeControlPlane | None, started: list[ManagedProcess], kube_node: nodemod.KubeNode | None
 ) -> dict[str, Any]:
-    """What ``down`` needs of an ``up`` still under way: the processes (the last of each name: a
-    restart on a taken port replaces one) and, for the drain, the kubeconfig."""
-    latest = {p.name: p for p in started}
-    state: dict[str, Any] = {
-        "partial": True,
-        "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log_path)} for p in latest.values()],
-    }
+    """What ``down`` needs of an ``up`` still under way: the processes and, for the drain, the
+    kubeconfig."""
+    state: dict[str, Any] = {"partial": True, "processes": _process_records(started)}
     if kube is not None and kube.port:  # the apiserver's port is picked after etcd starts
         state |= {"server": kube.server, "kubeconfig": str(kube.kubeconfig_path), "bin_dir": str(kube.bin_dir)}
     if kube_node is not None:
