@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pyspark.sql import SparkSession
 
 from candles_job.generation import start_generation
+from candles_job.pacing import pacing
 from candles_job.progress import JobProgress, ProgressListener
 from candles_job.settings import JobSettings, parse_args, spark_duration
 from candles_job.sink import make_batch_writer, offset_log_watermark_ms
@@ -104,6 +105,14 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
     log.info("driver claims its windows", extra={"driver": driver_token, "generation": settings.checkpoint_generation})
     # TLS and SCRAM: the JAAS line with the password is built here from the env, never rendered
     kafka_options = settings.kafka_security.spark_kafka_source()
+    plan = pacing(
+        trigger=settings.trigger,
+        available_now=settings.available_now,
+        close_on_watermark=settings.close_on_watermark,
+        max_offsets_per_trigger=settings.max_offsets_per_trigger,
+    )
+    for key, value in plan.session_conf.items():
+        spark.conf.set(key, value)
     queries = []
     for window, seconds in zip(settings.windows, settings.window_seconds, strict=False):
         source = (
@@ -112,9 +121,8 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             .options(**kafka_options)
             .option("subscribe", settings.topic)
             .options(**start.kafka_starting_options(window))
+            .options(**plan.source_options)
         )
-        if settings.max_offsets_per_trigger:
-            source = source.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
         writer = make_batch_writer(
             lake=settings.lake,
             filesystem=filesystem,
@@ -132,10 +140,10 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
             .foreachBatch(writer)
             .option("checkpointLocation", settings.checkpoint_location(window))
         )
-        if settings.available_now:
+        if plan.processing_time is None:
             stream = stream.trigger(availableNow=True)
         else:
-            stream = stream.trigger(processingTime=spark_duration(settings.trigger))
+            stream = stream.trigger(processingTime=plan.processing_time)
         query = stream.start()
         log.info(
             "query started",
@@ -146,6 +154,7 @@ def start_queries(spark: SparkSession, settings: JobSettings, progress: JobProgr
                 "first_window_us": start.first_window_us(window),
                 "watermark": settings.watermark,
                 "max_clock_skew": settings.max_clock_skew,
+                "processing_time": plan.processing_time or "availableNow",
             },
         )
         queries.append(query)

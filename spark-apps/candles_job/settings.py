@@ -29,7 +29,13 @@ class JobSettings(KafkaSecuritySettings, BaseSettings):
     max_offsets_per_trigger: int | None = Field(None, ge=1, description="Cap on records per micro-batch")
     windows: list[str] = Field(["1m"], description="Candle window sizes, e.g. 1m,5m,1h; one streaming query each")
     watermark: str = Field("30s", description="How late a trade may arrive and still count")
-    trigger: str = Field("5s", description="Micro-batch trigger interval")
+    trigger: str = Field("5s", description="Micro-batch trigger interval: how often new data is read")
+    close_on_watermark: bool = Field(
+        True,
+        description="Apply a watermark that moved (emit the windows it closes) in a batch right after the one "
+        "that moved it, instead of a trigger interval later; the trigger still paces reading new data "
+        "(candles_job/pacing.py). false: Spark's processing-time grid for every batch",
+    )
     available_now: bool = Field(
         False,
         description="Run once: process what the topic holds now (in maxOffsetsPerTrigger batches), then stop "
