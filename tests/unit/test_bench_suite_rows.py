@@ -32,6 +32,16 @@ def test_freshness_targets_are_watermark_plus_2_and_watermark_plus_trigger_plus_
     assert missing.this == "1" and missing.met is False
 
 
+def test_the_jobs_cpu_at_live_rate_is_reported_beside_the_freshness_without_a_target() -> None:
+    result = latency([30.0, 32.0, 37.0], expected=3)
+    result.job_cpu_s, result.feed_s = 66.0, 330.0
+    cost = suite_rows.freshness(result)[-1]
+    assert cost.this == "0.20" and cost.met is None and cost.target == ""
+    assert "10 micro-batches in 330 s" in cost.figure
+    # no CPU measured (an older result): no row
+    assert len(suite_rows.freshness(latency([30.0], expected=1))) == 3
+
+
 def test_no_candle_at_all_is_a_miss_not_a_pass() -> None:
     p50, p99, missing = suite_rows.freshness(latency([], expected=0))
     assert p50.met is False and p99.met is False and missing.met is False

@@ -31,7 +31,7 @@ from cryptopipe.contracts import parse_duration, window_label
 from cryptopipe.lake.commits import committed_files
 from cryptopipe.lake.layout import LakeLocation
 from cryptopipe.pipeline import PipelineConfig
-from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name
+from cryptopipe_dev.bench.procmem import MemorySample, MemorySampler, exe_name, tree_cpu_s
 from cryptopipe_dev.bench.stats import nearest_rank
 from cryptopipe_dev.commands.scrape import scrape
 from cryptopipe_dev.replay import ReplayServer, SyntheticConfig, SyntheticSource
@@ -127,6 +127,13 @@ class LatencyResult:
     batch_mean_s: float | None  # mean micro-batch wall time (the job's own histogram)
     batches: int | None
     trades_produced: int | None
+    # what the freshness costs: the job's CPU (its process tree) and micro-batches over the feed
+    job_cpu_s: float | None = None
+    feed_s: float | None = None
+
+    @property
+    def job_cores(self) -> float | None:
+        return self.job_cpu_s / self.feed_s if self.job_cpu_s is not None and self.feed_s else None
 
     @property
     def bound_s(self) -> float:
@@ -214,6 +221,7 @@ def run_latency(
             wait_for(lambda: source.first_frame_wall, 60, "ingestion subscribed", process=ingestion)
             origin = source.first_frame_wall
             assert origin is not None
+            job_cpu_at_start = tree_cpu_s(job.pid)
             stop_at = origin + feed_seconds
             while time.time() < stop_at:
                 for proc in (job, ingestion):
@@ -223,6 +231,8 @@ def run_latency(
                         )
                 time.sleep(min(1.0, max(0.0, stop_at - time.time())))
             watcher.stop()
+            job_cpu_s = tree_cpu_s(job.pid) - job_cpu_at_start
+            feed_s = time.time() - origin
             samples = sampler.stop()
             job_metrics = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
             ingest_metrics = _scrape(f"http://127.0.0.1:{stack.ingestion_port}/metrics")
@@ -248,6 +258,8 @@ def run_latency(
         batch_mean_s=job_metrics["cryptopipe_job_batch_duration_seconds_sum"] / batches if batches else None,
         batches=int(batches) if batches else None,
         trades_produced=int(ingest_metrics.get("cryptopipe_ingest_trades_produced_total", 0)) or None,
+        job_cpu_s=job_cpu_s,
+        feed_s=feed_s,
     )
     return result, MemoryResult(samples, memory_interval_s)
 

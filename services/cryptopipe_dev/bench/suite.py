@@ -169,6 +169,9 @@ def _freshness(args: argparse.Namespace, scale: dict, work_dir: Path) -> tuple[l
         "latencies_s": latency.latencies_s,
         "expected": latency.expected,
         "batch_mean_s": latency.batch_mean_s,
+        "batches": latency.batches,
+        "job_cpu_s": latency.job_cpu_s,
+        "feed_s": latency.feed_s,
         "spark_ready_s": latency.spark_ready_s,
         "peak_mib": {k: round(v / 1024) for k, v in memory.peak.by_component.items()},
     }

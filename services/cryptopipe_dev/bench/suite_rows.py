@@ -120,6 +120,17 @@ def freshness(latency: Any) -> list[Figure]:
             met=latency.missing == 0 and latency.expected > 0,
         )
     )
+    cores = getattr(latency, "job_cores", None)
+    if cores is not None:
+        # what the freshness costs (no target): a shorter trigger buys fresher candles with batches
+        out.append(
+            Figure(
+                "freshness",
+                f"Spark job CPU at live rate, cores ({latency.batches or 0} micro-batches "
+                f"in {latency.feed_s:.0f} s, mean {latency.batch_mean_s or 0:.2f} s)",
+                f"{cores:.2f}",
+            )
+        )
     return out
 
 
