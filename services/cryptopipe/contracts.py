@@ -87,8 +87,10 @@ def _plain_shape(integer_digits: int, scale: int) -> re.Pattern[str]:
     return re.compile(rf"(?!0+(?:\.0*)?$)[0-9]{{1,{integer_digits}}}(?:\.[0-9]{{1,{scale}}})?")
 
 
-_PLAIN_PRICE = _plain_shape(PRICE_PRECISION - PRICE_SCALE, PRICE_SCALE)
-_PLAIN_SIZE = _plain_shape(SIZE_PRECISION - SIZE_SCALE, SIZE_SCALE)
+# Public for the feed parsers' fast paths: a string that fullmatches is exactly what exact_price /
+# exact_size accept as ``Decimal(raw)`` without further checks.
+PLAIN_PRICE = _plain_shape(PRICE_PRECISION - PRICE_SCALE, PRICE_SCALE)
+PLAIN_SIZE = _plain_shape(SIZE_PRECISION - SIZE_SCALE, SIZE_SCALE)
 
 
 def _exact(field: str, raw: str | int | Decimal, plain: re.Pattern[str], precision: int, scale: int) -> Decimal:
@@ -113,12 +115,12 @@ def _exact(field: str, raw: str | int | Decimal, plain: re.Pattern[str], precisi
 
 def exact_price(field: str, raw: str | int | Decimal) -> Decimal:
     """Parse a positive exact decimal that fits the price type DECIMAL(22,12), or raise ContractError."""
-    return _exact(field, raw, _PLAIN_PRICE, PRICE_PRECISION, PRICE_SCALE)
+    return _exact(field, raw, PLAIN_PRICE, PRICE_PRECISION, PRICE_SCALE)
 
 
 def exact_size(field: str, raw: str | int | Decimal) -> Decimal:
     """Parse a positive exact decimal that fits the size type DECIMAL(23,8), or raise ContractError."""
-    return _exact(field, raw, _PLAIN_SIZE, SIZE_PRECISION, SIZE_SCALE)
+    return _exact(field, raw, PLAIN_SIZE, SIZE_PRECISION, SIZE_SCALE)
 
 
 def check_notional(price: Decimal, size: Decimal) -> None:
@@ -145,6 +147,13 @@ def parse_time_us(field: str, raw: str) -> int:
 
     Sub-microsecond digits are truncated, as Spark's TimestampType does.
     """
+    # The usual case without the regex: a second already in the cache (so its 19 characters matched
+    # the pattern below), then "." and 1-9 ASCII digits and "Z" -- what the pattern would match.
+    if type(raw) is str and 21 <= len(raw) <= 29 and raw[19] == "." and raw[-1] == "Z":
+        seconds = _SECOND_CACHE.get(raw[:19])
+        fraction = raw[20:-1]
+        if seconds is not None and fraction.isascii() and fraction.isdigit():
+            return seconds * 1_000_000 + int(fraction[:6].ljust(6, "0"))
     if type(raw) is str and (m := _UTC_WITH_FRACTION.fullmatch(raw)):
         second, fraction = m.groups()
         seconds = _SECOND_CACHE.get(second)
