@@ -232,28 +232,88 @@ class Trade:
         check_notional(self.price, self.size)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "kind": "trade",
-                "exchange": self.exchange,
-                "product_id": self.product_id,
-                "trade_id": self.trade_id,
-                "price": _plain(self.price),
-                "size": _plain(self.size),
-                "side": self.side,
-                "event_time_us": self.event_time_us,
-                "receive_time_us": self.receive_time_us,
-                "feed": self.feed,
-                "source": self.source,
-                "sequence": self.sequence,
-                "last_trade_id": None,
-            }
+        """The Kafka record: the JSON of ``_trade_dict``, built from cached fragments (one per trade
+        on the ingestion's hot path, where this is ~3x faster than dumping the dict)."""
+        trade_id, event_time_us, receive_time_us, sequence = (
+            self.trade_id,
+            self.event_time_us,
+            self.receive_time_us,
+            self.sequence,
         )
+        # orjson refuses ints beyond 64 bits and writes a bool as true/false: such a trade (never
+        # one the feeds produce) takes the dict's path, so it still fails or reads exactly as there
+        if not (
+            type(trade_id) is int
+            and type(event_time_us) is int
+            and type(receive_time_us) is int
+            and (sequence is None or type(sequence) is int and _I64_MIN <= sequence <= _U64_MAX)
+            and _I64_MIN <= trade_id <= _U64_MAX
+            and _I64_MIN <= event_time_us <= _U64_MAX
+            and _I64_MIN <= receive_time_us <= _U64_MAX
+        ):
+            return orjson.dumps(self._trade_dict())
+        strings = (self.exchange, self.product_id, self.side, self.feed, self.source)
+        try:
+            fragments = _TRADE_JSON_FRAGMENTS.get(strings)
+        except TypeError:  # an unhashable value where a string belongs: the dict's path says what it does
+            return orjson.dumps(self._trade_dict())
+        if fragments is None:
+            fragments = _trade_json_fragments(strings)
+        head, middle, tail = fragments
+        # _plain(), a third of the cost: str() is the plain form unless it chose the exponent form.
+        # Plain decimals are digits, "." and "-": nothing to escape in JSON.
+        price, size = str(self.price), str(self.size)
+        if "E" in price:
+            price = _plain(self.price)
+        if "E" in size:
+            size = _plain(self.size)
+        return (
+            f'{head}{trade_id},"price":"{price}","size":"{size}",{middle}'
+            f'"event_time_us":{event_time_us},"receive_time_us":{receive_time_us},{tail}'
+            f'"sequence":{"null" if sequence is None else sequence},"last_trade_id":null}}'
+        ).encode()
+
+    def _trade_dict(self) -> dict[str, object]:
+        """The record as a dict: what to_json writes, field for field."""
+        return {
+            "v": SCHEMA_VERSION,
+            "kind": "trade",
+            "exchange": self.exchange,
+            "product_id": self.product_id,
+            "trade_id": self.trade_id,
+            "price": _plain(self.price),
+            "size": _plain(self.size),
+            "side": self.side,
+            "event_time_us": self.event_time_us,
+            "receive_time_us": self.receive_time_us,
+            "feed": self.feed,
+            "source": self.source,
+            "sequence": self.sequence,
+            "last_trade_id": None,
+        }
 
     @property
     def notional(self) -> Decimal:
         return self.price * self.size
+
+
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # the ints orjson writes
+# (exchange, product_id, side, feed, source) -> the JSON around a trade's numbers, as orjson writes
+# it: (up to "trade_id":, "side" up to "event_time_us", "feed" and "source" up to "sequence")
+_TRADE_JSON_FRAGMENTS: dict[tuple[str, str, str, str, str], tuple[str, str, str]] = {}
+
+
+def _trade_json_fragments(strings: tuple[str, str, str, str, str]) -> tuple[str, str, str]:
+    exchange, product_id, side, feed, source = (orjson.dumps(text).decode() for text in strings)
+    fragments = (
+        f'{{"v":{SCHEMA_VERSION},"kind":"trade","exchange":{exchange},"product_id":{product_id},"trade_id":',
+        f'"side":{side},',
+        f'"feed":{feed},"source":{source},',
+    )
+    if len(_TRADE_JSON_FRAGMENTS) >= 1024:  # a handful of products in practice; bounded anyway
+        _TRADE_JSON_FRAGMENTS.clear()
+    _TRADE_JSON_FRAGMENTS[strings] = fragments
+    return fragments
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
