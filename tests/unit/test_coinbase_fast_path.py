@@ -238,3 +238,52 @@ def test_fast_path_is_taken_for_the_common_shapes() -> None:
     assert exchange._common_trade(orjson.loads(_ex_frame()), RECEIVED) is not None
     for price, size in itertools.product(["63514.6", "0.00000001", "1"], ["0.2", "1.5", "1000000"]):
         assert exchange._common_trade(orjson.loads(_ex_frame(price=price, size=size)), RECEIVED) is not None
+
+
+# Advanced Trade's envelope is checked inline too (the readers only word a bad value's reason).
+# The reasons as main's readers gave them before the inline checks: (where, value, reason or None).
+_ENVELOPE_CASES: list[tuple[str, Any, str | None]] = [
+    ("sequence_num", 5, None),
+    ("sequence_num", MISSING, "sequence_num is missing"),
+    ("sequence_num", -1, "sequence_num must be an int64 >= 0: -1"),
+    ("sequence_num", True, "sequence_num must be an int64 >= 0: True"),
+    ("sequence_num", "5", "sequence_num must be an int64 >= 0: '5'"),
+    ("sequence_num", 2**63, "sequence_num must be an int64 >= 0: 9223372036854775808"),
+    ("sequence_num", 1.0, "sequence_num must be an int64 >= 0: 1.0"),
+    ("sequence_num", None, "sequence_num must be an int64 >= 0: None"),
+    ("events", MISSING, "events is missing"),
+    ("events", {}, "events must be a list: {}"),
+    ("events", None, "events must be a list: None"),
+    ("events", [], None),
+    ("events", [5], "events[0] must be an object: 5"),
+    ("events", [[]], "events[0] must be an object: []"),
+    ("type", "snapshot", None),
+    ("type", MISSING, "events[0].type is missing"),
+    ("type", ["update"], "events[0].type must be a non-empty string: ['update']"),
+    ("type", {"a": 1}, "events[0].type must be a non-empty string: {'a': 1}"),
+    ("type", "other", "events[0].type must be snapshot or update: 'other'"),
+    ("type", None, "events[0].type must be a non-empty string: None"),
+    ("type", "", "events[0].type must be a non-empty string: ''"),
+    ("trades", [], None),
+    ("trades", MISSING, "events[0].trades is missing"),
+    ("trades", {}, "events[0].trades must be a list: {}"),
+    ("trades", None, "events[0].trades must be a list: None"),
+    ("trades", [None], "events[0].trades[0] must be an object: None"),
+    ("trades", ["ok", 7], "events[0].trades[1] must be an object: 7"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "reason"), _ENVELOPE_CASES)
+def test_advanced_trade_envelope_reasons(where: str, value: Any, reason: str | None) -> None:
+    frame = orjson.loads(_at_frame())
+    event = frame["events"][0]
+    if where == "trades" and isinstance(value, list):
+        value = [event["trades"][0] if v == "ok" else v for v in value]
+    target = event if where in ("type", "trades") else frame
+    target[where] = value
+    if value is MISSING:
+        del target[where]
+    result = parse_frame(orjson.dumps(frame), "advanced_trade", RECEIVED)
+    assert result.error == reason
+    if where == "type" and value == "snapshot":
+        assert result.is_snapshot and len(result.trades) == 2

@@ -18,6 +18,7 @@ import orjson
 
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.parse import (
+    INT64_MAX,
     POSITIVE_INT64_DIGITS,
     SIDE_SPELLINGS,
     check_object,
@@ -133,19 +134,27 @@ def _common_trade(item: dict[str, Any], sequence: int, receive_time_us: int) -> 
 
 
 def _market_trades(frame: dict[str, Any], receive_time_us: int, products: Sequence[str]) -> FrameResult:
-    sequence = read_int(frame, "sequence_num", 0)
+    # (this runs once per frame: the readers, which word the reason, are called only for a bad value)
+    sequence = frame.get("sequence_num")
+    if type(sequence) is not int or not 0 <= sequence <= INT64_MAX:
+        sequence = read_int(frame, "sequence_num", 0)
+    events = frame.get("events")
+    if type(events) is not list:
+        events = read_list(frame, "events")
     trades: list[Trade] = []
     is_snapshot = False
-    for i, event in enumerate(read_list(frame, "events")):
-        if type(event) is not dict:  # (the path is formatted only for the error: this runs per frame)
+    for i, event in enumerate(events):
+        if type(event) is not dict:
             check_object(event, f"events[{i}]")
-        try:
-            event_type = read_str(event, "type")
-            if event_type not in _EVENT_TYPES:
-                raise ContractError(f"type must be snapshot or update: {shown(event_type)}")
-            items = read_list(event, "trades")
-        except ContractError as exc:
-            raise ContractError(f"events[{i}].{exc}") from None
+        event_type, items = event.get("type"), event.get("trades")
+        if type(event_type) is not str or event_type not in _EVENT_TYPES or type(items) is not list:
+            try:
+                event_type = read_str(event, "type")
+                if event_type not in _EVENT_TYPES:
+                    raise ContractError(f"type must be snapshot or update: {shown(event_type)}")
+                items = read_list(event, "trades")
+            except ContractError as exc:
+                raise ContractError(f"events[{i}].{exc}") from None
         is_snapshot = is_snapshot or event_type == "snapshot"
         for j, item in enumerate(items):
             # One bad trade fails the whole frame, which goes to the dead-letter topic whole:
@@ -158,7 +167,8 @@ def _market_trades(frame: dict[str, Any], receive_time_us: int, products: Sequen
             except ContractError as exc:
                 raise ContractError(f"events[{i}].trades[{j}].{exc}") from None
     # The feed lists trades newest first; downstream (and gap detection) wants them in trade order.
-    trades.sort(key=_OLDEST_FIRST)
+    if len(trades) > 1:
+        trades.sort(key=_OLDEST_FIRST)
     return FrameResult("market_trades", trades=tuple(trades), is_snapshot=is_snapshot)
 
 
