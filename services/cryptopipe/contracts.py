@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 import orjson
 
@@ -87,8 +88,10 @@ def _plain_shape(integer_digits: int, scale: int) -> re.Pattern[str]:
     return re.compile(rf"(?!0+(?:\.0*)?$)[0-9]{{1,{integer_digits}}}(?:\.[0-9]{{1,{scale}}})?")
 
 
-_PLAIN_PRICE = _plain_shape(PRICE_PRECISION - PRICE_SCALE, PRICE_SCALE)
-_PLAIN_SIZE = _plain_shape(SIZE_PRECISION - SIZE_SCALE, SIZE_SCALE)
+# Public for the feed parsers' fast paths: a string that fullmatches is exactly what exact_price /
+# exact_size accept as ``Decimal(raw)`` without further checks.
+PLAIN_PRICE = _plain_shape(PRICE_PRECISION - PRICE_SCALE, PRICE_SCALE)
+PLAIN_SIZE = _plain_shape(SIZE_PRECISION - SIZE_SCALE, SIZE_SCALE)
 
 
 def _exact(field: str, raw: str | int | Decimal, plain: re.Pattern[str], precision: int, scale: int) -> Decimal:
@@ -113,12 +116,12 @@ def _exact(field: str, raw: str | int | Decimal, plain: re.Pattern[str], precisi
 
 def exact_price(field: str, raw: str | int | Decimal) -> Decimal:
     """Parse a positive exact decimal that fits the price type DECIMAL(22,12), or raise ContractError."""
-    return _exact(field, raw, _PLAIN_PRICE, PRICE_PRECISION, PRICE_SCALE)
+    return _exact(field, raw, PLAIN_PRICE, PRICE_PRECISION, PRICE_SCALE)
 
 
 def exact_size(field: str, raw: str | int | Decimal) -> Decimal:
     """Parse a positive exact decimal that fits the size type DECIMAL(23,8), or raise ContractError."""
-    return _exact(field, raw, _PLAIN_SIZE, SIZE_PRECISION, SIZE_SCALE)
+    return _exact(field, raw, PLAIN_SIZE, SIZE_PRECISION, SIZE_SCALE)
 
 
 def check_notional(price: Decimal, size: Decimal) -> None:
@@ -134,6 +137,40 @@ def _exact_product(a: Decimal, b: Decimal) -> Decimal:
         return a * b
 
 
+_T = TypeVar("_T")
+
+
+def quick_frozen_init(cls: type[_T]) -> type[_T]:
+    """Give a ``@dataclass(frozen=True, slots=True)`` class an ``__init__`` that sets each slot
+    through its descriptor: the same signature, defaults, ``__post_init__`` and resulting object as
+    the dataclass's own, at about half the cost (that one goes through ``object.__setattr__``, the
+    only way past the frozen ``__setattr__``, once per field). Worth it for the classes made once
+    per trade on the ingestion's hot path; the instances stay frozen."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    params = []
+    namespace: dict[str, object] = {}
+    for f in fields:
+        if not f.init or f.default_factory is not dataclasses.MISSING or f.kw_only:
+            raise TypeError(f"quick_frozen_init: {cls.__name__}.{f.name} is not a plain field")
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__  # the slot's member descriptor
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    lines = [f"def __init__(self, {', '.join(params)}):"]
+    lines += [f"    _set_{f.name}(self, {f.name})" for f in fields]
+    if hasattr(cls, "__post_init__"):
+        lines.append("    self.__post_init__()")
+    exec("\n".join(lines), namespace)  # as dataclasses builds its own __init__
+    init = cast(types.FunctionType, namespace["__init__"])
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = dict(cls.__init__.__annotations__)
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy refuses assigning a method)
+    return cls
+
+
 # Trades arrive in time order, so consecutive timestamps share their second: the epoch seconds of
 # "YYYY-MM-DDTHH:MM:SS" are looked up in a small cache instead of parsed each time (~1 us a trade).
 _SECOND_CACHE: dict[str, int] = {}
@@ -145,6 +182,13 @@ def parse_time_us(field: str, raw: str) -> int:
 
     Sub-microsecond digits are truncated, as Spark's TimestampType does.
     """
+    # The usual case without the regex: a second already in the cache (so its 19 characters matched
+    # the pattern below), then "." and 1-9 ASCII digits and "Z" -- what the pattern would match.
+    if type(raw) is str and 21 <= len(raw) <= 29 and raw[19] == "." and raw[-1] == "Z":
+        seconds = _SECOND_CACHE.get(raw[:19])
+        fraction = raw[20:-1]
+        if seconds is not None and fraction.isascii() and fraction.isdigit():
+            return seconds * 1_000_000 + int(fraction[:6].ljust(6, "0"))
     if type(raw) is str and (m := _UTC_WITH_FRACTION.fullmatch(raw)):
         second, fraction = m.groups()
         seconds = _SECOND_CACHE.get(second)
@@ -197,6 +241,7 @@ def us_to_iso(us: int) -> str:
     return us_to_datetime(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@quick_frozen_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Trade:
     """One executed trade, normalised from either Coinbase feed or from REST backfill.
@@ -223,28 +268,88 @@ class Trade:
         check_notional(self.price, self.size)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "kind": "trade",
-                "exchange": self.exchange,
-                "product_id": self.product_id,
-                "trade_id": self.trade_id,
-                "price": _plain(self.price),
-                "size": _plain(self.size),
-                "side": self.side,
-                "event_time_us": self.event_time_us,
-                "receive_time_us": self.receive_time_us,
-                "feed": self.feed,
-                "source": self.source,
-                "sequence": self.sequence,
-                "last_trade_id": None,
-            }
+        """The Kafka record: the JSON of ``_trade_dict``, built from cached fragments (one per trade
+        on the ingestion's hot path, where this is ~3x faster than dumping the dict)."""
+        trade_id, event_time_us, receive_time_us, sequence = (
+            self.trade_id,
+            self.event_time_us,
+            self.receive_time_us,
+            self.sequence,
         )
+        # orjson refuses ints beyond 64 bits and writes a bool as true/false: such a trade (never
+        # one the feeds produce) takes the dict's path, so it still fails or reads exactly as there
+        if not (
+            type(trade_id) is int
+            and type(event_time_us) is int
+            and type(receive_time_us) is int
+            and (sequence is None or type(sequence) is int and _I64_MIN <= sequence <= _U64_MAX)
+            and _I64_MIN <= trade_id <= _U64_MAX
+            and _I64_MIN <= event_time_us <= _U64_MAX
+            and _I64_MIN <= receive_time_us <= _U64_MAX
+        ):
+            return orjson.dumps(self._trade_dict())
+        strings = (self.exchange, self.product_id, self.side, self.feed, self.source)
+        try:
+            fragments = _TRADE_JSON_FRAGMENTS.get(strings)
+        except TypeError:  # an unhashable value where a string belongs: the dict's path says what it does
+            return orjson.dumps(self._trade_dict())
+        if fragments is None:
+            fragments = _trade_json_fragments(strings)
+        head, middle, tail = fragments
+        # _plain(), a third of the cost: str() is the plain form unless it chose the exponent form.
+        # Plain decimals are digits, "." and "-": nothing to escape in JSON.
+        price, size = str(self.price), str(self.size)
+        if "E" in price:
+            price = _plain(self.price)
+        if "E" in size:
+            size = _plain(self.size)
+        return (
+            f'{head}{trade_id},"price":"{price}","size":"{size}",{middle}'
+            f'"event_time_us":{event_time_us},"receive_time_us":{receive_time_us},{tail}'
+            f'"sequence":{"null" if sequence is None else sequence},"last_trade_id":null}}'
+        ).encode()
+
+    def _trade_dict(self) -> dict[str, object]:
+        """The record as a dict: what to_json writes, field for field."""
+        return {
+            "v": SCHEMA_VERSION,
+            "kind": "trade",
+            "exchange": self.exchange,
+            "product_id": self.product_id,
+            "trade_id": self.trade_id,
+            "price": _plain(self.price),
+            "size": _plain(self.size),
+            "side": self.side,
+            "event_time_us": self.event_time_us,
+            "receive_time_us": self.receive_time_us,
+            "feed": self.feed,
+            "source": self.source,
+            "sequence": self.sequence,
+            "last_trade_id": None,
+        }
 
     @property
     def notional(self) -> Decimal:
         return self.price * self.size
+
+
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # the ints orjson writes
+# (exchange, product_id, side, feed, source) -> the JSON around a trade's numbers, as orjson writes
+# it: (up to "trade_id":, "side" up to "event_time_us", "feed" and "source" up to "sequence")
+_TRADE_JSON_FRAGMENTS: dict[tuple[str, str, str, str, str], tuple[str, str, str]] = {}
+
+
+def _trade_json_fragments(strings: tuple[str, str, str, str, str]) -> tuple[str, str, str]:
+    exchange, product_id, side, feed, source = (orjson.dumps(text).decode() for text in strings)
+    fragments = (
+        f'{{"v":{SCHEMA_VERSION},"kind":"trade","exchange":{exchange},"product_id":{product_id},"trade_id":',
+        f'"side":{side},',
+        f'"feed":{feed},"source":{source},',
+    )
+    if len(_TRADE_JSON_FRAGMENTS) >= 1024:  # a handful of products in practice; bounded anyway
+        _TRADE_JSON_FRAGMENTS.clear()
+    _TRADE_JSON_FRAGMENTS[strings] = fragments
+    return fragments
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ Unlike the Exchange feed, ``trade_id`` is a string and a frame can carry many tr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
@@ -17,6 +18,9 @@ import orjson
 
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.parse import (
+    INT64_MAX,
+    POSITIVE_INT64_DIGITS,
+    SIDE_SPELLINGS,
     check_object,
     decode_object,
     read_decimal,
@@ -31,7 +35,7 @@ from cryptopipe.coinbase.parse import (
     server_error_text,
     shown,
 )
-from cryptopipe.contracts import ContractError, Tick, Trade, parse_time_us
+from cryptopipe.contracts import PLAIN_PRICE, PLAIN_SIZE, ContractError, Tick, Trade, parse_time_us
 
 CHANNELS = ("market_trades", "heartbeats")
 _EVENT_TYPES = frozenset({"snapshot", "update"})
@@ -87,30 +91,84 @@ def _trade(item: dict[str, Any], sequence: int, receive_time_us: int) -> Trade:
     )
 
 
+def _common_trade(item: dict[str, Any], sequence: int, receive_time_us: int) -> Trade | None:
+    """``_trade`` for the shape nearly every trade has (checked in one pass, no reader calls), or None
+    for any other item, which ``_trade`` then reads field by field: the same Trade for what both
+    accept, and the reason for what it refuses. Only ``time`` may raise here, and only when every
+    other field is valid -- where ``_trade`` raises the same error, as it reads ``time`` last."""
+    get = item.get
+    product_id, trade_id, price, size, side, time = (
+        get("product_id"),
+        get("trade_id"),
+        get("price"),
+        get("size"),
+        get("side"),
+        get("time"),
+    )
+    if not (
+        type(product_id) is str
+        and product_id
+        and type(trade_id) is str
+        and type(price) is str
+        and type(size) is str
+        and type(side) is str
+        and type(time) is str
+        and side in SIDE_SPELLINGS
+        and POSITIVE_INT64_DIGITS.fullmatch(trade_id)
+        and PLAIN_PRICE.fullmatch(price)
+        and PLAIN_SIZE.fullmatch(size)
+    ):
+        return None
+    return Trade(
+        product_id,
+        int(trade_id),
+        Decimal(price),
+        Decimal(size),
+        SIDE_SPELLINGS[side],
+        parse_time_us("time", time),
+        receive_time_us,
+        "advanced_trade",
+        "ws",
+        sequence,
+    )
+
+
 def _market_trades(frame: dict[str, Any], receive_time_us: int, products: Sequence[str]) -> FrameResult:
-    sequence = read_int(frame, "sequence_num", 0)
+    # (this runs once per frame: the readers, which word the reason, are called only for a bad value)
+    sequence = frame.get("sequence_num")
+    if type(sequence) is not int or not 0 <= sequence <= INT64_MAX:
+        sequence = read_int(frame, "sequence_num", 0)
+    events = frame.get("events")
+    if type(events) is not list:
+        events = read_list(frame, "events")
     trades: list[Trade] = []
     is_snapshot = False
-    for i, raw_event in enumerate(read_list(frame, "events")):
-        event = check_object(raw_event, f"events[{i}]")
-        try:
-            event_type = read_str(event, "type")
-            if event_type not in _EVENT_TYPES:
-                raise ContractError(f"type must be snapshot or update: {shown(event_type)}")
-            items = read_list(event, "trades")
-        except ContractError as exc:
-            raise ContractError(f"events[{i}].{exc}") from None
+    for i, event in enumerate(events):
+        if type(event) is not dict:
+            check_object(event, f"events[{i}]")
+        event_type, items = event.get("type"), event.get("trades")
+        if type(event_type) is not str or event_type not in _EVENT_TYPES or type(items) is not list:
+            try:
+                event_type = read_str(event, "type")
+                if event_type not in _EVENT_TYPES:
+                    raise ContractError(f"type must be snapshot or update: {shown(event_type)}")
+                items = read_list(event, "trades")
+            except ContractError as exc:
+                raise ContractError(f"events[{i}].{exc}") from None
         is_snapshot = is_snapshot or event_type == "snapshot"
-        for j, raw_item in enumerate(items):
+        for j, item in enumerate(items):
             # One bad trade fails the whole frame, which goes to the dead-letter topic whole:
             # never half-produced, so the DLQ record alone says everything that frame carried.
-            item = check_object(raw_item, f"events[{i}].trades[{j}]")
+            if type(item) is not dict:
+                check_object(item, f"events[{i}].trades[{j}]")
             try:
-                trades.append(_trade(item, sequence, receive_time_us))
+                trade = _common_trade(item, sequence, receive_time_us)
+                trades.append(trade if trade is not None else _trade(item, sequence, receive_time_us))
             except ContractError as exc:
                 raise ContractError(f"events[{i}].trades[{j}].{exc}") from None
     # The feed lists trades newest first; downstream (and gap detection) wants them in trade order.
-    trades.sort(key=_OLDEST_FIRST)
+    if len(trades) > 1:
+        trades.sort(key=_OLDEST_FIRST)
     return FrameResult("market_trades", trades=tuple(trades), is_snapshot=is_snapshot)
 
 
@@ -151,8 +209,9 @@ def _subscriptions(frame: dict[str, Any], receive_time_us: int, products: Sequen
     # events: [{"subscriptions": {"market_trades": ["BTC-USD", "ETH-USD"]}}]; the heartbeats channel
     # is acknowledged as {"heartbeats": ["heartbeats"]}, which is passed on as the server sent it.
     subscribed: dict[str, tuple[str, ...]] = {}
-    for i, raw_event in enumerate(read_list(frame, "events")):
-        event = check_object(raw_event, f"events[{i}]")
+    for i, event in enumerate(read_list(frame, "events")):
+        if type(event) is not dict:  # (the path is formatted only for the error: this runs per frame)
+            check_object(event, f"events[{i}]")
         try:
             channels = read_object(event, "subscriptions")
         except ContractError as exc:

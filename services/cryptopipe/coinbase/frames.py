@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cryptopipe.contracts import Tick, Trade
+from cryptopipe.contracts import Tick, Trade, quick_frozen_init
 
 FEED_URLS = {
     "exchange": "wss://ws-feed.exchange.coinbase.com",
@@ -13,6 +13,7 @@ FEED_URLS = {
 REST_BASE_URL = "https://api.exchange.coinbase.com"
 
 
+@quick_frozen_init  # one per frame
 @dataclasses.dataclass(frozen=True, slots=True)
 class FrameResult:
     """The outcome of parsing one raw frame.
