@@ -10,7 +10,6 @@ Unlike the Exchange feed, ``trade_id`` is a string and a frame can carry many tr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
@@ -20,9 +19,9 @@ from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.parse import (
     INT64_MAX,
     POSITIVE_INT64_DIGITS,
-    SIDE_SPELLINGS,
     check_object,
     decode_object,
+    plain_trade_fields,
     read_decimal,
     read_digits,
     read_int,
@@ -35,7 +34,7 @@ from cryptopipe.coinbase.parse import (
     server_error_text,
     shown,
 )
-from cryptopipe.contracts import PLAIN_PRICE, PLAIN_SIZE, ContractError, Tick, Trade, parse_time_us
+from cryptopipe.contracts import ContractError, Tick, Trade, parse_time_us
 
 CHANNELS = ("market_trades", "heartbeats")
 _EVENT_TYPES = frozenset({"snapshot", "update"})
@@ -96,35 +95,19 @@ def _common_trade(item: dict[str, Any], sequence: int, receive_time_us: int) -> 
     for any other item, which ``_trade`` then reads field by field: the same Trade for what both
     accept, and the reason for what it refuses. Only ``time`` may raise here, and only when every
     other field is valid -- where ``_trade`` raises the same error, as it reads ``time`` last."""
-    get = item.get
-    product_id, trade_id, price, size, side, time = (
-        get("product_id"),
-        get("trade_id"),
-        get("price"),
-        get("size"),
-        get("side"),
-        get("time"),
-    )
-    if not (
-        type(product_id) is str
-        and product_id
-        and type(trade_id) is str
-        and type(price) is str
-        and type(size) is str
-        and type(side) is str
-        and type(time) is str
-        and side in SIDE_SPELLINGS
-        and POSITIVE_INT64_DIGITS.fullmatch(trade_id)
-        and PLAIN_PRICE.fullmatch(price)
-        and PLAIN_SIZE.fullmatch(size)
-    ):
+    trade_id = item.get("trade_id")
+    if type(trade_id) is not str or not POSITIVE_INT64_DIGITS.fullmatch(trade_id):
         return None
+    fields = plain_trade_fields(item)
+    if fields is None:
+        return None
+    product_id, price, size, side, time = fields
     return Trade(
         product_id,
         int(trade_id),
-        Decimal(price),
-        Decimal(size),
-        SIDE_SPELLINGS[side],
+        price,
+        size,
+        side,
         parse_time_us("time", time),
         receive_time_us,
         "advanced_trade",

@@ -16,7 +16,6 @@ parse_exchange_frame.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -24,9 +23,9 @@ import orjson
 from cryptopipe.coinbase.frames import FrameResult
 from cryptopipe.coinbase.parse import (
     INT64_MAX,
-    SIDE_SPELLINGS,
     check_object,
     decode_object,
+    plain_trade_fields,
     read_decimal,
     read_int,
     read_list,
@@ -37,7 +36,7 @@ from cryptopipe.coinbase.parse import (
     server_error_text,
     shown,
 )
-from cryptopipe.contracts import PLAIN_PRICE, PLAIN_SIZE, ContractError, Tick, Trade, parse_time_us
+from cryptopipe.contracts import ContractError, Tick, Trade, parse_time_us
 
 CHANNELS = ("matches", "heartbeat")
 
@@ -91,38 +90,21 @@ def _common_trade(frame: dict[str, Any], receive_time_us: int) -> Trade | None:
     both accept, and the reason for what it refuses. Only ``time`` may raise here, and only when
     every other field is valid -- where ``_trade`` raises the same error (``sequence``, read after
     ``time`` there, is checked before it here)."""
-    get = frame.get
-    product_id, trade_id, price, size, side, time, sequence = (
-        get("product_id"),
-        get("trade_id"),
-        get("price"),
-        get("size"),
-        get("side"),
-        get("time"),
-        get("sequence"),
-    )
+    trade_id, sequence = frame.get("trade_id"), frame.get("sequence")
     if not (
-        type(product_id) is str
-        and product_id
-        and type(trade_id) is int
-        and 1 <= trade_id <= INT64_MAX
-        and type(sequence) is int
-        and 0 <= sequence <= INT64_MAX
-        and type(price) is str
-        and type(size) is str
-        and type(side) is str
-        and type(time) is str
-        and side in SIDE_SPELLINGS
-        and PLAIN_PRICE.fullmatch(price)
-        and PLAIN_SIZE.fullmatch(size)
+        type(trade_id) is int and 1 <= trade_id <= INT64_MAX and type(sequence) is int and 0 <= sequence <= INT64_MAX
     ):
         return None
+    fields = plain_trade_fields(frame)
+    if fields is None:
+        return None
+    product_id, price, size, side, time = fields
     return Trade(
         product_id,
         trade_id,
-        Decimal(price),
-        Decimal(size),
-        SIDE_SPELLINGS[side],
+        price,
+        size,
+        side,
         parse_time_us("time", time),
         receive_time_us,
         "exchange",

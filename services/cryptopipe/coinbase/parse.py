@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cryptopipe.contracts import ContractError, Side, exact_price, exact_size, parse_time_us
+from cryptopipe.contracts import PLAIN_PRICE, PLAIN_SIZE, ContractError, Side, exact_price, exact_size, parse_time_us
 
 _MISSING = object()
 _SHOWN_MAX = 80
@@ -30,6 +30,28 @@ _EXPONENT_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]{1,3}")
 POSITIVE_INT64_DIGITS = re.compile(r"[1-9][0-9]{0,17}")
 # the spellings the feeds use, as read_side reads them
 SIDE_SPELLINGS: dict[str, Side] = {"buy": "buy", "sell": "sell", "BUY": "buy", "SELL": "sell"}
+
+
+def plain_trade_fields(item: dict[str, Any]) -> tuple[str, Decimal, Decimal, Side, str] | None:
+    """The fields both feeds spell alike, for the fast paths: (product_id, price, size, side, time
+    text) when each is in its common shape, else None (the caller then reads the trade field by
+    field). The time is left as text: a caller parses it last, after its own id checks, so that
+    only an otherwise valid trade can fail on it, as with the full readers."""
+    get = item.get
+    product_id, price, size, side, time = get("product_id"), get("price"), get("size"), get("side"), get("time")
+    if not (
+        type(product_id) is str
+        and product_id
+        and type(price) is str
+        and type(size) is str
+        and type(side) is str
+        and type(time) is str
+        and side in SIDE_SPELLINGS
+        and PLAIN_PRICE.fullmatch(price)
+        and PLAIN_SIZE.fullmatch(size)
+    ):
+        return None
+    return product_id, Decimal(price), Decimal(size), SIDE_SPELLINGS[side], time
 
 
 def shown(value: Any) -> str:
