@@ -12,6 +12,7 @@ import pytest
 
 from cryptopipe.coinbase import FrameResult, advtrade, exchange, parse_frame
 from cryptopipe.contracts import _SECOND_CACHE, parse_time_us
+from tests.unit.test_coinbase_frames import MATCH
 
 RECEIVED = 1_790_000_000_000_000
 MISSING = object()
@@ -127,18 +128,7 @@ def _at_frame(**overrides: Any) -> bytes:
 
 
 def _ex_frame(**overrides: Any) -> bytes:
-    frame = {
-        "type": "match",
-        "trade_id": 1052119289,
-        "side": "sell",
-        "size": "0.2",
-        "price": "63514.6",
-        "product_id": "BTC-USD",
-        "sequence": 132235026010,
-        "time": "2026-07-07T22:58:17.164892Z",
-        **overrides,
-    }
-    return orjson.dumps(_without(frame))
+    return orjson.dumps(_without(MATCH | overrides))
 
 
 def _both(raw: bytes, feed: str, monkeypatch: pytest.MonkeyPatch) -> tuple[FrameResult, FrameResult]:
