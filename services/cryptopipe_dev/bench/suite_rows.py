@@ -120,7 +120,7 @@ def freshness(latency: Any) -> list[Figure]:
             met=latency.missing == 0 and latency.expected > 0,
         )
     )
-    cores = getattr(latency, "job_cores", None)
+    cores = latency.job_cores
     if cores is not None:
         # what the freshness costs (no target): a shorter trigger buys fresher candles with batches
         out.append(
