@@ -59,6 +59,8 @@ def test_explicit_ws_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WATCHDOG_S", "0"),
         ("BACKOFF_JITTER", "1.5"),
         ("BACKFILL_MAX_TRADES", "0"),
+        ("GC_GEN0_THRESHOLD", "-1"),
+        ("GC_GEN0_THRESHOLD", "lots"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -66,6 +68,14 @@ def test_bad_values_are_rejected_naming_the_field(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValidationError) as err:
         IngestSettings()
     assert name.lower() in str(err.value)
+
+
+def test_gc_gen0_threshold_from_env_and_zero_meaning_python_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert IngestSettings().gc_gen0_threshold == 20_000, "on by default: the measured best (gc_tuning.py)"
+    monkeypatch.setenv("CRYPTOPIPE_INGEST_GC_GEN0_THRESHOLD", "50000")
+    assert IngestSettings().gc_gen0_threshold == 50_000
+    monkeypatch.setenv("CRYPTOPIPE_INGEST_GC_GEN0_THRESHOLD", "0")
+    assert IngestSettings().gc_gen0_threshold == 0
 
 
 def test_backoff_max_below_initial_is_rejected() -> None:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from cryptopipe import coinbase
 from cryptopipe.http_server import HealthServer
+from cryptopipe.ingest import gc_tuning
 from cryptopipe.ingest.backfill import Backfiller
 from cryptopipe.ingest.feed import FeedConnection, FrameHandler
 from cryptopipe.ingest.kafka_auth_failure import AuthFailureWatch
@@ -41,8 +42,16 @@ STOP_BACKFILL_TIMEOUT_S = 5.0  # a REST fetch in flight; queued gaps are left fo
 
 
 class IngestService:
-    def __init__(self, settings: IngestSettings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: IngestSettings, registry: CollectorRegistry | None = None, *, tune_gc: bool = False
+    ) -> None:
+        """``tune_gc``: apply ``settings.gc_gen0_threshold`` (gc_tuning.py) once the pipeline's objects
+        exist, just before the feed starts, and undo it in stop(). The process's ``run()`` asks for it;
+        off by default because the collector is the interpreter's, shared with whatever else runs in it
+        (tests run services in their own process)."""
         self.settings = settings
+        self._tune_gc = tune_gc
+        self._gc_state: gc_tuning.GcState | None = None
         self.metrics = IngestMetrics(registry)
         self.metrics.declare_products(settings.products)
         for topic in (settings.topic, settings.dlq_topic):  # at 0 from the start: the delivery alert uses increase()
@@ -173,6 +182,8 @@ class IngestService:
             self.backfiller = backfiller
             if self._stop.is_set():
                 return
+            if self._tune_gc:  # start-up is done: what it left alive is frozen, not scanned per trade
+                self._gc_state = gc_tuning.apply(self.settings.gc_gen0_threshold)
             feed.start()
             self.feed = feed
         except Exception:
@@ -270,6 +281,9 @@ class IngestService:
                 clean = False
                 log.error("kafka producer did not flush everything before closing", extra={"error": repr(exc)})
         self._health.stop()
+        if self._gc_state is not None:
+            gc_tuning.restore(self._gc_state)
+            self._gc_state = None
         return clean
 
 
@@ -285,7 +299,7 @@ def run(settings: IngestSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("ingestion starting", extra={"settings": settings.model_dump()})
-    service = IngestService(settings)
+    service = IngestService(settings, tune_gc=True)
     service.start()
     failed = False
     while not stop.wait(0.5):
