@@ -76,21 +76,26 @@ _MAX_EVENT_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 # How far a record's event time may be ahead of its receive time (both in the record, so a replayed
 # batch rejects the same rows); the default of JobSettings.max_clock_skew and of ingestion's.
 DEFAULT_MAX_CLOCK_SKEW_US = 60_000_000
+# A plain decimal; and one that is also exact at the field's scale (at least one digit after a point,
+# at most ``scale`` of them before trailing zeros). A valid row is checked by the exact pattern only:
+# the plain one runs only to tell a too precise value from a malformed one.
 _PLAIN = r"^[0-9]+(\.[0-9]+)?$"
-_EXACT = {name: rf"^[0-9]+(\.[0-9]{{0,{scale}}}0*)?$" for name, scale in (("price", PRICE_SCALE), ("size", SIZE_SCALE))}
-_TYPES = {"price": PRICE_TYPE, "size": SIZE_TYPE}
-# a price or size written as a JSON number: the JSON parser reads it as a double, which may round
-_JSON_NUMBER = r'"(price|size)"\s*:\s*[-+0-9.]'
+_EXACT = {name: rf"^[0-9]+(\.[0-9]{{1,{scale}}}0*)?$" for name, scale in (("price", PRICE_SCALE), ("size", SIZE_SCALE))}
+# A price or size written as a JSON number: the JSON parser reads it as a double, which may round.
+# One pattern per key, each starting with its quoted name: java.util.regex finds a pattern that
+# starts with a literal of 4+ characters with Boyer-Moore, skipping through the record's text; the
+# single pattern "(price|size)"... tried every position (profiled: the costliest check of a row).
+_JSON_NUMBER = tuple(rf'"{name}"\s*:\s*[-+0-9.]' for name in ("price", "size"))
 
 
-def _decimal_problem(name: str) -> Column:
-    """The reject reason of one decimal string field, or null when it is exact and in range."""
+def _decimal_problem(name: str, value: Column) -> Column:
+    """The reject reason of one decimal string field, or null when it is exact and in range.
+    ``value``: the field already try_cast to its type (once per row, shared with the output)."""
     text = F.col(f"r.{name}")
-    value = text.try_cast(_TYPES[name])
     return (
-        F.when(~text.rlike(_PLAIN), F.lit("bad_decimal"))
-        .when(~text.rlike(_EXACT[name]), F.lit("decimal_too_precise"))
-        .when(value.isNull() | (value <= 0), F.lit("decimal_out_of_range"))
+        F.when(text.rlike(_EXACT[name]), F.when(value.isNull() | (value <= 0), F.lit("decimal_out_of_range")))
+        .when(text.rlike(_PLAIN), F.lit("decimal_too_precise"))
+        .otherwise(F.lit("bad_decimal"))
     )
 
 
@@ -107,16 +112,16 @@ def notional_units(price: Column, size: Column, *, checked: bool = True) -> Colu
     return product.cast(NOTIONAL_UNITS_TYPE)
 
 
-def _notional_problem() -> Column:
+def _notional_problem(price: Column, size: Column) -> Column:
     """decimal_out_of_range when price*size of a trade whose price and size fit is not below
     MAX_TRADE_NOTIONAL."""
-    price, size = F.col("r.price").try_cast(PRICE_TYPE), F.col("r.size").try_cast(SIZE_TYPE)
     units = notional_units(price, size, checked=False)
     return F.when(units.isNull() | (units >= F.lit(_MAX_NOTIONAL_UNITS)), F.lit("decimal_out_of_range"))
 
 
 def reject_reason(value_text: Column, max_clock_skew_us: int = DEFAULT_MAX_CLOCK_SKEW_US) -> Column:
-    """Over the parsed struct ``r`` (with the corrupt-record column) and the raw text: why this row
+    """Over the parsed struct ``r`` (with the corrupt-record column), the raw text and ``price_value``
+    / ``size_value`` (``r.price`` and ``r.size`` try_cast to their types, once per row): why this row
     cannot become a record, or null. Never an error: ANSI mode would turn one bad cast into a batch
     that fails on every restart, so nothing here may throw (hence try_subtract below)."""
     r = F.col("r")
@@ -138,8 +143,15 @@ def reject_reason(value_text: Column, max_clock_skew_us: int = DEFAULT_MAX_CLOCK
             F.col("r.receive_time_us") < F.try_subtract(event_time, F.lit(max_clock_skew_us)),
             F.lit("event_time_ahead_of_receipt"),
         )
-        .when(is_trade & value_text.rlike(_JSON_NUMBER), F.lit("bad_decimal"))
-        .when(is_trade, F.coalesce(_decimal_problem("price"), _decimal_problem("size"), _notional_problem()))
+        .when(is_trade & (value_text.rlike(_JSON_NUMBER[0]) | value_text.rlike(_JSON_NUMBER[1])), F.lit("bad_decimal"))
+        .when(
+            is_trade,
+            F.coalesce(
+                _decimal_problem("price", F.col("price_value")),
+                _decimal_problem("size", F.col("size_value")),
+                _notional_problem(F.col("price_value"), F.col("size_value")),
+            ),
+        )
     )
 
 
@@ -150,28 +162,36 @@ def parse_records(kafka_rows: DataFrame, max_clock_skew_us: int = DEFAULT_MAX_CL
     is_trade, dedupe_id. A row that does not fit the contract is dropped here and counted by
     reason (``REJECT_REASONS``) in the observed metric ``rejected_rows``, which Spark reports with
     the batch's progress (so a batch re-run after a crash is counted once, when it commits).
-    Decimals are cast only once they are known to fit: never rounded, never an ANSI error.
+    Each decimal is try_cast once (null when it does not fit, never an ANSI error) and kept only
+    when the checks found its text exact and in range: never rounded.
     """
     schema = record_schema().add(_CORRUPT, T.StringType())
     text = F.col("value").cast("string")
     parsed = kafka_rows.select(
         text.alias("text"),
         F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}).alias("r"),
+    ).select(
+        "text",
+        "r",
+        F.col("r.price").try_cast(PRICE_TYPE).alias("price_value"),
+        F.col("r.size").try_cast(SIZE_TYPE).alias("size_value"),
     )
-    checked = parsed.select(F.col("r"), reject_reason(F.col("text"), max_clock_skew_us).alias("reason")).observe(
+    checked = parsed.select(
+        F.col("r"), "price_value", "size_value", reject_reason(F.col("text"), max_clock_skew_us).alias("reason")
+    ).observe(
         REJECTED_METRIC, *[F.count_if(F.col("reason") == F.lit(r)).alias(r) for r in REJECT_REASONS]
     )
     is_trade = F.col("kind") == F.lit("trade")
     return (
         checked.where(F.col("reason").isNull())
-        .select("r.*")
+        .select("r.*", "price_value", "size_value")
         .select(
             F.col("kind"),
             F.col("product_id"),
             F.col("trade_id"),
             # exact and in range (checked above); ticks carry no price
-            F.col("price").try_cast(PRICE_TYPE).alias("price"),
-            F.col("size").try_cast(SIZE_TYPE).alias("size"),
+            F.col("price_value").alias("price"),
+            F.col("size_value").alias("size"),
             F.timestamp_micros(F.col("event_time_us")).alias("event_time"),
             is_trade.alias("is_trade"),
             # trades are unique by (product, trade_id); ticks by (product, time)

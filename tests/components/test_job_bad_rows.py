@@ -59,6 +59,8 @@ BAD_RECORDS: list[tuple[str, bytes | None]] = [
     # a JSON number: the JSON parser reads it as a double, which can round
     ("bad_decimal", raw_trade(110, price=1e30)),
     ("bad_decimal", raw_trade(111, price=100.5)),
+    ("bad_decimal", raw_trade(122, price="100.")),  # a point with no digit after it: not plain
+    ("bad_decimal", raw_trade(123, size=2.5)),  # the size a JSON number, as the price above
     ("decimal_too_precise", raw_trade(112, price="100.1234567890123")),  # 13 decimals: prices keep 12
     ("decimal_too_precise", raw_trade(117, size="1.123456789")),  # 9 decimals: sizes keep 8
     ("decimal_out_of_range", raw_trade(113, price="12345678901")),
