@@ -178,9 +178,7 @@ def parse_records(kafka_rows: DataFrame, max_clock_skew_us: int = DEFAULT_MAX_CL
     )
     checked = parsed.select(
         F.col("r"), "price_value", "size_value", reject_reason(F.col("text"), max_clock_skew_us).alias("reason")
-    ).observe(
-        REJECTED_METRIC, *[F.count_if(F.col("reason") == F.lit(r)).alias(r) for r in REJECT_REASONS]
-    )
+    ).observe(REJECTED_METRIC, *[F.count_if(F.col("reason") == F.lit(r)).alias(r) for r in REJECT_REASONS])
     is_trade = F.col("kind") == F.lit("trade")
     return (
         checked.where(F.col("reason").isNull())
