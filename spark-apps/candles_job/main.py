@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 
 from candles_job.generation import start_generation
 from candles_job.pacing import pacing
-from candles_job.progress import JobProgress, ProgressListener
+from candles_job.progress import JobProgress, add_progress_listener
 from candles_job.settings import JobSettings, parse_args, spark_duration
 from candles_job.sink import make_batch_writer, offset_log_watermark_ms
 from candles_job.transforms import candles
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = JobProgress(settings.progress_file)
     if settings.metrics_port is not None:
         progress.serve(settings.metrics_port)
-    spark.streams.addListener(ProgressListener(progress))
+    add_progress_listener(spark, progress)
     if settings.checkpoint_direct_writes:
         use_direct_checkpoint_writes(spark, settings.checkpoint_location(settings.windows[0]))
     try:

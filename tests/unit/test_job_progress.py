@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from prometheus_client import generate_latest
 
-from candles_job.progress import JobProgress, kafka_lag
+from candles_job.progress import JobProgress, ProgressForwarder, kafka_lag
 from cryptopipe_dev.stack.prometheus import promtool
 
 TOPIC = "cryptopipe.trades"
@@ -91,3 +92,26 @@ def test_rejected_rows_are_counted_by_reason_from_the_observed_metrics() -> None
     # every reason exists from the first batch on, so increase() sees its first rejection
     assert sample(progress, "cryptopipe_job_rejected_rows_total", window="1m", reason="decimal_too_precise") == 0
     assert progress.snapshot()["queries"]["1m"]["rejected_rows"]["bad_decimal"] == 4
+
+
+class _JavaProgressEvent:
+    """What the JVM hands the forwarder over py4j: an event whose progress() renders Spark's JSON."""
+
+    def __init__(self, progress: dict) -> None:
+        self._json = json.dumps(progress)
+
+    def progress(self):
+        return self
+
+    def json(self) -> str:
+        return self._json
+
+
+def test_the_forwarder_hands_on_sparks_json() -> None:
+    progress = JobProgress()
+    forwarder = ProgressForwarder(progress)
+    event = progress_event(0, watermark="1970-01-01T00:00:00.000Z", end={"0": 5, "1": 5}, latest={"0": 9, "1": 5})
+    forwarder.onQueryProgress(_JavaProgressEvent(event))
+    forwarder.onQueryProgress(_JavaProgressEvent(event | {"batchId": 1}))
+    assert sample(progress, "cryptopipe_job_kafka_lag_records") == 4
+    assert sample(progress, "cryptopipe_job_input_rows_total") == 20
