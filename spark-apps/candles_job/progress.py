@@ -205,7 +205,8 @@ def _empty() -> dict:
     }
 
 
-# Spark's Java interface for a listener written in Python, and the JVM listener that calls one.
+# Spark's Java interface for a listener written in Python (the JVM's PythonStreamingQueryListenerWrapper
+# calls one, in the same package).
 _PYTHON_LISTENER = "org.apache.spark.sql.streaming.PythonStreamingQueryListener"
 
 

@@ -132,25 +132,18 @@ def hot_path_run(
     feed: Feed = "exchange",
     topic_config: Mapping[str, str] | None = None,
     producer_kind: str = "kafka-python",
-    gc_gen0_threshold: int | None = None,
 ) -> Run:
     """FrameHandler.handle -> RecordProducer on this thread, as FeedConnection._read calls it;
     ``producer_kind``: the settings' ``producer`` (kafka-python or confluent).
 
     It stands for the service's process, so it runs with the service's garbage-collector settings
-    (gc_tuning.apply, as the service applies them before its feed starts; ``gc_gen0_threshold``
-    overrides the setting's default, 0 = Python's defaults), restored afterwards whatever happens:
+    (gc_tuning.apply with the settings' gc_gen0_threshold, as the service applies them before its
+    feed starts), restored afterwards whatever happens:
     the runs after it (the bare clients) get Python's defaults, as a user with no tuning would."""
     broker.create_topic(topic, PARTITIONS, config=topic_config)
     broker.create_topic(topic + ".dlq", 1)
-    gc_override = {} if gc_gen0_threshold is None else {"gc_gen0_threshold": gc_gen0_threshold}
     settings = IngestSettings(
-        kafka_bootstrap=broker.bootstrap,
-        topic=topic,
-        dlq_topic=topic + ".dlq",
-        feed=feed,
-        producer=producer_kind,
-        **gc_override,  # type: ignore[arg-type]
+        kafka_bootstrap=broker.bootstrap, topic=topic, dlq_topic=topic + ".dlq", feed=feed, producer=producer_kind
     )
     metrics = IngestMetrics()
     producer = make_producer(settings, metrics)
