@@ -37,7 +37,6 @@ DEV_ONLY = {
     "duckdb",
     "boto3",
     "botocore",
-    "websockets",
     "zstandard",
     "mplfinance",
     "matplotlib",
@@ -65,7 +64,7 @@ ALL_DOCKERFILES = sorted(p.name for p in DOCKER.glob("*.Dockerfile"))
 DEV_IMAGES = {
     "dev-replay.Dockerfile": (
         {"services/cryptopipe_dev/__init__.py", "services/cryptopipe_dev/replay"},
-        {"websockets", "zstandard"},
+        {"zstandard"},
     ),
 }
 

@@ -39,6 +39,7 @@ from cryptopipe.ingest.clock import ahead_of_receipt
 from cryptopipe.ingest.metrics import IngestMetrics
 from cryptopipe.ingest.producer import RecordProducer
 from cryptopipe.ingest.settings import IngestSettings
+from cryptopipe.ingest.ws_reader import MessageReader
 
 log = logging.getLogger(__name__)
 
@@ -325,10 +326,14 @@ class FeedConnection:
         subscribed = False
         last_frame = monotonic()
         ws.settimeout(self._poll_s)
+        if ws.sock is None:  # closed before the first read (websocket-client drops it on close)
+            return "connection_closed", False
+        # from here on the socket is read in large chunks (ws_reader.py); websocket-client only sends
+        read = MessageReader(ws.sock).read
         while not stop.is_set():
             try:
-                opcode, data = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
+                messages = read()
+            except TimeoutError:
                 now = monotonic()
                 if not subscribed and now > subscribe_deadline:
                     return "subscribe_timeout", False
@@ -336,20 +341,27 @@ class FeedConnection:
                     log.warning("no frame within the watchdog period", extra={"watchdog_s": watchdog_s})
                     return "watchdog", subscribed
                 continue
-            if opcode not in _DATA_OPCODES:
-                if opcode == ABNF.OPCODE_CLOSE:
-                    return "server_closed", subscribed
-                continue
+            if not messages:
+                continue  # part of a frame
             last_frame = monotonic()
-            result = handle(data, time_ns() // 1000)
-            if not subscribed:
-                if result.subscribed is not None:
-                    subscribed = self.subscribed = True
-                    self._metrics.set_connection_state("subscribed")
-                    acked = {p for products in result.subscribed.values() for p in products}
-                    log.info("feed subscribed", extra={"channels": {k: list(v) for k, v in result.subscribed.items()}})
-                    if missing := sorted(set(s.products) - acked):
-                        log.warning("subscription acknowledged without some products", extra={"missing": missing})
-                elif last_frame > subscribe_deadline:
-                    return "subscribe_timeout", False
+            # every message of one read arrived together: one receive time for them all
+            received_us = time_ns() // 1000
+            for opcode, data in messages:
+                if opcode not in _DATA_OPCODES:
+                    if opcode == ABNF.OPCODE_CLOSE:
+                        return "server_closed", subscribed
+                    continue
+                result = handle(data, received_us)
+                if not subscribed:
+                    if result.subscribed is not None:
+                        subscribed = self.subscribed = True
+                        self._metrics.set_connection_state("subscribed")
+                        acked = {p for products in result.subscribed.values() for p in products}
+                        log.info(
+                            "feed subscribed", extra={"channels": {k: list(v) for k, v in result.subscribed.items()}}
+                        )
+                        if missing := sorted(set(s.products) - acked):
+                            log.warning("subscription acknowledged without some products", extra={"missing": missing})
+                    elif last_frame > subscribe_deadline:
+                        return "subscribe_timeout", False
         return "stopped", subscribed

@@ -86,7 +86,7 @@ HOW = {
     BARE_C: "confluent-kafka Producer.produce of the same bytes, poll every 1,000 records, in-process",
     PROJECT_HOT_EXCHANGE: "as (a'), on synthetic Exchange frames",
     PROJECT_HOT_EXCHANGE_C: "same, producer: confluent",
-    WS_RECEIVE: "the ingestion's websocket-client recv loop alone, no parse, no Kafka (the feed's ceiling)",
+    WS_RECEIVE: "the ingestion's WebSocket reader alone (ws_reader.py), no parse, no Kafka (the feed's ceiling)",
 }
 PRODUCER_KINDS = ("kafka-python", "confluent")
 LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}

@@ -1,6 +1,6 @@
-"""The ingestion's WebSocket receive alone: websocket-client connected as the service connects
-(``skip_utf8_validation``, the same subscribe frames), ``recv_data()`` in a loop, nothing done with
-the frames. Run as a process by peers.py to measure what the service's receive costs per frame and
+"""The ingestion's WebSocket receive alone: connected as the service connects (websocket-client,
+``skip_utf8_validation``, the same subscribe frames), then read as the service reads (its
+``MessageReader``, ingest/ws_reader.py) in a loop, nothing done with the frames. Run as a process by peers.py to measure what the service's receive costs per frame and
 how fast the replay server can feed one client (the feed's ceiling for the WebSocket sides).
 
 Prints one JSON line: frames, wall_s and cpu_s (this process) from the first frame to the last.
@@ -15,6 +15,7 @@ import time
 import websocket
 
 from cryptopipe import coinbase
+from cryptopipe.ingest.ws_reader import MessageReader
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,16 +27,16 @@ def main(argv: list[str] | None = None) -> None:
     ws = websocket.create_connection(args.url, timeout=120, skip_utf8_validation=True)
     for frame in coinbase.subscribe_frames("advanced_trade", args.products.split(",")):
         ws.send(frame)
-    recv = ws.recv_data
+    read = MessageReader(ws.sock).read
     seen = 0
     began = cpu0 = 0.0
     while seen < args.frames:
-        _, data = recv()
-        if b'"channel":"subscriptions"' in data[:40]:
-            continue  # the acks come before the gated stream starts
-        if seen == 0:
-            began, cpu0 = time.perf_counter(), time.process_time()
-        seen += 1
+        for _, data in read():
+            if b'"channel":"subscriptions"' in data[:40]:
+                continue  # the acks come before the gated stream starts
+            if seen == 0:
+                began, cpu0 = time.perf_counter(), time.process_time()
+            seen += 1
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu0
     ws.close()
     print(json.dumps({"frames": seen, "wall_s": wall, "cpu_s": cpu}), flush=True)
