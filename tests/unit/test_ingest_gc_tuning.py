@@ -9,13 +9,16 @@ import pytest
 
 from cryptopipe.ingest import gc_tuning
 
+# CPython's own thresholds (gc.get_threshold() of a fresh interpreter): each test starts from them
+PYTHON_DEFAULT_THRESHOLDS = (700, 10, 10)
+
 
 @pytest.fixture(autouse=True)
 def python_defaults() -> Iterator[None]:
     """Every test starts from Python's defaults and leaves them, whatever it asserted."""
     before = gc.get_threshold()
     gc.unfreeze()
-    gc.set_threshold(*gc_tuning.PYTHON_DEFAULT_THRESHOLDS)
+    gc.set_threshold(*PYTHON_DEFAULT_THRESHOLDS)
     try:
         yield
     finally:

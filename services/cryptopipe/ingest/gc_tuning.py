@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 
-PYTHON_DEFAULT_THRESHOLDS = (700, 10, 10)
-
 
 @dataclasses.dataclass(frozen=True)
 class GcState:
