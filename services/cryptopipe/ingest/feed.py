@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 ParseFrame = Callable[..., FrameResult]  # parse_frame(raw, feed, receive_time_us, products)
 _by_product_and_id = attrgetter("product_id", "trade_id")
-_DATA_OPCODES = (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY)
 MAX_OLDER_TRADES = 10_000
 PRODUCE_ERROR_LOG_INTERVAL_S = 10.0
 
@@ -347,10 +346,8 @@ class FeedConnection:
             # every message of one read arrived together: one receive time for them all
             received_us = time_ns() // 1000
             for opcode, data in messages:
-                if opcode not in _DATA_OPCODES:
-                    if opcode == ABNF.OPCODE_CLOSE:
-                        return "server_closed", subscribed
-                    continue
+                if opcode == ABNF.OPCODE_CLOSE:  # the reader returns data messages and the close only
+                    return "server_closed", subscribed
                 result = handle(data, received_us)
                 if not subscribed:
                     if result.subscribed is not None:

@@ -1,7 +1,8 @@
 """The ingestion's WebSocket receive alone: connected as the service connects (websocket-client,
 ``skip_utf8_validation``, the same subscribe frames), then read as the service reads (its
-``MessageReader``, ingest/ws_reader.py) in a loop, nothing done with the frames. Run as a process by peers.py to measure what the service's receive costs per frame and
-how fast the replay server can feed one client (the feed's ceiling for the WebSocket sides).
+``MessageReader``, ingest/ws_reader.py) in a loop, nothing done with the frames. Run as a process
+by peers.py to measure what the service's receive costs per frame and how fast the replay server
+can feed one client (the feed's ceiling for the WebSocket sides).
 
 Prints one JSON line: frames, wall_s and cpu_s (this process) from the first frame to the last.
 """
