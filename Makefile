@@ -36,7 +36,7 @@ bench: ## everything side by side, one table + PNG chart (~20 min, scaled; needs
 	$(PY) -m cryptopipe_dev.bench.suite --json bench-report.json $(BENCH_ARGS)
 
 .PHONY: bench-full bench-freshness bench-targets
-bench-full: ## the same at the issue's full sizes (~1.5 h: 200k trades, a day of backlog, 30x50 lake, 25 min live)
+bench-full: ## the same at the issue's full sizes (~35 min: 200k trades, a day of backlog, 30x50 lake, 25 min live)
 	$(PY) -m cryptopipe_dev.bench.suite --full --json bench-report-full.json $(BENCH_ARGS)
 
 bench-freshness: ## candle freshness alone at the shipped defaults, 25 min of live-rate feed (+ footprint)

@@ -16,7 +16,7 @@ Parts, each alone on the machine in turn (a part that fails is a row saying so; 
 
 Scale: the defaults fit ~20 minutes on the 2-core machine (docs/benchmarks.md says what each
 part's size is); ``--full`` runs the issue's full sizes (200k trades, a day of backlog, 30 days x
-50 products, 25 minutes of live feed: about an hour and a half). ``--only`` runs some parts.
+50 products, 25 minutes of live feed: about 35 minutes, measured). ``--only`` runs some parts.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--full", action="store_true", help="the issue's full sizes (about 1.5 h; default: ~20 min)")
+    p.add_argument("--full", action="store_true", help="the issue's full sizes (about 35 min; default: ~20 min)")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts (default all: {','.join(PARTS)})")
     p.add_argument("--trades", type=int, help="ingestion: trades per side (default 50000; --full 200000)")
     p.add_argument("--freshness-seconds", type=float, help="live feed length, s (default 330; --full 1500)")
