@@ -126,7 +126,7 @@ def test_a_burst_of_200k_trades_gets_a_delivery_report_for_every_record(kafka: A
     """The hot path (FrameHandler -> Releaser -> ConfluentProducer) fed 200k trades as fast as it
     parses them, as a backlog or a long backfill would: every record gets its delivery report, so
     every trade is counted and released. With librdkafka's default local queue (100,000 messages)
-    the reports of the last ~40-50 % never came (5 runs of 5), although every record was in the
+    the reports of the last ~40-50 % never came (14 runs of 14), although every record was in the
     topic and flush() returned 0: the acknowledged counts, the resume points and the release order
     all stopped moving (make bench-full, 2026-12-07)."""
     from cryptopipe import coinbase

@@ -46,10 +46,11 @@ MAX_BLOCK_S = 10.0
 # librdkafka's local queue, in records (its default: 100,000). With the default, a burst of 200k
 # trades through the hot path left tens of thousands of records in flight and the delivery reports
 # of the last ~40-50 % never came, though every record reached the topic and flush() returned 0
-# (5 runs of 5; confluent-kafka 2.16.1, librdkafka 2.16.0; the cause inside them not found). With
-# 20,000 none was missing (3 of 3; tests/components/test_ingest_confluent_producer.py): a full
-# queue makes produce() wait for the poll thread instead. 20,000 records of ~300 bytes are ~6 MB,
-# ~0.4 s of the hot path at full speed: enough to keep batches full.
+# (14 runs of 14, both feeds; confluent-kafka 2.16.1, librdkafka 2.16.0; the cause inside them
+# not found). With 20,000 none was missing (8 runs of 8, tests/components/
+# test_ingest_confluent_producer.py among them): a full queue makes produce() wait for the poll
+# thread instead. 20,000 records of ~300 bytes are ~6 MB, ~0.3 s of the hot path at full speed:
+# enough to keep batches full (its trades per CPU-second were unchanged, docs/benchmarks.md).
 QUEUE_MAX_RECORDS = 20_000
 
 
