@@ -129,10 +129,8 @@ def test_a_burst_of_200k_trades_gets_a_delivery_report_for_every_record(kafka: A
     the reports of the last ~40-50 % never came (14 runs of 14), although every record was in the
     topic and flush() returned 0: the acknowledged counts, the resume points and the release order
     all stopped moving (make bench-full, 2026-12-07)."""
-    from cryptopipe import coinbase
-    from cryptopipe.ingest.backfill import Backfiller
-    from cryptopipe.ingest.feed import FrameHandler
     from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
+    from tests.components.test_ingest_throughput import feed_hot_path
 
     topic = f"confluent-burst-{int(time.time() * 1000) % 1_000_000}"
     kafka.create_topic(topic, 2)
@@ -144,15 +142,7 @@ def test_a_burst_of_200k_trades_gets_a_delivery_report_for_every_record(kafka: A
     metrics = IngestMetrics()
     producer = make_producer(settings, metrics)
     producer.wait_for_topics()
-    backfiller = Backfiller(settings, producer, metrics, coinbase.fetch_trades_range)
-    handle = FrameHandler(settings, producer, backfiller, metrics, coinbase.GapTracker(), coinbase.parse_frame).handle
-    received_us = time.time_ns() // 1000  # the synthetic market is in the past: a backlog
-    try:
-        for frame in frames:
-            handle(frame, received_us)
-        producer.close(60)
-    finally:
-        backfiller.stop(1)
+    backfiller = feed_hot_path(settings, producer, metrics, frames, close_timeout_s=60)
     trades, ticks = sum(metrics.hot.trades.values()), sum(metrics.hot.ticks.values())
     in_topic = sum(end for _partition, end in _end_offsets(kafka, topic).items())
     assert trades > 190_000 and not metrics.hot.duplicates and backfiller.missing_count() == 0
