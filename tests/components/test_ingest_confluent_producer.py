@@ -130,6 +130,7 @@ def test_a_burst_of_200k_trades_gets_a_delivery_report_for_every_record(kafka: A
     topic and flush() returned 0: the acknowledged counts, the resume points and the release order
     all stopped moving (make bench-full, 2026-12-07)."""
     from cryptopipe_dev.replay import SyntheticConfig, synthetic_frames
+    from tests.components.test_ingest_process import end_offsets
     from tests.components.test_ingest_throughput import feed_hot_path
 
     topic = f"confluent-burst-{int(time.time() * 1000) % 1_000_000}"
@@ -144,18 +145,7 @@ def test_a_burst_of_200k_trades_gets_a_delivery_report_for_every_record(kafka: A
     producer.wait_for_topics()
     backfiller = feed_hot_path(settings, producer, metrics, frames, close_timeout_s=60)
     trades, ticks = sum(metrics.hot.trades.values()), sum(metrics.hot.ticks.values())
-    in_topic = sum(end for _partition, end in _end_offsets(kafka, topic).items())
+    in_topic = end_offsets(kafka.bootstrap, topic)
     assert trades > 190_000 and not metrics.hot.duplicates and backfiller.missing_count() == 0
     assert not metrics.registry.get_sample_value("cryptopipe_ingest_delivery_errors_total", {"topic": topic})
     assert trades + ticks == in_topic, f"{in_topic} records in the topic, {trades + ticks} delivery reports"
-
-
-def _end_offsets(kafka: Any, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: end for tp, end in consumer.end_offsets(partitions).items()}
-    finally:
-        consumer.close()
